@@ -1,0 +1,109 @@
+//! Configuration: flags, then `ROOKERY_*` environment variables, then these defaults.
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+
+/// Which io driver each core's runtime uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DriverChoice {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    /// io_uring; fail to start when unavailable.
+    Uring,
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, text otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "rookery", version, about = "Realtime room server")]
+pub struct Config {
+    /// Address every core accepts on (SO_REUSEPORT). Port 0 picks a free port.
+    #[arg(long, env = "ROOKERY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Number of cores (one runtime thread each). Default: all available cores.
+    #[arg(long, env = "ROOKERY_CORES")]
+    pub cores: Option<usize>,
+
+    /// io driver.
+    #[arg(long, env = "ROOKERY_DRIVER", value_enum, default_value_t = DriverChoice::Auto)]
+    pub driver: DriverChoice,
+
+    /// Largest accepted WebSocket message (and frame), in bytes; larger closes with 1009.
+    #[arg(long, env = "ROOKERY_MAX_MESSAGE_SIZE", default_value_t = 64 * 1024)]
+    pub max_message_size: usize,
+
+    /// Server ping interval in milliseconds.
+    #[arg(long, env = "ROOKERY_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+
+    /// A connection silent for this many ping intervals is closed.
+    #[arg(long, env = "ROOKERY_PING_MISSED", default_value_t = 2)]
+    pub ping_missed: u32,
+
+    /// Bound on a connection's unsent outbound bytes; past it the connection is closed with
+    /// 1008 (slow consumer).
+    #[arg(long, env = "ROOKERY_MAX_OUTBOUND_BYTES", default_value_t = 1 << 20)]
+    pub max_outbound_bytes: usize,
+
+    /// Milliseconds a closing connection gets to finish the close handshake before its
+    /// socket is shut down.
+    #[arg(long, env = "ROOKERY_CLOSE_GRACE_MS", default_value_t = 2_000)]
+    pub close_grace_ms: u64,
+
+    /// Milliseconds a new socket gets to send a complete HTTP request head.
+    #[arg(long, env = "ROOKERY_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+
+    /// Capacity (messages) of each bounded cross-core channel.
+    #[arg(long, env = "ROOKERY_CHANNEL_CAPACITY", default_value_t = 4096)]
+    pub channel_capacity: usize,
+
+    /// Log format.
+    #[arg(long, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Defaults, listening on `127.0.0.1:0`: what tests and embedders start from.
+    pub fn local() -> Config {
+        Config::parse_from(["rookery", "--listen", "127.0.0.1:0"])
+    }
+
+    /// The number of cores to run, at least 1.
+    pub fn core_count(&self) -> usize {
+        self.cores
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_docs() {
+        let c = Config::parse_from(["rookery"]);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.ping_interval_ms, 25_000);
+        assert_eq!(c.ping_missed, 2);
+        assert_eq!(c.max_message_size, 65_536);
+    }
+
+    #[test]
+    fn flags_override() {
+        let c = Config::parse_from(["rookery", "--cores", "3", "--driver", "epoll"]);
+        assert_eq!(c.core_count(), 3);
+        assert_eq!(c.driver, DriverChoice::Epoll);
+    }
+}

@@ -1,0 +1,268 @@
+//! The `pact` dialect (seed 000 plus the native extensions of SPEC §2): decoding client
+//! frames into [`PactRequest`]s and encoding events into complete WebSocket frames.
+
+use crate::engine::subscriptions::Topic;
+use crate::engine::PactRequest;
+use crate::frame;
+use bytes::Bytes;
+use rookery_protocol::pact::{codes, types, ErrorData};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::str::FromStr;
+
+/// Longest accepted subscription topic, poll id, answer or counter id, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// A decoded client frame.
+#[derive(Debug, PartialEq)]
+pub enum Inbound {
+    /// Goes to the room owner.
+    Request {
+        reference: Option<Value>,
+        request: PactRequest,
+    },
+    /// `{"type":"close"}`: the client asks the server to close its socket.
+    Close,
+    /// Answer to the server's `ping`; liveness only.
+    Pong,
+}
+
+/// Why a frame was refused; sent back as an `error` frame, the connection stays open.
+#[derive(Debug, PartialEq)]
+pub struct DecodeError {
+    pub reference: Option<Value>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(reference: &Option<Value>, code: &'static str, message: impl Into<String>) -> Self {
+        DecodeError {
+            reference: reference.clone(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error frame for this refusal.
+    pub fn frame(&self) -> Bytes {
+        error(self.reference.as_ref(), self.code, &self.message)
+    }
+}
+
+/// Decodes one text frame. `text` is scratch space: simd-json parses in place.
+pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
+    let none = None;
+    let value: Value = simd_json::serde::from_slice(text)
+        .map_err(|e| DecodeError::new(&none, codes::INVALID_JSON, format!("invalid JSON: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(DecodeError::new(
+            &none,
+            codes::INVALID_JSON,
+            "a message must be a JSON object",
+        ));
+    };
+    let reference = object.remove("ref");
+    if let Some(r) = &reference {
+        if !(r.is_string() || r.is_number()) {
+            return Err(DecodeError::new(
+                &None,
+                codes::INVALID_DATA,
+                "ref must be a string or a number",
+            ));
+        }
+    }
+    let kind = match object.remove("type") {
+        Some(Value::String(kind)) => kind,
+        _ => {
+            return Err(DecodeError::new(
+                &reference,
+                codes::INVALID_JSON,
+                "a message needs a string \"type\"",
+            ))
+        }
+    };
+    let data = object.remove("data").unwrap_or(Value::Null);
+    let request = match kind.as_str() {
+        types::CLOSE => return Ok(Inbound::Close),
+        types::PONG => return Ok(Inbound::Pong),
+        types::PING => PactRequest::Ping,
+        types::PROFILE => PactRequest::Profile,
+        types::LOGIN => match data {
+            Value::Null => PactRequest::Login(Map::new()),
+            Value::Object(props) => PactRequest::Login(props),
+            _ => return Err(invalid(&reference, "login data must be an object")),
+        },
+        types::SUBSCRIBE | types::UNSUBSCRIBE => {
+            let topic = match &data {
+                Value::String(t) if !t.is_empty() && t.len() <= MAX_NAME_LEN => Topic::parse(t),
+                _ => {
+                    return Err(invalid(
+                        &reference,
+                        "subscribe data must be a non-empty string \"type\" or \"type:id\"",
+                    ))
+                }
+            };
+            if kind == types::SUBSCRIBE {
+                PactRequest::Subscribe(topic)
+            } else {
+                PactRequest::Unsubscribe(topic)
+            }
+        }
+        types::CHAT => PactRequest::Chat(data),
+        types::POLL | types::EPHEMERAL_POLL => {
+            let Value::Object(vote) = data else {
+                return Err(invalid(&reference, "poll data must be {id, answer}"));
+            };
+            let poll = name(vote.get("id"))
+                .ok_or_else(|| invalid(&reference, "poll id must be a non-empty string"))?;
+            let answer = name(vote.get("answer")).ok_or_else(|| {
+                invalid(&reference, "poll answer must be a non-empty string or number")
+            })?;
+            PactRequest::Vote {
+                ephemeral: kind == types::EPHEMERAL_POLL,
+                poll,
+                answer,
+            }
+        }
+        types::COUNTER => {
+            let (counter, delta) = match &data {
+                Value::Null => ("default".to_owned(), Decimal::ONE),
+                Value::Object(change) => {
+                    let counter = match change.get("id") {
+                        None | Some(Value::Null) => "default".to_owned(),
+                        Some(Value::String(s)) if s.is_empty() => "default".to_owned(),
+                        id => name(id).ok_or_else(|| {
+                            invalid(&reference, "counter id must be a string")
+                        })?,
+                    };
+                    let delta = match change.get("value") {
+                        None | Some(Value::Null) => Decimal::ONE,
+                        Some(value) => decimal(value).ok_or_else(|| {
+                            invalid(&reference, "counter value must be a number or numeric string")
+                        })?,
+                    };
+                    (counter, delta)
+                }
+                _ => return Err(invalid(&reference, "counter data must be {id?, value?}")),
+            };
+            PactRequest::Counter { counter, delta }
+        }
+        types::CONFIG => PactRequest::Config(match data {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }),
+        types::BROADCAST => {
+            let Value::Object(mut b) = data else {
+                return Err(invalid(&reference, "broadcast data must be {type, data, to?}"));
+            };
+            let Some(Value::String(kind)) = b.remove("type") else {
+                return Err(invalid(&reference, "broadcast needs a string type"));
+            };
+            let to = match b.remove("to") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(to)) => Some(to),
+                _ => return Err(invalid(&reference, "broadcast to must be a string")),
+            };
+            PactRequest::Broadcast {
+                to,
+                kind,
+                data: b.remove("data").unwrap_or(Value::Null),
+            }
+        }
+        other => {
+            let mut shown = other.to_owned();
+            shown.truncate(64);
+            return Err(DecodeError::new(
+                &reference,
+                codes::UNKNOWN_TYPE,
+                format!("unknown message type {shown:?}"),
+            ));
+        }
+    };
+    Ok(Inbound::Request { reference, request })
+}
+
+fn invalid(reference: &Option<Value>, message: &str) -> DecodeError {
+    DecodeError::new(reference, codes::INVALID_DATA, message)
+}
+
+/// A poll id, answer or counter id: a non-empty string, or a number or bool as its text.
+fn name(value: Option<&Value>) -> Option<String> {
+    let text = match value? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    (!text.is_empty() && text.len() <= MAX_NAME_LEN).then_some(text)
+}
+
+/// An exact decimal from a JSON number or a numeric string.
+fn decimal(value: &Value) -> Option<Decimal> {
+    let text = match value {
+        // f64's Display is the shortest text that round-trips, so 17.75 stays 17.75.
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .ok()
+}
+
+/// A decimal as a JSON number, written exactly (no binary floating point on the way).
+pub fn decimal_number(value: Decimal) -> Box<RawValue> {
+    RawValue::from_string(value.normalize().to_string()).expect("a decimal is a JSON number")
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize + ?Sized> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a T>,
+}
+
+/// `{"type": kind, "ref"?: reference, "data": data}` as a complete text frame.
+pub fn encode<T: Serialize + ?Sized>(kind: &str, reference: Option<&Value>, data: &T) -> Bytes {
+    let payload = serde_json::to_vec(&Envelope {
+        kind,
+        reference,
+        data: Some(data),
+    })
+    .expect("event data serializes");
+    frame::text(&payload)
+}
+
+/// `{"type":"ok","ref":..}`: the request was applied.
+pub fn ok(reference: &Value) -> Bytes {
+    let payload = serde_json::to_vec(&Envelope::<()> {
+        kind: types::OK,
+        reference: Some(reference),
+        data: None,
+    })
+    .expect("ok serializes");
+    frame::text(&payload)
+}
+
+/// `{"type":"error","ref"?:..,"data":{"code":..,"message":..}}`.
+pub fn error(reference: Option<&Value>, code: &str, message: &str) -> Bytes {
+    let data = ErrorData {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    };
+    encode(types::ERROR, reference, &data)
+}
+
+/// The server heartbeat, `{"type":"ping","data":<epoch ms>}` (Pact's keepalive).
+pub fn ping(epoch_ms: u64) -> Bytes {
+    encode(types::PING, None, &epoch_ms)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,453 @@
+//! One room's authoritative state and the rules of every Pact feature acting on it.
+//!
+//! A room lives on the core its name hashes to. Its members may be connected on any core:
+//! the room only knows their [`ConnId`]s and hands frames for them to the [`Outbox`].
+
+use super::poll::Poll;
+use super::store::{RoomSnapshot, StateStore};
+use super::subscriptions::{Subscriptions, Topic};
+use super::{Outbox, PactRequest};
+use crate::dialect::pact;
+use crate::ids::ConnId;
+use ahash::AHashMap;
+use rookery_protocol::pact::{
+    codes, public_properties, types, ChatEvent, CounterValue, Member, PollStats,
+    PresenceDiff, PresenceSnapshot, Profile, PublicUser, Role,
+};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The default room config, a JSON object in a string (Pact's README).
+pub const DEFAULT_CONFIG: &str = "{}";
+
+/// One connection's membership.
+#[derive(Debug)]
+pub struct MemberState {
+    pub user_id: String,
+    pub suffix: u64,
+    pub properties: Map<String, Value>,
+    pub subscriptions: Subscriptions,
+    pub role: Role,
+    pub details: Value,
+}
+
+impl MemberState {
+    fn public(&self) -> Member {
+        Member {
+            id: self.user_id.clone(),
+            suffix: self.suffix,
+            properties: public_properties(&self.properties),
+        }
+    }
+
+    fn profile(&self) -> Profile {
+        Profile {
+            suffix: self.suffix,
+            properties: self.properties.clone(),
+            id: self.user_id.clone(),
+            connection_details: self.details.clone(),
+            role: self.role,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Room {
+    pub name: String,
+    /// Ordered by id so snapshots and details list members in a stable order.
+    pub members: BTreeMap<ConnId, MemberState>,
+    /// user id → number of that user's connections in this room (ephemeral votes go when 0).
+    users: AHashMap<String, u32>,
+    suffix: u64,
+    config: Option<String>,
+    polls: BTreeMap<String, Poll>,
+    ephemeral_polls: BTreeMap<String, Poll>,
+    counters: BTreeMap<String, Decimal>,
+    pub last_activity_ms: u64,
+}
+
+/// Which poll family a vote or snapshot is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollKind {
+    Durable,
+    Ephemeral,
+}
+
+impl PollKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            PollKind::Durable => types::POLL,
+            PollKind::Ephemeral => types::EPHEMERAL_POLL,
+        }
+    }
+}
+
+impl Room {
+    /// A live room, with whatever the store kept of it.
+    pub fn load(name: &str, snapshot: Option<RoomSnapshot>) -> Room {
+        let snapshot = snapshot.unwrap_or_default();
+        let mut polls = BTreeMap::new();
+        for (id, votes) in snapshot.polls {
+            let mut poll = Poll::default();
+            for (user, answer) in votes {
+                poll.vote(&user, &answer);
+            }
+            if !poll.is_empty() {
+                polls.insert(id, poll);
+            }
+        }
+        Room {
+            name: name.to_owned(),
+            suffix: snapshot.suffix,
+            config: snapshot.config,
+            polls,
+            counters: snapshot.counters,
+            ..Room::default()
+        }
+    }
+
+    pub fn config(&self) -> &str {
+        self.config.as_deref().unwrap_or(DEFAULT_CONFIG)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Adds a connection: it gets `config`, then its `profile`; presence watchers see it join.
+    pub fn join(
+        &mut self,
+        conn: ConnId,
+        user_id: String,
+        role: Role,
+        details: Value,
+        store: &mut dyn StateStore,
+        out: &mut Outbox,
+    ) {
+        self.suffix += 1;
+        store.put_suffix(&self.name, self.suffix);
+        *self.users.entry(user_id.clone()).or_insert(0) += 1;
+        let member = MemberState {
+            user_id,
+            suffix: self.suffix,
+            properties: Map::new(),
+            subscriptions: Subscriptions::default(),
+            role,
+            details,
+        };
+        out.to_one(conn, pact::encode(types::CONFIG, None, &self.config()));
+        out.to_one(conn, pact::encode(types::PROFILE, None, &member.profile()));
+        let diff = PresenceDiff {
+            member: member.public(),
+            count: self.members.len() + 1,
+        };
+        self.members.insert(conn, member);
+        self.fanout(types::PRESENCE, None, types::PRESENCE_JOINED, &diff, out);
+    }
+
+    /// Removes a connection. When it was its user's last one here, the user's ephemeral votes
+    /// go too and the polls' new stats are sent.
+    pub fn leave(&mut self, conn: ConnId, out: &mut Outbox) {
+        let Some(member) = self.members.remove(&conn) else {
+            return;
+        };
+        let diff = PresenceDiff {
+            member: member.public(),
+            count: self.members.len(),
+        };
+        self.fanout(types::PRESENCE, None, types::PRESENCE_LEFT, &diff, out);
+        let remaining = match self.users.get_mut(&member.user_id) {
+            Some(n) => {
+                *n -= 1;
+                *n
+            }
+            None => 0,
+        };
+        if remaining > 0 {
+            return;
+        }
+        self.users.remove(&member.user_id);
+        let changed: Vec<String> = self
+            .ephemeral_polls
+            .iter_mut()
+            .filter_map(|(id, poll)| poll.retract(&member.user_id).then(|| id.clone()))
+            .collect();
+        for id in changed {
+            self.send_poll_stats(PollKind::Ephemeral, &id, out);
+            if self.ephemeral_polls.get(&id).is_some_and(Poll::is_empty) {
+                self.ephemeral_polls.remove(&id);
+            }
+        }
+    }
+
+    /// Applies one Pact request from `conn`. A request with `reference` gets exactly one
+    /// direct reply carrying it: its natural reply, `ok`, or `error`.
+    pub fn apply(
+        &mut self,
+        conn: ConnId,
+        reference: Option<&Value>,
+        request: PactRequest,
+        store: &mut dyn StateStore,
+        out: &mut Outbox,
+    ) {
+        if !self.members.contains_key(&conn) {
+            // The connection left (or never joined) while this request was in flight.
+            return;
+        }
+        let result = match request {
+            PactRequest::Login(properties) => {
+                let member = self.members.get_mut(&conn).expect("checked above");
+                member.properties = properties;
+                let profile = member.profile();
+                let diff = PresenceDiff {
+                    member: member.public(),
+                    count: self.members.len(),
+                };
+                out.to_one(conn, pact::encode(types::PROFILE, reference, &profile));
+                self.fanout(types::PRESENCE, None, types::PRESENCE_UPDATED, &diff, out);
+                return;
+            }
+            PactRequest::Profile => {
+                let profile = self.members[&conn].profile();
+                out.to_one(conn, pact::encode(types::PROFILE, reference, &profile));
+                return;
+            }
+            PactRequest::Subscribe(topic) => {
+                self.members
+                    .get_mut(&conn)
+                    .expect("checked above")
+                    .subscriptions
+                    .subscribe(&topic);
+                self.send_snapshot(conn, &topic, out);
+                Ok(())
+            }
+            PactRequest::Unsubscribe(topic) => {
+                self.members
+                    .get_mut(&conn)
+                    .expect("checked above")
+                    .subscriptions
+                    .unsubscribe(&topic);
+                Ok(())
+            }
+            PactRequest::Chat(message) => {
+                let sender = &self.members[&conn];
+                let event = ChatEvent {
+                    message,
+                    user: PublicUser {
+                        suffix: sender.suffix,
+                        properties: public_properties(&sender.properties),
+                    },
+                };
+                self.fanout(types::CHAT, None, types::CHAT, &event, out);
+                Ok(())
+            }
+            PactRequest::Vote {
+                ephemeral,
+                poll,
+                answer,
+            } => {
+                let user = self.members[&conn].user_id.clone();
+                let kind = if ephemeral {
+                    PollKind::Ephemeral
+                } else {
+                    PollKind::Durable
+                };
+                let polls = match kind {
+                    PollKind::Durable => &mut self.polls,
+                    PollKind::Ephemeral => &mut self.ephemeral_polls,
+                };
+                if polls.entry(poll.clone()).or_default().vote(&user, &answer) {
+                    if kind == PollKind::Durable {
+                        store.put_vote(&self.name, &poll, &user, Some(&answer));
+                    }
+                    self.send_poll_stats(kind, &poll, out);
+                }
+                Ok(())
+            }
+            PactRequest::Counter { counter, delta } => {
+                let current = self.counters.get(&counter).copied().unwrap_or_default();
+                match current.checked_add(delta) {
+                    Some(value) => {
+                        let value = value.normalize();
+                        self.counters.insert(counter.clone(), value);
+                        store.put_counter(&self.name, &counter, value);
+                        let event = CounterValue {
+                            id: counter.clone(),
+                            value: pact::decimal_number(value),
+                        };
+                        self.fanout(types::COUNTER, Some(&counter), types::COUNTER, &event, out);
+                        Ok(())
+                    }
+                    None => Err((codes::INVALID_DATA, "counter overflow".to_owned())),
+                }
+            }
+            PactRequest::Config(config) => {
+                if self.members[&conn].role != Role::Admin {
+                    Err((codes::FORBIDDEN, "config needs the admin role".to_owned()))
+                } else {
+                    self.set_config(config, store, out);
+                    Ok(())
+                }
+            }
+            PactRequest::Broadcast { to, kind, data } => {
+                if self.members[&conn].role != Role::Admin {
+                    Err((codes::FORBIDDEN, "broadcast needs the admin role".to_owned()))
+                } else {
+                    self.broadcast(to.as_deref(), &kind, &data, out);
+                    Ok(())
+                }
+            }
+            PactRequest::Ping => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                if let Some(reference) = reference {
+                    out.to_one(conn, pact::ok(reference));
+                }
+            }
+            Err((code, message)) => out.to_one(conn, pact::error(reference, code, &message)),
+        }
+    }
+
+    /// Stores the config and sends it to every member.
+    pub fn set_config(&mut self, config: String, store: &mut dyn StateStore, out: &mut Outbox) {
+        store.put_config(&self.name, &config);
+        let frame = pact::encode(types::CONFIG, None, &config);
+        self.config = Some(config);
+        out.to_many(self.members.keys().copied().collect(), frame);
+    }
+
+    /// Sends `{type: kind, data}` to every member, or only to subscribers of topic `to`.
+    pub fn broadcast(&mut self, to: Option<&str>, kind: &str, data: &Value, out: &mut Outbox) {
+        let frame = pact::encode(kind, None, data);
+        let recipients = match to {
+            None => self.members.keys().copied().collect(),
+            Some(topic) => {
+                let topic = Topic::parse(topic);
+                self.recipients(&topic.kind, topic.id.as_deref())
+            }
+        };
+        out.to_many(recipients, frame);
+    }
+
+    fn recipients(&self, kind: &str, id: Option<&str>) -> Vec<ConnId> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.subscriptions.wants(kind, id))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// Encodes `data` once as `event_type` and queues it for subscribers of `kind`/`id`.
+    fn fanout<T: Serialize>(
+        &self,
+        kind: &str,
+        id: Option<&str>,
+        event_type: &str,
+        data: &T,
+        out: &mut Outbox,
+    ) {
+        let recipients = self.recipients(kind, id);
+        if !recipients.is_empty() {
+            out.to_many(recipients, pact::encode(event_type, None, data));
+        }
+    }
+
+    fn poll_stats(&self, kind: PollKind, id: &str) -> PollStats {
+        let polls = match kind {
+            PollKind::Durable => &self.polls,
+            PollKind::Ephemeral => &self.ephemeral_polls,
+        };
+        PollStats {
+            id: id.to_owned(),
+            stats: polls.get(id).map(|p| p.stats().clone()).unwrap_or_default(),
+        }
+    }
+
+    fn send_poll_stats(&self, kind: PollKind, id: &str, out: &mut Outbox) {
+        let stats = self.poll_stats(kind, id);
+        let name = kind.type_name();
+        self.fanout(name, Some(id), name, &stats, out);
+    }
+
+    /// The current state of what `topic` covers, sent to a new subscriber at once.
+    fn send_snapshot(&self, conn: ConnId, topic: &Topic, out: &mut Outbox) {
+        let matches = |id: &str| topic.id.as_deref().is_none_or(|wanted| wanted == id);
+        match topic.kind.as_str() {
+            types::POLL | types::EPHEMERAL_POLL => {
+                let kind = if topic.kind == types::POLL {
+                    PollKind::Durable
+                } else {
+                    PollKind::Ephemeral
+                };
+                let polls = match kind {
+                    PollKind::Durable => &self.polls,
+                    PollKind::Ephemeral => &self.ephemeral_polls,
+                };
+                for id in polls.keys().filter(|id| matches(id)) {
+                    let stats = self.poll_stats(kind, id);
+                    out.to_one(conn, pact::encode(kind.type_name(), None, &stats));
+                }
+            }
+            types::COUNTER => {
+                for (id, value) in self.counters.iter().filter(|(id, _)| matches(id)) {
+                    let event = CounterValue {
+                        id: id.clone(),
+                        value: pact::decimal_number(*value),
+                    };
+                    out.to_one(conn, pact::encode(types::COUNTER, None, &event));
+                }
+            }
+            types::PRESENCE => {
+                out.to_one(conn, pact::encode(types::PRESENCE, None, &self.presence()));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn presence(&self) -> PresenceSnapshot {
+        PresenceSnapshot {
+            members: self.members.values().map(MemberState::public).collect(),
+            count: self.members.len(),
+        }
+    }
+
+    /// Pact-style room details, for `GET /api/rooms/:room`.
+    pub fn details(&self) -> RoomDetails {
+        let polls = |polls: &BTreeMap<String, Poll>| {
+            polls
+                .iter()
+                .map(|(id, p)| (id.clone(), p.stats().clone()))
+                .collect()
+        };
+        let presence = self.presence();
+        RoomDetails {
+            room: self.name.clone(),
+            count: presence.count,
+            members: presence.members,
+            polls: polls(&self.polls),
+            ephemeral_polls: polls(&self.ephemeral_polls),
+            counters: self
+                .counters
+                .iter()
+                .map(|(id, v)| (id.clone(), pact::decimal_number(*v)))
+                .collect(),
+            config: self.config().to_owned(),
+        }
+    }
+}
+
+/// The body of `GET /api/rooms/:room`.
+#[derive(Serialize, Debug)]
+pub struct RoomDetails {
+    pub room: String,
+    pub count: usize,
+    pub members: Vec<Member>,
+    pub polls: BTreeMap<String, BTreeMap<String, u64>>,
+    #[serde(rename = "ephemeralPolls")]
+    pub ephemeral_polls: BTreeMap<String, BTreeMap<String, u64>>,
+    pub counters: BTreeMap<String, Box<serde_json::value::RawValue>>,
+    pub config: String,
+}

@@ -1,0 +1,142 @@
+//! A member's subscriptions: `type` (everything of that type) or `type:id` (one id).
+
+use ahash::{AHashMap, AHashSet};
+
+/// What a `subscribe`/`unsubscribe` names. The id is everything after the first `:`, so ids
+/// may themselves contain `:`; a missing id (or the id `all`) means the whole type, as in Pact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    pub kind: String,
+    pub id: Option<String>,
+}
+
+impl Topic {
+    pub fn parse(text: &str) -> Topic {
+        match text.split_once(':') {
+            Some((kind, id)) if id != "all" => Topic {
+                kind: kind.to_owned(),
+                id: Some(id.to_owned()),
+            },
+            Some((kind, _)) => Topic {
+                kind: kind.to_owned(),
+                id: None,
+            },
+            None => Topic {
+                kind: text.to_owned(),
+                id: None,
+            },
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct KindSubscription {
+    all: bool,
+    ids: AHashSet<String>,
+}
+
+/// Kept apart from the property bag (unlike seed-era Pact, where `login` wiped them).
+#[derive(Default, Debug)]
+pub struct Subscriptions {
+    kinds: AHashMap<String, KindSubscription>,
+}
+
+impl Subscriptions {
+    pub fn subscribe(&mut self, topic: &Topic) {
+        let entry = self.kinds.entry(topic.kind.clone()).or_default();
+        match &topic.id {
+            None => entry.all = true,
+            Some(id) => {
+                entry.ids.insert(id.clone());
+            }
+        }
+    }
+
+    /// `type` drops the whole type, its ids included; `type:id` drops only that id.
+    pub fn unsubscribe(&mut self, topic: &Topic) {
+        match &topic.id {
+            None => {
+                self.kinds.remove(&topic.kind);
+            }
+            Some(id) => {
+                if let Some(entry) = self.kinds.get_mut(&topic.kind) {
+                    entry.ids.remove(id);
+                    if !entry.all && entry.ids.is_empty() {
+                        self.kinds.remove(&topic.kind);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether an event of `kind` (about `id`, if it has one) should reach this member.
+    pub fn wants(&self, kind: &str, id: Option<&str>) -> bool {
+        match self.kinds.get(kind) {
+            None => false,
+            Some(entry) => entry.all || id.is_some_and(|id| entry.ids.contains(id)),
+        }
+    }
+
+    /// Whether the member subscribed to the whole of `kind`, or to `id` of it.
+    pub fn covers(&self, kind: &str, id: &str) -> bool {
+        self.wants(kind, Some(id))
+    }
+
+    pub fn len(&self) -> usize {
+        self.kinds
+            .values()
+            .map(|k| k.ids.len() + usize::from(k.all))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_is_everything_after_the_first_colon() {
+        assert_eq!(
+            Topic::parse("poll:a:b"),
+            Topic {
+                kind: "poll".into(),
+                id: Some("a:b".into())
+            }
+        );
+        assert_eq!(Topic::parse("chat").id, None);
+        assert_eq!(Topic::parse("poll:all").id, None);
+    }
+
+    #[test]
+    fn unsubscribing_a_type_drops_its_ids() {
+        let mut s = Subscriptions::default();
+        s.subscribe(&Topic::parse("counter:a"));
+        s.subscribe(&Topic::parse("counter:b"));
+        assert!(s.wants("counter", Some("a")));
+        assert!(!s.wants("counter", Some("c")));
+        s.unsubscribe(&Topic::parse("counter"));
+        assert!(!s.wants("counter", Some("a")));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn unsubscribing_an_id_keeps_the_whole_type_subscription() {
+        let mut s = Subscriptions::default();
+        s.subscribe(&Topic::parse("poll"));
+        s.subscribe(&Topic::parse("poll:x"));
+        s.unsubscribe(&Topic::parse("poll:x"));
+        assert!(s.wants("poll", Some("x")));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn id_subscription_does_not_receive_untargeted_events() {
+        let mut s = Subscriptions::default();
+        s.subscribe(&Topic::parse("chat:room2"));
+        assert!(!s.wants("chat", None));
+    }
+}

@@ -1,0 +1,79 @@
+//! Complete server-to-client WebSocket frames, built once and shared by every recipient.
+//!
+//! Server frames are unmasked (RFC 6455 §5.1), so the same bytes are valid on every socket:
+//! an event is serialized once into a [`Bytes`] and each recipient's queue holds a
+//! reference-counted handle to it. The header layout comes from tungstenite's `FrameHeader`.
+
+use bytes::Bytes;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
+
+/// A final text frame carrying `payload` (which must be UTF-8 JSON).
+pub fn text(payload: &[u8]) -> Bytes {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    header
+        .format(payload.len() as u64, &mut out)
+        .expect("writing to a Vec cannot fail");
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// A close frame with `code` and a human-readable `reason` (truncated to fit 125 bytes).
+pub fn close(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = Frame::close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason[..end].to_owned().into(),
+    }));
+    let mut out = Vec::with_capacity(frame.len());
+    frame.format(&mut out).expect("writing to a Vec cannot fail");
+    Bytes::from(out)
+}
+
+/// A protocol-level ping, which every compliant client answers with a pong.
+pub fn ping(payload: &[u8]) -> Bytes {
+    let frame = Frame::ping(payload.to_vec());
+    let mut out = Vec::with_capacity(frame.len());
+    frame.format(&mut out).expect("writing to a Vec cannot fail");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_frame_has_two_byte_header() {
+        let f = text(b"{}");
+        assert_eq!(&f[..], &[0x81, 2, b'{', b'}']);
+    }
+
+    #[test]
+    fn medium_text_frame_uses_16_bit_length() {
+        let f = text(&[b'a'; 300]);
+        assert_eq!(&f[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(f.len(), 304);
+    }
+
+    #[test]
+    fn close_frame_carries_code_and_reason() {
+        let f = close(1008, "slow");
+        assert_eq!(&f[..], &[0x88, 6, 0x03, 0xF0, b's', b'l', b'o', b'w']);
+    }
+
+    #[test]
+    fn close_reason_is_truncated_on_a_char_boundary() {
+        let long = "é".repeat(100);
+        let f = close(1000, &long);
+        assert!(f.len() <= 127);
+        let reason = &f[4..];
+        assert!(std::str::from_utf8(reason).is_ok());
+    }
+}
