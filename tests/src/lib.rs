@@ -1,1 +1,272 @@
+//! Helpers for the integration tests: start a real server on `127.0.0.1:0` and talk to it
+//! with real WebSocket clients (tungstenite, blocking, with timeouts) and raw TCP.
 
+use rookery::Config;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// How long a test waits for an expected frame before failing.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Starts a server with `cores` cores; `tweak` adjusts the config first.
+pub fn server_with(cores: usize, tweak: impl FnOnce(&mut Config)) -> SocketAddr {
+    let mut config = Config::local();
+    config.cores = Some(cores);
+    tweak(&mut config);
+    rookery::start(config).expect("server starts").addr
+}
+
+/// Starts a server with default settings on `cores` cores.
+pub fn server(cores: usize) -> SocketAddr {
+    server_with(cores, |_| {})
+}
+
+/// A room name owned by core `core` of a `cores`-core server.
+pub fn room_on_core(core: usize, cores: usize, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|name| rookery::ids::owner_core(name, cores) == core)
+        .unwrap()
+}
+
+pub struct Client {
+    pub ws: WebSocket<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Connects to `path` (e.g. `/websocket?room=x`).
+    pub fn connect(addr: SocketAddr, path: &str) -> Client {
+        let url = format!("ws://{addr}{path}");
+        let (ws, _) = tungstenite::connect(url).expect("websocket connects");
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            s.set_nodelay(true).unwrap();
+        }
+        Client { ws }
+    }
+
+    /// Connects a pact client to `room`; consumes `config` and returns the `profile` data.
+    pub fn pact(addr: SocketAddr, room: &str) -> (Client, Value) {
+        let mut c = Client::connect(addr, &format!("/websocket?room={room}"));
+        assert_eq!(c.recv()["type"], "config");
+        let profile = c.recv_type("profile");
+        (c, profile["data"].clone())
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).expect("send");
+    }
+
+    pub fn send_text(&mut self, s: &str) {
+        self.ws.send(Message::text(s.to_owned())).expect("send");
+    }
+
+    /// The next JSON message, skipping protocol frames and server heartbeats.
+    pub fn recv(&mut self) -> Value {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sends JSON");
+                    if v["type"] == "ping" {
+                        continue;
+                    }
+                    return v;
+                }
+                Ok(Message::Close(c)) => panic!("closed while waiting for a message: {c:?}"),
+                Ok(_) => continue,
+                Err(e) => panic!("no message: {e}"),
+            }
+        }
+    }
+
+    /// The next message, which must have `type` `kind`.
+    pub fn recv_type(&mut self, kind: &str) -> Value {
+        let v = self.recv();
+        assert_eq!(v["type"], kind, "expected a {kind} message, got {v}");
+        v
+    }
+
+    /// Sends `v` with `ref` and returns the reply carrying that ref (skipping events).
+    pub fn call(&mut self, mut v: Value, reference: &str) -> Value {
+        v["ref"] = json!(reference);
+        self.send(v);
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let m = self.recv();
+            if m["ref"] == reference {
+                return m;
+            }
+        }
+        panic!("no reply for ref {reference}");
+    }
+
+    /// Asserts nothing but heartbeats arrives for `ms` milliseconds.
+    pub fn expect_silence(&mut self, ms: u64) {
+        self.set_timeout(Duration::from_millis(ms));
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(t)) if t.contains("\"type\":\"ping\"") => continue,
+                Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+                Ok(m) => panic!("expected silence, got {m:?}"),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => panic!("expected silence, got {e}"),
+            }
+        }
+        self.set_timeout(WAIT);
+    }
+
+    /// Reads until the server's close frame, answers it, and waits for the server to end
+    /// the TCP connection; returns the close code and reason.
+    pub fn expect_close(&mut self) -> (u16, String) {
+        let (code, reason) = loop {
+            match self.ws.read() {
+                Ok(Message::Close(Some(frame))) => {
+                    break (u16::from(frame.code), frame.reason.to_string())
+                }
+                Ok(Message::Close(None)) => break (CloseCode::Status.into(), String::new()),
+                Ok(_) => continue,
+                Err(e) => panic!("expected a close frame, got {e}"),
+            }
+        };
+        // Reading on sends our close reply; the server then closes the socket.
+        loop {
+            match self.ws.read() {
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => break,
+                Err(tungstenite::Error::Io(e)) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => break,
+                Err(e) => panic!("the server did not end the connection after the close: {e}"),
+            }
+        }
+        (code, reason)
+    }
+
+    fn set_timeout(&mut self, d: Duration) {
+        if let MaybeTlsStream::Plain(s) = self.ws.get_ref() {
+            s.set_read_timeout(Some(d)).unwrap();
+        }
+    }
+}
+
+/// `GET path` over a fresh TCP connection; returns status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    raw_http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Sends raw bytes and reads the whole response; returns status and body.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(request).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// A raw TCP WebSocket client, for frames a well-behaved library refuses to send.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+impl RawClient {
+    /// Performs the upgrade on `path` and reads the 101.
+    pub fn connect(addr: SocketAddr, path: &str) -> RawClient {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        RawClient { stream }
+    }
+
+    /// Sends one masked frame with `opcode` (and FIN) carrying `payload`.
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mut f = vec![0x80 | opcode];
+        let mask = [1u8, 2, 3, 4];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f).unwrap();
+    }
+
+    /// Reads frames until a close frame; returns its code and reason.
+    pub fn read_close(&mut self) -> (u16, String) {
+        loop {
+            let mut h = [0u8; 2];
+            self.stream.read_exact(&mut h).expect("a frame header");
+            let len = match h[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.stream.read_exact(&mut b).unwrap();
+                    u16::from_be_bytes(b) as usize
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.stream.read_exact(&mut b).unwrap();
+                    u64::from_be_bytes(b) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            self.stream.read_exact(&mut payload).unwrap();
+            if h[0] & 0x0f == 0x8 {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                return (code, String::from_utf8_lossy(&payload[2..]).into_owned());
+            }
+        }
+    }
+}
+
+/// Polls `GET /api/rooms/room` until `check` accepts the details or the wait runs out.
+pub fn wait_for_room(addr: SocketAddr, room: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(addr, &format!("/api/rooms/{room}"));
+        assert_eq!(status, 200);
+        let details: Value = serde_json::from_str(&body).unwrap();
+        if check(&details) {
+            return details;
+        }
+        assert!(Instant::now() < deadline, "room never reached the state: {details}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
