@@ -66,10 +66,24 @@ impl Client {
         self.ws.send(Message::text(s.to_owned())).expect("send");
     }
 
-    /// The next JSON message, skipping protocol frames and server heartbeats.
-    pub fn recv(&mut self) -> Value {
+    /// The next WebSocket message, retrying reads interrupted by a signal (EINTR).
+    pub fn read(&mut self) -> tungstenite::Result<Message> {
         loop {
             match self.ws.read() {
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The next JSON message, skipping protocol frames and server heartbeats.
+    pub fn recv(&mut self) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no message within {WAIT:?}");
+            match self.read() {
                 Ok(Message::Text(t)) => {
                     let v: Value = serde_json::from_str(&t).expect("server sends JSON");
                     if v["type"] == "ping" {
@@ -107,9 +121,14 @@ impl Client {
 
     /// Asserts nothing but heartbeats arrives for `ms` milliseconds.
     pub fn expect_silence(&mut self, ms: u64) {
-        self.set_timeout(Duration::from_millis(ms));
+        let deadline = Instant::now() + Duration::from_millis(ms);
         loop {
-            match self.ws.read() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.set_timeout(left);
+            match self.read() {
                 Ok(Message::Text(t)) if t.contains("\"type\":\"ping\"") => continue,
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
                 Ok(m) => panic!("expected silence, got {m:?}"),
@@ -131,7 +150,7 @@ impl Client {
     /// the TCP connection; returns the close code and reason.
     pub fn expect_close(&mut self) -> (u16, String) {
         let (code, reason) = loop {
-            match self.ws.read() {
+            match self.read() {
                 Ok(Message::Close(Some(frame))) => {
                     break (u16::from(frame.code), frame.reason.to_string())
                 }
@@ -142,7 +161,7 @@ impl Client {
         };
         // Reading on sends our close reply; the server then closes the socket.
         loop {
-            match self.ws.read() {
+            match self.read() {
                 Ok(_) => continue,
                 Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => break,
                 Err(tungstenite::Error::Io(e)) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => break,
@@ -228,27 +247,33 @@ impl RawClient {
         self.stream.write_all(&f).unwrap();
     }
 
+    /// Reads the next frame; returns its opcode and payload.
+    pub fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        let mut h = [0u8; 2];
+        self.stream.read_exact(&mut h).expect("a frame header");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                self.stream.read_exact(&mut b).unwrap();
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                self.stream.read_exact(&mut b).unwrap();
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).unwrap();
+        (h[0] & 0x0f, payload)
+    }
+
     /// Reads frames until a close frame; returns its code and reason.
     pub fn read_close(&mut self) -> (u16, String) {
         loop {
-            let mut h = [0u8; 2];
-            self.stream.read_exact(&mut h).expect("a frame header");
-            let len = match h[1] & 0x7f {
-                126 => {
-                    let mut b = [0u8; 2];
-                    self.stream.read_exact(&mut b).unwrap();
-                    u16::from_be_bytes(b) as usize
-                }
-                127 => {
-                    let mut b = [0u8; 8];
-                    self.stream.read_exact(&mut b).unwrap();
-                    u64::from_be_bytes(b) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0u8; len];
-            self.stream.read_exact(&mut payload).unwrap();
-            if h[0] & 0x0f == 0x8 {
+            let (opcode, payload) = self.read_frame();
+            if opcode == 0x8 {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
                 return (code, String::from_utf8_lossy(&payload[2..]).into_owned());
             }

@@ -105,7 +105,13 @@ impl Core {
     pub fn deliver(&self, to: ConnId, frame: &Bytes, now: u64) {
         let conn = self.conns.borrow().get(&to).cloned();
         if let Some(conn) = conn {
-            conn.send(frame.clone(), now);
+            let was_open = conn.state() == State::Open;
+            if !conn.send(frame.clone(), now) && was_open {
+                // Just closed as a slow consumer: shut it down once the close grace is over.
+                self.wheel
+                    .borrow_mut()
+                    .schedule(now + self.config.close_grace_ms, to);
+            }
         }
     }
 
@@ -157,6 +163,7 @@ impl Core {
             let next = match conn.state() {
                 State::Dead => continue,
                 State::Closing { since_ms } if now >= since_ms + self.config.close_grace_ms => {
+                    tracing::debug!(conn = id.0, "close grace over: shutting the socket down");
                     conn.shut_down();
                     continue;
                 }
@@ -164,6 +171,7 @@ impl Core {
                 State::Open => {
                     let silent = now.saturating_sub(conn.last_seen_ms.get());
                     if silent >= interval * u64::from(self.config.ping_missed) {
+                        tracing::debug!(conn = id.0, silent, "ping timeout");
                         conn.close(CloseCode::Away, "ping timeout", now);
                         now + self.config.close_grace_ms
                     } else {

@@ -188,9 +188,9 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             Err(error) => {
                 let (code, reason) = close_for(&error);
                 conn.close(code, &reason, now_ms());
-                // tungstenite will not read past an error: the peer gets the close grace to
-                // answer, then the socket is shut down by the wheel.
-                return true;
+                // The stream cannot be parsed past an error (RFC 6455 §7.1.7: fail the
+                // connection): the writer flushes the close frame, then the socket ends.
+                return false;
             }
         }
     }
