@@ -33,7 +33,9 @@ pub fn close(code: u16, reason: &str) -> Bytes {
         reason: reason[..end].to_owned().into(),
     }));
     let mut out = Vec::with_capacity(frame.len());
-    frame.format(&mut out).expect("writing to a Vec cannot fail");
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
     Bytes::from(out)
 }
 
@@ -41,7 +43,9 @@ pub fn close(code: u16, reason: &str) -> Bytes {
 pub fn ping(payload: &[u8]) -> Bytes {
     let frame = Frame::ping(payload.to_vec());
     let mut out = Vec::with_capacity(frame.len());
-    frame.format(&mut out).expect("writing to a Vec cannot fail");
+    frame
+        .format(&mut out)
+        .expect("writing to a Vec cannot fail");
     Bytes::from(out)
 }
 

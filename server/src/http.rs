@@ -154,7 +154,8 @@ mod tests {
     #[test]
     fn partial_then_complete() {
         assert_eq!(parse_head(b"GET /websocket?ro").unwrap().map(|_| ()), None);
-        let raw = b"GET /websocket?room=a%20b&x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n\r\nrest";
+        let raw =
+            b"GET /websocket?room=a%20b&x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n\r\nrest";
         let (req, len) = parse_head(raw).unwrap().unwrap();
         assert_eq!(req.path, "/websocket");
         assert_eq!(req.query_param("room"), Some("a b"));
@@ -165,7 +166,10 @@ mod tests {
 
     #[test]
     fn garbage_and_oversized_heads_are_refused() {
-        assert_eq!(parse_head(b"\x00\x01 nonsense\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(
+            parse_head(b"\x00\x01 nonsense\r\n\r\n").unwrap_err().status,
+            400
+        );
         let big = vec![b'a'; MAX_HEAD + 1];
         let mut req = b"GET / HTTP/1.1\r\nX: ".to_vec();
         req.extend_from_slice(&big);

@@ -19,10 +19,10 @@ impl ConnId {
 
 /// Fixed seeds, so every core (and every node running the same build) agrees on room owners.
 const SEEDS: [u64; 4] = [
-    0x5eed_0f_0000_0001,
-    0x5eed_0f_0000_0002,
-    0x5eed_0f_0000_0003,
-    0x5eed_0f_0000_0004,
+    0x5eed_f00d_0000_0001,
+    0x5eed_f00d_0000_0002,
+    0x5eed_f00d_0000_0003,
+    0x5eed_f00d_0000_0004,
 ];
 
 /// The core that owns room `name`'s authoritative state.

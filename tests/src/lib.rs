@@ -163,8 +163,14 @@ impl Client {
         loop {
             match self.read() {
                 Ok(_) => continue,
-                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => break,
-                Err(tungstenite::Error::Io(e)) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut => break,
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => break,
+                Err(tungstenite::Error::Io(e))
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut =>
+                {
+                    break
+                }
                 Err(e) => panic!("the server did not end the connection after the close: {e}"),
             }
         }
@@ -223,7 +229,11 @@ impl RawClient {
             stream.read_exact(&mut byte).unwrap();
             head.push(byte[0]);
         }
-        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
         RawClient { stream }
     }
 
@@ -291,7 +301,10 @@ pub fn wait_for_room(addr: SocketAddr, room: &str, check: impl Fn(&Value) -> boo
         if check(&details) {
             return details;
         }
-        assert!(Instant::now() < deadline, "room never reached the state: {details}");
+        assert!(
+            Instant::now() < deadline,
+            "room never reached the state: {details}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -21,7 +21,10 @@ fn oversized_message_closes_with_1009() {
     let addr = server_with(2, |c| c.max_message_size = 1024);
     let mut other = bystander(addr, "big");
     let (mut c, _) = Client::pact(addr, "big");
-    c.send_text(&format!("{{\"type\":\"chat\",\"data\":\"{}\"}}", "x".repeat(2000)));
+    c.send_text(&format!(
+        "{{\"type\":\"chat\",\"data\":\"{}\"}}",
+        "x".repeat(2000)
+    ));
     let (code, reason) = c.expect_close();
     assert_eq!(code, 1009);
     assert!(reason.contains("1024"), "{reason}");

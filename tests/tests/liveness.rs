@@ -48,12 +48,18 @@ fn a_silent_half_open_client_is_closed_and_removed() {
     // The watcher keeps answering pings through tungstenite as it reads.
     let left = watcher.recv_type("presence:left");
     assert_eq!(left["data"]["count"], 1);
-    assert!(started.elapsed() >= Duration::from_millis(150), "closed too early");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "closed too early"
+    );
     // The server ended the silent socket (EOF after its close frame).
     let mut stream = raw.stream;
     let mut sink = Vec::new();
     let _ = stream.read_to_end(&mut sink);
-    assert!(sink.windows(2).any(|w| w == [0x88, 14]), "a close frame with 'ping timeout'");
+    assert!(
+        sink.windows(2).any(|w| w == [0x88, 14]),
+        "a close frame with 'ping timeout'"
+    );
 }
 
 #[test]
@@ -90,6 +96,9 @@ fn a_subscriber_that_stops_reading_is_dropped_and_others_keep_up() {
         .expect("the reading subscriber got every message in order");
     // The slow consumer was dropped: only the fast one and the publisher remain.
     wait_for_room(addr, room, |d| d["count"] == 2);
-    assert!(publish_time < Duration::from_secs(20), "the publisher was held up");
+    assert!(
+        publish_time < Duration::from_secs(20),
+        "the publisher was held up"
+    );
     drop(slow);
 }

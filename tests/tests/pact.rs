@@ -16,7 +16,10 @@ fn clients_on_both_cores(addr: std::net::SocketAddr, room: &str) -> Vec<Client> 
             break;
         }
     }
-    assert!(seen.iter().all(|s| *s), "the kernel never spread connections over both cores");
+    assert!(
+        seen.iter().all(|s| *s),
+        "the kernel never spread connections over both cores"
+    );
     clients
 }
 
@@ -38,7 +41,10 @@ fn suffixes_increase_per_room() {
     let addr = server(2);
     let (_a, pa) = Client::pact(addr, "s");
     let (_b, pb) = Client::pact(addr, "s");
-    assert_eq!(pb["suffix"].as_u64().unwrap(), pa["suffix"].as_u64().unwrap() + 1);
+    assert_eq!(
+        pb["suffix"].as_u64().unwrap(),
+        pa["suffix"].as_u64().unwrap() + 1
+    );
 }
 
 #[test]
@@ -50,9 +56,15 @@ fn login_and_profile_keep_private_properties_private() {
     b.send(json!({"type":"subscribe","data":"chat"}));
     a.send(json!({"type":"login","data":{"name":"Ann","_email":"ann@example.com"}}));
     let profile = a.recv_type("profile");
-    assert_eq!(profile["data"]["properties"], json!({"name":"Ann","_email":"ann@example.com"}));
+    assert_eq!(
+        profile["data"]["properties"],
+        json!({"name":"Ann","_email":"ann@example.com"})
+    );
     a.send(json!({"type":"profile"}));
-    assert_eq!(a.recv_type("profile")["data"]["properties"]["_email"], "ann@example.com");
+    assert_eq!(
+        a.recv_type("profile")["data"]["properties"]["_email"],
+        "ann@example.com"
+    );
     // b's subscribe is applied before a's chat only if b's request reached the owner first.
     let reply = b.call(json!({"type":"subscribe","data":"chat"}), "sync");
     assert_eq!(reply["type"], "ok");
@@ -71,7 +83,10 @@ fn chat_reaches_subscribers_on_every_core_sender_included() {
     let addr = server(2);
     let mut clients = clients_on_both_cores(addr, "chatroom");
     for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(c.call(json!({"type":"subscribe","data":"chat"}), &format!("s{i}"))["type"], "ok");
+        assert_eq!(
+            c.call(json!({"type":"subscribe","data":"chat"}), &format!("s{i}"))["type"],
+            "ok"
+        );
     }
     let (mut outsider, _) = Client::pact(addr, "chatroom");
     clients[0].send(json!({"type":"chat","data":{"text":"hi"}}));
@@ -91,30 +106,37 @@ fn chat_reaches_subscribers_on_every_core_sender_included() {
 fn polls_count_one_vote_per_user_and_move_votes() {
     let addr = server(2);
     let mut clients = clients_on_both_cores(addr, "polls");
-    clients[0].call(json!({"type":"subscribe","data":"poll:test poll"}), "s");
-    let n = clients.len();
-    clients[n - 1].send(json!({"type":"poll","data":{"id":"test poll","answer":"hello"}}));
+    // The first and the last client sit on different cores.
+    let mut b = clients.pop().unwrap();
+    let a = &mut clients[0];
+    a.call(json!({"type":"subscribe","data":"poll:test poll"}), "s");
+    b.send(json!({"type":"poll","data":{"id":"test poll","answer":"hello"}}));
     assert_eq!(
-        clients[0].recv_type("poll"),
+        a.recv_type("poll"),
         json!({"type":"poll","data":{"id":"test poll","stats":{"hello":1}}})
     );
-    clients[1].send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
-    assert_eq!(clients[0].recv_type("poll")["data"]["stats"], json!({"goodbye":1,"hello":1}));
-    // Moving a vote: hello loses its only vote and leaves the stats... when n-1 != 1.
-    clients[n - 1].send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
-    let stats = clients[0].recv_type("poll")["data"]["stats"].clone();
-    if n - 1 == 1 {
-        assert_eq!(stats, json!({"goodbye":1}));
-    } else {
-        assert_eq!(stats, json!({"goodbye":2}));
-    }
+    a.send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
+    assert_eq!(
+        a.recv_type("poll")["data"]["stats"],
+        json!({"goodbye":1,"hello":1})
+    );
+    // A new vote moves the old one; an answer left with no votes leaves the stats.
+    b.send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
+    assert_eq!(a.recv_type("poll")["data"]["stats"], json!({"goodbye":2}));
+    // Voting the same answer again changes nothing and sends nothing.
+    b.send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
+    a.expect_silence(200);
+    let mut clients = vec![clients.remove(0), b];
     // Another poll is not sent to a poll:test poll subscriber; ids may contain ':'.
     clients[1].send(json!({"type":"poll","data":{"id":"a:b","answer":1}}));
     clients[0].expect_silence(200);
     // Subscribing sends the current stats of existing polls at once.
     let (mut late, _) = Client::pact(addr, "polls");
     late.send(json!({"type":"subscribe","data":"poll:a:b"}));
-    assert_eq!(late.recv_type("poll"), json!({"type":"poll","data":{"id":"a:b","stats":{"1":1}}}));
+    assert_eq!(
+        late.recv_type("poll"),
+        json!({"type":"poll","data":{"id":"a:b","stats":{"1":1}}})
+    );
     late.send(json!({"type":"subscribe","data":"poll:does-not-exist"}));
     late.expect_silence(200);
     let details = wait_for_room(addr, "polls", |d| d["polls"]["a:b"]["1"] == 1);
@@ -129,7 +151,10 @@ fn ephemeral_votes_leave_with_the_voter_even_on_abrupt_disconnect() {
     watcher.call(json!({"type":"subscribe","data":"ephemeralPoll"}), "s");
     let mut voter = clients.pop().unwrap();
     voter.send(json!({"type":"ephemeralPoll","data":{"id":"mood","answer":"happy"}}));
-    assert_eq!(watcher.recv_type("ephemeralPoll")["data"]["stats"], json!({"happy":1}));
+    assert_eq!(
+        watcher.recv_type("ephemeralPoll")["data"]["stats"],
+        json!({"happy":1})
+    );
     watcher.send(json!({"type":"ephemeralPoll","data":{"id":"mood","answer":"sad"}}));
     watcher.recv_type("ephemeralPoll");
     // Drop the TCP connection without a close handshake.
@@ -148,12 +173,22 @@ fn counters_add_exact_decimals_and_accept_numeric_strings() {
     let addr = server(2);
     let mut clients = clients_on_both_cores(addr, "counters");
     let n = clients.len();
-    clients[0].call(json!({"type":"subscribe","data":"counter:order_subtotals"}), "s");
+    clients[0].call(
+        json!({"type":"subscribe","data":"counter:order_subtotals"}),
+        "s",
+    );
     clients[n - 1].send(json!({"type":"counter","data":{"id":"order_subtotals","value":17.75}}));
-    assert_eq!(clients[0].recv_type("counter")["data"], json!({"id":"order_subtotals","value":17.75}));
+    assert_eq!(
+        clients[0].recv_type("counter")["data"],
+        json!({"id":"order_subtotals","value":17.75})
+    );
     clients[n - 1].send(json!({"type":"counter","data":{"id":"order_subtotals","value":-15.14}}));
     let frame = clients[0].recv_type("counter");
-    assert_eq!(frame["data"]["value"].to_string(), "2.61", "exact, not 2.6099999999999994");
+    assert_eq!(
+        frame["data"]["value"].to_string(),
+        "2.61",
+        "exact, not 2.6099999999999994"
+    );
     clients[n - 1].send(json!({"type":"counter","data":{"id":"order_subtotals","value":"0.39"}}));
     assert_eq!(clients[0].recv_type("counter")["data"]["value"], json!(3));
     // null data: +1 on "default", which a counter:order_subtotals subscriber does not get.
@@ -168,21 +203,33 @@ fn counters_add_exact_decimals_and_accept_numeric_strings() {
     assert_eq!(err["data"]["code"], "invalid_data");
     let (mut late, _) = Client::pact(addr, "counters");
     late.send(json!({"type":"subscribe","data":"counter"}));
-    let mut seen = vec![late.recv_type("counter")["data"].clone(), late.recv_type("counter")["data"].clone()];
+    let mut seen = vec![
+        late.recv_type("counter")["data"].clone(),
+        late.recv_type("counter")["data"].clone(),
+    ];
     seen.sort_by_key(|v| v["id"].as_str().unwrap().to_owned());
-    assert_eq!(seen, vec![json!({"id":"default","value":1}), json!({"id":"order_subtotals","value":3})]);
+    assert_eq!(
+        seen,
+        vec![
+            json!({"id":"default","value":1}),
+            json!({"id":"order_subtotals","value":3})
+        ]
+    );
 }
 
 #[test]
 fn refs_get_exactly_one_reply_and_errors_keep_the_connection() {
     let addr = server(2);
     let (mut c, _) = Client::pact(addr, "refs");
-    assert_eq!(c.call(json!({"type":"subscribe","data":"chat"}), "1"), json!({"type":"ok","ref":"1"}));
+    assert_eq!(
+        c.call(json!({"type":"subscribe","data":"chat"}), "1"),
+        json!({"type":"ok","ref":"1"})
+    );
     let p = c.call(json!({"type":"login","data":{"a":1}}), "2");
     assert_eq!(p["type"], "profile");
     assert_eq!(p["data"]["properties"], json!({"a":1}));
     c.send(json!({"type":"chat","data":"x","ref":3}));
-    let mut got = vec![c.recv(), c.recv()];
+    let mut got = [c.recv(), c.recv()];
     got.sort_by_key(|v| v["type"].as_str().unwrap().to_owned());
     assert_eq!(got[0]["type"], "chat");
     assert_eq!(got[1], json!({"type":"ok","ref":3}));
@@ -195,7 +242,10 @@ fn refs_get_exactly_one_reply_and_errors_keep_the_connection() {
     c.send(json!({"type":"config","data":"x","ref":"5"}));
     assert_eq!(c.recv_type("error")["data"]["code"], "forbidden");
     // Still open and working.
-    assert_eq!(c.call(json!({"type":"ping"}), "6"), json!({"type":"ok","ref":"6"}));
+    assert_eq!(
+        c.call(json!({"type":"ping"}), "6"),
+        json!({"type":"ok","ref":"6"})
+    );
     c.send(json!({"type":"pong"}));
     c.send(json!({"type":"ping"}));
     c.expect_silence(150);
@@ -240,7 +290,10 @@ fn room_details_show_members_polls_counters_and_config() {
     c.send(json!({"type":"login","data":{"name":"a","_p":1}}));
     c.recv_type("profile");
     c.send(json!({"type":"poll","data":{"id":"p","answer":"x"}}));
-    c.call(json!({"type":"counter","data":{"id":"c","value":"0.1"}}), "r");
+    c.call(
+        json!({"type":"counter","data":{"id":"c","value":"0.1"}}),
+        "r",
+    );
     let d = wait_for_room(addr, "my%20room", |d| d["count"] == 1);
     assert_eq!(d["room"], "my room");
     assert_eq!(d["members"][0]["properties"], json!({"name":"a"}));
@@ -260,7 +313,10 @@ fn a_room_with_members_on_every_core_owned_by_each_core() {
         let room = room_on_core(owner, 2, "owned");
         let mut clients = clients_on_both_cores(addr, &room);
         for (i, c) in clients.iter_mut().enumerate() {
-            c.call(json!({"type":"subscribe","data":"counter"}), &format!("{i}"));
+            c.call(
+                json!({"type":"subscribe","data":"counter"}),
+                &format!("{i}"),
+            );
         }
         for c in clients.iter_mut() {
             c.send(json!({"type":"counter","data":{"id":"n"}}));

@@ -119,7 +119,10 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
             let poll = name(vote.get("id"))
                 .ok_or_else(|| invalid(&reference, "poll id must be a non-empty string"))?;
             let answer = name(vote.get("answer")).ok_or_else(|| {
-                invalid(&reference, "poll answer must be a non-empty string or number")
+                invalid(
+                    &reference,
+                    "poll answer must be a non-empty string or number",
+                )
             })?;
             PactRequest::Vote {
                 ephemeral: kind == types::EPHEMERAL_POLL,
@@ -134,14 +137,16 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
                     let counter = match change.get("id") {
                         None | Some(Value::Null) => "default".to_owned(),
                         Some(Value::String(s)) if s.is_empty() => "default".to_owned(),
-                        id => name(id).ok_or_else(|| {
-                            invalid(&reference, "counter id must be a string")
-                        })?,
+                        id => name(id)
+                            .ok_or_else(|| invalid(&reference, "counter id must be a string"))?,
                     };
                     let delta = match change.get("value") {
                         None | Some(Value::Null) => Decimal::ONE,
                         Some(value) => decimal(value).ok_or_else(|| {
-                            invalid(&reference, "counter value must be a number or numeric string")
+                            invalid(
+                                &reference,
+                                "counter value must be a number or numeric string",
+                            )
                         })?,
                     };
                     (counter, delta)
@@ -156,7 +161,10 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
         }),
         types::BROADCAST => {
             let Value::Object(mut b) = data else {
-                return Err(invalid(&reference, "broadcast data must be {type, data, to?}"));
+                return Err(invalid(
+                    &reference,
+                    "broadcast data must be {type, data, to?}",
+                ));
             };
             let Some(Value::String(kind)) = b.remove("type") else {
                 return Err(invalid(&reference, "broadcast needs a string type"));

@@ -126,7 +126,10 @@ pub enum Command {
         to: Option<String>,
     },
     /// From the admin API: store the config and send it to every member.
-    SetConfig { room: String, config: String },
+    SetConfig {
+        room: String,
+        config: String,
+    },
 }
 
 pub struct Engine {

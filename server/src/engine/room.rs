@@ -11,8 +11,8 @@ use crate::dialect::pact;
 use crate::ids::ConnId;
 use ahash::AHashMap;
 use rookery_protocol::pact::{
-    codes, public_properties, types, ChatEvent, CounterValue, Member, PollStats,
-    PresenceDiff, PresenceSnapshot, Profile, PublicUser, Role,
+    codes, public_properties, types, ChatEvent, CounterValue, Member, PollStats, PresenceDiff,
+    PresenceSnapshot, Profile, PublicUser, Role,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -293,7 +293,10 @@ impl Room {
             }
             PactRequest::Broadcast { to, kind, data } => {
                 if self.members[&conn].role != Role::Admin {
-                    Err((codes::FORBIDDEN, "broadcast needs the admin role".to_owned()))
+                    Err((
+                        codes::FORBIDDEN,
+                        "broadcast needs the admin role".to_owned(),
+                    ))
                 } else {
                     self.broadcast(to.as_deref(), &kind, &data, out);
                     Ok(())

@@ -163,7 +163,10 @@ fn login_replaces_properties_and_keeps_private_ones_private() {
         None,
         PactRequest::Login(json!({"x":1}).as_object().unwrap().clone()),
     );
-    assert_eq!(received(&out, conn(1))[0]["data"]["properties"], json!({"x":1}));
+    assert_eq!(
+        received(&out, conn(1))[0]["data"]["properties"],
+        json!({"x":1})
+    );
 }
 
 #[test]
@@ -173,12 +176,22 @@ fn chat_reaches_only_chat_subscribers() {
     join(&mut e, conn(2), "u2");
     join(&mut e, conn(3), "u3");
     sub(&mut e, conn(2), "chat");
-    let out = req(&mut e, conn(1), Some(json!(9)), PactRequest::Chat(json!({"a":1})));
+    let out = req(
+        &mut e,
+        conn(1),
+        Some(json!(9)),
+        PactRequest::Chat(json!({"a":1})),
+    );
     assert_eq!(received(&out, conn(2)).len(), 1);
     assert!(received(&out, conn(3)).is_empty());
     assert_eq!(received(&out, conn(1)), vec![json!({"type":"ok","ref":9})]);
     // Unsubscribed: nothing more.
-    req(&mut e, conn(2), None, PactRequest::Unsubscribe(Topic::parse("chat")));
+    req(
+        &mut e,
+        conn(2),
+        None,
+        PactRequest::Unsubscribe(Topic::parse("chat")),
+    );
     let out = req(&mut e, conn(1), None, PactRequest::Chat(json!("x")));
     assert!(out.is_empty());
 }
@@ -226,7 +239,10 @@ fn ephemeral_votes_go_when_the_users_last_connection_leaves() {
     vote(&mut e, conn(1), true, "e", "yes");
     vote(&mut e, conn(3), true, "e", "no");
     let out = leave(&mut e, conn(1));
-    assert!(received(&out, conn(3)).is_empty(), "u1 still has a tab open");
+    assert!(
+        received(&out, conn(3)).is_empty(),
+        "u1 still has a tab open"
+    );
     let out = leave(&mut e, conn(2));
     assert_eq!(
         received(&out, conn(3)),
@@ -264,7 +280,12 @@ fn subscribing_sends_the_state_of_existing_polls_and_counters() {
     assert_eq!(received(&out, conn(1))[0]["data"]["id"], "p2");
     let out = sub(&mut e, conn(1), "poll:nope");
     assert!(out.is_empty());
-    let out = req(&mut e, conn(1), Some(json!(1)), PactRequest::Subscribe(Topic::parse("counter")));
+    let out = req(
+        &mut e,
+        conn(1),
+        Some(json!(1)),
+        PactRequest::Subscribe(Topic::parse("counter")),
+    );
     assert_eq!(
         received(&out, conn(1)),
         vec![
@@ -308,11 +329,24 @@ fn config_and_broadcast_need_admin() {
     join(&mut e, conn(1), "u1");
     join_as(&mut e, conn(2), "boss", Role::Admin);
     sub(&mut e, conn(1), "weather");
-    let out = req(&mut e, conn(1), Some(json!("c")), PactRequest::Config("x".into()));
+    let out = req(
+        &mut e,
+        conn(1),
+        Some(json!("c")),
+        PactRequest::Config("x".into()),
+    );
     assert_eq!(received(&out, conn(1))[0]["data"]["code"], "forbidden");
     assert_eq!(received(&out, conn(1))[0]["ref"], "c");
-    let out = req(&mut e, conn(2), None, PactRequest::Config("{\"a\":1}".into()));
-    assert_eq!(received(&out, conn(1))[0], json!({"type":"config","data":"{\"a\":1}"}));
+    let out = req(
+        &mut e,
+        conn(2),
+        None,
+        PactRequest::Config("{\"a\":1}".into()),
+    );
+    assert_eq!(
+        received(&out, conn(1))[0],
+        json!({"type":"config","data":"{\"a\":1}"})
+    );
     let out = req(
         &mut e,
         conn(2),
@@ -323,7 +357,10 @@ fn config_and_broadcast_need_admin() {
             data: json!({"sun":true}),
         },
     );
-    assert_eq!(received(&out, conn(1))[0], json!({"type":"weather","data":{"sun":true}}));
+    assert_eq!(
+        received(&out, conn(1))[0],
+        json!({"type":"weather","data":{"sun":true}})
+    );
     assert!(received(&out, conn(2)).is_empty());
 }
 
@@ -341,7 +378,10 @@ fn admin_commands_reach_members_and_config_persists_without_them() {
     );
     assert!(out.is_empty());
     let out = join(&mut e, conn(1), "u1");
-    assert_eq!(received(&out, conn(1))[0], json!({"type":"config","data":"cfg"}));
+    assert_eq!(
+        received(&out, conn(1))[0],
+        json!({"type":"config","data":"cfg"})
+    );
     let mut out = Outbox::default();
     e.handle(
         Command::Broadcast {
@@ -353,7 +393,10 @@ fn admin_commands_reach_members_and_config_persists_without_them() {
         0,
         &mut out,
     );
-    assert_eq!(received(&out, conn(1))[0], json!({"type":"broadcast","data":{"anything":"can"}}));
+    assert_eq!(
+        received(&out, conn(1))[0],
+        json!({"type":"broadcast","data":{"anything":"can"}})
+    );
 }
 
 #[test]
@@ -384,7 +427,12 @@ fn requests_from_a_connection_that_left_are_ignored() {
     join(&mut e, conn(1), "u1");
     join(&mut e, conn(2), "u2");
     leave(&mut e, conn(1));
-    let out = req(&mut e, conn(1), Some(json!(1)), PactRequest::Chat(json!("late")));
+    let out = req(
+        &mut e,
+        conn(1),
+        Some(json!(1)),
+        PactRequest::Chat(json!("late")),
+    );
     assert!(out.is_empty());
 }
 

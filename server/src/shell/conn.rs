@@ -24,7 +24,9 @@ const MAX_IOVECS: usize = 512;
 pub enum State {
     Open,
     /// A close frame is queued; nothing else will be. Shut down after the close grace.
-    Closing { since_ms: u64 },
+    Closing {
+        since_ms: u64,
+    },
     /// The reader finished; the writer exits once the queue is flushed or fails.
     Dead,
 }

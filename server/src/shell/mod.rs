@@ -8,9 +8,9 @@ pub mod memstream;
 pub mod router;
 pub mod ws;
 
+use self::core::{run_deliveries, run_engine, run_ticker, Core, DeliveryBatch, Link, ToOwner};
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
-use self::core::{run_deliveries, run_engine, run_ticker, Core, Link, ToOwner, DeliveryBatch};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use std::io;
@@ -164,9 +164,7 @@ async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
 
 /// The request head and any bytes after it; `Err(Some(response))` for a bad head,
 /// `Err(None)` when the peer went away.
-async fn read_head(
-    stream: &mut TcpStream,
-) -> Result<(http::Request, Vec<u8>), Option<Vec<u8>>> {
+async fn read_head(stream: &mut TcpStream) -> Result<(http::Request, Vec<u8>), Option<Vec<u8>>> {
     let mut head = Vec::new();
     let mut chunk = Vec::with_capacity(2048);
     loop {

@@ -129,8 +129,14 @@ pub async fn serve_pact(
 
     core.unregister(id);
     conn.mark_dead();
-    core.command(&room, Command::Leave { conn: id, room: room.clone() })
-        .await;
+    core.command(
+        &room,
+        Command::Leave {
+            conn: id,
+            room: room.clone(),
+        },
+    )
+    .await;
     let _ = writer_task.await;
 }
 
@@ -163,7 +169,9 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
                         )
                         .await;
                     }
-                    Ok(Inbound::Close) => conn.close(CloseCode::Normal, "closed on request", now_ms()),
+                    Ok(Inbound::Close) => {
+                        conn.close(CloseCode::Normal, "closed on request", now_ms())
+                    }
                     Ok(Inbound::Pong) => {}
                     Err(refused) => {
                         conn.send(refused.frame(), now_ms());

@@ -83,8 +83,14 @@ fn counter_defaults_and_numeric_strings() {
     let e = refused(r#"{"type":"counter","data":{"id":"c","value":"abc"},"ref":7}"#);
     assert_eq!(e.code, codes::INVALID_DATA);
     assert_eq!(e.reference, Some(json!(7)));
-    assert_eq!(refused(r#"{"type":"counter","data":{"value":1e300}}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"counter","data":[1]}"#).code, codes::INVALID_DATA);
+    assert_eq!(
+        refused(r#"{"type":"counter","data":{"value":1e300}}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"counter","data":[1]}"#).code,
+        codes::INVALID_DATA
+    );
 }
 
 #[test]
@@ -94,14 +100,38 @@ fn bad_input_is_refused_with_a_code() {
     assert_eq!(refused(r#"{"data":1}"#).code, codes::INVALID_JSON);
     assert_eq!(refused(r#"{"type":5}"#).code, codes::INVALID_JSON);
     assert_eq!(refused(r#"{"type":"dance"}"#).code, codes::UNKNOWN_TYPE);
-    assert_eq!(refused(r#"{"type":"login","data":"x"}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"subscribe","data":""}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"subscribe","data":3}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"poll","data":{"answer":"a"}}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"poll","data":{"id":"p","answer":{}}}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"poll","data":"p"}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"profile","ref":{}}"#).code, codes::INVALID_DATA);
-    assert_eq!(refused(r#"{"type":"broadcast","data":{"data":1}}"#).code, codes::INVALID_DATA);
+    assert_eq!(
+        refused(r#"{"type":"login","data":"x"}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"subscribe","data":""}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"subscribe","data":3}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"poll","data":{"answer":"a"}}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"poll","data":{"id":"p","answer":{}}}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"poll","data":"p"}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"profile","ref":{}}"#).code,
+        codes::INVALID_DATA
+    );
+    assert_eq!(
+        refused(r#"{"type":"broadcast","data":{"data":1}}"#).code,
+        codes::INVALID_DATA
+    );
     let long = format!(r#"{{"type":"subscribe","data":"{}"}}"#, "x".repeat(300));
     assert_eq!(refused(&long).code, codes::INVALID_DATA);
 }
@@ -120,7 +150,10 @@ fn the_ref_is_kept_on_errors_about_the_message() {
 fn close_pong_and_login_shapes() {
     assert_eq!(dec(r#"{"type":"close"}"#), Ok(Inbound::Close));
     assert_eq!(dec(r#"{"type":"pong","data":1}"#), Ok(Inbound::Pong));
-    assert_eq!(request(r#"{"type":"login"}"#), PactRequest::Login(Map::new()));
+    assert_eq!(
+        request(r#"{"type":"login"}"#),
+        PactRequest::Login(Map::new())
+    );
     match request(r#"{"type":"login","data":{"name":"a","_secret":1}}"#) {
         PactRequest::Login(props) => assert_eq!(props.len(), 2),
         other => panic!("{other:?}"),
@@ -149,7 +182,10 @@ fn encoding_is_compact_and_exact() {
             value: decimal_number(Decimal::from_str("2.6100").unwrap()),
         },
     );
-    assert_eq!(&frame[2..], br#"{"type":"counter","data":{"id":"x","value":2.61}}"#);
+    assert_eq!(
+        &frame[2..],
+        br#"{"type":"counter","data":{"id":"x","value":2.61}}"#
+    );
     assert_eq!(payload(&ok(&json!(3))), json!({"type":"ok","ref":3}));
     assert_eq!(payload(&ping(5)), json!({"type":"ping","data":5}));
 }

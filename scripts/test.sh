@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on a fresh machine: formatting, lints, the
+# engine's unit tests, and the integration tests against the real server on 127.0.0.1.
+# It installs what it needs first (today: the rustfmt and clippy components).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit and integration)"
+cargo test --workspace --locked
