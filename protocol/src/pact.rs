@@ -25,6 +25,7 @@ pub mod types {
     pub const PRESENCE_LEFT: &str = "presence:left";
     pub const PRESENCE_UPDATED: &str = "presence:updated";
     pub const AUTHENTICATE: &str = "authenticate";
+    pub const ACK: &str = "ack";
 }
 
 /// Error codes carried in `{"type":"error","data":{"code":..,"message":..}}`.

@@ -68,6 +68,23 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_CHANNEL_CAPACITY", default_value_t = 4096)]
     pub channel_capacity: usize,
 
+    /// Bearer key of the admin API (`/api/rooms/:room/broadcast`, `…/config`,
+    /// `DELETE /api/clients/:id`). Without it the admin API answers 403.
+    #[arg(long, env = "ROOKERY_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// How long an emit with `require-ack` waits for every ack before answering 408.
+    #[arg(long, env = "ROOKERY_ACK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ack_timeout_ms: u64,
+
+    /// Emitted payloads kept per room for `GET /:channel/history` (0 keeps none).
+    #[arg(long, env = "ROOKERY_HISTORY_SIZE", default_value_t = 100)]
+    pub history_size: usize,
+
+    /// Largest accepted HTTP request body, in bytes (larger: 413).
+    #[arg(long, env = "ROOKERY_MAX_BODY_SIZE", default_value_t = 1 << 20)]
+    pub max_body_size: usize,
+
     /// Log format.
     #[arg(long, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,

@@ -17,6 +17,8 @@ pub struct Request {
     pub headers: Vec<(String, Vec<u8>)>,
     /// HTTP minor version (0 or 1).
     pub version: u8,
+    /// The body (`Content-Length` bytes), read after the head.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -32,6 +34,33 @@ impl Request {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body length announced by `Content-Length`; chunked bodies are refused (411).
+    pub fn content_length(&self) -> Result<usize, HeadError> {
+        if self.header("transfer-encoding").is_some() {
+            return Err(HeadError {
+                status: 411,
+                message: "chunked bodies are not supported: send Content-Length",
+            });
+        }
+        match self.header("content-length") {
+            None => Ok(0),
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(HeadError {
+                    status: 400,
+                    message: "invalid Content-Length",
+                }),
+        }
+    }
+
+    /// The `Authorization: Bearer <token>` token, if any.
+    pub fn bearer(&self) -> Option<&str> {
+        let value = std::str::from_utf8(self.header("authorization")?).ok()?;
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     }
 
     /// Whether the client asks for a WebSocket upgrade (`Upgrade: websocket`).
@@ -92,6 +121,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
                 .map(|h| (h.name.to_owned(), h.value.to_vec()))
                 .collect(),
             version: req.version.unwrap_or(1),
+            body: Vec::new(),
         },
         len,
     )))
@@ -106,6 +136,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
@@ -124,6 +155,15 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// `{"error":{"code":..,"message":..}}` plus more top-level fields (`extra` is an object).
+pub fn json_error_with(status: u16, code: &str, message: &str, extra: serde_json::Value) -> Vec<u8> {
+    let mut body = serde_json::json!({"error": {"code": code, "message": message}});
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    json(status, &body)
 }
 
 /// A JSON response.
@@ -182,6 +222,21 @@ mod tests {
         let text = String::from_utf8(r).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(text.ends_with(r#"{"error":{"code":"not_found","message":"no such route"}}"#));
+    }
+
+    #[test]
+    fn content_length_and_bearer() {
+        let raw = b"POST /x HTTP/1.1\r\nContent-Length: 12\r\nAuthorization: bearer  k1 \r\n\r\n";
+        let (req, _) = parse_head(raw).unwrap().unwrap();
+        assert_eq!(req.content_length(), Ok(12));
+        assert_eq!(req.bearer(), Some("k1"));
+        let raw = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (req, _) = parse_head(raw).unwrap().unwrap();
+        assert_eq!(req.content_length().unwrap_err().status, 411);
+        let raw = b"POST /x HTTP/1.1\r\nContent-Length: x\r\n\r\n";
+        let (req, _) = parse_head(raw).unwrap().unwrap();
+        assert_eq!(req.content_length().unwrap_err().status, 400);
+        assert_eq!(req.bearer(), None);
     }
 
     #[test]

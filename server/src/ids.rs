@@ -53,3 +53,38 @@ mod tests {
         assert_eq!(owner_core("anything", 1), 0);
     }
 }
+
+/// URL-safe alphabet of nanoid.
+const ALPHABET: &[u8; 64] = b"ModuleSymbhasOwnPr-0123456789ABCDEFGHNRVfgctiUvz_KqYTJkLxpZXIjQW";
+
+/// `len` random URL-safe characters (nanoid's alphabet), from the OS random source.
+pub fn random_token(len: usize) -> String {
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for byte in uuid::Uuid::new_v4().as_bytes() {
+            if out.len() == len {
+                break;
+            }
+            out.push(ALPHABET[(byte & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A random u64 (seeds for the engine's sampling).
+pub fn random_u64() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_the_asked_length_and_alphabet() {
+        let t = random_token(21);
+        assert_eq!(t.len(), 21);
+        assert!(t.bytes().all(|b| ALPHABET.contains(&b)));
+        assert_ne!(random_token(8), random_token(8));
+    }
+}

@@ -2,9 +2,44 @@
 //! events. No IO here; each dialect is one module.
 
 pub mod pact;
+pub mod wsdo;
+
+use bytes::Bytes;
 
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dialect {
+    /// Pact's Socket Server, and Rookery's native protocol (seed 000).
     Pact,
+    /// websockets.do (seed 001).
+    Wsdo,
+}
+
+impl Dialect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Pact => "pact",
+            Dialect::Wsdo => "wsdo",
+        }
+    }
+}
+
+/// An encoded event on its way to recipients.
+#[derive(Clone, Debug)]
+pub enum Wire {
+    /// A complete WebSocket frame: the same bytes for every recipient.
+    Frame(Bytes),
+    /// A wsdo JSON object without its recipient-specific tail (`"clientID":..,"latency":..}`)
+    /// and frame header. The recipient's core adds both, so the shared body is never
+    /// re-serialized or copied per recipient.
+    WsdoBody(Bytes),
+}
+
+impl Wire {
+    /// The shared bytes, whichever kind.
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Wire::Frame(b) | Wire::WsdoBody(b) => b,
+        }
+    }
 }

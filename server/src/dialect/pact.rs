@@ -112,6 +112,10 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
             }
         }
         types::CHAT => PactRequest::Chat(data),
+        types::ACK => match data.get("eventID") {
+            Some(Value::String(id)) if !id.is_empty() => PactRequest::Ack(id.clone()),
+            _ => return Err(invalid(&reference, "ack data must be {\"eventID\": \"evt_…\"}")),
+        },
         types::POLL | types::EPHEMERAL_POLL => {
             let Value::Object(vote) = data else {
                 return Err(invalid(&reference, "poll data must be {id, answer}"));
@@ -244,6 +248,30 @@ pub fn encode<T: Serialize + ?Sized>(kind: &str, reference: Option<&Value>, data
         data: Some(data),
     })
     .expect("event data serializes");
+    frame::text(&payload)
+}
+
+#[derive(Serialize)]
+struct Emit<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a Value,
+    #[serde(rename = "eventID")]
+    event_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requires_ack: Option<bool>,
+}
+
+/// An emit as Pact members see it: `{"type":"broadcast","data":payload,"eventID":..}`, with
+/// `"requires_ack":true` when the emitter waits for acks (answered with `ack`).
+pub fn encode_emit(payload: &Value, event_id: &str, require_ack: bool) -> Bytes {
+    let payload = serde_json::to_vec(&Emit {
+        kind: types::BROADCAST,
+        data: payload,
+        event_id,
+        requires_ack: require_ack.then_some(true),
+    })
+    .expect("emits serialize");
     frame::text(&payload)
 }
 

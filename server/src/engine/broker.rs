@@ -6,8 +6,8 @@
 use bytes::Bytes;
 
 pub trait Broker {
-    /// An event was published in `room` on this node, already encoded for `dialect`.
-    fn publish(&mut self, room: &str, dialect: &'static str, frame: &Bytes);
+    /// An event was published in `room` on this node; `encoded` is its shared encoding.
+    fn publish(&mut self, room: &str, encoded: &Bytes);
 }
 
 /// One node: nothing to forward.
@@ -15,5 +15,5 @@ pub trait Broker {
 pub struct LocalBroker;
 
 impl Broker for LocalBroker {
-    fn publish(&mut self, _room: &str, _dialect: &'static str, _frame: &Bytes) {}
+    fn publish(&mut self, _room: &str, _encoded: &Bytes) {}
 }

@@ -6,8 +6,9 @@
 use super::poll::Poll;
 use super::store::{RoomSnapshot, StateStore};
 use super::subscriptions::{Subscriptions, Topic};
+use super::emit::{sample, EmitOutcome, Targets};
 use super::{Outbox, PactRequest};
-use crate::dialect::pact;
+use crate::dialect::{pact, wsdo, Dialect, Wire};
 use crate::ids::ConnId;
 use ahash::AHashMap;
 use rookery_protocol::pact::{
@@ -17,7 +18,7 @@ use rookery_protocol::pact::{
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The default room config, a JSON object in a string (Pact's README).
 pub const DEFAULT_CONFIG: &str = "{}";
@@ -25,7 +26,11 @@ pub const DEFAULT_CONFIG: &str = "{}";
 /// One connection's membership.
 #[derive(Debug)]
 pub struct MemberState {
+    /// The public id: Pact's `profile.id`, websockets.do's `clientID`.
+    pub id: String,
+    /// Whom votes count for: the JWT `sub` when authenticated, else the connection's own id.
     pub user_id: String,
+    pub dialect: Dialect,
     pub suffix: u64,
     pub properties: Map<String, Value>,
     pub subscriptions: Subscriptions,
@@ -36,7 +41,7 @@ pub struct MemberState {
 impl MemberState {
     fn public(&self) -> Member {
         Member {
-            id: self.user_id.clone(),
+            id: self.id.clone(),
             suffix: self.suffix,
             properties: public_properties(&self.properties),
         }
@@ -46,7 +51,7 @@ impl MemberState {
         Profile {
             suffix: self.suffix,
             properties: self.properties.clone(),
-            id: self.user_id.clone(),
+            id: self.id.clone(),
             connection_details: self.details.clone(),
             role: self.role,
         }
@@ -65,7 +70,22 @@ pub struct Room {
     polls: BTreeMap<String, Poll>,
     ephemeral_polls: BTreeMap<String, Poll>,
     counters: BTreeMap<String, Decimal>,
+    /// Payloads of recent emits, oldest first (websockets.do's `/history`).
+    history: VecDeque<Value>,
     pub last_activity_ms: u64,
+}
+
+/// What happened to a member, for presence watchers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Presence {
+    Joined,
+    Left,
+    Updated,
+}
+
+/// A member as websockets.do lists it.
+fn wsdo_member(member: &Member) -> Value {
+    serde_json::json!({"clientID": member.id, "presence": member.properties})
 }
 
 /// Which poll family a vote or snapshot is about.
@@ -116,35 +136,46 @@ impl Room {
         self.members.is_empty()
     }
 
-    /// Adds a connection: it gets `config`, then its `profile`; presence watchers see it join.
+    /// Adds a connection. A Pact member gets `config`, then its `profile`; a wsdo member
+    /// gets `CONNECTED` with everyone else. Presence watchers in every dialect see it join.
     pub fn join(
         &mut self,
         conn: ConnId,
-        user_id: String,
-        role: Role,
-        details: Value,
+        joiner: super::Joiner,
         store: &mut dyn StateStore,
         out: &mut Outbox,
     ) {
         self.suffix += 1;
         store.put_suffix(&self.name, self.suffix);
-        *self.users.entry(user_id.clone()).or_insert(0) += 1;
+        *self.users.entry(joiner.user_id.clone()).or_insert(0) += 1;
         let member = MemberState {
-            user_id,
+            id: joiner.id,
+            user_id: joiner.user_id,
+            dialect: joiner.dialect,
             suffix: self.suffix,
             properties: Map::new(),
             subscriptions: Subscriptions::default(),
-            role,
-            details,
+            role: joiner.role,
+            details: joiner.details,
         };
-        out.to_one(conn, pact::encode(types::CONFIG, None, &self.config()));
-        out.to_one(conn, pact::encode(types::PROFILE, None, &member.profile()));
-        let diff = PresenceDiff {
-            member: member.public(),
-            count: self.members.len() + 1,
-        };
+        match member.dialect {
+            Dialect::Pact => {
+                out.to_one(conn, pact::encode(types::CONFIG, None, &self.config()));
+                out.to_one(conn, pact::encode(types::PROFILE, None, &member.profile()));
+            }
+            Dialect::Wsdo => {
+                let members: Vec<Value> =
+                    self.members.values().map(|m| wsdo_member(&m.public())).collect();
+                let payload = serde_json::json!({ "members": members });
+                out.to_one_wire(
+                    conn,
+                    Wire::WsdoBody(wsdo::body(wsdo::CONNECTED, &payload, Default::default())),
+                );
+            }
+        }
+        let public = member.public();
         self.members.insert(conn, member);
-        self.fanout(types::PRESENCE, None, types::PRESENCE_JOINED, &diff, out);
+        self.presence_changed(Presence::Joined, &public, Some(conn), out);
     }
 
     /// Removes a connection. When it was its user's last one here, the user's ephemeral votes
@@ -153,11 +184,7 @@ impl Room {
         let Some(member) = self.members.remove(&conn) else {
             return;
         };
-        let diff = PresenceDiff {
-            member: member.public(),
-            count: self.members.len(),
-        };
-        self.fanout(types::PRESENCE, None, types::PRESENCE_LEFT, &diff, out);
+        self.presence_changed(Presence::Left, &member.public(), None, out);
         let remaining = match self.users.get_mut(&member.user_id) {
             Some(n) => {
                 *n -= 1;
@@ -182,6 +209,149 @@ impl Room {
         }
     }
 
+    /// Replaces a member's properties (Pact `login`, wsdo `PRESENCE`) and tells the room.
+    fn set_properties(&mut self, conn: ConnId, properties: Map<String, Value>, out: &mut Outbox) {
+        let Some(member) = self.members.get_mut(&conn) else {
+            return;
+        };
+        member.properties = properties;
+        let public = member.public();
+        self.presence_changed(Presence::Updated, &public, None, out);
+    }
+
+    /// wsdo `PRESENCE`: the new presence goes to every wsdo member, the sender included.
+    pub fn set_presence(&mut self, conn: ConnId, presence: Map<String, Value>, out: &mut Outbox) {
+        self.set_properties(conn, presence, out);
+    }
+
+    /// Tells presence watchers of every dialect that `member` joined, left or changed:
+    /// Pact `presence` subscribers, and every wsdo member (but `except`, the joiner).
+    fn presence_changed(
+        &self,
+        change: Presence,
+        member: &Member,
+        except: Option<ConnId>,
+        out: &mut Outbox,
+    ) {
+        let (pact_type, wsdo_type) = match change {
+            Presence::Joined => (types::PRESENCE_JOINED, wsdo::PRESENCE_JOINED),
+            Presence::Left => (types::PRESENCE_LEFT, wsdo::PRESENCE_LEFT),
+            Presence::Updated => (types::PRESENCE_UPDATED, wsdo::PRESENCE_UPDATED),
+        };
+        let diff = PresenceDiff {
+            member: member.clone(),
+            count: self.members.len(),
+        };
+        self.fanout(types::PRESENCE, None, pact_type, &diff, out);
+        let wsdo_members: Vec<ConnId> = self
+            .members
+            .iter()
+            .filter(|(c, m)| m.dialect == Dialect::Wsdo && Some(**c) != except)
+            .map(|(c, _)| *c)
+            .collect();
+        if !wsdo_members.is_empty() {
+            let payload = match change {
+                Presence::Left => serde_json::json!({ "clientID": member.id }),
+                _ => wsdo_member(member),
+            };
+            out.to_many_wire(
+                wsdo_members,
+                Wire::WsdoBody(wsdo::body(wsdo_type, &payload, Default::default())),
+            );
+        }
+    }
+
+    /// Sends an emit's payload to its targets, each in its dialect (wsdo `DATA`, Pact
+    /// `broadcast`), and records it in the history. Returns the ids it went to, or why not.
+    pub fn emit(
+        &mut self,
+        payload: &Value,
+        targets: &Targets,
+        event_id: &str,
+        require_ack: bool,
+        seed: u64,
+        history_size: usize,
+        out: &mut Outbox,
+    ) -> Result<Vec<(ConnId, String)>, EmitOutcome> {
+        let members: Vec<(ConnId, &MemberState)> =
+            self.members.iter().map(|(c, m)| (*c, m)).collect();
+        let chosen: Vec<(ConnId, &MemberState)> = match targets {
+            Targets::All => members,
+            Targets::Random(0) => return Err(EmitOutcome::NoClients),
+            Targets::Random(n) if *n > members.len() => {
+                return Err(EmitOutcome::NotEnoughClients {
+                    wanted: *n,
+                    connected: members.len(),
+                })
+            }
+            Targets::Random(n) => sample(members.len(), *n, seed)
+                .into_iter()
+                .map(|i| members[i])
+                .collect(),
+            Targets::Ids(ids) => {
+                let picked: Vec<_> = members
+                    .into_iter()
+                    .filter(|(_, m)| ids.iter().any(|id| *id == m.id))
+                    .collect();
+                if picked.is_empty() {
+                    return Err(EmitOutcome::NoClients);
+                }
+                picked
+            }
+        };
+        let event = Some(event_id);
+        let mut pact_to = Vec::new();
+        let mut wsdo_to = Vec::new();
+        for (conn, m) in &chosen {
+            match m.dialect {
+                Dialect::Pact => pact_to.push(*conn),
+                Dialect::Wsdo => wsdo_to.push(*conn),
+            }
+        }
+        if !pact_to.is_empty() {
+            let frame = pact::encode_emit(payload, event_id, require_ack);
+            out.to_many(pact_to, frame);
+        }
+        if !wsdo_to.is_empty() {
+            let extra = wsdo::Extra {
+                event_id: event,
+                requires_ack: require_ack,
+                event: None,
+            };
+            out.to_many_wire(wsdo_to, Wire::WsdoBody(wsdo::body(wsdo::DATA, payload, extra)));
+        }
+        if history_size > 0 {
+            self.history.push_back(payload.clone());
+            while self.history.len() > history_size {
+                self.history.pop_front();
+            }
+        }
+        Ok(chosen.iter().map(|(c, m)| (*c, m.id.clone())).collect())
+    }
+
+    /// The public id of a member.
+    pub fn member_id(&self, conn: ConnId) -> Option<&str> {
+        self.members.get(&conn).map(|m| m.id.as_str())
+    }
+
+    pub fn dialect_of(&self, conn: ConnId) -> Option<Dialect> {
+        self.members.get(&conn).map(|m| m.dialect)
+    }
+
+    /// The most recent `limit` emitted payloads, oldest first.
+    pub fn history(&self, limit: usize) -> Vec<Value> {
+        let skip = self.history.len().saturating_sub(limit);
+        self.history.iter().skip(skip).cloned().collect()
+    }
+
+    pub fn take_history(&mut self) -> VecDeque<Value> {
+        std::mem::take(&mut self.history)
+    }
+
+    pub fn restore_history(&mut self, history: VecDeque<Value>) {
+        self.history = history;
+    }
+
     /// Applies one Pact request from `conn`. A request with `reference` gets exactly one
     /// direct reply carrying it: its natural reply, `ok`, or `error`.
     pub fn apply(
@@ -199,14 +369,10 @@ impl Room {
         let result = match request {
             PactRequest::Login(properties) => {
                 let member = self.members.get_mut(&conn).expect("checked above");
-                member.properties = properties;
+                member.properties = properties.clone();
                 let profile = member.profile();
-                let diff = PresenceDiff {
-                    member: member.public(),
-                    count: self.members.len(),
-                };
                 out.to_one(conn, pact::encode(types::PROFILE, reference, &profile));
-                self.fanout(types::PRESENCE, None, types::PRESENCE_UPDATED, &diff, out);
+                self.set_properties(conn, properties, out);
                 return;
             }
             PactRequest::Profile => {
@@ -303,6 +469,8 @@ impl Room {
                 }
             }
             PactRequest::Ping => Ok(()),
+            // Acks are the engine's (they may finish an emit); it never passes them here.
+            PactRequest::Ack(_) => Ok(()),
         };
         match result {
             Ok(()) => {
@@ -319,20 +487,40 @@ impl Room {
         store.put_config(&self.name, &config);
         let frame = pact::encode(types::CONFIG, None, &config);
         self.config = Some(config);
-        out.to_many(self.members.keys().copied().collect(), frame);
+        out.to_many(self.members_speaking(Dialect::Pact), frame);
     }
 
     /// Sends `{type: kind, data}` to every member, or only to subscribers of topic `to`.
+    /// Pact members get `{type, data}`; wsdo members (who have no subscriptions, so only
+    /// when there is no `to`) get a `DATA` event whose `event` field is `kind`.
     pub fn broadcast(&mut self, to: Option<&str>, kind: &str, data: &Value, out: &mut Outbox) {
         let frame = pact::encode(kind, None, data);
         let recipients = match to {
-            None => self.members.keys().copied().collect(),
+            None => self.members_speaking(Dialect::Pact),
             Some(topic) => {
                 let topic = Topic::parse(topic);
                 self.recipients(&topic.kind, topic.id.as_deref())
             }
         };
         out.to_many(recipients, frame);
+        if to.is_none() {
+            let extra = wsdo::Extra {
+                event: Some(kind),
+                ..Default::default()
+            };
+            out.to_many_wire(
+                self.members_speaking(Dialect::Wsdo),
+                Wire::WsdoBody(wsdo::body(wsdo::DATA, data, extra)),
+            );
+        }
+    }
+
+    fn members_speaking(&self, dialect: Dialect) -> Vec<ConnId> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.dialect == dialect)
+            .map(|(c, _)| *c)
+            .collect()
     }
 
     fn recipients(&self, kind: &str, id: Option<&str>) -> Vec<ConnId> {

@@ -1,8 +1,10 @@
 //! Deterministic engine tests: no sockets, no sleeps, time is an argument.
 
+use super::emit::{EmitOutcome, ReplyToken, Targets};
 use super::store::MemoryStore;
 use super::*;
 use crate::engine::broker::LocalBroker;
+use crate::dialect::wsdo;
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::str::FromStr;
@@ -28,12 +30,21 @@ fn json_of(frame: &Bytes) -> Value {
     serde_json::from_slice(&frame[start..]).unwrap()
 }
 
-/// Every frame `who` received in `out`, as JSON, in order.
+/// Every event `who` received in `out`, as JSON, in order. wsdo bodies are completed with
+/// `who`'s tail, as its core would.
 fn received(out: &Outbox, who: ConnId) -> Vec<Value> {
     out.sends
         .iter()
         .filter(|s| s.to.contains(&who))
-        .map(|s| json_of(&s.frame))
+        .map(|s| match &s.wire {
+            Wire::Frame(frame) => json_of(frame),
+            Wire::WsdoBody(body) => {
+                let (_, tail) = wsdo::finish(body, &wsdo_id(who), 0);
+                let mut text = body.to_vec();
+                text.extend_from_slice(&tail);
+                serde_json::from_slice(&text).unwrap()
+            }
+        })
         .collect()
 }
 
@@ -42,18 +53,55 @@ fn join(e: &mut Engine, c: ConnId, user: &str) -> Outbox {
 }
 
 fn join_as(e: &mut Engine, c: ConnId, user: &str, role: Role) -> Outbox {
+    join_dialect(e, c, user, Dialect::Pact, role)
+}
+
+fn join_dialect(e: &mut Engine, c: ConnId, user: &str, dialect: Dialect, role: Role) -> Outbox {
     let mut out = Outbox::default();
     e.handle(
         Command::Join {
             conn: c,
             room: ROOM.into(),
             joiner: Joiner {
+                id: user.into(),
                 user_id: user.into(),
+                dialect,
                 role,
                 details: json!({}),
             },
         },
         0,
+        &mut out,
+    );
+    out
+}
+
+/// A wsdo member's clientID in these tests: `client_<n>` for `conn(n)`.
+fn wsdo_id(c: ConnId) -> String {
+    format!("client_{}", c.0 & 0xFFFF_FFFF_FFFF)
+}
+
+fn join_wsdo(e: &mut Engine, c: ConnId) -> Outbox {
+    join_dialect(e, c, &wsdo_id(c), Dialect::Wsdo, Role::User)
+}
+
+fn emit(e: &mut Engine, targets: Targets, require_ack: bool, now: u64) -> Outbox {
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Emit {
+            room: ROOM.into(),
+            emit: Emit {
+                payload: json!({"hello":"world"}),
+                targets,
+                require_ack,
+                event_id: "evt_test0001".into(),
+                seed: 42,
+                ack_timeout_ms: 5000,
+                history_size: 2,
+                reply: ReplyToken(7),
+            },
+        },
+        now,
         &mut out,
     );
     out
@@ -258,7 +306,7 @@ fn counters_are_exact_decimals() {
     sub(&mut e, conn(1), "counter:order_subtotals");
     count(&mut e, conn(1), "order_subtotals", "17.75");
     let out = count(&mut e, conn(1), "order_subtotals", "-15.14");
-    let frame = &out.sends[0].frame;
+    let frame = out.sends[0].wire.bytes();
     assert!(
         String::from_utf8_lossy(frame).contains(r#""value":2.61}"#),
         "{frame:?}"
@@ -447,4 +495,213 @@ fn counter_overflow_is_an_error_and_keeps_the_value() {
         e.details(ROOM).counters["c"].get(),
         Decimal::MAX.to_string()
     );
+}
+
+#[test]
+fn wsdo_members_get_connected_and_presence_across_dialects() {
+    let mut e = engine();
+    let pact = conn(1);
+    join(&mut e, pact, "p1");
+    sub(&mut e, pact, "presence");
+    let a = conn(2);
+    let out = join_wsdo(&mut e, a);
+    let connected = &received(&out, a)[0];
+    assert_eq!(connected["type"], "CONNECTED");
+    assert_eq!(connected["clientID"], "client_2");
+    assert_eq!(connected["payload"]["members"], json!([{"clientID":"p1","presence":{}}]));
+    assert_eq!(received(&out, pact)[0]["type"], "presence:joined");
+    let b = conn(3);
+    let out = join_wsdo(&mut e, b);
+    assert_eq!(
+        received(&out, a)[0],
+        json!({"type":"PRESENCE:JOINED","payload":{"clientID":"client_3","presence":{}},
+               "clientID":"client_2","latency":0})
+    );
+    assert!(received(&out, b).iter().all(|m| m["type"] != "PRESENCE:JOINED"));
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Presence {
+            conn: b,
+            room: ROOM.into(),
+            presence: json!({"username":"Cerulean"}).as_object().unwrap().clone(),
+        },
+        1,
+        &mut out,
+    );
+    for who in [a, b] {
+        let got = &received(&out, who)[0];
+        assert_eq!(got["type"], "PRESENCE:UPDATED", "sender included");
+        assert_eq!(got["payload"]["presence"]["username"], "Cerulean");
+    }
+    assert_eq!(received(&out, pact)[0]["type"], "presence:updated");
+    let out = leave(&mut e, b);
+    assert_eq!(received(&out, a)[0]["payload"], json!({"clientID":"client_3"}));
+    assert_eq!(received(&out, a)[0]["type"], "PRESENCE:LEFT");
+}
+
+#[test]
+fn emit_reaches_every_dialect_and_keeps_a_bounded_history() {
+    let mut e = engine();
+    join(&mut e, conn(1), "p1");
+    join_wsdo(&mut e, conn(2));
+    let out = emit(&mut e, Targets::All, false, 0);
+    assert_eq!(
+        received(&out, conn(1))[0],
+        json!({"type":"broadcast","data":{"hello":"world"},"eventID":"evt_test0001"})
+    );
+    let data = &received(&out, conn(2))[0];
+    assert_eq!(data["type"], "DATA");
+    assert_eq!(data["payload"], json!({"hello":"world"}));
+    assert_eq!(data["eventID"], "evt_test0001");
+    assert!(data.get("requires_ack").is_none());
+    match &out.replies[..] {
+        [(ReplyToken(7), EmitOutcome::Sent { event_id, clients })] => {
+            assert_eq!(event_id, "evt_test0001");
+            let mut clients = clients.clone();
+            clients.sort();
+            assert_eq!(clients, vec!["client_2".to_owned(), "p1".to_owned()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    emit(&mut e, Targets::All, false, 0);
+    emit(&mut e, Targets::All, false, 0);
+    assert_eq!(e.history(ROOM, 10).len(), 2, "history_size bounds it");
+}
+
+#[test]
+fn targeted_emits_and_their_refusals() {
+    let mut e = engine();
+    join_wsdo(&mut e, conn(1));
+    join_wsdo(&mut e, conn(2));
+    join_wsdo(&mut e, conn(3));
+    let out = emit(&mut e, Targets::Random(2), false, 0);
+    let reached: Vec<_> = [1, 2, 3]
+        .into_iter()
+        .filter(|n| !received(&out, conn(*n)).is_empty())
+        .collect();
+    assert_eq!(reached.len(), 2, "two distinct random clients");
+    let out = emit(&mut e, Targets::Random(4), false, 0);
+    assert!(out.sends.is_empty());
+    assert_eq!(
+        out.replies[0].1,
+        EmitOutcome::NotEnoughClients {
+            wanted: 4,
+            connected: 3
+        }
+    );
+    let out = emit(&mut e, Targets::Ids(vec!["client_9".into()]), false, 0);
+    assert!(out.sends.is_empty(), "never a broadcast to all");
+    assert_eq!(out.replies[0].1, EmitOutcome::NoClients);
+    let out = emit(&mut e, Targets::Ids(vec!["client_2".into(), "x".into()]), false, 0);
+    assert_eq!(received(&out, conn(2)).len(), 1);
+    assert!(received(&out, conn(1)).is_empty());
+}
+
+#[test]
+fn require_ack_waits_for_every_target_then_times_out_naming_the_silent() {
+    let mut e = engine();
+    join_wsdo(&mut e, conn(1));
+    join_wsdo(&mut e, conn(2));
+    join(&mut e, conn(3), "p3");
+    let out = emit(&mut e, Targets::All, true, 1_000);
+    assert!(out.replies.is_empty(), "waits for acks");
+    assert_eq!(received(&out, conn(1))[0]["requires_ack"], true);
+    assert_eq!(received(&out, conn(3))[0]["requires_ack"], true);
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Ack {
+            conn: conn(1),
+            room: ROOM.into(),
+            event_id: "evt_test0001".into(),
+        },
+        1_100,
+        &mut out,
+    );
+    assert_eq!(
+        received(&out, conn(1))[0]["type"],
+        "ACK-RECIEVED",
+        "the seed's spelling"
+    );
+    let out = req(
+        &mut e,
+        conn(3),
+        Some(json!("a")),
+        PactRequest::Ack("evt_test0001".into()),
+    );
+    assert_eq!(received(&out, conn(3)), vec![json!({"type":"ok","ref":"a"})]);
+    let mut out = Outbox::default();
+    e.handle(Command::Tick, 5_999, &mut out);
+    assert!(out.replies.is_empty());
+    e.handle(Command::Tick, 6_000, &mut out);
+    assert_eq!(
+        out.replies,
+        vec![(
+            ReplyToken(7),
+            EmitOutcome::AckTimeout {
+                event_id: "evt_test0001".into(),
+                acked: vec!["client_1".into(), "p3".into()],
+                missing: vec!["client_2".into()]
+            }
+        )]
+    );
+    assert_eq!(e.pending_acks(), 0);
+}
+
+#[test]
+fn the_last_ack_answers_at_once() {
+    let mut e = engine();
+    join_wsdo(&mut e, conn(1));
+    emit(&mut e, Targets::Ids(vec!["client_1".into()]), true, 0);
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Ack {
+            conn: conn(1),
+            room: ROOM.into(),
+            event_id: "evt_test0001".into(),
+        },
+        10,
+        &mut out,
+    );
+    assert_eq!(
+        out.replies[0].1,
+        EmitOutcome::Acked {
+            event_id: "evt_test0001".into(),
+            acked: vec!["client_1".into()]
+        }
+    );
+}
+
+#[test]
+fn history_outlives_the_members() {
+    let mut e = engine();
+    join_wsdo(&mut e, conn(1));
+    emit(&mut e, Targets::All, false, 0);
+    leave(&mut e, conn(1));
+    assert_eq!(e.room_count(), 0);
+    assert_eq!(e.history(ROOM, 10), vec![json!({"hello":"world"})]);
+    join_wsdo(&mut e, conn(2));
+    emit(&mut e, Targets::All, false, 0);
+    assert_eq!(e.history(ROOM, 10).len(), 2);
+    assert_eq!(e.history(ROOM, 1).len(), 1);
+}
+
+#[test]
+fn admin_broadcast_reaches_wsdo_as_data_with_its_event_type() {
+    let mut e = engine();
+    join_wsdo(&mut e, conn(1));
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Broadcast {
+            room: ROOM.into(),
+            kind: "weather".into(),
+            data: json!({"sun":true}),
+            to: None,
+        },
+        0,
+        &mut out,
+    );
+    let got = &received(&out, conn(1))[0];
+    assert_eq!(got["type"], "DATA");
+    assert_eq!(got["event"], "weather");
+    assert_eq!(got["payload"], json!({"sun":true}));
 }

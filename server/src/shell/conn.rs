@@ -3,22 +3,30 @@
 //! write per batch.
 
 use super::memstream::MemStream;
+use super::metrics::Metrics;
+use crate::dialect::{wsdo, Dialect, Wire};
 use crate::frame;
 use crate::ids::ConnId;
 use bytes::Bytes;
+use smallvec::SmallVec;
 use monoio::buf::IoVecBuf;
 use monoio::io::AsyncWriteRent;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::WebSocketContext;
 
-/// Most frames taken into one vectored write (Linux's IOV_MAX is 1024).
+/// Most buffers taken into one vectored write (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 512;
+
+/// One frame in the send queue: a whole frame, or the pieces of one (a wsdo header, the
+/// shared body, the recipient's tail), always written together and in order.
+type OutFrame = SmallVec<[Bytes; 3]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -35,38 +43,56 @@ pub struct Conn {
     pub id: ConnId,
     /// The room this connection is a member of.
     pub room: String,
+    pub dialect: Dialect,
+    /// The public id (Pact `profile.id`, wsdo `clientID`): what admin calls and targeted
+    /// emits name.
+    pub public_id: String,
     fd: RawFd,
     max_outbound: usize,
-    queue: RefCell<VecDeque<Bytes>>,
+    metrics: Arc<Metrics>,
+    queue: RefCell<VecDeque<OutFrame>>,
     queued_bytes: Cell<usize>,
     writer: Cell<Option<Waker>>,
     state: Cell<State>,
-    /// Last time anything arrived from the peer (liveness for the ping wheel).
+    /// Last sign of life from the peer (any frame for Pact, `PONG` for wsdo).
     pub last_seen_ms: Cell<u64>,
+    /// When the unanswered application ping went out (wsdo latency measurement).
+    pub ping_sent_ms: Cell<Option<u64>>,
+    /// Round-trip time measured by the last PING/PONG, in ms (wsdo's `latency`).
+    pub latency_ms: Cell<u64>,
     /// tungstenite's protocol state and its in-memory stream; borrowed briefly, never
     /// across an await.
     pub ws: RefCell<(WebSocketContext, MemStream)>,
 }
 
 impl Conn {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: ConnId,
         room: String,
+        dialect: Dialect,
+        public_id: String,
         fd: RawFd,
         max_outbound: usize,
+        metrics: Arc<Metrics>,
         ws: WebSocketContext,
         now_ms: u64,
     ) -> Conn {
         Conn {
             id,
             room,
+            dialect,
+            public_id,
             fd,
             max_outbound,
+            metrics,
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             writer: Cell::new(None),
             state: Cell::new(State::Open),
             last_seen_ms: Cell::new(now_ms),
+            ping_sent_ms: Cell::new(None),
+            latency_ms: Cell::new(0),
             ws: RefCell::new((ws, MemStream::default())),
         }
     }
@@ -79,8 +105,9 @@ impl Conn {
         self.queued_bytes.get()
     }
 
-    fn enqueue(&self, frame: Bytes) {
-        self.queued_bytes.set(self.queued_bytes.get() + frame.len());
+    fn enqueue(&self, frame: OutFrame) {
+        let len: usize = frame.iter().map(Bytes::len).sum();
+        self.queued_bytes.set(self.queued_bytes.get() + len);
         self.queue.borrow_mut().push_back(frame);
         if let Some(w) = self.writer.take() {
             w.wake();
@@ -91,10 +118,28 @@ impl Conn {
     /// consumer: its unsent frames are dropped and it is closed with 1008. Returns whether
     /// the frame was queued.
     pub fn send(&self, frame: Bytes, now_ms: u64) -> bool {
+        self.send_parts(smallvec::smallvec![frame], now_ms)
+    }
+
+    /// Queues an encoded event, completing a wsdo body with this recipient's `clientID`
+    /// and `latency`.
+    pub fn send_wire(&self, wire: &Wire, now_ms: u64) -> bool {
+        match wire {
+            Wire::Frame(frame) => self.send(frame.clone(), now_ms),
+            Wire::WsdoBody(body) => {
+                let (head, tail) = wsdo::finish(body, &self.public_id, self.latency_ms.get());
+                self.send_parts(SmallVec::from_buf([head, body.clone(), tail]), now_ms)
+            }
+        }
+    }
+
+    fn send_parts(&self, frame: OutFrame, now_ms: u64) -> bool {
         if self.state.get() != State::Open {
             return false;
         }
-        if self.queued_bytes.get() + frame.len() > self.max_outbound {
+        let len: usize = frame.iter().map(Bytes::len).sum();
+        if self.queued_bytes.get() + len > self.max_outbound {
+            self.metrics.slow_consumers.inc();
             self.queue.borrow_mut().clear();
             self.queued_bytes.set(0);
             let reason = format!(
@@ -104,6 +149,7 @@ impl Conn {
             self.close(CloseCode::Policy, &reason, now_ms);
             return false;
         }
+        self.metrics.frames_out.inc();
         self.enqueue(frame);
         true
     }
@@ -120,7 +166,7 @@ impl Conn {
             Bytes::from(std::mem::take(&mut stream.outbound))
         };
         if self.state.get() != State::Dead {
-            self.enqueue(bytes);
+            self.enqueue(smallvec::smallvec![bytes]);
         }
     }
 
@@ -131,6 +177,7 @@ impl Conn {
             return;
         }
         self.state.set(State::Closing { since_ms: now_ms });
+        self.metrics.closed_with(code.into());
         {
             let mut ws = self.ws.borrow_mut();
             let (ctx, stream) = &mut *ws;
@@ -179,9 +226,19 @@ impl Conn {
         })
         .await;
         let mut queue = self.queue.borrow_mut();
-        let n = queue.len().min(MAX_IOVECS);
         let mut bytes = 0;
-        batch.extend(queue.drain(..n).inspect(|f| bytes += f.len()));
+        while let Some(frame) = queue.front() {
+            if !batch.is_empty() && batch.len() + frame.len() > MAX_IOVECS {
+                break;
+            }
+            let frame = queue.pop_front().expect("front exists");
+            for part in frame {
+                bytes += part.len();
+                if !part.is_empty() {
+                    batch.push(part);
+                }
+            }
+        }
         self.queued_bytes.set(self.queued_bytes.get() - bytes);
         !batch.is_empty()
     }
@@ -259,7 +316,10 @@ pub async fn write_loop<W: AsyncWriteRent>(conn: std::rc::Rc<Conn>, mut sink: W)
                     conn.mark_dead();
                     return;
                 }
-                Ok(n) => batch.advance(n),
+                Ok(n) => {
+                    conn.metrics.bytes_out.add(n as u64);
+                    batch.advance(n)
+                }
             }
         }
     }

@@ -2,22 +2,25 @@
 //! link it to the other cores, and the tasks that move frames between them.
 //!
 //! Two bounded channels lead into each core. `commands` carries work for the rooms this core
-//! owns (from connections on any core); `deliveries` carries encoded frames for connections
-//! this core holds. The delivery task never waits on anything but its own channel, so an
-//! engine task blocked on a full delivery channel always makes progress: no cycle, no
-//! deadlock, and backpressure reaches the readers that produce the commands.
+//! owns (from connections and HTTP requests on any core); `deliveries` carries encoded
+//! events for connections this core holds, and requests about them. The delivery task never
+//! waits on anything but its own channel, so an engine task blocked on a full delivery
+//! channel always makes progress: no cycle, no deadlock, and backpressure reaches the
+//! readers that produce the commands.
 
 use super::conn::{Conn, State};
+use super::metrics::Metrics;
 use crate::config::Config;
-use crate::dialect::pact;
+use crate::dialect::{pact, wsdo, Dialect, Wire};
 use crate::engine::broker::LocalBroker;
+use crate::engine::emit::{EmitOutcome, ReplyToken};
 use crate::engine::store::MemoryStore;
-use crate::engine::{Command, Engine, Outbox};
+use crate::engine::{Command, Emit, Engine, Outbox};
 use crate::frame;
 use crate::ids::{owner_core, ConnId};
 use crate::wheel::Wheel;
 use ahash::AHashMap;
-use bytes::Bytes;
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,21 +30,41 @@ use tungstenite::protocol::frame::coding::CloseCode;
 /// Work for a room owner.
 pub enum ToOwner {
     Engine(Command),
+    /// An HTTP emit; its outcome goes back on `reply`.
+    Emit {
+        room: String,
+        emit: Emit,
+        reply: flume::Sender<EmitOutcome>,
+    },
     /// `GET /api/rooms/:room`: the details as JSON text.
     Details {
         room: String,
         reply: flume::Sender<String>,
     },
+    /// `GET /:channel/history`.
+    History {
+        room: String,
+        limit: usize,
+        reply: flume::Sender<Vec<Value>>,
+    },
 }
 
-/// Frames for connections held by the receiving core: each frame with its recipients.
-pub type DeliveryBatch = Vec<(Bytes, Vec<ConnId>)>;
+/// Work for the core holding some connections.
+pub enum ToConns {
+    /// Encoded events, each with its recipients on this core.
+    Deliver(Vec<(Wire, Vec<ConnId>)>),
+    /// Close every connection whose public id is `id`; answers how many.
+    Disconnect {
+        id: String,
+        reply: flume::Sender<usize>,
+    },
+}
 
 /// The sending ends of one core's two inbound channels.
 #[derive(Clone)]
 pub struct Link {
     pub commands: flume::Sender<ToOwner>,
-    pub deliveries: flume::Sender<DeliveryBatch>,
+    pub deliveries: flume::Sender<ToConns>,
 }
 
 /// Wall-clock milliseconds since the epoch: the engine's and the wheel's notion of now.
@@ -51,12 +74,20 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What a connection's wheel entry is checked for.
+/// Everything shared by the cores: configuration, channels, counters.
+pub struct Shared {
+    pub config: Config,
+    pub links: Vec<Link>,
+    pub metrics: Vec<Arc<Metrics>>,
+    pub driver: &'static str,
+}
+
 pub struct Core {
     pub id: usize,
     pub cores: usize,
-    pub config: Arc<Config>,
-    pub links: Arc<Vec<Link>>,
+    pub shared: Arc<Shared>,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
     pub conns: RefCell<AHashMap<ConnId, Rc<Conn>>>,
     next_seq: Cell<u64>,
     wheel: RefCell<Wheel<ConnId>>,
@@ -65,14 +96,16 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(id: usize, config: Arc<Config>, links: Arc<Vec<Link>>) -> Rc<Core> {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Core> {
+        let config = shared.config.clone();
         let tick = (config.ping_interval_ms / 4).clamp(10, 1000);
         let slots = (config.ping_interval_ms / tick + 2) as usize;
         Rc::new(Core {
             id,
-            cores: links.len(),
+            cores: shared.links.len(),
+            metrics: shared.metrics[id].clone(),
             config,
-            links,
+            shared,
             conns: RefCell::new(AHashMap::new()),
             next_seq: Cell::new(1),
             wheel: RefCell::new(Wheel::new(tick, slots, now_ms())),
@@ -87,32 +120,46 @@ impl Core {
     }
 
     pub fn owner_of(&self, room: &str) -> &Link {
-        &self.links[owner_core(room, self.cores)]
+        &self.shared.links[owner_core(room, self.cores)]
     }
 
-    /// Registers a live connection and schedules its first ping check.
+    /// Registers a live connection and schedules its first ping.
     pub fn register(&self, conn: Rc<Conn>) {
         let at = now_ms() + self.config.ping_interval_ms;
         self.wheel.borrow_mut().schedule(at, conn.id);
         self.conns.borrow_mut().insert(conn.id, conn);
+        self.metrics.connections.inc();
+        self.metrics.connections_total.inc();
     }
 
     pub fn unregister(&self, id: ConnId) {
-        self.conns.borrow_mut().remove(&id);
+        if self.conns.borrow_mut().remove(&id).is_some() {
+            self.metrics.connections.sub(1);
+        }
     }
 
-    /// Queues `frame` for a connection of this core, if it is still here.
-    pub fn deliver(&self, to: ConnId, frame: &Bytes, now: u64) {
+    /// Queues an encoded event for a connection of this core, if it is still here.
+    pub fn deliver(&self, to: ConnId, wire: &Wire, now: u64) {
         let conn = self.conns.borrow().get(&to).cloned();
         if let Some(conn) = conn {
             let was_open = conn.state() == State::Open;
-            if !conn.send(frame.clone(), now) && was_open {
+            if conn.send_wire(wire, now) {
+                self.metrics.deliveries.inc();
+            } else if was_open {
                 // Just closed as a slow consumer: shut it down once the close grace is over.
-                self.wheel
-                    .borrow_mut()
-                    .schedule(now + self.config.close_grace_ms, to);
+                self.schedule(now + self.config.close_grace_ms, to);
             }
         }
+    }
+
+    /// Closes a connection of this core with `code` and shuts it down after the grace.
+    pub fn close(&self, conn: &Conn, code: CloseCode, reason: &str, now: u64) {
+        conn.close(code, reason, now);
+        self.schedule(now + self.config.close_grace_ms, conn.id);
+    }
+
+    fn schedule(&self, at: u64, id: ConnId) {
+        self.wheel.borrow_mut().schedule(at, id);
     }
 
     /// Sends a command to the owner of `room`, waiting while its channel is full.
@@ -124,35 +171,38 @@ impl Core {
             .await;
     }
 
-    /// Carries out an outbox: local recipients get the frame now; each other core with
-    /// recipients gets one batch holding every frame for it.
+    /// Carries out an outbox's sends: local recipients get the event now; each other core
+    /// with recipients gets one batch holding every event for it.
     pub async fn dispatch(&self, out: &mut Outbox) {
         let now = now_ms();
-        let mut remote: Vec<DeliveryBatch> = vec![Vec::new(); self.cores];
+        let mut remote: Vec<Vec<(Wire, Vec<ConnId>)>> = vec![Vec::new(); self.cores];
         for send in out.sends.drain(..) {
             let mut per_core: Vec<Vec<ConnId>> = vec![Vec::new(); self.cores];
             for to in send.to {
                 if to.core() == self.id {
-                    self.deliver(to, &send.frame, now);
+                    self.deliver(to, &send.wire, now);
                 } else if to.core() < self.cores {
                     per_core[to.core()].push(to);
                 }
             }
             for (core, conns) in per_core.into_iter().enumerate() {
                 if !conns.is_empty() {
-                    remote[core].push((send.frame.clone(), conns));
+                    remote[core].push((send.wire.clone(), conns));
                 }
             }
         }
         for (core, batch) in remote.into_iter().enumerate() {
             if !batch.is_empty() {
-                let _ = self.links[core].deliveries.send_async(batch).await;
+                let _ = self.shared.links[core]
+                    .deliveries
+                    .send_async(ToConns::Deliver(batch))
+                    .await;
             }
         }
     }
 
-    /// One pass of the ping wheel: ping the live, close the silent, shut down the closing
-    /// ones whose grace ran out.
+    /// One pass of the wheel: ping the live, close the silent, shut down the closing ones
+    /// whose grace ran out.
     fn check_deadlines(&self, now: u64, due: &mut Vec<ConnId>) {
         self.wheel.borrow_mut().advance(now, due);
         let interval = self.config.ping_interval_ms;
@@ -172,17 +222,68 @@ impl Core {
                     let silent = now.saturating_sub(conn.last_seen_ms.get());
                     if silent >= interval * u64::from(self.config.ping_missed) {
                         tracing::debug!(conn = id.0, silent, "ping timeout");
-                        conn.close(CloseCode::Away, "ping timeout", now);
+                        self.ping_timeout(&conn, now);
                         now + self.config.close_grace_ms
                     } else {
-                        conn.send(frame::ping(&now.to_be_bytes()), now);
-                        conn.send(pact::ping(now), now);
+                        self.ping(&conn, now);
                         now + interval
                     }
                 }
             };
-            self.wheel.borrow_mut().schedule(next, id);
+            self.schedule(next, id);
         }
+    }
+
+    fn ping(&self, conn: &Conn, now: u64) {
+        match conn.dialect {
+            Dialect::Pact => {
+                conn.send(frame::ping(&now.to_be_bytes()), now);
+                conn.send(pact::ping(now), now);
+            }
+            Dialect::Wsdo => {
+                if conn.ping_sent_ms.get().is_none() {
+                    conn.ping_sent_ms.set(Some(now));
+                }
+                let ping = wsdo::whole(
+                    wsdo::PING,
+                    &serde_json::json!({}),
+                    &conn.public_id,
+                    conn.latency_ms.get(),
+                );
+                conn.send(ping, now);
+            }
+        }
+    }
+
+    fn ping_timeout(&self, conn: &Conn, now: u64) {
+        if conn.dialect == Dialect::Wsdo {
+            let error = wsdo::whole(
+                wsdo::ERROR,
+                &wsdo::error_payload(
+                    wsdo::codes::PING_TIMEOUT,
+                    "Client did not respond to PING event",
+                ),
+                &conn.public_id,
+                conn.latency_ms.get(),
+            );
+            conn.send(error, now);
+        }
+        conn.close(CloseCode::Away, "ping timeout", now);
+    }
+
+    /// Closes this core's connections whose public id is `id`.
+    fn disconnect(&self, id: &str, now: u64) -> usize {
+        let matching: Vec<Rc<Conn>> = self
+            .conns
+            .borrow()
+            .values()
+            .filter(|c| c.public_id == id && c.state() == State::Open)
+            .cloned()
+            .collect();
+        for conn in &matching {
+            self.close(conn, CloseCode::Normal, "disconnected by the server", now);
+        }
+        matching.len()
     }
 }
 
@@ -190,6 +291,8 @@ impl Core {
 pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
     let mut engine = Engine::new(Box::<MemoryStore>::default(), Box::new(LocalBroker));
     let mut out = Outbox::default();
+    let mut waiting: AHashMap<ReplyToken, flume::Sender<EmitOutcome>> = AHashMap::new();
+    let mut next_token = 0u64;
     while let Ok(first) = commands.recv_async().await {
         let now = now_ms();
         let mut next = Some(first);
@@ -198,10 +301,23 @@ pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
         while let Some(message) = next {
             match message {
                 ToOwner::Engine(command) => engine.handle(command, now, &mut out),
+                ToOwner::Emit {
+                    room,
+                    mut emit,
+                    reply,
+                } => {
+                    next_token += 1;
+                    emit.reply = ReplyToken(next_token);
+                    waiting.insert(emit.reply, reply);
+                    engine.handle(Command::Emit { room, emit }, now, &mut out);
+                }
                 ToOwner::Details { room, reply } => {
                     let json = serde_json::to_string(&engine.details(&room))
                         .unwrap_or_else(|_| "{}".to_owned());
                     let _ = reply.try_send(json);
+                }
+                ToOwner::History { room, limit, reply } => {
+                    let _ = reply.try_send(engine.history(&room, limit));
                 }
             }
             taken += 1;
@@ -211,28 +327,54 @@ pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
                 None
             };
         }
+        for (token, outcome) in out.replies.drain(..) {
+            if matches!(outcome, EmitOutcome::AckTimeout { .. }) {
+                core.metrics.ack_timeouts.inc();
+            }
+            if let Some(reply) = waiting.remove(&token) {
+                let _ = reply.try_send(outcome);
+            }
+        }
+        core.metrics.rooms.set(engine.room_count() as u64);
+        core.metrics.pending_acks.set(engine.pending_acks() as u64);
         core.dispatch(&mut out).await;
     }
 }
 
-/// Queues frames sent to this core's connections by room owners on other cores.
-pub async fn run_deliveries(core: Rc<Core>, deliveries: flume::Receiver<DeliveryBatch>) {
-    while let Ok(batch) = deliveries.recv_async().await {
+/// Carries out what other cores ask of this core's connections.
+pub async fn run_deliveries(core: Rc<Core>, deliveries: flume::Receiver<ToConns>) {
+    while let Ok(message) = deliveries.recv_async().await {
         let now = now_ms();
-        for (frame, conns) in batch {
-            for to in conns {
-                core.deliver(to, &frame, now);
+        match message {
+            ToConns::Deliver(batch) => {
+                for (wire, conns) in batch {
+                    for to in conns {
+                        core.deliver(to, &wire, now);
+                    }
+                }
+            }
+            ToConns::Disconnect { id, reply } => {
+                let _ = reply.try_send(core.disconnect(&id, now));
             }
         }
     }
 }
 
-/// Advances the ping wheel every tick.
+/// Advances the connection wheel every tick.
 pub async fn run_ticker(core: Rc<Core>) {
     let tick = Duration::from_millis(core.wheel.borrow().tick_ms());
     let mut due = Vec::new();
     loop {
         monoio::time::sleep(tick).await;
         core.check_deadlines(now_ms(), &mut due);
+    }
+}
+
+/// Lets this core's engine expire ack deadlines.
+pub async fn run_engine_clock(core: Rc<Core>) {
+    loop {
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        let own = &core.shared.links[core.id].commands;
+        let _ = own.try_send(ToOwner::Engine(Command::Tick));
     }
 }

@@ -5,10 +5,14 @@
 pub mod conn;
 pub mod core;
 pub mod memstream;
+pub mod metrics;
 pub mod router;
 pub mod ws;
 
-use self::core::{run_deliveries, run_engine, run_ticker, Core, DeliveryBatch, Link, ToOwner};
+use self::core::{
+    run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns,
+    ToOwner,
+};
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -59,27 +63,30 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     if driver == "epoll" {
         tracing::warn!("io_uring unavailable or disabled: running on epoll");
     }
-    let config = Arc::new(config);
     let mut links = Vec::with_capacity(cores);
     let mut receivers = Vec::with_capacity(cores);
     for _ in 0..cores {
         let (ctx, crx) = flume::bounded::<ToOwner>(config.channel_capacity);
-        let (dtx, drx) = flume::bounded::<DeliveryBatch>(config.channel_capacity);
+        let (dtx, drx) = flume::bounded::<ToConns>(config.channel_capacity);
         links.push(Link {
             commands: ctx,
             deliveries: dtx,
         });
         receivers.push((crx, drx));
     }
-    let links = Arc::new(links);
+    let shared = Arc::new(Shared {
+        links,
+        metrics: (0..cores).map(|_| Arc::default()).collect(),
+        driver,
+        config,
+    });
 
     let mut threads = Vec::with_capacity(cores);
-    let mut addr = config.listen;
+    let mut addr = shared.config.listen;
     // Core 0 binds first, so that with port 0 every other core binds the same real port.
     for (id, (crx, drx)) in receivers.into_iter().enumerate() {
         let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
-        let config = config.clone();
-        let links = links.clone();
+        let shared = shared.clone();
         let listen = addr;
         let thread = std::thread::Builder::new()
             .name(format!("rookery-core-{id}"))
@@ -93,10 +100,11 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                         }
                     };
                     let _ = bound_tx.send(listener.local_addr());
-                    let core = Core::new(id, config, links);
+                    let core = Core::new(id, shared);
                     monoio::spawn(run_engine(core.clone(), crx));
                     monoio::spawn(run_deliveries(core.clone(), drx));
                     monoio::spawn(run_ticker(core.clone()));
+                    monoio::spawn(run_engine_clock(core.clone()));
                     accept_loop(core, listener).await;
                 };
                 let result = if driver == "io_uring" {
@@ -149,38 +157,64 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
     }
 }
 
-/// Reads a request head (within the handshake timeout) and routes it.
+/// Reads a request (within the handshake timeout) and routes it.
 async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
     let limit = Duration::from_millis(core.config.handshake_timeout_ms);
-    let head = monoio::time::timeout(limit, read_head(&mut stream)).await;
-    let refusal = match head {
+    let max_body = core.config.max_body_size;
+    let request = monoio::time::timeout(limit, read_request(&mut stream, max_body)).await;
+    let refusal = match request {
         Ok(Ok((req, leftover))) => return router::route(core, stream, peer, req, leftover).await,
         Ok(Err(Some(refusal))) => refusal,
         Ok(Err(None)) => return,
-        Err(_) => http::json_error(408, "timeout", "request head not received in time"),
+        Err(_) => http::json_error(408, "timeout", "request not received in time"),
     };
     let _ = stream.write_all(refusal).await;
 }
 
-/// The request head and any bytes after it; `Err(Some(response))` for a bad head,
-/// `Err(None)` when the peer went away.
-async fn read_head(stream: &mut TcpStream) -> Result<(http::Request, Vec<u8>), Option<Vec<u8>>> {
-    let mut head = Vec::new();
+/// The request (head and `Content-Length` body) and any bytes after it;
+/// `Err(Some(response))` for a bad request, `Err(None)` when the peer went away.
+async fn read_request(
+    stream: &mut TcpStream,
+    max_body: usize,
+) -> Result<(http::Request, Vec<u8>), Option<Vec<u8>>> {
+    let mut buf = Vec::new();
     let mut chunk = Vec::with_capacity(2048);
+    let mut head: Option<(http::Request, usize, usize)> = None;
     loop {
-        let (result, buf) = stream.read(chunk).await;
-        chunk = buf;
-        match result {
-            Ok(0) | Err(_) => return Err(None),
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-        chunk.clear();
-        match parse_head(&head) {
-            Ok(Some((req, len))) => return Ok((req, head.split_off(len))),
-            Ok(None) => continue,
-            Err(e) => {
-                return Err(Some(http::json_error(e.status, "bad_request", e.message)));
+        if head.is_none() {
+            match parse_head(&buf) {
+                Ok(Some((req, len))) => {
+                    let body_len = req.content_length().map_err(|e| {
+                        Some(http::json_error(e.status, "bad_request", e.message))
+                    })?;
+                    if body_len > max_body {
+                        return Err(Some(http::json_error(
+                            413,
+                            "payload_too_large",
+                            &format!("request body over {max_body} bytes"),
+                        )));
+                    }
+                    head = Some((req, len, body_len));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Some(http::json_error(e.status, "bad_request", e.message))),
             }
         }
+        if let Some((_, len, body_len)) = &head {
+            if buf.len() >= len + body_len {
+                let (mut req, len, body_len) = head.expect("checked above");
+                let mut rest = buf.split_off(len);
+                let leftover = rest.split_off(body_len);
+                req.body = rest;
+                return Ok((req, leftover));
+            }
+        }
+        let (result, b) = stream.read(chunk).await;
+        chunk = b;
+        match result {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        chunk.clear();
     }
 }

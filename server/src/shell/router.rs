@@ -1,14 +1,24 @@
-//! The route table: which handler serves a request head.
+//! The route table: which handler serves a request.
 
-use super::core::{Core, ToOwner};
-use super::ws::serve_pact;
+use super::core::{Core, ToConns, ToOwner};
+use super::metrics;
+use super::ws::serve_ws;
+use crate::dialect::Dialect;
+use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
+use crate::engine::{Command, Emit};
 use crate::http::{self, Request};
+use crate::ids::{random_token, random_u64};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
-/// Serves one request whose head has been read.
+/// Query parameters of `/emit` that steer it rather than belong to the payload.
+const EMIT_CONTROLS: [&str; 2] = ["clients", "require-ack"];
+
+/// Serves one request whose head (and body) has been read.
 pub async fn route(
     core: Rc<Core>,
     mut stream: TcpStream,
@@ -16,39 +26,375 @@ pub async fn route(
     req: Request,
     leftover: Vec<u8>,
 ) {
-    let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-    let response = match (req.method.as_str(), segments.as_slice()) {
-        (_, ["websocket"]) => {
-            if req.wants_upgrade() {
-                return serve_pact(core, stream, peer, req, leftover).await;
+    let segments: Vec<String> = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(http::decode_segment)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method.as_str();
+    if !matches!(segments.as_slice(), ["websocket"] | [_, "listen"]) || !req.wants_upgrade() {
+        core.metrics.http_requests.inc();
+    }
+    let response = match (method, segments.as_slice()) {
+        (_, ["websocket"]) | (_, [_, "listen"]) if req.wants_upgrade() => {
+            let (dialect, room) = match segments.as_slice() {
+                [channel, "listen"] => (Dialect::Wsdo, (*channel).to_owned()),
+                _ => (
+                    Dialect::Pact,
+                    req.query_param("room")
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or("default")
+                        .to_owned(),
+                ),
+            };
+            if room.is_empty() {
+                http::json_error(400, "bad_request", "the channel name is empty")
+            } else {
+                return serve_ws(core, stream, peer, req, leftover, dialect, room).await;
             }
+        }
+        (_, ["websocket"]) | (_, [_, "listen"]) => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }
-        ("GET", ["healthz"]) => http::json(200, &serde_json::json!({"status": "ok"})),
-        ("GET", ["readyz"]) => http::json(200, &serde_json::json!({"status": "ready"})),
-        ("GET", ["api", "rooms", room]) if !room.is_empty() => {
-            room_details(&core, &http::decode_segment(room)).await
+        ("GET", ["healthz"]) => http::json(200, &json!({"status": "ok"})),
+        ("GET", ["readyz"]) => http::json(200, &json!({"status": "ready"})),
+        ("GET", ["metrics"]) => http::response(
+            200,
+            "text/plain; version=0.0.4",
+            metrics::render(&core.shared.metrics, core.shared.driver).as_bytes(),
+        ),
+        ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&core, room).await,
+        ("POST", ["api", "rooms", room, "broadcast"]) if !room.is_empty() => {
+            match admin(&core, &req) {
+                Err(refusal) => refusal,
+                Ok(()) => admin_broadcast(&core, room, &req.body).await,
+            }
         }
-        (_, ["healthz"] | ["readyz"] | ["api", "rooms", _]) => {
-            http::json_error(405, "method_not_allowed", "method not allowed")
+        ("PUT", ["api", "rooms", room, "config"]) if !room.is_empty() => match admin(&core, &req) {
+            Err(refusal) => refusal,
+            Ok(()) => admin_config(&core, room, &req.body).await,
+        },
+        ("DELETE", ["api", "clients", id]) if !id.is_empty() => match admin(&core, &req) {
+            Err(refusal) => refusal,
+            Ok(()) => disconnect(&core, id).await,
+        },
+        ("GET" | "POST", [channel, "emit"]) if !channel.is_empty() => {
+            emit(&core, channel, &req).await
         }
+        ("GET", [channel, "history"]) if !channel.is_empty() => {
+            history(&core, channel, &req).await
+        }
+        (
+            _,
+            ["healthz"] | ["readyz"] | ["metrics"] | ["api", "rooms", _] | ["api", "rooms", _, _]
+            | ["api", "clients", _] | [_, "emit"] | [_, "history"],
+        ) => http::json_error(405, "method_not_allowed", "method not allowed"),
         _ => http::json_error(404, "not_found", "no such route"),
     };
     let _ = stream.write_all(response).await;
 }
 
+/// Checks the admin bearer key: 403 when the admin API is off, 401 when the key is wrong.
+fn admin(core: &Core, req: &Request) -> Result<(), Vec<u8>> {
+    let Some(key) = core.config.admin_key.as_deref() else {
+        return Err(http::json_error(
+            403,
+            "admin_disabled",
+            "the admin API is disabled: start the server with --admin-key",
+        ));
+    };
+    match req.bearer() {
+        Some(given) if constant_time_eq(given.as_bytes(), key.as_bytes()) => Ok(()),
+        _ => Err(http::json_error(
+            401,
+            "unauthorized",
+            "missing or wrong admin key (Authorization: Bearer <key>)",
+        )),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a key matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_json_body(body: &[u8]) -> Result<Value, Vec<u8>> {
+    serde_json::from_slice(body)
+        .map_err(|e| http::json_error(400, "invalid_json", &format!("body is not JSON: {e}")))
+}
+
 async fn room_details(core: &Core, room: &str) -> Vec<u8> {
     let (reply, answer) = flume::bounded(1);
-    let asked = core
-        .owner_of(room)
-        .commands
-        .send_async(ToOwner::Details {
-            room: room.to_owned(),
+    let request = ToOwner::Details {
+        room: room.to_owned(),
+        reply,
+    };
+    match ask(core, room, request, answer).await {
+        Some(json) => http::response(200, "application/json", json.as_bytes()),
+        None => unavailable(),
+    }
+}
+
+/// Sends `request` to `room`'s owner and waits for its answer.
+async fn ask<T>(core: &Core, room: &str, request: ToOwner, answer: flume::Receiver<T>) -> Option<T> {
+    core.owner_of(room).commands.send_async(request).await.ok()?;
+    answer.recv_async().await.ok()
+}
+
+fn unavailable() -> Vec<u8> {
+    http::json_error(503, "unavailable", "room owner unavailable")
+}
+
+async fn admin_broadcast(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
+    let mut body = match parse_json_body(body) {
+        Ok(Value::Object(body)) => body,
+        Ok(_) => return http::json_error(400, "invalid_body", "expected {type, data, to?}"),
+        Err(refusal) => return refusal,
+    };
+    let Some(Value::String(kind)) = body.remove("type") else {
+        return http::json_error(400, "invalid_body", "\"type\" must be a string");
+    };
+    let to = match body.remove("to") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(to)) if !to.is_empty() => Some(to),
+        Some(_) => return http::json_error(400, "invalid_body", "\"to\" must be a string"),
+    };
+    let command = Command::Broadcast {
+        room: room.to_owned(),
+        kind,
+        data: body.remove("data").unwrap_or(Value::Null),
+        to,
+    };
+    core.command(room, command).await;
+    http::json(200, &json!({"success": true}))
+}
+
+async fn admin_config(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
+    let Ok(config) = std::str::from_utf8(body) else {
+        return http::json_error(400, "invalid_body", "the config must be UTF-8 text");
+    };
+    let command = Command::SetConfig {
+        room: room.to_owned(),
+        config: config.to_owned(),
+    };
+    core.command(room, command).await;
+    http::json(200, &json!({"success": true}))
+}
+
+async fn disconnect(core: &Core, id: &str) -> Vec<u8> {
+    let mut answers = Vec::new();
+    for link in &core.shared.links {
+        let (reply, answer) = flume::bounded(1);
+        let ask = ToConns::Disconnect {
+            id: id.to_owned(),
             reply,
-        })
-        .await;
-    match (asked, answer.recv_async().await) {
-        (Ok(()), Ok(json)) => http::response(200, "application/json", json.as_bytes()),
-        _ => http::json_error(503, "unavailable", "room owner unavailable"),
+        };
+        if link.deliveries.send_async(ask).await.is_ok() {
+            answers.push(answer);
+        }
+    }
+    let mut closed = 0;
+    for answer in answers {
+        closed += answer.recv_async().await.unwrap_or(0);
+    }
+    if closed == 0 {
+        http::json_error(404, "not_found", "no connected client has this id")
+    } else {
+        http::json(200, &json!({"success": true, "disconnected": closed}))
+    }
+}
+
+/// The `?clients=` parameter: a count of random clients, or a list of ids.
+fn parse_targets(value: Option<&str>) -> Result<Targets, Vec<u8>> {
+    let Some(value) = value else {
+        return Ok(Targets::All);
+    };
+    let value = value.trim();
+    if !value.is_empty() && value.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<usize>() {
+            Ok(0) | Err(_) => Err(http::json_error(
+                400,
+                "invalid_clients",
+                "clients must be a positive count or a list of client ids",
+            )),
+            Ok(n) => Ok(Targets::Random(n)),
+        };
+    }
+    let ids: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        return Err(http::json_error(400, "invalid_clients", "clients names no client"));
+    }
+    Ok(Targets::Ids(ids))
+}
+
+fn parse_bool(value: Option<&str>) -> Result<bool, Vec<u8>> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("" | "true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(http::json_error(
+            400,
+            "invalid_require_ack",
+            "require-ack must be true or false",
+        )),
+    }
+}
+
+fn is_empty_payload(payload: &Value) -> bool {
+    match payload {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+async fn emit(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
+    let targets = match parse_targets(req.query_param("clients")) {
+        Ok(t) => t,
+        Err(refusal) => return refusal,
+    };
+    let require_ack = match parse_bool(req.query_param("require-ack")) {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
+    let payload = if req.method == "POST" {
+        if req.body.is_empty() {
+            Value::Null
+        } else {
+            match parse_json_body(&req.body) {
+                Ok(v) => v,
+                Err(refusal) => return refusal,
+            }
+        }
+    } else {
+        let fields: Map<String, Value> = req
+            .query
+            .iter()
+            .filter(|(k, _)| !EMIT_CONTROLS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        Value::Object(fields)
+    };
+    if is_empty_payload(&payload) {
+        return http::json_error(400, "empty_payload", "No payload provided.");
+    }
+    let event_id = format!("evt_{}", random_token(8));
+    let emit = Emit {
+        payload,
+        targets,
+        require_ack,
+        event_id,
+        seed: random_u64(),
+        ack_timeout_ms: core.config.ack_timeout_ms,
+        history_size: core.config.history_size,
+        reply: ReplyToken(0),
+    };
+    let (reply, answer) = flume::bounded(1);
+    let request = ToOwner::Emit {
+        room: channel.to_owned(),
+        emit,
+        reply,
+    };
+    // The owner always answers, at the latest when the ack deadline passes.
+    let limit = Duration::from_millis(core.config.ack_timeout_ms + 5_000);
+    let outcome = monoio::time::timeout(limit, ask(core, channel, request, answer)).await;
+    match outcome {
+        Ok(Some(outcome)) => emit_response(outcome),
+        _ => unavailable(),
+    }
+}
+
+fn emit_response(outcome: EmitOutcome) -> Vec<u8> {
+    match outcome {
+        EmitOutcome::Sent { event_id, clients } => http::json(
+            200,
+            &json!({"success": true, "eventID": event_id, "clients": clients}),
+        ),
+        EmitOutcome::Acked { event_id, acked } => http::json(
+            200,
+            &json!({"success": true, "eventID": event_id, "acked": acked}),
+        ),
+        EmitOutcome::AckTimeout {
+            event_id,
+            acked,
+            missing,
+        } => http::json_error_with(
+            408,
+            "ack_timeout",
+            &format!("{} client(s) did not acknowledge in time", missing.len()),
+            json!({"success": false, "eventID": event_id, "acked": acked, "missing": missing}),
+        ),
+        EmitOutcome::NotEnoughClients { wanted, connected } => http::json_error_with(
+            400,
+            "not_enough_clients",
+            "Not enough clients to target.",
+            json!({"success": false, "wanted": wanted, "connected": connected}),
+        ),
+        EmitOutcome::NoClients => http::json_error_with(
+            404,
+            "no_clients",
+            "none of the targeted clients is connected",
+            json!({"success": false}),
+        ),
+    }
+}
+
+async fn history(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
+    let limit = match req.query_param("limit").map(str::parse::<usize>) {
+        None => core.config.history_size,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return http::json_error(400, "invalid_limit", "limit must be a non-negative integer")
+        }
+    };
+    let (reply, answer) = flume::bounded(1);
+    let request = ToOwner::History {
+        room: channel.to_owned(),
+        limit,
+        reply,
+    };
+    match ask(core, channel, request, answer).await {
+        Some(history) => http::json(200, &json!({"history": history})),
+        None => unavailable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_parameter() {
+        assert_eq!(parse_targets(None).unwrap(), Targets::All);
+        assert_eq!(parse_targets(Some("3")).unwrap(), Targets::Random(3));
+        assert!(parse_targets(Some("0")).is_err());
+        assert!(parse_targets(Some("-2")).is_err());
+        assert!(parse_targets(Some(" , ")).is_err());
+        assert_eq!(
+            parse_targets(Some("client_a, client_b")).unwrap(),
+            Targets::Ids(vec!["client_a".into(), "client_b".into()])
+        );
+    }
+
+    #[test]
+    fn require_ack_is_a_real_boolean() {
+        assert_eq!(parse_bool(Some("false")).unwrap(), false);
+        assert_eq!(parse_bool(Some("TRUE")).unwrap(), true);
+        assert_eq!(parse_bool(None).unwrap(), false);
+        assert!(parse_bool(Some("maybe")).is_err());
+    }
+
+    #[test]
+    fn keys_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

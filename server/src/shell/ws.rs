@@ -1,14 +1,16 @@
-//! A WebSocket session of the `pact` dialect: upgrade, join, read loop, leave.
+//! A WebSocket session in any dialect: upgrade, join, read loop, leave.
 //!
 //! The reader owns the socket's read half and feeds bytes to tungstenite; every text message
-//! is decoded on this core (so JSON parsing spreads over all cores) and sent to the room's
-//! owner as a command. A second task, the writer, drains the connection's queue.
+//! is decoded on this core by the connection's dialect (so JSON parsing spreads over all
+//! cores) and sent to the room's owner as a command. A second task, the writer, drains the
+//! connection's queue.
 
 use super::conn::{write_loop, Conn};
 use super::core::{now_ms, Core};
-use crate::dialect::pact::{self, Inbound};
+use crate::dialect::{pact, wsdo, Dialect};
 use crate::engine::{Command, Joiner};
 use crate::http::{self, Request};
+use crate::ids::random_token;
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
@@ -49,14 +51,16 @@ fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
     Ok(out)
 }
 
-/// Runs a pact session on `stream` whose request head was `req`; `leftover` holds bytes
-/// the client sent after the head.
-pub async fn serve_pact(
+/// Runs a session of `dialect` in `room` on `stream`, whose request head was `req`;
+/// `leftover` holds bytes the client sent after the head.
+pub async fn serve_ws(
     core: Rc<Core>,
     mut stream: TcpStream,
     peer: SocketAddr,
     req: Request,
     leftover: Vec<u8>,
+    dialect: Dialect,
+    room: String,
 ) {
     let accept = match accept_upgrade(&req) {
         Ok(accept) => accept,
@@ -65,11 +69,6 @@ pub async fn serve_pact(
             return;
         }
     };
-    let room = req
-        .query_param("room")
-        .filter(|r| !r.is_empty())
-        .unwrap_or("default")
-        .to_owned();
     let config = &core.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
@@ -77,11 +76,18 @@ pub async fn serve_pact(
         .max_frame_size(Some(config.max_message_size));
     let id = core.next_conn_id();
     let now = now_ms();
+    let public_id = match dialect {
+        Dialect::Pact => uuid::Uuid::new_v4().to_string(),
+        Dialect::Wsdo => format!("client_{}", random_token(8)),
+    };
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
+        dialect,
+        public_id.clone(),
         stream.as_raw_fd(),
         config.max_outbound_bytes,
+        core.metrics.clone(),
         WebSocketContext::new(WsRole::Server, Some(ws_config)),
         now,
     ));
@@ -92,7 +98,9 @@ pub async fn serve_pact(
     let writer_task = monoio::spawn(write_loop(conn.clone(), writer));
 
     let joiner = Joiner {
-        user_id: uuid::Uuid::new_v4().to_string(),
+        user_id: public_id.clone(),
+        id: public_id,
+        dialect,
         role: Role::User,
         details: serde_json::json!({"ip": peer.ip().to_string(), "core": core.id}),
     };
@@ -110,8 +118,12 @@ pub async fn serve_pact(
     let mut chunk = Vec::with_capacity(READ_CHUNK);
     loop {
         if !pending.is_empty() {
+            core.metrics.bytes_in.add(pending.len() as u64);
             conn.ws.borrow_mut().1.inbound.extend(pending.drain(..));
-            conn.last_seen_ms.set(now_ms());
+            if dialect == Dialect::Pact {
+                // Any traffic is a sign of life; wsdo counts only PONGs (its seed's rule).
+                conn.last_seen_ms.set(now_ms());
+            }
             if !process_frames(&core, &conn).await {
                 break;
             }
@@ -129,14 +141,8 @@ pub async fn serve_pact(
 
     core.unregister(id);
     conn.mark_dead();
-    core.command(
-        &room,
-        Command::Leave {
-            conn: id,
-            room: room.clone(),
-        },
-    )
-    .await;
+    core.command(&room, Command::Leave { conn: id, room: room.clone() })
+        .await;
     let _ = writer_task.await;
 }
 
@@ -150,39 +156,26 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
         };
         match next {
             Ok(Message::Text(text)) => {
-                let inbound = {
-                    let mut scratch = core.scratch.borrow_mut();
-                    scratch.clear();
-                    scratch.extend_from_slice(text.as_bytes());
-                    pact::decode(&mut scratch)
-                };
-                match inbound {
-                    Ok(Inbound::Request { reference, request }) => {
-                        core.command(
-                            &conn.room,
-                            Command::Pact {
-                                conn: conn.id,
-                                room: conn.room.clone(),
-                                reference,
-                                request,
-                            },
-                        )
-                        .await;
-                    }
-                    Ok(Inbound::Close) => {
-                        conn.close(CloseCode::Normal, "closed on request", now_ms())
-                    }
-                    Ok(Inbound::Pong) => {}
-                    Err(refused) => {
-                        conn.send(refused.frame(), now_ms());
-                    }
+                core.metrics.messages_in.inc();
+                match conn.dialect {
+                    Dialect::Pact => pact_text(core, conn, text.as_bytes()).await,
+                    Dialect::Wsdo => wsdo_text(core, conn, text.as_bytes()).await,
                 }
             }
             Ok(Message::Binary(_)) => {
-                conn.send(
-                    pact::error(None, codes::UNSUPPORTED_DATA, "pact frames are JSON text"),
-                    now_ms(),
-                );
+                core.metrics.messages_in.inc();
+                core.metrics.error_frames.inc();
+                let refusal = match conn.dialect {
+                    Dialect::Pact => {
+                        pact::error(None, codes::UNSUPPORTED_DATA, "pact frames are JSON text")
+                    }
+                    Dialect::Wsdo => wsdo_error(
+                        conn,
+                        wsdo::codes::UNSUPPORTED_DATA,
+                        "wsdo frames are JSON text",
+                    ),
+                };
+                conn.send(refusal, now_ms());
             }
             Ok(_) => {} // ping, pong, close: tungstenite queued what the protocol requires.
             Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -202,6 +195,77 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             }
         }
     }
+}
+
+/// Decodes `text` into the core's scratch buffer with `decode`.
+fn decode_with<T>(core: &Core, text: &[u8], decode: impl FnOnce(&mut [u8]) -> T) -> T {
+    let mut scratch = core.scratch.borrow_mut();
+    scratch.clear();
+    scratch.extend_from_slice(text);
+    decode(&mut scratch)
+}
+
+async fn pact_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
+    match decode_with(core, text, pact::decode) {
+        Ok(pact::Inbound::Request { reference, request }) => {
+            let command = Command::Pact {
+                conn: conn.id,
+                room: conn.room.clone(),
+                reference,
+                request,
+            };
+            core.command(&conn.room, command).await;
+        }
+        Ok(pact::Inbound::Close) => {
+            core.close(conn, CloseCode::Normal, "closed on request", now_ms())
+        }
+        Ok(pact::Inbound::Pong) => {}
+        Err(refused) => {
+            core.metrics.error_frames.inc();
+            conn.send(refused.frame(), now_ms());
+        }
+    }
+}
+
+async fn wsdo_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
+    match decode_with(core, text, wsdo::decode) {
+        Ok(wsdo::Inbound::Pong) => {
+            let now = now_ms();
+            if let Some(sent) = conn.ping_sent_ms.take() {
+                conn.latency_ms.set(now.saturating_sub(sent));
+            }
+            conn.last_seen_ms.set(now);
+        }
+        Ok(wsdo::Inbound::Presence(presence)) => {
+            let command = Command::Presence {
+                conn: conn.id,
+                room: conn.room.clone(),
+                presence,
+            };
+            core.command(&conn.room, command).await;
+        }
+        Ok(wsdo::Inbound::Ack(event_id)) => {
+            let command = Command::Ack {
+                conn: conn.id,
+                room: conn.room.clone(),
+                event_id,
+            };
+            core.command(&conn.room, command).await;
+        }
+        Err(refused) => {
+            core.metrics.error_frames.inc();
+            conn.send(wsdo_error(conn, refused.code, &refused.message), now_ms());
+        }
+    }
+}
+
+fn wsdo_error(conn: &Conn, code: &str, message: &str) -> Bytes {
+    wsdo::whole(
+        wsdo::ERROR,
+        &wsdo::error_payload(code, message),
+        &conn.public_id,
+        conn.latency_ms.get(),
+    )
 }
 
 /// The close code and reason for a protocol-level failure.

@@ -1,0 +1,116 @@
+//! Per-core counters, read by `GET /metrics` on any core.
+//!
+//! Each core writes only its own counters, so an increment is a relaxed load and store of
+//! a value no other core writes: no locked read-modify-write, no cache line bouncing
+//! between writers. Readers on other cores see a recent value, which is all Prometheus needs.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter with a single writer (its core).
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// For gauges.
+    pub fn sub(&self, n: u64) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed).wrapping_sub(n), Ordering::Relaxed);
+    }
+
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Close codes and error codes counted separately.
+pub const COUNTED_CLOSE_CODES: [u16; 8] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011];
+
+#[derive(Default, Debug)]
+pub struct Metrics {
+    pub connections: Counter,
+    pub connections_total: Counter,
+    pub rooms: Counter,
+    pub messages_in: Counter,
+    pub bytes_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_out: Counter,
+    pub deliveries: Counter,
+    pub http_requests: Counter,
+    pub error_frames: Counter,
+    pub ack_timeouts: Counter,
+    pub slow_consumers: Counter,
+    pub pending_acks: Counter,
+    closes: [Counter; COUNTED_CLOSE_CODES.len()],
+}
+
+impl Metrics {
+    pub fn closed_with(&self, code: u16) {
+        if let Some(i) = COUNTED_CLOSE_CODES.iter().position(|c| *c == code) {
+            self.closes[i].inc();
+        }
+    }
+}
+
+/// Renders every core's counters, summed, in the Prometheus text format.
+pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
+    let sum = |f: &dyn Fn(&Metrics) -> u64| cores.iter().map(|m| f(m)).sum::<u64>();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    metric("rookery_connections", "gauge", "Open WebSocket connections.", sum(&|m| m.connections.get()));
+    metric("rookery_connections_total", "counter", "WebSocket connections accepted.", sum(&|m| m.connections_total.get()));
+    metric("rookery_rooms", "gauge", "Rooms with at least one member.", sum(&|m| m.rooms.get()));
+    metric("rookery_messages_in_total", "counter", "WebSocket messages received.", sum(&|m| m.messages_in.get()));
+    metric("rookery_bytes_in_total", "counter", "Bytes read from WebSocket connections.", sum(&|m| m.bytes_in.get()));
+    metric("rookery_frames_out_total", "counter", "Frames queued to connections.", sum(&|m| m.frames_out.get()));
+    metric("rookery_bytes_out_total", "counter", "Bytes written to connections.", sum(&|m| m.bytes_out.get()));
+    metric("rookery_fanout_deliveries_total", "counter", "Room events delivered to a recipient.", sum(&|m| m.deliveries.get()));
+    metric("rookery_http_requests_total", "counter", "HTTP requests served.", sum(&|m| m.http_requests.get()));
+    metric("rookery_error_frames_total", "counter", "Error frames sent for bad input.", sum(&|m| m.error_frames.get()));
+    metric("rookery_ack_timeouts_total", "counter", "Emits whose acks did not all arrive in time.", sum(&|m| m.ack_timeouts.get()));
+    metric("rookery_slow_consumers_total", "counter", "Connections closed for exceeding the outbound bound.", sum(&|m| m.slow_consumers.get()));
+    metric("rookery_pending_acks", "gauge", "Emits waiting for acks.", sum(&|m| m.pending_acks.get()));
+    let _ = writeln!(out, "# HELP rookery_closes_total Connections closed by the server, by close code.\n# TYPE rookery_closes_total counter");
+    for (i, code) in COUNTED_CLOSE_CODES.iter().enumerate() {
+        let n = sum(&|m| m.closes[i].get());
+        let _ = writeln!(out, "rookery_closes_total{{code=\"{code}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP rookery_io_driver The io driver in use.\n# TYPE rookery_io_driver gauge\nrookery_io_driver{{driver=\"{driver}\"}} 1");
+    let _ = writeln!(out, "# HELP rookery_cores Runtime threads.\n# TYPE rookery_cores gauge\nrookery_cores {}", cores.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn renders_sums_over_cores() {
+        let a = Arc::new(Metrics::default());
+        let b = Arc::new(Metrics::default());
+        a.connections.add(2);
+        b.connections.add(3);
+        b.connections.sub(1);
+        a.closed_with(1009);
+        let text = render(&[a, b], "epoll");
+        assert!(text.contains("\nrookery_connections 4\n"));
+        assert!(text.contains("rookery_closes_total{code=\"1009\"} 1"));
+        assert!(text.contains("rookery_io_driver{driver=\"epoll\"} 1"));
+    }
+}
