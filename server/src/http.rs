@@ -158,7 +158,12 @@ pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// `{"error":{"code":..,"message":..}}` plus more top-level fields (`extra` is an object).
-pub fn json_error_with(status: u16, code: &str, message: &str, extra: serde_json::Value) -> Vec<u8> {
+pub fn json_error_with(
+    status: u16,
+    code: &str,
+    message: &str,
+    extra: serde_json::Value,
+) -> Vec<u8> {
     let mut body = serde_json::json!({"error": {"code": code, "message": message}});
     if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
         body.extend(extra);

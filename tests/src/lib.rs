@@ -50,6 +50,13 @@ impl Client {
         Client { ws }
     }
 
+    /// Connects a websockets.do client to `channel`; returns it and its `CONNECTED` event.
+    pub fn wsdo(addr: SocketAddr, channel: &str) -> (Client, Value) {
+        let mut c = Client::connect(addr, &format!("/{channel}/listen"));
+        let connected = c.recv_type("CONNECTED");
+        (c, connected)
+    }
+
     /// Connects a pact client to `room`; consumes `config` and returns the `profile` data.
     pub fn pact(addr: SocketAddr, room: &str) -> (Client, Value) {
         let mut c = Client::connect(addr, &format!("/websocket?room={room}"));
@@ -190,6 +197,37 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
     )
+}
+
+/// Any request: `method path` with extra `headers` and `body`; returns status and body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw_http(addr, &bytes)
+}
+
+/// Like [`http`], with the body parsed as JSON.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Value) {
+    let (status, text) = http(addr, method, path, headers, body);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    (status, json)
 }
 
 /// Sends raw bytes and reads the whole response; returns status and body.

@@ -126,7 +126,7 @@ fn polls_count_one_vote_per_user_and_move_votes() {
     // Voting the same answer again changes nothing and sends nothing.
     b.send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
     a.expect_silence(200);
-    let mut clients = vec![clients.remove(0), b];
+    let mut clients = [clients.remove(0), b];
     // Another poll is not sent to a poll:test poll subscriber; ids may contain ':'.
     clients[1].send(json!({"type":"poll","data":{"id":"a:b","answer":1}}));
     clients[0].expect_silence(200);

@@ -114,7 +114,12 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
         types::CHAT => PactRequest::Chat(data),
         types::ACK => match data.get("eventID") {
             Some(Value::String(id)) if !id.is_empty() => PactRequest::Ack(id.clone()),
-            _ => return Err(invalid(&reference, "ack data must be {\"eventID\": \"evt_…\"}")),
+            _ => {
+                return Err(invalid(
+                    &reference,
+                    "ack data must be {\"eventID\": \"evt_…\"}",
+                ))
+            }
         },
         types::POLL | types::EPHEMERAL_POLL => {
             let Value::Object(vote) = data else {

@@ -71,7 +71,10 @@ pub fn body<T: Serialize + ?Sized>(kind: &str, payload: &T, extra: Extra<'_>) ->
 
 /// The recipient-specific pieces around a shared `body`: the frame header and the tail.
 pub fn finish(body: &[u8], client_id: &str, latency_ms: u64) -> (Bytes, Bytes) {
-    let tail = format!("\"clientID\":{},\"latency\":{latency_ms}}}", json_string(client_id));
+    let tail = format!(
+        "\"clientID\":{},\"latency\":{latency_ms}}}",
+        json_string(client_id)
+    );
     let header = FrameHeader {
         opcode: OpCode::Data(Data::Text),
         ..FrameHeader::default()
@@ -135,10 +138,16 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
     let value: Value = simd_json::serde::from_slice(text)
         .map_err(|e| refuse(codes::INVALID_JSON, format!("invalid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
-        return Err(refuse(codes::INVALID_JSON, "a message must be a JSON object"));
+        return Err(refuse(
+            codes::INVALID_JSON,
+            "a message must be a JSON object",
+        ));
     };
     let Some(Value::String(kind)) = object.remove("type") else {
-        return Err(refuse(codes::INVALID_JSON, "a message needs a string \"type\""));
+        return Err(refuse(
+            codes::INVALID_JSON,
+            "a message needs a string \"type\"",
+        ));
     };
     let payload = object.remove("payload").unwrap_or(Value::Null);
     match kind.to_ascii_lowercase().as_str() {
@@ -146,7 +155,10 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
         "presence" => match payload {
             Value::Object(presence) => Ok(Inbound::Presence(presence)),
             Value::Null => Ok(Inbound::Presence(Map::new())),
-            _ => Err(refuse(codes::INVALID_PAYLOAD, "PRESENCE payload must be an object")),
+            _ => Err(refuse(
+                codes::INVALID_PAYLOAD,
+                "PRESENCE payload must be an object",
+            )),
         },
         "ack" => match payload.get("eventID") {
             Some(Value::String(id)) if !id.is_empty() => Ok(Inbound::Ack(id.clone())),
@@ -246,7 +258,10 @@ mod tests {
     fn bad_client_messages_are_refused() {
         assert_eq!(dec("nope").unwrap_err().code, codes::INVALID_JSON);
         assert_eq!(dec("[]").unwrap_err().code, codes::INVALID_JSON);
-        assert_eq!(dec(r#"{"type":"HELLO"}"#).unwrap_err().code, codes::UNKNOWN_TYPE);
+        assert_eq!(
+            dec(r#"{"type":"HELLO"}"#).unwrap_err().code,
+            codes::UNKNOWN_TYPE
+        );
         assert_eq!(
             dec(r#"{"type":"PRESENCE","payload":5}"#).unwrap_err().code,
             codes::INVALID_PAYLOAD

@@ -25,9 +25,15 @@ pub struct ReplyToken(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EmitOutcome {
     /// Sent (no ack asked): the ids it went to.
-    Sent { event_id: String, clients: Vec<String> },
+    Sent {
+        event_id: String,
+        clients: Vec<String>,
+    },
     /// Every target acked.
-    Acked { event_id: String, acked: Vec<String> },
+    Acked {
+        event_id: String,
+        acked: Vec<String>,
+    },
     /// The deadline passed first.
     AckTimeout {
         event_id: String,
@@ -82,7 +88,11 @@ impl AckTracker {
 
     /// Records `client`'s ack. Returns whether it was expected, and the finished emit's
     /// token and outcome when it was the last one.
-    pub fn ack(&mut self, event_id: &str, client: &str) -> (bool, Option<(ReplyToken, EmitOutcome)>) {
+    pub fn ack(
+        &mut self,
+        event_id: &str,
+        client: &str,
+    ) -> (bool, Option<(ReplyToken, EmitOutcome)>) {
         let Some(pending) = self.pending.get_mut(event_id) else {
             return (false, None);
         };
@@ -175,7 +185,13 @@ mod tests {
     #[test]
     fn last_ack_finishes_and_deadline_names_the_missing() {
         let mut t = AckTracker::default();
-        t.wait("e1".into(), ReplyToken(1), vec!["a".into(), "b".into()], 1000, 0);
+        t.wait(
+            "e1".into(),
+            ReplyToken(1),
+            vec!["a".into(), "b".into()],
+            1000,
+            0,
+        );
         assert_eq!(t.ack("e1", "a"), (true, None));
         assert_eq!(t.ack("e1", "a"), (false, None), "a second ack is ignored");
         assert_eq!(t.ack("e1", "zz"), (false, None), "not a target");
@@ -190,7 +206,13 @@ mod tests {
                 }
             ))
         );
-        t.wait("e2".into(), ReplyToken(2), vec!["a".into(), "c".into()], 1000, 0);
+        t.wait(
+            "e2".into(),
+            ReplyToken(2),
+            vec!["a".into(), "c".into()],
+            1000,
+            0,
+        );
         t.ack("e2", "c");
         let mut out = Vec::new();
         t.expire(999, &mut out);

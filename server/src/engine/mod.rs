@@ -176,7 +176,10 @@ pub enum Command {
         to: Option<String>,
     },
     /// From the admin API: store the config and send it to every member.
-    SetConfig { room: String, config: String },
+    SetConfig {
+        room: String,
+        config: String,
+    },
     /// Time passes: expire ack deadlines.
     Tick,
 }
@@ -238,7 +241,11 @@ impl Engine {
                 reference,
                 request: PactRequest::Ack(event_id),
             } => {
-                if self.rooms.get(&room).is_some_and(|r| r.member_id(conn).is_some()) {
+                if self
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|r| r.member_id(conn).is_some())
+                {
                     self.ack(&room, conn, &event_id, out);
                     if let Some(reference) = reference {
                         out.to_one(conn, pact::ok(&reference));
@@ -306,15 +313,7 @@ impl Engine {
     fn emit(&mut self, room: &str, emit: Emit, now_ms: u64, out: &mut Outbox) {
         let store = self.store.as_mut();
         let live = live_room(&mut self.rooms, &mut self.idle_history, store, room);
-        let sent = live.emit(
-            &emit.payload,
-            &emit.targets,
-            &emit.event_id,
-            emit.require_ack,
-            emit.seed,
-            emit.history_size,
-            out,
-        );
+        let sent = live.emit(&emit, out);
         let outcome = match sent {
             Err(refusal) => refusal,
             Ok(sent) if emit.require_ack && !sent.is_empty() => {
@@ -373,7 +372,10 @@ impl Engine {
         match self.rooms.get(name) {
             Some(room) => room.history(limit),
             None => self.idle_history.get(name).map_or_else(Vec::new, |h| {
-                h.iter().skip(h.len().saturating_sub(limit)).cloned().collect()
+                h.iter()
+                    .skip(h.len().saturating_sub(limit))
+                    .cloned()
+                    .collect()
             }),
         }
     }

@@ -3,11 +3,11 @@
 //! A room lives on the core its name hashes to. Its members may be connected on any core:
 //! the room only knows their [`ConnId`]s and hands frames for them to the [`Outbox`].
 
+use super::emit::{sample, EmitOutcome, Targets};
 use super::poll::Poll;
 use super::store::{RoomSnapshot, StateStore};
 use super::subscriptions::{Subscriptions, Topic};
-use super::emit::{sample, EmitOutcome, Targets};
-use super::{Outbox, PactRequest};
+use super::{Emit, Outbox, PactRequest};
 use crate::dialect::{pact, wsdo, Dialect, Wire};
 use crate::ids::ConnId;
 use ahash::AHashMap;
@@ -164,8 +164,11 @@ impl Room {
                 out.to_one(conn, pact::encode(types::PROFILE, None, &member.profile()));
             }
             Dialect::Wsdo => {
-                let members: Vec<Value> =
-                    self.members.values().map(|m| wsdo_member(&m.public())).collect();
+                let members: Vec<Value> = self
+                    .members
+                    .values()
+                    .map(|m| wsdo_member(&m.public()))
+                    .collect();
                 let payload = serde_json::json!({ "members": members });
                 out.to_one_wire(
                     conn,
@@ -265,14 +268,19 @@ impl Room {
     /// `broadcast`), and records it in the history. Returns the ids it went to, or why not.
     pub fn emit(
         &mut self,
-        payload: &Value,
-        targets: &Targets,
-        event_id: &str,
-        require_ack: bool,
-        seed: u64,
-        history_size: usize,
+        emit: &Emit,
         out: &mut Outbox,
     ) -> Result<Vec<(ConnId, String)>, EmitOutcome> {
+        let Emit {
+            payload,
+            targets,
+            event_id,
+            require_ack,
+            seed,
+            history_size,
+            ..
+        } = emit;
+        let (require_ack, seed, history_size) = (*require_ack, *seed, *history_size);
         let members: Vec<(ConnId, &MemberState)> =
             self.members.iter().map(|(c, m)| (*c, m)).collect();
         let chosen: Vec<(ConnId, &MemberState)> = match targets {
@@ -291,7 +299,7 @@ impl Room {
             Targets::Ids(ids) => {
                 let picked: Vec<_> = members
                     .into_iter()
-                    .filter(|(_, m)| ids.iter().any(|id| *id == m.id))
+                    .filter(|(_, m)| ids.contains(&m.id))
                     .collect();
                 if picked.is_empty() {
                     return Err(EmitOutcome::NoClients);
@@ -299,7 +307,7 @@ impl Room {
                 picked
             }
         };
-        let event = Some(event_id);
+        let event = Some(event_id.as_str());
         let mut pact_to = Vec::new();
         let mut wsdo_to = Vec::new();
         for (conn, m) in &chosen {
@@ -318,7 +326,10 @@ impl Room {
                 requires_ack: require_ack,
                 event: None,
             };
-            out.to_many_wire(wsdo_to, Wire::WsdoBody(wsdo::body(wsdo::DATA, payload, extra)));
+            out.to_many_wire(
+                wsdo_to,
+                Wire::WsdoBody(wsdo::body(wsdo::DATA, payload, extra)),
+            );
         }
         if history_size > 0 {
             self.history.push_back(payload.clone());

@@ -3,8 +3,8 @@
 use super::emit::{EmitOutcome, ReplyToken, Targets};
 use super::store::MemoryStore;
 use super::*;
-use crate::engine::broker::LocalBroker;
 use crate::dialect::wsdo;
+use crate::engine::broker::LocalBroker;
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::str::FromStr;
@@ -508,7 +508,10 @@ fn wsdo_members_get_connected_and_presence_across_dialects() {
     let connected = &received(&out, a)[0];
     assert_eq!(connected["type"], "CONNECTED");
     assert_eq!(connected["clientID"], "client_2");
-    assert_eq!(connected["payload"]["members"], json!([{"clientID":"p1","presence":{}}]));
+    assert_eq!(
+        connected["payload"]["members"],
+        json!([{"clientID":"p1","presence":{}}])
+    );
     assert_eq!(received(&out, pact)[0]["type"], "presence:joined");
     let b = conn(3);
     let out = join_wsdo(&mut e, b);
@@ -517,7 +520,9 @@ fn wsdo_members_get_connected_and_presence_across_dialects() {
         json!({"type":"PRESENCE:JOINED","payload":{"clientID":"client_3","presence":{}},
                "clientID":"client_2","latency":0})
     );
-    assert!(received(&out, b).iter().all(|m| m["type"] != "PRESENCE:JOINED"));
+    assert!(received(&out, b)
+        .iter()
+        .all(|m| m["type"] != "PRESENCE:JOINED"));
     let mut out = Outbox::default();
     e.handle(
         Command::Presence {
@@ -535,7 +540,10 @@ fn wsdo_members_get_connected_and_presence_across_dialects() {
     }
     assert_eq!(received(&out, pact)[0]["type"], "presence:updated");
     let out = leave(&mut e, b);
-    assert_eq!(received(&out, a)[0]["payload"], json!({"clientID":"client_3"}));
+    assert_eq!(
+        received(&out, a)[0]["payload"],
+        json!({"clientID":"client_3"})
+    );
     assert_eq!(received(&out, a)[0]["type"], "PRESENCE:LEFT");
 }
 
@@ -592,7 +600,12 @@ fn targeted_emits_and_their_refusals() {
     let out = emit(&mut e, Targets::Ids(vec!["client_9".into()]), false, 0);
     assert!(out.sends.is_empty(), "never a broadcast to all");
     assert_eq!(out.replies[0].1, EmitOutcome::NoClients);
-    let out = emit(&mut e, Targets::Ids(vec!["client_2".into(), "x".into()]), false, 0);
+    let out = emit(
+        &mut e,
+        Targets::Ids(vec!["client_2".into(), "x".into()]),
+        false,
+        0,
+    );
     assert_eq!(received(&out, conn(2)).len(), 1);
     assert!(received(&out, conn(1)).is_empty());
 }
@@ -628,7 +641,10 @@ fn require_ack_waits_for_every_target_then_times_out_naming_the_silent() {
         Some(json!("a")),
         PactRequest::Ack("evt_test0001".into()),
     );
-    assert_eq!(received(&out, conn(3)), vec![json!({"type":"ok","ref":"a"})]);
+    assert_eq!(
+        received(&out, conn(3)),
+        vec![json!({"type":"ok","ref":"a"})]
+    );
     let mut out = Outbox::default();
     e.handle(Command::Tick, 5_999, &mut out);
     assert!(out.replies.is_empty());

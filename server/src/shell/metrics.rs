@@ -13,8 +13,10 @@ pub struct Counter(AtomicU64);
 
 impl Counter {
     pub fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn inc(&self) {
@@ -23,8 +25,10 @@ impl Counter {
 
     /// For gauges.
     pub fn sub(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_sub(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn set(&self, v: u64) {
@@ -70,28 +74,100 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
     let sum = |f: &dyn Fn(&Metrics) -> u64| cores.iter().map(|m| f(m)).sum::<u64>();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
-    metric("rookery_connections", "gauge", "Open WebSocket connections.", sum(&|m| m.connections.get()));
-    metric("rookery_connections_total", "counter", "WebSocket connections accepted.", sum(&|m| m.connections_total.get()));
-    metric("rookery_rooms", "gauge", "Rooms with at least one member.", sum(&|m| m.rooms.get()));
-    metric("rookery_messages_in_total", "counter", "WebSocket messages received.", sum(&|m| m.messages_in.get()));
-    metric("rookery_bytes_in_total", "counter", "Bytes read from WebSocket connections.", sum(&|m| m.bytes_in.get()));
-    metric("rookery_frames_out_total", "counter", "Frames queued to connections.", sum(&|m| m.frames_out.get()));
-    metric("rookery_bytes_out_total", "counter", "Bytes written to connections.", sum(&|m| m.bytes_out.get()));
-    metric("rookery_fanout_deliveries_total", "counter", "Room events delivered to a recipient.", sum(&|m| m.deliveries.get()));
-    metric("rookery_http_requests_total", "counter", "HTTP requests served.", sum(&|m| m.http_requests.get()));
-    metric("rookery_error_frames_total", "counter", "Error frames sent for bad input.", sum(&|m| m.error_frames.get()));
-    metric("rookery_ack_timeouts_total", "counter", "Emits whose acks did not all arrive in time.", sum(&|m| m.ack_timeouts.get()));
-    metric("rookery_slow_consumers_total", "counter", "Connections closed for exceeding the outbound bound.", sum(&|m| m.slow_consumers.get()));
-    metric("rookery_pending_acks", "gauge", "Emits waiting for acks.", sum(&|m| m.pending_acks.get()));
+    metric(
+        "rookery_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        sum(&|m| m.connections.get()),
+    );
+    metric(
+        "rookery_connections_total",
+        "counter",
+        "WebSocket connections accepted.",
+        sum(&|m| m.connections_total.get()),
+    );
+    metric(
+        "rookery_rooms",
+        "gauge",
+        "Rooms with at least one member.",
+        sum(&|m| m.rooms.get()),
+    );
+    metric(
+        "rookery_messages_in_total",
+        "counter",
+        "WebSocket messages received.",
+        sum(&|m| m.messages_in.get()),
+    );
+    metric(
+        "rookery_bytes_in_total",
+        "counter",
+        "Bytes read from WebSocket connections.",
+        sum(&|m| m.bytes_in.get()),
+    );
+    metric(
+        "rookery_frames_out_total",
+        "counter",
+        "Frames queued to connections.",
+        sum(&|m| m.frames_out.get()),
+    );
+    metric(
+        "rookery_bytes_out_total",
+        "counter",
+        "Bytes written to connections.",
+        sum(&|m| m.bytes_out.get()),
+    );
+    metric(
+        "rookery_fanout_deliveries_total",
+        "counter",
+        "Room events delivered to a recipient.",
+        sum(&|m| m.deliveries.get()),
+    );
+    metric(
+        "rookery_http_requests_total",
+        "counter",
+        "HTTP requests served.",
+        sum(&|m| m.http_requests.get()),
+    );
+    metric(
+        "rookery_error_frames_total",
+        "counter",
+        "Error frames sent for bad input.",
+        sum(&|m| m.error_frames.get()),
+    );
+    metric(
+        "rookery_ack_timeouts_total",
+        "counter",
+        "Emits whose acks did not all arrive in time.",
+        sum(&|m| m.ack_timeouts.get()),
+    );
+    metric(
+        "rookery_slow_consumers_total",
+        "counter",
+        "Connections closed for exceeding the outbound bound.",
+        sum(&|m| m.slow_consumers.get()),
+    );
+    metric(
+        "rookery_pending_acks",
+        "gauge",
+        "Emits waiting for acks.",
+        sum(&|m| m.pending_acks.get()),
+    );
     let _ = writeln!(out, "# HELP rookery_closes_total Connections closed by the server, by close code.\n# TYPE rookery_closes_total counter");
     for (i, code) in COUNTED_CLOSE_CODES.iter().enumerate() {
         let n = sum(&|m| m.closes[i].get());
         let _ = writeln!(out, "rookery_closes_total{{code=\"{code}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP rookery_io_driver The io driver in use.\n# TYPE rookery_io_driver gauge\nrookery_io_driver{{driver=\"{driver}\"}} 1");
-    let _ = writeln!(out, "# HELP rookery_cores Runtime threads.\n# TYPE rookery_cores gauge\nrookery_cores {}", cores.len());
+    let _ = writeln!(
+        out,
+        "# HELP rookery_cores Runtime threads.\n# TYPE rookery_cores gauge\nrookery_cores {}",
+        cores.len()
+    );
     out
 }
 

@@ -10,8 +10,7 @@ pub mod router;
 pub mod ws;
 
 use self::core::{
-    run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns,
-    ToOwner,
+    run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns, ToOwner,
 };
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
@@ -184,9 +183,9 @@ async fn read_request(
         if head.is_none() {
             match parse_head(&buf) {
                 Ok(Some((req, len))) => {
-                    let body_len = req.content_length().map_err(|e| {
-                        Some(http::json_error(e.status, "bad_request", e.message))
-                    })?;
+                    let body_len = req
+                        .content_length()
+                        .map_err(|e| Some(http::json_error(e.status, "bad_request", e.message)))?;
                     if body_len > max_body {
                         return Err(Some(http::json_error(
                             413,

@@ -83,13 +83,17 @@ pub async fn route(
         ("GET" | "POST", [channel, "emit"]) if !channel.is_empty() => {
             emit(&core, channel, &req).await
         }
-        ("GET", [channel, "history"]) if !channel.is_empty() => {
-            history(&core, channel, &req).await
-        }
+        ("GET", [channel, "history"]) if !channel.is_empty() => history(&core, channel, &req).await,
         (
             _,
-            ["healthz"] | ["readyz"] | ["metrics"] | ["api", "rooms", _] | ["api", "rooms", _, _]
-            | ["api", "clients", _] | [_, "emit"] | [_, "history"],
+            ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+            | ["api", "rooms", _]
+            | ["api", "rooms", _, _]
+            | ["api", "clients", _]
+            | [_, "emit"]
+            | [_, "history"],
         ) => http::json_error(405, "method_not_allowed", "method not allowed"),
         _ => http::json_error(404, "not_found", "no such route"),
     };
@@ -138,8 +142,17 @@ async fn room_details(core: &Core, room: &str) -> Vec<u8> {
 }
 
 /// Sends `request` to `room`'s owner and waits for its answer.
-async fn ask<T>(core: &Core, room: &str, request: ToOwner, answer: flume::Receiver<T>) -> Option<T> {
-    core.owner_of(room).commands.send_async(request).await.ok()?;
+async fn ask<T>(
+    core: &Core,
+    room: &str,
+    request: ToOwner,
+    answer: flume::Receiver<T>,
+) -> Option<T> {
+    core.owner_of(room)
+        .commands
+        .send_async(request)
+        .await
+        .ok()?;
     answer.recv_async().await.ok()
 }
 
@@ -212,7 +225,12 @@ fn parse_targets(value: Option<&str>) -> Result<Targets, Vec<u8>> {
         return Ok(Targets::All);
     };
     let value = value.trim();
-    if !value.is_empty() && value.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+    if !value.is_empty()
+        && value
+            .trim_start_matches('-')
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+    {
         return match value.parse::<usize>() {
             Ok(0) | Err(_) => Err(http::json_error(
                 400,
@@ -229,7 +247,11 @@ fn parse_targets(value: Option<&str>) -> Result<Targets, Vec<u8>> {
         .map(str::to_owned)
         .collect();
     if ids.is_empty() {
-        return Err(http::json_error(400, "invalid_clients", "clients names no client"));
+        return Err(http::json_error(
+            400,
+            "invalid_clients",
+            "clients names no client",
+        ));
     }
     Ok(Targets::Ids(ids))
 }
@@ -385,9 +407,9 @@ mod tests {
 
     #[test]
     fn require_ack_is_a_real_boolean() {
-        assert_eq!(parse_bool(Some("false")).unwrap(), false);
-        assert_eq!(parse_bool(Some("TRUE")).unwrap(), true);
-        assert_eq!(parse_bool(None).unwrap(), false);
+        assert!(!parse_bool(Some("false")).unwrap());
+        assert!(parse_bool(Some("TRUE")).unwrap());
+        assert!(!parse_bool(None).unwrap());
         assert!(parse_bool(Some("maybe")).is_err());
     }
 

@@ -141,8 +141,14 @@ pub async fn serve_ws(
 
     core.unregister(id);
     conn.mark_dead();
-    core.command(&room, Command::Leave { conn: id, room: room.clone() })
-        .await;
+    core.command(
+        &room,
+        Command::Leave {
+            conn: id,
+            room: room.clone(),
+        },
+    )
+    .await;
     let _ = writer_task.await;
 }
 
