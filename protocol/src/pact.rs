@@ -40,6 +40,10 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// A binary frame was sent to a text-only dialect.
     pub const UNSUPPORTED_DATA: &str = "unsupported_data";
+    /// The connection's token was refused; the connection is anonymous.
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    /// `authenticate` failed (wrong key, stale timestamp, or no signing key configured).
+    pub const UNAUTHORIZED: &str = "unauthorized";
     /// The server is overloaded or the operation could not be completed.
     pub const UNAVAILABLE: &str = "unavailable";
 }

@@ -73,6 +73,21 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 
+    /// HS256 key of user tokens (JWT, `sub` = user id), from `Authorization: Bearer`,
+    /// `?token=` or a message. Without it every token is refused and connections are
+    /// anonymous.
+    #[arg(long, env = "ROOKERY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Signing key of Pact's `authenticate` message (admin role). Without it `authenticate`
+    /// is refused.
+    #[arg(long, env = "ROOKERY_PACT_SIGNING_KEY", hide_env_values = true)]
+    pub pact_signing_key: Option<String>,
+
+    /// Only authenticated jac connections may send `user`/`channel`/`client` events.
+    #[arg(long, env = "ROOKERY_JAC_REQUIRE_AUTH")]
+    pub jac_require_auth: bool,
+
     /// How long an emit with `require-ack` waits for every ack before answering 408.
     #[arg(long, env = "ROOKERY_ACK_TIMEOUT_MS", default_value_t = 5_000)]
     pub ack_timeout_ms: u64,

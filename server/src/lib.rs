@@ -3,6 +3,7 @@
 //! Layers, from the wire inwards: [`shell`] (monoio: sockets, tasks, channels) →
 //! [`dialect`] (codecs, no IO) → [`engine`] (rooms, no IO, time as an argument).
 
+pub mod auth;
 pub mod config;
 pub mod dialect;
 pub mod engine;

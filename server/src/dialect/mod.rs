@@ -1,6 +1,9 @@
 //! Dialects: codecs between one seed system's wire messages and the engine's commands and
 //! events. No IO here; each dialect is one module.
 
+pub mod event;
+pub mod jac;
+pub mod lambda;
 pub mod pact;
 pub mod wsdo;
 
@@ -13,14 +16,28 @@ pub enum Dialect {
     Pact,
     /// websockets.do (seed 001).
     Wsdo,
+    /// jac-cloud's websocket (seed 002).
+    Jac,
+    /// The Websocket Lambda Channel Server (seed 004).
+    Lambda,
 }
 
 impl Dialect {
+    /// Every dialect, in the order of [`Dialect::index`].
+    pub const ALL: [Dialect; 4] = [Dialect::Pact, Dialect::Wsdo, Dialect::Jac, Dialect::Lambda];
+
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Pact => "pact",
             Dialect::Wsdo => "wsdo",
+            Dialect::Jac => "jac",
+            Dialect::Lambda => "lambda",
         }
+    }
+
+    /// Position in [`Dialect::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 

@@ -27,6 +27,13 @@ pub enum Inbound {
     Close,
     /// Answer to the server's `ping`; liveness only.
     Pong,
+    /// `{"type":"authenticate","data":{"ts":ms,"key":hex}}`: checked by the connection's
+    /// core (it holds the signing key), then the owner grants the admin role.
+    Authenticate {
+        reference: Option<Value>,
+        ts: i64,
+        key: String,
+    },
 }
 
 /// Why a frame was refused; sent back as an `error` frame, the connection stays open.
@@ -87,6 +94,21 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
     let data = object.remove("data").unwrap_or(Value::Null);
     let request = match kind.as_str() {
         types::CLOSE => return Ok(Inbound::Close),
+        types::AUTHENTICATE => {
+            let ts = data.get("ts").and_then(|t| {
+                t.as_i64()
+                    .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
+            });
+            let key = data.get("key").and_then(Value::as_str);
+            return match (ts, key) {
+                (Some(ts), Some(key)) => Ok(Inbound::Authenticate {
+                    reference,
+                    ts,
+                    key: key.to_owned(),
+                }),
+                _ => Err(invalid(&reference, "authenticate data must be {ts, key}")),
+            };
+        }
         types::PONG => return Ok(Inbound::Pong),
         types::PING => PactRequest::Ping,
         types::PROFILE => PactRequest::Profile,

@@ -29,6 +29,7 @@ pub mod codes {
     pub const UNKNOWN_TYPE: &str = "UNKNOWN_TYPE";
     pub const INVALID_PAYLOAD: &str = "INVALID_PAYLOAD";
     pub const UNSUPPORTED_DATA: &str = "UNSUPPORTED_DATA";
+    pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
 }
 
 #[derive(Serialize)]

@@ -79,7 +79,8 @@ impl Outbox {
 /// Who is joining: decided by the connection's core (identity, transport facts).
 #[derive(Debug, Clone)]
 pub struct Joiner {
-    /// The public id: Pact's `profile.id`, websockets.do's `clientID`.
+    /// The public id: Pact's `profile.id`, websockets.do's `clientID`, jac's `client_id`,
+    /// Lambda's `senderId`.
     pub id: String,
     /// Whom votes count for: the JWT `sub` when authenticated, else `id`.
     pub user_id: String,
@@ -87,6 +88,9 @@ pub struct Joiner {
     pub role: Role,
     /// Pact's `profile.connectionDetails`.
     pub details: Value,
+    /// Why the connection's token was refused, told right after the greeting (Pact
+    /// `error` after `profile`, wsdo `ERROR` after `CONNECTED`).
+    pub token_error: Option<String>,
 }
 
 /// A decoded, validated Pact request.
@@ -180,6 +184,24 @@ pub enum Command {
         room: String,
         config: String,
     },
+    /// `data` to every member of the room, each in its dialect (Lambda `publish`, jac
+    /// `channel` events, `POST /api/notify` channels). `sender` is a member when it
+    /// published from inside the room.
+    Publish {
+        room: String,
+        sender: Option<ConnId>,
+        /// Lambda's `senderId` of the message: the sender's public id, or `"server"`.
+        sender_label: String,
+        data: Value,
+        event_id: String,
+    },
+    /// Pact `authenticate` succeeded: the connection becomes an admin.
+    SetRole {
+        conn: ConnId,
+        room: String,
+        role: Role,
+        reference: Option<Value>,
+    },
     /// Time passes: expire ack deadlines.
     Tick,
 }
@@ -216,7 +238,9 @@ impl Engine {
             | Command::Ack { room, .. }
             | Command::Emit { room, .. }
             | Command::Broadcast { room, .. }
-            | Command::SetConfig { room, .. } => room.clone(),
+            | Command::SetConfig { room, .. }
+            | Command::Publish { room, .. }
+            | Command::SetRole { room, .. } => room.clone(),
             Command::Tick => {
                 self.acks.expire(now_ms, &mut out.replies);
                 return;
@@ -294,6 +318,27 @@ impl Engine {
                 match self.rooms.get_mut(&room) {
                     Some(live) => live.set_config(config, store, out),
                     None => store.put_config(&room, &config),
+                }
+            }
+            Command::Publish {
+                room,
+                sender,
+                sender_label,
+                data,
+                event_id,
+            } => {
+                if let Some(live) = self.rooms.get_mut(&room) {
+                    live.publish(sender, &sender_label, &data, &event_id, out);
+                }
+            }
+            Command::SetRole {
+                conn,
+                room,
+                role,
+                reference,
+            } => {
+                if let Some(live) = self.rooms.get_mut(&room) {
+                    live.set_role(conn, role, reference.as_ref(), out);
                 }
             }
             Command::Tick => unreachable!("handled above"),

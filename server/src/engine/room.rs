@@ -8,7 +8,8 @@ use super::poll::Poll;
 use super::store::{RoomSnapshot, StateStore};
 use super::subscriptions::{Subscriptions, Topic};
 use super::{Emit, Outbox, PactRequest};
-use crate::dialect::{pact, wsdo, Dialect, Wire};
+use crate::dialect::event::{self, Event};
+use crate::dialect::{lambda, pact, wsdo, Dialect, Wire};
 use crate::ids::ConnId;
 use ahash::AHashMap;
 use rookery_protocol::pact::{
@@ -83,6 +84,23 @@ enum Presence {
     Updated,
 }
 
+/// Sends `event` to `recipients`, encoded once for each dialect among them.
+fn send_event(
+    recipients: impl Iterator<Item = (ConnId, Dialect)>,
+    event: &Event<'_>,
+    out: &mut Outbox,
+) {
+    let mut by_dialect: [Vec<ConnId>; 4] = Default::default();
+    for (conn, dialect) in recipients {
+        by_dialect[dialect.index()].push(conn);
+    }
+    for (dialect, conns) in Dialect::ALL.into_iter().zip(by_dialect) {
+        if !conns.is_empty() {
+            out.to_many_wire(conns, event::encode(dialect, event));
+        }
+    }
+}
+
 /// A member as websockets.do lists it.
 fn wsdo_member(member: &Member) -> Value {
     serde_json::json!({"clientID": member.id, "presence": member.properties})
@@ -149,14 +167,14 @@ impl Room {
         store.put_suffix(&self.name, self.suffix);
         *self.users.entry(joiner.user_id.clone()).or_insert(0) += 1;
         let member = MemberState {
-            id: joiner.id,
-            user_id: joiner.user_id,
+            id: joiner.id.clone(),
+            user_id: joiner.user_id.clone(),
             dialect: joiner.dialect,
             suffix: self.suffix,
             properties: Map::new(),
             subscriptions: Subscriptions::default(),
             role: joiner.role,
-            details: joiner.details,
+            details: joiner.details.clone(),
         };
         match member.dialect {
             Dialect::Pact => {
@@ -174,6 +192,24 @@ impl Room {
                     conn,
                     Wire::WsdoBody(wsdo::body(wsdo::CONNECTED, &payload, Default::default())),
                 );
+            }
+            // jac's `connection` event is the connection's own business (its core sends it).
+            Dialect::Jac => {}
+            Dialect::Lambda => out.to_one(conn, lambda::join_success()),
+        }
+        if let Some(reason) = &joiner.token_error {
+            match member.dialect {
+                Dialect::Pact => out.to_one(conn, pact::error(None, codes::INVALID_TOKEN, reason)),
+                Dialect::Wsdo => out.to_one_wire(
+                    conn,
+                    Wire::WsdoBody(wsdo::body(
+                        wsdo::ERROR,
+                        &wsdo::error_payload(wsdo::codes::INVALID_TOKEN, reason),
+                        Default::default(),
+                    )),
+                ),
+                // Told by the connection's core, which greets them.
+                Dialect::Jac | Dialect::Lambda => {}
             }
         }
         let public = member.public();
@@ -307,30 +343,13 @@ impl Room {
                 picked
             }
         };
-        let event = Some(event_id.as_str());
-        let mut pact_to = Vec::new();
-        let mut wsdo_to = Vec::new();
-        for (conn, m) in &chosen {
-            match m.dialect {
-                Dialect::Pact => pact_to.push(*conn),
-                Dialect::Wsdo => wsdo_to.push(*conn),
-            }
-        }
-        if !pact_to.is_empty() {
-            let frame = pact::encode_emit(payload, event_id, require_ack);
-            out.to_many(pact_to, frame);
-        }
-        if !wsdo_to.is_empty() {
-            let extra = wsdo::Extra {
-                event_id: event,
-                requires_ack: require_ack,
-                event: None,
-            };
-            out.to_many_wire(
-                wsdo_to,
-                Wire::WsdoBody(wsdo::body(wsdo::DATA, payload, extra)),
-            );
-        }
+        let event = Event::Publish {
+            data: payload,
+            sender: "server",
+            event_id,
+            requires_ack: require_ack,
+        };
+        send_event(chosen.iter().map(|(c, m)| (*c, m.dialect)), &event, out);
         if history_size > 0 {
             self.history.push_back(payload.clone());
             while self.history.len() > history_size {
@@ -501,27 +520,65 @@ impl Room {
         out.to_many(self.members_speaking(Dialect::Pact), frame);
     }
 
-    /// Sends `{type: kind, data}` to every member, or only to subscribers of topic `to`.
-    /// Pact members get `{type, data}`; wsdo members (who have no subscriptions, so only
-    /// when there is no `to`) get a `DATA` event whose `event` field is `kind`.
+    /// Sends `{type: kind, data}` to every member, each in its dialect, or only to Pact
+    /// subscribers of topic `to` (the other dialects have no subscriptions).
     pub fn broadcast(&mut self, to: Option<&str>, kind: &str, data: &Value, out: &mut Outbox) {
-        let frame = pact::encode(kind, None, data);
-        let recipients = match to {
-            None => self.members_speaking(Dialect::Pact),
+        let event = Event::Broadcast { kind, data };
+        match to {
+            None => send_event(
+                self.members.iter().map(|(c, m)| (*c, m.dialect)),
+                &event,
+                out,
+            ),
             Some(topic) => {
                 let topic = Topic::parse(topic);
-                self.recipients(&topic.kind, topic.id.as_deref())
+                let recipients = self.recipients(&topic.kind, topic.id.as_deref());
+                out.to_many_wire(recipients, event::encode(Dialect::Pact, &event));
             }
+        }
+    }
+
+    /// Publishes `data` to every member, each in its dialect. A Lambda sender then gets
+    /// `publishSuccess` (after its own copy of the message).
+    pub fn publish(
+        &mut self,
+        sender: Option<ConnId>,
+        sender_label: &str,
+        data: &Value,
+        event_id: &str,
+        out: &mut Outbox,
+    ) {
+        let event = Event::Publish {
+            data,
+            sender: sender_label,
+            event_id,
+            requires_ack: false,
         };
-        out.to_many(recipients, frame);
-        if to.is_none() {
-            let extra = wsdo::Extra {
-                event: Some(kind),
-                ..Default::default()
-            };
-            out.to_many_wire(
-                self.members_speaking(Dialect::Wsdo),
-                Wire::WsdoBody(wsdo::body(wsdo::DATA, data, extra)),
+        send_event(
+            self.members.iter().map(|(c, m)| (*c, m.dialect)),
+            &event,
+            out,
+        );
+        if let Some(sender) = sender {
+            if self.dialect_of(sender) == Some(Dialect::Lambda) {
+                out.to_one(sender, lambda::publish_success());
+            }
+        }
+    }
+
+    /// Sets a member's role and sends it its new `profile` (Pact `authenticate`).
+    pub fn set_role(
+        &mut self,
+        conn: ConnId,
+        role: Role,
+        reference: Option<&Value>,
+        out: &mut Outbox,
+    ) {
+        if let Some(member) = self.members.get_mut(&conn) {
+            member.role = role;
+            out.to_one(
+                conn,
+                pact::encode(types::PROFILE, reference, &member.profile()),
             );
         }
     }

@@ -68,6 +68,7 @@ fn join_dialect(e: &mut Engine, c: ConnId, user: &str, dialect: Dialect, role: R
                 dialect,
                 role,
                 details: json!({}),
+                token_error: None,
             },
         },
         0,
@@ -720,4 +721,104 @@ fn admin_broadcast_reaches_wsdo_as_data_with_its_event_type() {
     assert_eq!(got["type"], "DATA");
     assert_eq!(got["event"], "weather");
     assert_eq!(got["payload"], json!({"sun":true}));
+}
+
+fn publish(e: &mut Engine, sender: Option<ConnId>, label: &str, data: Value) -> Outbox {
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Publish {
+            room: ROOM.into(),
+            sender,
+            sender_label: label.into(),
+            data,
+            event_id: "evt_pub00001".into(),
+        },
+        0,
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn lambda_join_then_publish_reaches_every_dialect_sender_first_then_success() {
+    let mut e = engine();
+    let lambda = conn(1);
+    let out = join_dialect(
+        &mut e,
+        lambda,
+        "sender21charsxxxxxxxx",
+        Dialect::Lambda,
+        Role::User,
+    );
+    assert_eq!(received(&out, lambda), vec![json!({"type":"joinSuccess"})]);
+    join(&mut e, conn(2), "p");
+    join_wsdo(&mut e, conn(3));
+    join_dialect(&mut e, conn(4), "1:abc", Dialect::Jac, Role::User);
+    let out = publish(
+        &mut e,
+        Some(lambda),
+        "sender21charsxxxxxxxx",
+        json!({"m":1}),
+    );
+    assert_eq!(
+        received(&out, lambda),
+        vec![
+            json!({"type":"message","senderId":"sender21charsxxxxxxxx","data":{"m":1}}),
+            json!({"type":"publishSuccess"})
+        ]
+    );
+    assert_eq!(received(&out, conn(2))[0]["type"], "broadcast");
+    assert_eq!(received(&out, conn(3))[0]["payload"], json!({"m":1}));
+    assert_eq!(received(&out, conn(4)), vec![json!({"m":1})]);
+}
+
+#[test]
+fn a_bad_token_is_told_after_the_greeting() {
+    let mut e = engine();
+    let mut out = Outbox::default();
+    e.handle(
+        Command::Join {
+            conn: conn(1),
+            room: ROOM.into(),
+            joiner: Joiner {
+                id: "u".into(),
+                user_id: "u".into(),
+                dialect: Dialect::Pact,
+                role: Role::User,
+                details: json!({}),
+                token_error: Some("the token has expired".into()),
+            },
+        },
+        0,
+        &mut out,
+    );
+    let got = received(&out, conn(1));
+    assert_eq!(got[0]["type"], "config");
+    assert_eq!(got[1]["type"], "profile");
+    assert_eq!(got[2]["data"]["code"], "invalid_token");
+}
+
+#[test]
+fn set_role_makes_an_admin_and_resends_the_profile() {
+    let mut e = engine();
+    join(&mut e, conn(1), "u");
+    let mut out = Outbox::default();
+    e.handle(
+        Command::SetRole {
+            conn: conn(1),
+            room: ROOM.into(),
+            role: Role::Admin,
+            reference: Some(json!(5)),
+        },
+        0,
+        &mut out,
+    );
+    let got = &received(&out, conn(1))[0];
+    assert_eq!(got["data"]["role"], "admin");
+    assert_eq!(got["ref"], 5);
+    let out = req(&mut e, conn(1), None, PactRequest::Config("c".into()));
+    assert_eq!(
+        received(&out, conn(1))[0],
+        json!({"type":"config","data":"c"})
+    );
 }

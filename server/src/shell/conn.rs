@@ -41,12 +41,15 @@ pub enum State {
 
 pub struct Conn {
     pub id: ConnId,
-    /// The room this connection is a member of.
-    pub room: String,
+    /// The room this connection is a member of: fixed at connect, except in the Lambda
+    /// dialect, where `join` picks (and changes) it.
+    room: RefCell<Option<String>>,
     pub dialect: Dialect,
-    /// The public id (Pact `profile.id`, wsdo `clientID`): what admin calls and targeted
-    /// emits name.
-    pub public_id: String,
+    /// The public id (Pact `profile.id`, wsdo `clientID`, jac `client_id`, Lambda
+    /// `senderId`): what admin calls and targeted sends name.
+    public_id: RefCell<String>,
+    /// The authenticated user (JWT `sub`), if any.
+    user_id: RefCell<Option<String>>,
     fd: RawFd,
     max_outbound: usize,
     metrics: Arc<Metrics>,
@@ -69,7 +72,7 @@ impl Conn {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: ConnId,
-        room: String,
+        room: Option<String>,
         dialect: Dialect,
         public_id: String,
         fd: RawFd,
@@ -80,9 +83,10 @@ impl Conn {
     ) -> Conn {
         Conn {
             id,
-            room,
+            room: RefCell::new(room),
             dialect,
-            public_id,
+            public_id: RefCell::new(public_id),
+            user_id: RefCell::new(None),
             fd,
             max_outbound,
             metrics,
@@ -95,6 +99,31 @@ impl Conn {
             latency_ms: Cell::new(0),
             ws: RefCell::new((ws, MemStream::default())),
         }
+    }
+
+    pub fn room(&self) -> Option<String> {
+        self.room.borrow().clone()
+    }
+
+    pub fn set_room(&self, room: Option<String>) {
+        *self.room.borrow_mut() = room;
+    }
+
+    pub fn public_id(&self) -> String {
+        self.public_id.borrow().clone()
+    }
+
+    /// Changes the public id; the core's index must follow ([`super::core::Core`]).
+    pub fn set_public_id(&self, id: String) {
+        *self.public_id.borrow_mut() = id;
+    }
+
+    pub fn user_id(&self) -> Option<String> {
+        self.user_id.borrow().clone()
+    }
+
+    pub fn set_user_id(&self, user: Option<String>) {
+        *self.user_id.borrow_mut() = user;
     }
 
     pub fn state(&self) -> State {
@@ -127,7 +156,8 @@ impl Conn {
         match wire {
             Wire::Frame(frame) => self.send(frame.clone(), now_ms),
             Wire::WsdoBody(body) => {
-                let (head, tail) = wsdo::finish(body, &self.public_id, self.latency_ms.get());
+                let (head, tail) =
+                    wsdo::finish(body, &self.public_id.borrow(), self.latency_ms.get());
                 self.send_parts(SmallVec::from_buf([head, body.clone(), tail]), now_ms)
             }
         }

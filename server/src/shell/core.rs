@@ -21,6 +21,7 @@ use crate::ids::{owner_core, ConnId};
 use crate::wheel::Wheel;
 use ahash::AHashMap;
 use serde_json::Value;
+use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -58,6 +59,13 @@ pub enum ToConns {
         id: String,
         reply: flume::Sender<usize>,
     },
+    /// An event for every connection of these users and these client ids, in each
+    /// dialect (indexed by [`Dialect::index`]).
+    Targeted {
+        users: Vec<String>,
+        clients: Vec<String>,
+        wires: Arc<[Wire; 4]>,
+    },
 }
 
 /// The sending ends of one core's two inbound channels.
@@ -77,6 +85,7 @@ pub fn now_ms() -> u64 {
 /// Everything shared by the cores: configuration, channels, counters.
 pub struct Shared {
     pub config: Config,
+    pub verifier: crate::auth::Verifier,
     pub links: Vec<Link>,
     pub metrics: Vec<Arc<Metrics>>,
     pub driver: &'static str,
@@ -89,6 +98,9 @@ pub struct Core {
     pub config: Config,
     pub metrics: Arc<Metrics>,
     pub conns: RefCell<AHashMap<ConnId, Rc<Conn>>>,
+    /// This core's connections by public id, and by authenticated user.
+    by_public: RefCell<Index>,
+    by_user: RefCell<Index>,
     next_seq: Cell<u64>,
     wheel: RefCell<Wheel<ConnId>>,
     /// Reused for simd-json's in-place parsing.
@@ -107,6 +119,8 @@ impl Core {
             config,
             shared,
             conns: RefCell::new(AHashMap::new()),
+            by_public: RefCell::new(AHashMap::new()),
+            by_user: RefCell::new(AHashMap::new()),
             next_seq: Cell::new(1),
             wheel: RefCell::new(Wheel::new(tick, slots, now_ms())),
             scratch: RefCell::new(Vec::new()),
@@ -127,13 +141,16 @@ impl Core {
     pub fn register(&self, conn: Rc<Conn>) {
         let at = now_ms() + self.config.ping_interval_ms;
         self.wheel.borrow_mut().schedule(at, conn.id);
+        self.index(&conn);
         self.conns.borrow_mut().insert(conn.id, conn);
         self.metrics.connections.inc();
         self.metrics.connections_total.inc();
     }
 
     pub fn unregister(&self, id: ConnId) {
-        if self.conns.borrow_mut().remove(&id).is_some() {
+        let removed = self.conns.borrow_mut().remove(&id);
+        if let Some(conn) = removed {
+            self.unindex(&conn);
             self.metrics.connections.sub(1);
         }
     }
@@ -247,10 +264,15 @@ impl Core {
                 let ping = wsdo::whole(
                     wsdo::PING,
                     &serde_json::json!({}),
-                    &conn.public_id,
+                    &conn.public_id(),
                     conn.latency_ms.get(),
                 );
                 conn.send(ping, now);
+            }
+            // No application-level heartbeat in these seeds: a protocol ping, which every
+            // client answers, keeps them alive (jac-cloud relied on uvicorn's the same way).
+            Dialect::Jac | Dialect::Lambda => {
+                conn.send(frame::ping(&now.to_be_bytes()), now);
             }
         }
     }
@@ -263,7 +285,7 @@ impl Core {
                     wsdo::codes::PING_TIMEOUT,
                     "Client did not respond to PING event",
                 ),
-                &conn.public_id,
+                &conn.public_id(),
                 conn.latency_ms.get(),
             );
             conn.send(error, now);
@@ -273,17 +295,86 @@ impl Core {
 
     /// Closes this core's connections whose public id is `id`.
     fn disconnect(&self, id: &str, now: u64) -> usize {
-        let matching: Vec<Rc<Conn>> = self
-            .conns
-            .borrow()
-            .values()
-            .filter(|c| c.public_id == id && c.state() == State::Open)
-            .cloned()
-            .collect();
-        for conn in &matching {
+        let matching = self.local_conns(&self.by_public, id);
+        let mut closed = 0;
+        for conn in matching.iter().filter(|c| c.state() == State::Open) {
             self.close(conn, CloseCode::Normal, "disconnected by the server", now);
+            closed += 1;
         }
-        matching.len()
+        closed
+    }
+
+    fn local_conns(&self, index: &RefCell<Index>, key: &str) -> Vec<Rc<Conn>> {
+        let conns = self.conns.borrow();
+        index
+            .borrow()
+            .get(key)
+            .map(|ids| ids.iter().filter_map(|id| conns.get(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Delivers a targeted send to this core's connections of `users` and `clients`, each
+    /// connection at most once, in its own dialect.
+    fn deliver_targeted(&self, users: &[String], clients: &[String], wires: &[Wire; 4], now: u64) {
+        let mut seen = ahash::AHashSet::new();
+        let by_user = users
+            .iter()
+            .flat_map(|u| self.local_conns(&self.by_user, u));
+        let by_client = clients
+            .iter()
+            .flat_map(|c| self.local_conns(&self.by_public, c));
+        for conn in by_user.chain(by_client) {
+            if seen.insert(conn.id) {
+                self.deliver(conn.id, &wires[conn.dialect.index()], now);
+            }
+        }
+    }
+
+    /// Indexes a connection under its public id (and user, if any).
+    pub fn index(&self, conn: &Conn) {
+        index_add(&self.by_public, conn.public_id(), conn.id);
+        if let Some(user) = conn.user_id() {
+            index_add(&self.by_user, user, conn.id);
+        }
+    }
+
+    pub fn unindex(&self, conn: &Conn) {
+        index_remove(&self.by_public, &conn.public_id(), conn.id);
+        if let Some(user) = conn.user_id() {
+            index_remove(&self.by_user, &user, conn.id);
+        }
+    }
+
+    /// Sends `wires` (one per dialect) to every connection of `users` and `clients` on
+    /// every core. Connections are found by the core that holds them, so ids and users are
+    /// known everywhere without shared state.
+    pub async fn send_targeted(&self, users: Vec<String>, clients: Vec<String>, wires: [Wire; 4]) {
+        let wires = Arc::new(wires);
+        for link in &self.shared.links {
+            let message = ToConns::Targeted {
+                users: users.clone(),
+                clients: clients.clone(),
+                wires: wires.clone(),
+            };
+            let _ = link.deliveries.send_async(message).await;
+        }
+    }
+}
+
+/// id → this core's connections with that id.
+type Index = AHashMap<String, SmallVec<[ConnId; 2]>>;
+
+fn index_add(index: &RefCell<Index>, key: String, id: ConnId) {
+    index.borrow_mut().entry(key).or_default().push(id);
+}
+
+fn index_remove(index: &RefCell<Index>, key: &str, id: ConnId) {
+    let mut index = index.borrow_mut();
+    if let Some(ids) = index.get_mut(key) {
+        ids.retain(|c| *c != id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
     }
 }
 
@@ -356,6 +447,11 @@ pub async fn run_deliveries(core: Rc<Core>, deliveries: flume::Receiver<ToConns>
             ToConns::Disconnect { id, reply } => {
                 let _ = reply.try_send(core.disconnect(&id, now));
             }
+            ToConns::Targeted {
+                users,
+                clients,
+                wires,
+            } => core.deliver_targeted(&users, &clients, &wires, now),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod core;
+pub mod handlers;
 pub mod memstream;
 pub mod metrics;
 pub mod router;
@@ -74,6 +75,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         receivers.push((crx, drx));
     }
     let shared = Arc::new(Shared {
+        verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
         links,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
         driver,

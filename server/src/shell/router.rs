@@ -1,9 +1,11 @@
 //! The route table: which handler serves a request.
 
+use super::core::now_ms;
 use super::core::{Core, ToConns, ToOwner};
 use super::metrics;
 use super::ws::serve_ws;
-use crate::dialect::Dialect;
+use crate::dialect::event::{encode_all, Event};
+use crate::dialect::{jac, Dialect};
 use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
 use crate::engine::{Command, Emit};
 use crate::http::{self, Request};
@@ -34,28 +36,41 @@ pub async fn route(
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method.as_str();
-    if !matches!(segments.as_slice(), ["websocket"] | [_, "listen"]) || !req.wants_upgrade() {
+    if !req.wants_upgrade() {
         core.metrics.http_requests.inc();
     }
     let response = match (method, segments.as_slice()) {
-        (_, ["websocket"]) | (_, [_, "listen"]) if req.wants_upgrade() => {
+        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | [_, "listen"])
+            if req.wants_upgrade() =>
+        {
             let (dialect, room) = match segments.as_slice() {
-                [channel, "listen"] => (Dialect::Wsdo, (*channel).to_owned()),
+                ["jac", "websocket"] => (
+                    Dialect::Jac,
+                    Some(
+                        req.query_param("channel_id")
+                            .filter(|c| !c.is_empty())
+                            .map_or_else(|| jac::new_id(now_ms()), str::to_owned),
+                    ),
+                ),
+                ["channels"] => (Dialect::Lambda, None),
+                [channel, "listen"] => (Dialect::Wsdo, Some((*channel).to_owned())),
                 _ => (
                     Dialect::Pact,
-                    req.query_param("room")
-                        .filter(|r| !r.is_empty())
-                        .unwrap_or("default")
-                        .to_owned(),
+                    Some(
+                        req.query_param("room")
+                            .filter(|r| !r.is_empty())
+                            .unwrap_or("default")
+                            .to_owned(),
+                    ),
                 ),
             };
-            if room.is_empty() {
+            if room.as_deref() == Some("") {
                 http::json_error(400, "bad_request", "the channel name is empty")
             } else {
                 return serve_ws(core, stream, peer, req, leftover, dialect, room).await;
             }
         }
-        (_, ["websocket"]) | (_, [_, "listen"]) => {
+        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | [_, "listen"]) => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }
         ("GET", ["healthz"]) => http::json(200, &json!({"status": "ok"})),
@@ -75,6 +90,10 @@ pub async fn route(
         ("PUT", ["api", "rooms", room, "config"]) if !room.is_empty() => match admin(&core, &req) {
             Err(refusal) => refusal,
             Ok(()) => admin_config(&core, room, &req.body).await,
+        },
+        ("POST", ["api", "notify"]) => match admin(&core, &req) {
+            Err(refusal) => refusal,
+            Ok(()) => notify(&core, &req.body).await,
         },
         ("DELETE", ["api", "clients", id]) if !id.is_empty() => match admin(&core, &req) {
             Err(refusal) => refusal,
@@ -217,6 +236,74 @@ async fn disconnect(core: &Core, id: &str) -> Vec<u8> {
     } else {
         http::json(200, &json!({"success": true, "disconnected": closed}))
     }
+}
+
+/// `POST /api/notify` `{"users"?, "channels"?, "clients"?, "data"}`: jac's `notify_users`,
+/// `notify_channels` and `notify_clients` for a backend, reaching every core.
+async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
+    let mut body = match parse_json_body(body) {
+        Ok(Value::Object(body)) => body,
+        Ok(_) => {
+            return http::json_error(
+                400,
+                "invalid_body",
+                "expected {users?, channels?, clients?, data}",
+            )
+        }
+        Err(refusal) => return refusal,
+    };
+    let mut lists = Vec::new();
+    for field in ["users", "channels", "clients"] {
+        let ids: Vec<String> = match body.remove(field) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(_) => {
+                return http::json_error(
+                    400,
+                    "invalid_body",
+                    &format!("\"{field}\" must be a list of strings"),
+                )
+            }
+        };
+        lists.push(ids);
+    }
+    let clients = lists.pop().unwrap_or_default();
+    let channels = lists.pop().unwrap_or_default();
+    let users = lists.pop().unwrap_or_default();
+    if users.is_empty() && channels.is_empty() && clients.is_empty() {
+        return http::json_error(
+            400,
+            "invalid_body",
+            "name at least one user, channel or client",
+        );
+    }
+    let Some(data) = body.remove("data").filter(|d| !d.is_null()) else {
+        return http::json_error(400, "invalid_body", "\"data\" is required");
+    };
+    let event_id = format!("evt_{}", random_token(8));
+    if !users.is_empty() || !clients.is_empty() {
+        let wires = encode_all(&Event::Publish {
+            data: &data,
+            sender: "server",
+            event_id: &event_id,
+            requires_ack: false,
+        });
+        core.send_targeted(users, clients, wires).await;
+    }
+    for channel in channels {
+        let command = Command::Publish {
+            room: channel.clone(),
+            sender: None,
+            sender_label: "server".to_owned(),
+            data: data.clone(),
+            event_id: event_id.clone(),
+        };
+        core.command(&channel, command).await;
+    }
+    http::json(200, &json!({"success": true, "eventID": event_id}))
 }
 
 /// The `?clients=` parameter: a count of random clients, or a list of ids.

@@ -1,20 +1,21 @@
-//! A WebSocket session in any dialect: upgrade, join, read loop, leave.
+//! A WebSocket session in any dialect: upgrade, identify, join, read loop, leave.
 //!
 //! The reader owns the socket's read half and feeds bytes to tungstenite; every text message
 //! is decoded on this core by the connection's dialect (so JSON parsing spreads over all
-//! cores) and sent to the room's owner as a command. A second task, the writer, drains the
+//! cores) and handed to [`super::handlers`]. A second task, the writer, drains the
 //! connection's queue.
 
 use super::conn::{write_loop, Conn};
 use super::core::{now_ms, Core};
-use crate::dialect::{pact, wsdo, Dialect};
+use super::handlers;
+use crate::dialect::{jac, lambda, Dialect};
 use crate::engine::{Command, Joiner};
 use crate::http::{self, Request};
 use crate::ids::random_token;
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
-use rookery_protocol::pact::{codes, Role};
+use rookery_protocol::pact::Role;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -51,8 +52,27 @@ fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
     Ok(out)
 }
 
-/// Runs a session of `dialect` in `room` on `stream`, whose request head was `req`;
-/// `leftover` holds bytes the client sent after the head.
+/// The user of the request's token (`Authorization: Bearer` or `?token=`): `Ok(None)` when
+/// there is no token, `Err(reason)` when there is one and it is refused.
+fn identify(core: &Core, req: &Request) -> Result<Option<String>, String> {
+    let token = req
+        .bearer()
+        .or_else(|| req.query_param("token").filter(|t| !t.is_empty()));
+    match token {
+        None => Ok(None),
+        Some(token) => core
+            .shared
+            .verifier
+            .verify(token)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Runs a session of `dialect` on `stream`, whose request head was `req`; `leftover` holds
+/// bytes the client sent after the head. `room` is the room joined at once (none for
+/// Lambda, which joins by message).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_ws(
     core: Rc<Core>,
     mut stream: TcpStream,
@@ -60,7 +80,7 @@ pub async fn serve_ws(
     req: Request,
     leftover: Vec<u8>,
     dialect: Dialect,
-    room: String,
+    room: Option<String>,
 ) {
     let accept = match accept_upgrade(&req) {
         Ok(accept) => accept,
@@ -76,9 +96,17 @@ pub async fn serve_ws(
         .max_frame_size(Some(config.max_message_size));
     let id = core.next_conn_id();
     let now = now_ms();
+    let (user, token_error) = match identify(&core, &req) {
+        Ok(user) => (user, None),
+        Err(reason) => (None, Some(reason)),
+    };
     let public_id = match dialect {
-        Dialect::Pact => uuid::Uuid::new_v4().to_string(),
+        Dialect::Pact => user
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         Dialect::Wsdo => format!("client_{}", random_token(8)),
+        Dialect::Jac => jac::new_id(now),
+        Dialect::Lambda => random_token(21),
     };
     let conn = Rc::new(Conn::new(
         id,
@@ -91,28 +119,43 @@ pub async fn serve_ws(
         WebSocketContext::new(WsRole::Server, Some(ws_config)),
         now,
     ));
+    conn.set_user_id(user.clone());
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     core.register(conn.clone());
     let (mut reader, writer) = stream.into_split();
     let writer_task = monoio::spawn(write_loop(conn.clone(), writer));
 
-    let joiner = Joiner {
-        user_id: public_id.clone(),
-        id: public_id,
-        dialect,
-        role: Role::User,
-        details: serde_json::json!({"ip": peer.ip().to_string(), "core": core.id}),
-    };
-    core.command(
-        &room,
-        Command::Join {
+    match dialect {
+        Dialect::Jac => {
+            handlers::jac_connection_event(&conn);
+            if let Some(reason) = &token_error {
+                conn.send(jac::error_one("token", reason, "invalid_token"), now);
+            }
+        }
+        Dialect::Lambda => {
+            if let Some(reason) = &token_error {
+                conn.send(lambda::error(&format!("invalid token: {reason}")), now);
+            }
+        }
+        Dialect::Pact | Dialect::Wsdo => {}
+    }
+    if let Some(room) = &room {
+        let joiner = Joiner {
+            user_id: user.unwrap_or_else(|| public_id.clone()),
+            id: public_id,
+            dialect,
+            role: Role::User,
+            details: serde_json::json!({"ip": peer.ip().to_string(), "core": core.id}),
+            token_error: token_error.filter(|_| matches!(dialect, Dialect::Pact | Dialect::Wsdo)),
+        };
+        let join = Command::Join {
             conn: id,
             room: room.clone(),
             joiner,
-        },
-    )
-    .await;
+        };
+        core.command(room, join).await;
+    }
 
     let mut pending = leftover;
     let mut chunk = Vec::with_capacity(READ_CHUNK);
@@ -120,7 +163,7 @@ pub async fn serve_ws(
         if !pending.is_empty() {
             core.metrics.bytes_in.add(pending.len() as u64);
             conn.ws.borrow_mut().1.inbound.extend(pending.drain(..));
-            if dialect == Dialect::Pact {
+            if dialect != Dialect::Wsdo {
                 // Any traffic is a sign of life; wsdo counts only PONGs (its seed's rule).
                 conn.last_seen_ms.set(now_ms());
             }
@@ -141,14 +184,16 @@ pub async fn serve_ws(
 
     core.unregister(id);
     conn.mark_dead();
-    core.command(
-        &room,
-        Command::Leave {
-            conn: id,
-            room: room.clone(),
-        },
-    )
-    .await;
+    if let Some(room) = conn.room() {
+        core.command(
+            &room,
+            Command::Leave {
+                conn: id,
+                room: room.clone(),
+            },
+        )
+        .await;
+    }
     let _ = writer_task.await;
 }
 
@@ -163,25 +208,12 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
         match next {
             Ok(Message::Text(text)) => {
                 core.metrics.messages_in.inc();
-                match conn.dialect {
-                    Dialect::Pact => pact_text(core, conn, text.as_bytes()).await,
-                    Dialect::Wsdo => wsdo_text(core, conn, text.as_bytes()).await,
-                }
+                handlers::text(core, conn, text.as_bytes()).await;
             }
             Ok(Message::Binary(_)) => {
                 core.metrics.messages_in.inc();
                 core.metrics.error_frames.inc();
-                let refusal = match conn.dialect {
-                    Dialect::Pact => {
-                        pact::error(None, codes::UNSUPPORTED_DATA, "pact frames are JSON text")
-                    }
-                    Dialect::Wsdo => wsdo_error(
-                        conn,
-                        wsdo::codes::UNSUPPORTED_DATA,
-                        "wsdo frames are JSON text",
-                    ),
-                };
-                conn.send(refusal, now_ms());
+                conn.send(handlers::binary_refusal(conn), now_ms());
             }
             Ok(_) => {} // ping, pong, close: tungstenite queued what the protocol requires.
             Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -201,77 +233,6 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             }
         }
     }
-}
-
-/// Decodes `text` into the core's scratch buffer with `decode`.
-fn decode_with<T>(core: &Core, text: &[u8], decode: impl FnOnce(&mut [u8]) -> T) -> T {
-    let mut scratch = core.scratch.borrow_mut();
-    scratch.clear();
-    scratch.extend_from_slice(text);
-    decode(&mut scratch)
-}
-
-async fn pact_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
-    match decode_with(core, text, pact::decode) {
-        Ok(pact::Inbound::Request { reference, request }) => {
-            let command = Command::Pact {
-                conn: conn.id,
-                room: conn.room.clone(),
-                reference,
-                request,
-            };
-            core.command(&conn.room, command).await;
-        }
-        Ok(pact::Inbound::Close) => {
-            core.close(conn, CloseCode::Normal, "closed on request", now_ms())
-        }
-        Ok(pact::Inbound::Pong) => {}
-        Err(refused) => {
-            core.metrics.error_frames.inc();
-            conn.send(refused.frame(), now_ms());
-        }
-    }
-}
-
-async fn wsdo_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
-    match decode_with(core, text, wsdo::decode) {
-        Ok(wsdo::Inbound::Pong) => {
-            let now = now_ms();
-            if let Some(sent) = conn.ping_sent_ms.take() {
-                conn.latency_ms.set(now.saturating_sub(sent));
-            }
-            conn.last_seen_ms.set(now);
-        }
-        Ok(wsdo::Inbound::Presence(presence)) => {
-            let command = Command::Presence {
-                conn: conn.id,
-                room: conn.room.clone(),
-                presence,
-            };
-            core.command(&conn.room, command).await;
-        }
-        Ok(wsdo::Inbound::Ack(event_id)) => {
-            let command = Command::Ack {
-                conn: conn.id,
-                room: conn.room.clone(),
-                event_id,
-            };
-            core.command(&conn.room, command).await;
-        }
-        Err(refused) => {
-            core.metrics.error_frames.inc();
-            conn.send(wsdo_error(conn, refused.code, &refused.message), now_ms());
-        }
-    }
-}
-
-fn wsdo_error(conn: &Conn, code: &str, message: &str) -> Bytes {
-    wsdo::whole(
-        wsdo::ERROR,
-        &wsdo::error_payload(code, message),
-        &conn.public_id,
-        conn.latency_ms.get(),
-    )
 }
 
 /// The close code and reason for a protocol-level failure.
