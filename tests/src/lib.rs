@@ -346,3 +346,39 @@ pub fn wait_for_room(addr: SocketAddr, room: &str, check: impl Fn(&Value) -> boo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The JWT secret test servers use with [`token`].
+pub const JWT_SECRET: &str = "test-jwt-secret";
+
+/// An HS256 token for `sub`, signed with `secret`, expiring `exp_offset_s` from now.
+pub fn token_with(sub: &str, secret: &str, exp_offset_s: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": sub, "exp": now + exp_offset_s}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid token for `sub`.
+pub fn token(sub: &str) -> String {
+    token_with(sub, JWT_SECRET, 600)
+}
+
+/// Connects with an `Authorization` header.
+pub fn connect_with_header(addr: SocketAddr, path: &str, authorization: &str) -> Client {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", authorization.parse().unwrap());
+    let (ws, _) = tungstenite::connect(request).expect("websocket connects");
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+    }
+    Client { ws }
+}
