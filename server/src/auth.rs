@@ -63,6 +63,44 @@ impl Verifier {
     }
 }
 
+#[derive(serde::Serialize, Deserialize)]
+struct SlipClaims {
+    iss: String,
+    aud: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// A SLIP token (HS256, issuer `slip-sockets`, audience `aud`, valid one minute).
+pub fn slip_token(secret: &str, aud: &str, now_s: u64) -> String {
+    let claims = SlipClaims {
+        iss: crate::dialect::slip::ISSUER.into(),
+        aud: aud.into(),
+        iat: now_s,
+        exp: now_s + 60,
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
+}
+
+/// Checks a SLIP token: signature, issuer `slip-sockets`, audience `aud`, not expired.
+pub fn verify_slip_token(secret: &str, aud: &str, token: &str) -> bool {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[crate::dialect::slip::ISSUER]);
+    validation.set_audience(&[aud]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<SlipClaims>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .is_ok()
+}
+
 /// Strips a leading `Bearer ` (any case, any spacing) from a token given by message.
 pub fn strip_bearer(value: &str) -> &str {
     let value = value.trim();
@@ -150,6 +188,25 @@ mod tests {
         assert_eq!(
             Verifier::new(None).verify(&token(json!({"sub":"u"}), "k")),
             Err(TokenError::Disabled)
+        );
+    }
+
+    #[test]
+    fn slip_tokens_check_issuer_audience_and_expiry() {
+        let now = now_s();
+        let t = slip_token("s", "ControlEvent", now);
+        assert!(verify_slip_token("s", "ControlEvent", &t));
+        assert!(
+            !verify_slip_token("s", "WebSocketEvent", &t),
+            "wrong audience"
+        );
+        assert!(!verify_slip_token("other", "ControlEvent", &t), "wrong key");
+        let old = slip_token("s", "ControlEvent", now - 120);
+        assert!(!verify_slip_token("s", "ControlEvent", &old), "expired");
+        let foreign = token(json!({"iss":"x","aud":"ControlEvent","exp":now+60}), "s");
+        assert!(
+            !verify_slip_token("s", "ControlEvent", &foreign),
+            "wrong issuer"
         );
     }
 

@@ -88,6 +88,31 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_JAC_REQUIRE_AUTH")]
     pub jac_require_auth: bool,
 
+    /// SLIP: where the connections' events are POSTed. Without it `/slip` answers 503.
+    #[arg(long, env = "ROOKERY_SLIP_TARGET_URL")]
+    pub slip_target_url: Option<String>,
+
+    /// SLIP: HS256 key of the tokens sent to the backend (audience `WebSocketEvent`) and
+    /// required by `POST /slip/control` (audience `ControlEvent`).
+    #[arg(long, env = "ROOKERY_SLIP_JWT_SECRET", hide_env_values = true)]
+    pub slip_jwt_secret: Option<String>,
+
+    /// jac walkers: `walker` events are POSTed to `<URL>/walker/<name>`.
+    #[arg(long, env = "ROOKERY_BACKEND_URL")]
+    pub backend_url: Option<String>,
+
+    /// Deadline of one backend call (queueing, connecting, retries and the answer).
+    #[arg(long, env = "ROOKERY_BACKEND_TIMEOUT_MS", default_value_t = 5_000)]
+    pub backend_timeout_ms: u64,
+
+    /// Retries of a backend call whose connection could not be made.
+    #[arg(long, env = "ROOKERY_BACKEND_RETRIES", default_value_t = 2)]
+    pub backend_retries: u32,
+
+    /// Backend calls one core may have in flight; more are refused at once.
+    #[arg(long, env = "ROOKERY_BACKEND_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub backend_max_in_flight: usize,
+
     /// How long an emit with `require-ack` waits for every ack before answering 408.
     #[arg(long, env = "ROOKERY_ACK_TIMEOUT_MS", default_value_t = 5_000)]
     pub ack_timeout_ms: u64,

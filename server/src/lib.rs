@@ -4,6 +4,7 @@
 //! [`dialect`] (codecs, no IO) → [`engine`] (rooms, no IO, time as an argument).
 
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod dialect;
 pub mod engine;

@@ -5,6 +5,7 @@ use rookery::Config;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+pub use std::time::Duration as _Duration;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
@@ -15,6 +16,11 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Starts a server with `cores` cores; `tweak` adjusts the config first.
 pub fn server_with(cores: usize, tweak: impl FnOnce(&mut Config)) -> SocketAddr {
+    if std::env::var_os("ROOKERY_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .try_init();
+    }
     let mut config = Config::local();
     config.cores = Some(cores);
     tweak(&mut config);
@@ -381,4 +387,96 @@ pub fn connect_with_header(addr: SocketAddr, path: &str, authorization: &str) ->
         s.set_read_timeout(Some(WAIT)).unwrap();
     }
     Client { ws }
+}
+
+/// One request a [`TestBackend`] received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// What a [`TestBackend`] answers: status, body, and a delay before answering.
+pub type Answer = (u16, String, Duration);
+
+/// A real HTTP backend on 127.0.0.1 that records requests and answers with `respond`.
+pub struct TestBackend {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+}
+
+impl TestBackend {
+    pub fn start(respond: impl Fn(&Received) -> Answer + Send + Sync + 'static) -> TestBackend {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("backend binds");
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = received.clone();
+        let respond = std::sync::Arc::new(respond);
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                let got = Received {
+                    url: request.url().to_owned(),
+                    headers: request
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_owned()))
+                        .collect(),
+                    body,
+                };
+                log.lock().unwrap().push(got.clone());
+                let respond = respond.clone();
+                std::thread::spawn(move || {
+                    let (status, body, delay) = respond(&got);
+                    std::thread::sleep(delay);
+                    let _ = request
+                        .respond(tiny_http::Response::from_string(body).with_status_code(status));
+                });
+            }
+        });
+        TestBackend { url, received }
+    }
+
+    /// Every request so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until a request matching `check` arrived, and returns it.
+    pub fn wait_for(&self, check: impl Fn(&Received) -> bool) -> Received {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.received().into_iter().find(|r| check(r)) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the backend never got the request"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// An address nothing listens on.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
 }

@@ -54,6 +54,7 @@ fn json_frame<T: Serialize>(value: &T) -> Wire {
 /// | wsdo | `DATA` with payload `D` and `eventID` | `DATA` with payload `D`, `"event":T` |
 /// | jac | `D` itself | `{"type":T,"data":D}` |
 /// | lambda | `{"type":"message","senderId":S,"data":D}` | the same with `senderId` `"server"`, `"event":T` |
+/// | slip | `D` as the frame's text when a string, else `D` as JSON | `{"type":T,"data":D}` |
 pub fn encode(dialect: Dialect, event: &Event<'_>) -> Wire {
     match (dialect, *event) {
         (
@@ -89,7 +90,11 @@ pub fn encode(dialect: Dialect, event: &Event<'_>) -> Wire {
             data,
             event: None,
         }),
-        (Dialect::Pact | Dialect::Jac, Event::Broadcast { kind, data }) => {
+        (Dialect::Slip, Event::Publish { data, .. }) => match data {
+            Value::String(text) => Wire::Frame(frame::text(text.as_bytes())),
+            other => json_frame(other),
+        },
+        (Dialect::Pact | Dialect::Jac | Dialect::Slip, Event::Broadcast { kind, data }) => {
             json_frame(&Typed { kind, data })
         }
         (Dialect::Wsdo, Event::Broadcast { kind, data }) => Wire::WsdoBody(wsdo::body(
@@ -111,7 +116,7 @@ pub fn encode(dialect: Dialect, event: &Event<'_>) -> Wire {
 
 /// The event in every dialect, for sends whose recipients' dialects are not known where
 /// it is encoded (user- and client-targeted sends, which every core resolves itself).
-pub fn encode_all(event: &Event<'_>) -> [Wire; 4] {
+pub fn encode_all(event: &Event<'_>) -> [Wire; 5] {
     Dialect::ALL.map(|d| encode(d, event))
 }
 
@@ -140,7 +145,8 @@ mod tests {
             event_id: "evt_1",
             requires_ack: false,
         };
-        let [p, w, j, l] = encode_all(&e);
+        let [p, w, j, l, s] = encode_all(&e);
+        assert_eq!(text(&s), data);
         assert_eq!(
             text(&p),
             json!({"type":"broadcast","data":{"val":1},"eventID":"evt_1"})
@@ -154,13 +160,29 @@ mod tests {
     }
 
     #[test]
+    fn slip_gets_string_data_as_raw_text() {
+        let data = json!("plain text");
+        let e = Event::Publish {
+            data: &data,
+            sender: "s",
+            event_id: "e",
+            requires_ack: false,
+        };
+        match encode(Dialect::Slip, &e) {
+            Wire::Frame(f) => assert_eq!(&f[2..], b"plain text"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_broadcast_in_each_dialect() {
         let data = json!(1);
         let e = Event::Broadcast {
             kind: "weather",
             data: &data,
         };
-        let [p, w, j, l] = encode_all(&e);
+        let [p, w, j, l, s] = encode_all(&e);
+        assert_eq!(text(&s), json!({"type":"weather","data":1}));
         assert_eq!(text(&p), json!({"type":"weather","data":1}));
         assert_eq!(text(&w)["event"], "weather");
         assert_eq!(text(&j), json!({"type":"weather","data":1}));

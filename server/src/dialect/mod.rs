@@ -5,6 +5,7 @@ pub mod event;
 pub mod jac;
 pub mod lambda;
 pub mod pact;
+pub mod slip;
 pub mod wsdo;
 
 use bytes::Bytes;
@@ -20,11 +21,19 @@ pub enum Dialect {
     Jac,
     /// The Websocket Lambda Channel Server (seed 004).
     Lambda,
+    /// SLIP Sockets (seed 003): a backend decides, over HTTP.
+    Slip,
 }
 
 impl Dialect {
     /// Every dialect, in the order of [`Dialect::index`].
-    pub const ALL: [Dialect; 4] = [Dialect::Pact, Dialect::Wsdo, Dialect::Jac, Dialect::Lambda];
+    pub const ALL: [Dialect; 5] = [
+        Dialect::Pact,
+        Dialect::Wsdo,
+        Dialect::Jac,
+        Dialect::Lambda,
+        Dialect::Slip,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +41,7 @@ impl Dialect {
             Dialect::Wsdo => "wsdo",
             Dialect::Jac => "jac",
             Dialect::Lambda => "lambda",
+            Dialect::Slip => "slip",
         }
     }
 

@@ -90,7 +90,7 @@ fn send_event(
     event: &Event<'_>,
     out: &mut Outbox,
 ) {
-    let mut by_dialect: [Vec<ConnId>; 4] = Default::default();
+    let mut by_dialect: [Vec<ConnId>; 5] = Default::default();
     for (conn, dialect) in recipients {
         by_dialect[dialect.index()].push(conn);
     }
@@ -193,8 +193,9 @@ impl Room {
                     Wire::WsdoBody(wsdo::body(wsdo::CONNECTED, &payload, Default::default())),
                 );
             }
-            // jac's `connection` event is the connection's own business (its core sends it).
-            Dialect::Jac => {}
+            // jac's `connection` event and SLIP's backend answers are the connection's own
+            // business (its core sends them).
+            Dialect::Jac | Dialect::Slip => {}
             Dialect::Lambda => out.to_one(conn, lambda::join_success()),
         }
         if let Some(reason) = &joiner.token_error {
@@ -209,7 +210,7 @@ impl Room {
                     )),
                 ),
                 // Told by the connection's core, which greets them.
-                Dialect::Jac | Dialect::Lambda => {}
+                Dialect::Jac | Dialect::Lambda | Dialect::Slip => {}
             }
         }
         let public = member.public();

@@ -41,9 +41,9 @@ pub enum State {
 
 pub struct Conn {
     pub id: ConnId,
-    /// The room this connection is a member of: fixed at connect, except in the Lambda
-    /// dialect, where `join` picks (and changes) it.
-    room: RefCell<Option<String>>,
+    /// The rooms this connection is a member of: one, fixed at connect, in most dialects;
+    /// Lambda's `join` picks (and changes) it; SLIP's backend subscribes it to any number.
+    rooms: RefCell<SmallVec<[String; 1]>>,
     pub dialect: Dialect,
     /// The public id (Pact `profile.id`, wsdo `clientID`, jac `client_id`, Lambda
     /// `senderId`): what admin calls and targeted sends name.
@@ -83,7 +83,7 @@ impl Conn {
     ) -> Conn {
         Conn {
             id,
-            room: RefCell::new(room),
+            rooms: RefCell::new(room.into_iter().collect()),
             dialect,
             public_id: RefCell::new(public_id),
             user_id: RefCell::new(None),
@@ -101,12 +101,36 @@ impl Conn {
         }
     }
 
+    /// The (first) room.
     pub fn room(&self) -> Option<String> {
-        self.room.borrow().clone()
+        self.rooms.borrow().first().cloned()
     }
 
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.borrow().to_vec()
+    }
+
+    /// Replaces every room by `room`.
     pub fn set_room(&self, room: Option<String>) {
-        *self.room.borrow_mut() = room;
+        *self.rooms.borrow_mut() = room.into_iter().collect();
+    }
+
+    /// Adds a room; false when already a member.
+    pub fn add_room(&self, room: &str) -> bool {
+        let mut rooms = self.rooms.borrow_mut();
+        if rooms.iter().any(|r| r == room) {
+            return false;
+        }
+        rooms.push(room.to_owned());
+        true
+    }
+
+    /// Removes a room; false when not a member.
+    pub fn remove_room(&self, room: &str) -> bool {
+        let mut rooms = self.rooms.borrow_mut();
+        let before = rooms.len();
+        rooms.retain(|r| r != room);
+        rooms.len() != before
     }
 
     pub fn public_id(&self) -> String {

@@ -64,7 +64,12 @@ pub enum ToConns {
     Targeted {
         users: Vec<String>,
         clients: Vec<String>,
-        wires: Arc<[Wire; 4]>,
+        wires: Arc<[Wire; 5]>,
+    },
+    /// SLIP control API: carry out `events` for the SLIP connection with this id.
+    Slip {
+        conn: String,
+        events: Vec<crate::dialect::slip::BackendEvent>,
     },
 }
 
@@ -86,6 +91,8 @@ pub fn now_ms() -> u64 {
 pub struct Shared {
     pub config: Config,
     pub verifier: crate::auth::Verifier,
+    /// The HTTP client toward backends, when SLIP or walkers are configured.
+    pub backend: Option<crate::backend::Backend>,
     pub links: Vec<Link>,
     pub metrics: Vec<Arc<Metrics>>,
     pub driver: &'static str,
@@ -105,6 +112,8 @@ pub struct Core {
     wheel: RefCell<Wheel<ConnId>>,
     /// Reused for simd-json's in-place parsing.
     pub scratch: RefCell<Vec<u8>>,
+    /// Backend calls this core has in flight.
+    backend_in_flight: Cell<usize>,
 }
 
 impl Core {
@@ -124,6 +133,7 @@ impl Core {
             next_seq: Cell::new(1),
             wheel: RefCell::new(Wheel::new(tick, slots, now_ms())),
             scratch: RefCell::new(Vec::new()),
+            backend_in_flight: Cell::new(0),
         })
     }
 
@@ -271,7 +281,7 @@ impl Core {
             }
             // No application-level heartbeat in these seeds: a protocol ping, which every
             // client answers, keeps them alive (jac-cloud relied on uvicorn's the same way).
-            Dialect::Jac | Dialect::Lambda => {
+            Dialect::Jac | Dialect::Lambda | Dialect::Slip => {
                 conn.send(frame::ping(&now.to_be_bytes()), now);
             }
         }
@@ -291,6 +301,37 @@ impl Core {
             conn.send(error, now);
         }
         conn.close(CloseCode::Away, "ping timeout", now);
+    }
+
+    /// POSTs to a backend, within this core's bound on calls in flight.
+    pub async fn backend(
+        &self,
+        request: crate::backend::BackendRequest,
+    ) -> Result<crate::backend::BackendResponse, crate::backend::BackendError> {
+        use crate::backend::BackendError;
+        let Some(backend) = self.shared.backend.as_ref() else {
+            return Err(BackendError::Failed("no backend configured".into()));
+        };
+        if self.backend_in_flight.get() >= self.config.backend_max_in_flight {
+            self.metrics.backend_failures.inc();
+            return Err(BackendError::Overloaded);
+        }
+        self.backend_in_flight.set(self.backend_in_flight.get() + 1);
+        self.metrics.backend_requests.inc();
+        let result = backend.post(request).await;
+        self.backend_in_flight.set(self.backend_in_flight.get() - 1);
+        match &result {
+            Err(BackendError::Timeout) => self.metrics.backend_timeouts.inc(),
+            Err(_) => self.metrics.backend_failures.inc(),
+            Ok(r) if !(200..300).contains(&r.status) => self.metrics.backend_failures.inc(),
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// This core's connections with public id `id`.
+    pub fn conns_with_id(&self, id: &str) -> Vec<Rc<Conn>> {
+        self.local_conns(&self.by_public, id)
     }
 
     /// Closes this core's connections whose public id is `id`.
@@ -315,7 +356,7 @@ impl Core {
 
     /// Delivers a targeted send to this core's connections of `users` and `clients`, each
     /// connection at most once, in its own dialect.
-    fn deliver_targeted(&self, users: &[String], clients: &[String], wires: &[Wire; 4], now: u64) {
+    fn deliver_targeted(&self, users: &[String], clients: &[String], wires: &[Wire; 5], now: u64) {
         let mut seen = ahash::AHashSet::new();
         let by_user = users
             .iter()
@@ -348,7 +389,7 @@ impl Core {
     /// Sends `wires` (one per dialect) to every connection of `users` and `clients` on
     /// every core. Connections are found by the core that holds them, so ids and users are
     /// known everywhere without shared state.
-    pub async fn send_targeted(&self, users: Vec<String>, clients: Vec<String>, wires: [Wire; 4]) {
+    pub async fn send_targeted(&self, users: Vec<String>, clients: Vec<String>, wires: [Wire; 5]) {
         let wires = Arc::new(wires);
         for link in &self.shared.links {
             let message = ToConns::Targeted {
@@ -452,6 +493,19 @@ pub async fn run_deliveries(core: Rc<Core>, deliveries: flume::Receiver<ToConns>
                 clients,
                 wires,
             } => core.deliver_targeted(&users, &clients, &wires, now),
+            ToConns::Slip { conn, events } => {
+                // Carrying them out sends commands, which may wait: not on this task, which
+                // must never wait (see the module docs).
+                for target in core.conns_with_id(&conn) {
+                    if target.dialect == Dialect::Slip {
+                        let core = core.clone();
+                        let events = events.clone();
+                        monoio::spawn(async move {
+                            super::handlers::slip_apply(&core, &target, events).await;
+                        });
+                    }
+                }
+            }
         }
     }
 }

@@ -4,8 +4,9 @@
 use super::conn::Conn;
 use super::core::{now_ms, Core};
 use crate::auth::{strip_bearer, verify_pact_admin};
+use crate::backend::BackendRequest;
 use crate::dialect::event::{encode_all, Event};
-use crate::dialect::{jac, lambda, pact, wsdo, Dialect};
+use crate::dialect::{jac, lambda, pact, slip, wsdo, Dialect};
 use crate::engine::{Command, Joiner};
 use crate::ids::random_token;
 use bytes::Bytes;
@@ -21,6 +22,7 @@ pub async fn text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
         Dialect::Wsdo => wsdo_text(core, conn, text).await,
         Dialect::Jac => jac_text(core, conn, text).await,
         Dialect::Lambda => lambda_text(core, conn, text).await,
+        Dialect::Slip => slip_text(core, conn, text).await,
     }
 }
 
@@ -32,6 +34,8 @@ pub fn binary_refusal(conn: &Conn) -> Bytes {
         Dialect::Wsdo => wsdo_error(conn, wsdo::codes::UNSUPPORTED_DATA, message),
         Dialect::Jac => jac::error_one("body", message, "unsupported_data"),
         Dialect::Lambda => lambda::error(message),
+        // SLIP closes instead (text frames only, 1003): see `ws::process_frames`.
+        Dialect::Slip => Bytes::new(),
     }
 }
 
@@ -171,11 +175,26 @@ async fn jac_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
             }
             jac_connection_event(conn);
         }
-        jac::Inbound::Walker { .. } => refuse(
-            core,
-            conn,
-            jac::walker_error("walkers need a backend: this server has no --backend-url"),
-        ),
+        jac::Inbound::Walker {
+            walker,
+            response,
+            context,
+            node,
+        } => match core.config.backend_url.clone() {
+            None => refuse(
+                core,
+                conn,
+                jac::walker_error("walkers need a backend: this server has no --backend-url"),
+            ),
+            Some(base) => {
+                // A walker may take a while: its answer comes when it comes, and the
+                // connection's other events go on meanwhile.
+                let (core, conn) = (core.clone(), conn.clone());
+                monoio::spawn(async move {
+                    run_walker(&core, &conn, &base, walker, response, context, node).await;
+                });
+            }
+        },
         jac::Inbound::User { .. } | jac::Inbound::Channel { .. } | jac::Inbound::Client { .. }
             if needs_auth =>
         {
@@ -218,7 +237,7 @@ async fn jac_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
 }
 
 /// `data` published by `conn`, encoded for each dialect.
-fn publish_wires(conn: &Conn, data: &Value) -> [crate::dialect::Wire; 4] {
+fn publish_wires(conn: &Conn, data: &Value) -> [crate::dialect::Wire; 5] {
     let sender = conn.public_id();
     let event_id = new_event_id();
     encode_all(&Event::Publish {
@@ -291,5 +310,166 @@ async fn lambda_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
                 core.command(&room, command).await;
             }
         },
+    }
+}
+
+/// What must be escaped in a URL path segment (RFC 3986: everything but unreserved
+/// characters and sub-delimiters).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// POSTs a walker event to `<base>/walker/<name>`; with `response`, the backend's JSON body
+/// goes back to the caller. Failures are reported as jac reports walker errors.
+async fn run_walker(
+    core: &Rc<Core>,
+    conn: &Rc<Conn>,
+    base: &str,
+    walker: String,
+    response: bool,
+    context: Map<String, Value>,
+    node: Option<String>,
+) {
+    let name = percent_encoding::utf8_percent_encode(&walker, PATH_SEGMENT);
+    let root = conn
+        .user_id()
+        .unwrap_or_else(|| jac::PUBLIC_ROOT.to_owned());
+    let body = serde_json::json!({
+        "walker": walker,
+        "context": context,
+        "node": node,
+        "root_id": root,
+        "client_id": conn.public_id(),
+        "channel_id": conn.room(),
+        "authenticated": conn.user_id().is_some(),
+    });
+    let request = crate::backend::BackendRequest {
+        url: format!("{}/walker/{name}", base.trim_end_matches('/')),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-rookery-root-id".into(), root),
+            ("x-rookery-client-id".into(), conn.public_id()),
+        ],
+        body: body.to_string().into_bytes(),
+    };
+    let outcome = core.backend(request).await;
+    let frame = match outcome {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            if !response {
+                return;
+            }
+            match serde_json::from_slice::<Value>(&answer.body) {
+                Ok(json) => crate::frame::text(json.to_string().as_bytes()),
+                Err(_) => jac::walker_error("the backend's answer is not JSON"),
+            }
+        }
+        Ok(answer) => jac::walker_error(&format!("the backend answered {}", answer.status)),
+        Err(e) => jac::walker_error(&e.to_string()),
+    };
+    conn.send(frame, now_ms());
+}
+
+/// The request telling the SLIP backend about one of `conn_id`'s events.
+pub fn slip_request(core: &Core, conn_id: &str, body: Vec<u8>) -> Option<BackendRequest> {
+    let url = core.config.slip_target_url.clone()?;
+    let mut headers = vec![
+        ("content-type".into(), slip::CONTENT_TYPE.into()),
+        ("x-connection-id".into(), conn_id.to_owned()),
+    ];
+    if let Some(secret) = core.config.slip_jwt_secret.as_deref() {
+        let token = crate::auth::slip_token(secret, slip::AUD_TO_BACKEND, now_ms() / 1000);
+        headers.push(("authorization".into(), format!("Bearer {token}")));
+    }
+    Some(BackendRequest { url, headers, body })
+}
+
+/// Sends a SLIP event to the backend and returns the events of its 2xx answer; `None` when
+/// there is no usable answer (logged and counted, nothing else happens).
+async fn slip_post(core: &Core, conn: &Conn, body: Vec<u8>) -> Option<Vec<slip::BackendEvent>> {
+    let request = slip_request(core, &conn.public_id(), body)?;
+    match core.backend(request).await {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            let events = slip::parse_events(&answer.body);
+            if events.is_none() {
+                tracing::warn!(conn = %conn.public_id(), "invalid commands from the SLIP backend");
+            }
+            events
+        }
+        Ok(answer) => {
+            tracing::warn!(status = answer.status, "the SLIP backend refused an event");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the SLIP backend did not answer");
+            None
+        }
+    }
+}
+
+async fn slip_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
+    let text = String::from_utf8_lossy(text);
+    if let Some(events) = slip_post(core, conn, slip::text_body(&text)).await {
+        slip_apply(core, conn, events).await;
+    }
+}
+
+/// Tells the backend a SLIP connection closed (its answer is of no use any more).
+pub async fn slip_closed(core: &Core, conn: &Conn) {
+    tracing::debug!(conn = %conn.public_id(), "telling the SLIP backend");
+    let _ = slip_post(core, conn, slip::close_body()).await;
+}
+
+/// Carries out backend events for `conn`, in order.
+pub async fn slip_apply(core: &Rc<Core>, conn: &Rc<Conn>, events: Vec<slip::BackendEvent>) {
+    for event in events {
+        let now = now_ms();
+        match event {
+            slip::BackendEvent::Accept => {}
+            slip::BackendEvent::Disconnect => {
+                core.close(conn, CloseCode::Normal, "disconnected by the backend", now)
+            }
+            slip::BackendEvent::Text(text) => {
+                conn.send(slip::text_frame(&text), now);
+            }
+            slip::BackendEvent::Subscribe(channel) => {
+                if conn.state() == super::conn::State::Open && conn.add_room(&channel) {
+                    let joiner = Joiner {
+                        id: conn.public_id(),
+                        user_id: conn.user_id().unwrap_or_else(|| conn.public_id()),
+                        dialect: Dialect::Slip,
+                        role: Role::User,
+                        details: Value::Null,
+                        token_error: None,
+                    };
+                    let join = Command::Join {
+                        conn: conn.id,
+                        room: channel.clone(),
+                        joiner,
+                    };
+                    core.command(&channel, join).await;
+                }
+            }
+            slip::BackendEvent::Unsubscribe(channel) => {
+                if conn.remove_room(&channel) {
+                    let leave = Command::Leave {
+                        conn: conn.id,
+                        room: channel.clone(),
+                    };
+                    core.command(&channel, leave).await;
+                }
+            }
+        }
     }
 }

@@ -58,6 +58,9 @@ pub struct Metrics {
     pub ack_timeouts: Counter,
     pub slow_consumers: Counter,
     pub pending_acks: Counter,
+    pub backend_requests: Counter,
+    pub backend_failures: Counter,
+    pub backend_timeouts: Counter,
     closes: [Counter; COUNTED_CLOSE_CODES.len()],
 }
 
@@ -156,6 +159,24 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
         "gauge",
         "Emits waiting for acks.",
         sum(&|m| m.pending_acks.get()),
+    );
+    metric(
+        "rookery_backend_requests_total",
+        "counter",
+        "Calls to backends (SLIP, walkers).",
+        sum(&|m| m.backend_requests.get()),
+    );
+    metric(
+        "rookery_backend_failures_total",
+        "counter",
+        "Backend calls refused, unreachable or answered with a non-2xx status.",
+        sum(&|m| m.backend_failures.get()),
+    );
+    metric(
+        "rookery_backend_timeouts_total",
+        "counter",
+        "Backend calls past their deadline.",
+        sum(&|m| m.backend_timeouts.get()),
     );
     let _ = writeln!(out, "# HELP rookery_closes_total Connections closed by the server, by close code.\n# TYPE rookery_closes_total counter");
     for (i, code) in COUNTED_CLOSE_CODES.iter().enumerate() {

@@ -74,8 +74,22 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         });
         receivers.push((crx, drx));
     }
+    let backend = if config.slip_target_url.is_some() || config.backend_url.is_some() {
+        let policy = crate::backend::BackendPolicy {
+            timeout: Duration::from_millis(config.backend_timeout_ms),
+            retries: config.backend_retries,
+            backoff: Duration::from_millis(50),
+        };
+        Some(crate::backend::Backend::start(
+            policy,
+            config.backend_max_in_flight * cores,
+        )?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
+        backend,
         links,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
         driver,

@@ -5,7 +5,7 @@ use super::core::{Core, ToConns, ToOwner};
 use super::metrics;
 use super::ws::serve_ws;
 use crate::dialect::event::{encode_all, Event};
-use crate::dialect::{jac, Dialect};
+use crate::dialect::{jac, slip, Dialect};
 use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
 use crate::engine::{Command, Emit};
 use crate::http::{self, Request};
@@ -40,7 +40,7 @@ pub async fn route(
         core.metrics.http_requests.inc();
     }
     let response = match (method, segments.as_slice()) {
-        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | [_, "listen"])
+        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | ["slip"] | [_, "listen"])
             if req.wants_upgrade() =>
         {
             let (dialect, room) = match segments.as_slice() {
@@ -53,6 +53,7 @@ pub async fn route(
                     ),
                 ),
                 ["channels"] => (Dialect::Lambda, None),
+                ["slip"] => (Dialect::Slip, None),
                 [channel, "listen"] => (Dialect::Wsdo, Some((*channel).to_owned())),
                 _ => (
                     Dialect::Pact,
@@ -70,9 +71,10 @@ pub async fn route(
                 return serve_ws(core, stream, peer, req, leftover, dialect, room).await;
             }
         }
-        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | [_, "listen"]) => {
+        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | ["slip"] | [_, "listen"]) => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }
+        ("POST", ["slip", "control"]) => slip_control(&core, &req).await,
         ("GET", ["healthz"]) => http::json(200, &json!({"status": "ok"})),
         ("GET", ["readyz"]) => http::json(200, &json!({"status": "ready"})),
         ("GET", ["metrics"]) => http::response(
@@ -304,6 +306,51 @@ async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
         core.command(&channel, command).await;
     }
     http::json(200, &json!({"success": true, "eventID": event_id}))
+}
+
+/// SLIP's control API: `[{target, event}]` with a `ControlEvent` token. Answers in the
+/// seed's words: 403 `Invalid token`, 400 `invalid commands`, 200 `processed successfully`.
+async fn slip_control(core: &Core, req: &Request) -> Vec<u8> {
+    let secret = core.config.slip_jwt_secret.as_deref();
+    let valid = match (secret, req.bearer()) {
+        (Some(secret), Some(token)) => {
+            crate::auth::verify_slip_token(secret, slip::AUD_CONTROL, token)
+        }
+        _ => false,
+    };
+    if !valid {
+        return http::json(403, &json!({"message": "Invalid token"}));
+    }
+    let Some(commands) = slip::parse_control(&req.body) else {
+        return http::json(400, &json!({"message": "invalid commands"}));
+    };
+    for command in commands {
+        match command.event {
+            slip::BackendEvent::Text(text) => {
+                let publish = Command::Publish {
+                    room: command.target.clone(),
+                    sender: None,
+                    sender_label: "server".to_owned(),
+                    data: Value::String(text),
+                    event_id: format!("evt_{}", random_token(8)),
+                };
+                core.command(&command.target, publish).await;
+            }
+            slip::BackendEvent::Disconnect => {
+                disconnect(core, &command.target).await;
+            }
+            event => {
+                for link in &core.shared.links {
+                    let apply = ToConns::Slip {
+                        conn: command.target.clone(),
+                        events: vec![event.clone()],
+                    };
+                    let _ = link.deliveries.send_async(apply).await;
+                }
+            }
+        }
+    }
+    http::json(200, &json!({"message": "processed successfully"}))
 }
 
 /// The `?clients=` parameter: a count of random clients, or a list of ids.

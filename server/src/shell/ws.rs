@@ -8,7 +8,7 @@
 use super::conn::{write_loop, Conn};
 use super::core::{now_ms, Core};
 use super::handlers;
-use crate::dialect::{jac, lambda, Dialect};
+use crate::dialect::{jac, lambda, slip, Dialect};
 use crate::engine::{Command, Joiner};
 use crate::http::{self, Request};
 use crate::ids::random_token;
@@ -107,7 +107,19 @@ pub async fn serve_ws(
         Dialect::Wsdo => format!("client_{}", random_token(8)),
         Dialect::Jac => jac::new_id(now),
         Dialect::Lambda => random_token(21),
+        Dialect::Slip => random_token(16),
     };
+    // SLIP: the backend decides whether the connection opens, before the handshake ends.
+    let mut slip_events = Vec::new();
+    if dialect == Dialect::Slip {
+        match slip_open(&core, &req, &public_id).await {
+            Ok(events) => slip_events = events,
+            Err(refusal) => {
+                let _ = stream.write_all(refusal).await;
+                return;
+            }
+        }
+    }
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
@@ -138,7 +150,10 @@ pub async fn serve_ws(
                 conn.send(lambda::error(&format!("invalid token: {reason}")), now);
             }
         }
-        Dialect::Pact | Dialect::Wsdo => {}
+        Dialect::Pact | Dialect::Wsdo | Dialect::Slip => {}
+    }
+    if !slip_events.is_empty() {
+        handlers::slip_apply(&core, &conn, slip_events).await;
     }
     if let Some(room) = &room {
         let joiner = Joiner {
@@ -182,17 +197,18 @@ pub async fn serve_ws(
         }
     }
 
+    tracing::debug!(conn = id.0, "session over");
     core.unregister(id);
     conn.mark_dead();
-    if let Some(room) = conn.room() {
-        core.command(
-            &room,
-            Command::Leave {
-                conn: id,
-                room: room.clone(),
-            },
-        )
-        .await;
+    for room in conn.rooms() {
+        let leave = Command::Leave {
+            conn: id,
+            room: room.clone(),
+        };
+        core.command(&room, leave).await;
+    }
+    if dialect == Dialect::Slip {
+        handlers::slip_closed(&core, &conn).await;
     }
     let _ = writer_task.await;
 }
@@ -209,6 +225,11 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             Ok(Message::Text(text)) => {
                 core.metrics.messages_in.inc();
                 handlers::text(core, conn, text.as_bytes()).await;
+            }
+            Ok(Message::Binary(_)) if conn.dialect == Dialect::Slip => {
+                core.metrics.messages_in.inc();
+                conn.close(CloseCode::Unsupported, "text frames only", now_ms());
+                return false;
             }
             Ok(Message::Binary(_)) => {
                 core.metrics.messages_in.inc();
@@ -233,6 +254,45 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             }
         }
     }
+}
+
+/// Asks the SLIP backend whether the connection may open. `Ok` holds the events after the
+/// leading `ACCEPT`; `Err` the HTTP response refusing the upgrade, with the statuses the
+/// seed's code used: 500 when the backend fails or answers non-2xx, 400 for invalid events
+/// or a first event that is not `ACCEPT`, 406 for `ACCEPT` with `DISCONNECT`.
+async fn slip_open(
+    core: &Core,
+    req: &Request,
+    conn_id: &str,
+) -> Result<Vec<slip::BackendEvent>, Vec<u8>> {
+    let Some(request) = handlers::slip_request(core, conn_id, slip::open_body(&req.headers)) else {
+        return Err(http::json_error(
+            503,
+            "unavailable",
+            "SLIP is not configured (--slip-target-url)",
+        ));
+    };
+    let answer = match core.backend(request).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(http::json_error(500, "backend_error", &e.to_string())),
+    };
+    if !(200..300).contains(&answer.status) {
+        let message = format!("the backend answered {}", answer.status);
+        return Err(http::json_error(500, "backend_error", &message));
+    }
+    let invalid = || http::json(400, &serde_json::json!({"message": "invalid commands"}));
+    let mut events = slip::parse_events(&answer.body).ok_or_else(invalid)?;
+    if events.first() != Some(&slip::BackendEvent::Accept) {
+        return Err(invalid());
+    }
+    if events.contains(&slip::BackendEvent::Disconnect) {
+        return Err(http::json(
+            406,
+            &serde_json::json!({"message": "the backend accepted and disconnected"}),
+        ));
+    }
+    events.remove(0);
+    Ok(events)
 }
 
 /// The close code and reason for a protocol-level failure.
