@@ -44,6 +44,10 @@ pub mod codes {
     pub const INVALID_TOKEN: &str = "invalid_token";
     /// `authenticate` failed (wrong key, stale timestamp, or no signing key configured).
     pub const UNAUTHORIZED: &str = "unauthorized";
+    /// A configured limit was reached (subscriptions per connection, rooms).
+    pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+    /// Too many messages (or presence updates) in too short a time.
+    pub const RATE_LIMITED: &str = "rate_limited";
     /// The server is overloaded or the operation could not be completed.
     pub const UNAVAILABLE: &str = "unavailable";
 }

@@ -113,6 +113,50 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_BACKEND_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub backend_max_in_flight: usize,
 
+    /// Open WebSocket connections allowed in all (0: no limit); past it upgrades get 503.
+    #[arg(long, env = "ROOKERY_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Open WebSocket connections allowed from one IP address (0: no limit).
+    #[arg(long, env = "ROOKERY_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
+    /// Messages per second one connection may send (token bucket refill rate; 0: no limit).
+    #[arg(long, env = "ROOKERY_MAX_MESSAGE_RATE", default_value_t = 100)]
+    pub max_message_rate: u32,
+
+    /// Messages one connection may send in a burst (token bucket size). Past the bucket a
+    /// message is dropped with an error frame; as many drops again in a row close the
+    /// connection with 1008.
+    #[arg(long, env = "ROOKERY_MESSAGE_BURST", default_value_t = 200)]
+    pub message_burst: u32,
+
+    /// Subscriptions one Pact connection may hold.
+    #[arg(long, env = "ROOKERY_MAX_SUBSCRIPTIONS", default_value_t = 256)]
+    pub max_subscriptions: usize,
+
+    /// Live rooms allowed in all (0: no limit); a join that would open one more is refused
+    /// (close 1013, Lambda `joinFailure`).
+    #[arg(long, env = "ROOKERY_MAX_ROOMS", default_value_t = 0)]
+    pub max_rooms: usize,
+
+    /// Property/presence updates (Pact `login`, wsdo `PRESENCE`) one member may make per
+    /// window; more get a `rate_limited` error.
+    #[arg(long, env = "ROOKERY_PRESENCE_UPDATES", default_value_t = 20)]
+    pub presence_updates: u32,
+
+    /// The presence-update window, in ms.
+    #[arg(long, env = "ROOKERY_PRESENCE_WINDOW_MS", default_value_t = 10_000)]
+    pub presence_window_ms: u64,
+
+    /// On SIGTERM/SIGINT, clients are closed (1001) at random moments within this window.
+    #[arg(long, env = "ROOKERY_SHUTDOWN_JITTER_MS", default_value_t = 2_000)]
+    pub shutdown_jitter_ms: u64,
+
+    /// On SIGTERM/SIGINT, the process exits at the latest this long after the signal.
+    #[arg(long, env = "ROOKERY_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub shutdown_timeout_ms: u64,
+
     /// How long an emit with `require-ack` waits for every ack before answering 408.
     #[arg(long, env = "ROOKERY_ACK_TIMEOUT_MS", default_value_t = 5_000)]
     pub ack_timeout_ms: u64,
@@ -134,6 +178,19 @@ impl Config {
     /// Defaults, listening on `127.0.0.1:0`: what tests and embedders start from.
     pub fn local() -> Config {
         Config::parse_from(["rookery", "--listen", "127.0.0.1:0"])
+    }
+
+    /// The engine's limits, for one of `cores` cores.
+    pub fn engine_limits(&self, cores: usize) -> crate::engine::Limits {
+        crate::engine::Limits {
+            max_subscriptions: self.max_subscriptions,
+            max_rooms: match self.max_rooms {
+                0 => usize::MAX,
+                n => n.div_ceil(cores.max(1)),
+            },
+            presence_updates: self.presence_updates,
+            presence_window_ms: self.presence_window_ms,
+        }
     }
 
     /// The number of cores to run, at least 1.

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod frame;
 pub mod http;
 pub mod ids;
+pub mod ratelimit;
 pub mod shell;
 pub mod wheel;
 

@@ -1,24 +1,56 @@
-//! The `rookery` binary: parse the configuration, set up logging, run every core.
+//! The `rookery` binary: parse the configuration, set up logging, run every core, and
+//! shut down gracefully on SIGTERM/SIGINT (a second signal exits at once).
 
 use clap::Parser;
 use rookery::config::{Config, LogFormat};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 fn main() {
     let config = Config::parse();
     init_logging(config.log_format);
-    match rookery::start(config) {
-        Ok(server) => {
-            // A line machines can read: scripts and tests wait for it to learn the port.
-            println!("rookery listening on {} ({})", server.addr, server.driver);
-            server.join();
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("rookery: cannot start: {e}");
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(e) => fail(&format!("cannot handle signals: {e}")),
+    };
+    let server = match rookery::start(config) {
+        Ok(server) => server,
+        Err(e) => fail(&format!("cannot start: {e}")),
+    };
+    // A line machines can read: scripts and tests wait for it to learn the port.
+    println!("rookery listening on {} ({})", server.addr, server.driver);
+
+    let first = signals.forever().next();
+    tracing::info!(signal = ?first, "draining: closing every connection");
+    server.shutdown();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::warn!(signal, "second signal: exiting now");
             std::process::exit(1);
         }
+    });
+    let deadline = Instant::now() + Duration::from_millis(server.config().shutdown_timeout_ms);
+    while server.open_connections() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let left = server.open_connections();
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "shutdown timeout: exiting with connections still open"
+        );
+    } else {
+        tracing::info!("every connection closed: exiting");
+    }
+    std::process::exit(0);
+}
+
+fn fail(message: &str) -> ! {
+    tracing::error!("{message}");
+    eprintln!("rookery: {message}");
+    std::process::exit(1);
 }
 
 fn init_logging(format: LogFormat) {

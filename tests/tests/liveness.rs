@@ -64,7 +64,11 @@ fn a_silent_half_open_client_is_closed_and_removed() {
 
 #[test]
 fn a_subscriber_that_stops_reading_is_dropped_and_others_keep_up() {
-    let addr = server_with(2, |c| c.max_outbound_bytes = 1 << 20);
+    let addr = server_with(2, |c| {
+        c.max_outbound_bytes = 1 << 20;
+        // This test is about backpressure: the publisher outpaces the default rate limit.
+        c.max_message_rate = 0;
+    });
     let room = "slow";
     let (mut fast, _) = Client::pact(addr, room);
     fast.call(json!({"type":"subscribe","data":"chat"}), "f");

@@ -42,6 +42,31 @@ pub struct Outbox {
     pub sends: Vec<Send>,
     /// Answers for requests waiting elsewhere (HTTP emits).
     pub replies: Vec<(ReplyToken, EmitOutcome)>,
+    /// Connections to close: code and reason.
+    pub closes: Vec<(ConnId, u16, String)>,
+}
+
+/// Limits the engine enforces. Each is configurable (see `docs/CONFIG.md`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Subscriptions one Pact connection may hold.
+    pub max_subscriptions: usize,
+    /// Live rooms this core may hold; a join that would open one more is refused.
+    pub max_rooms: usize,
+    /// Property/presence updates (Pact `login`, wsdo `PRESENCE`) per member per window.
+    pub presence_updates: u32,
+    pub presence_window_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_subscriptions: 256,
+            max_rooms: usize::MAX,
+            presence_updates: 20,
+            presence_window_ms: 10_000,
+        }
+    }
 }
 
 impl Outbox {
@@ -72,7 +97,7 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.replies.is_empty()
+        self.sends.is_empty() && self.replies.is_empty() && self.closes.is_empty()
     }
 }
 
@@ -214,6 +239,7 @@ pub struct Engine {
     acks: AckTracker,
     store: Box<dyn StateStore>,
     broker: Box<dyn Broker>,
+    limits: Limits,
 }
 
 impl Engine {
@@ -224,7 +250,14 @@ impl Engine {
             acks: AckTracker::default(),
             store,
             broker,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same engine with these limits.
+    pub fn with_limits(mut self, limits: Limits) -> Engine {
+        self.limits = limits;
+        self
     }
 
     /// Applies `command` at time `now_ms`, leaving what to send in `out`.
@@ -248,6 +281,15 @@ impl Engine {
         };
         match command {
             Command::Join { conn, room, joiner } => {
+                if !self.rooms.contains_key(&room) && self.rooms.len() >= self.limits.max_rooms {
+                    let reason = "too many rooms on this server: try again later";
+                    if joiner.dialect == Dialect::Lambda {
+                        out.to_one(conn, crate::dialect::lambda::join_failure());
+                    } else {
+                        out.closes.push((conn, 1013, reason.to_owned()));
+                    }
+                    return;
+                }
                 let store = self.store.as_mut();
                 let live = live_room(&mut self.rooms, &mut self.idle_history, store, &room);
                 live.last_activity_ms = now_ms;
@@ -284,7 +326,18 @@ impl Engine {
             } => {
                 if let Some(live) = self.rooms.get_mut(&room) {
                     live.last_activity_ms = now_ms;
-                    live.apply(conn, reference.as_ref(), request, self.store.as_mut(), out);
+                    let context = room::Context {
+                        now_ms,
+                        limits: &self.limits,
+                    };
+                    live.apply(
+                        conn,
+                        reference.as_ref(),
+                        request,
+                        context,
+                        self.store.as_mut(),
+                        out,
+                    );
                 }
             }
             Command::Presence {
@@ -294,7 +347,11 @@ impl Engine {
             } => {
                 if let Some(live) = self.rooms.get_mut(&room) {
                     live.last_activity_ms = now_ms;
-                    live.set_presence(conn, presence, out);
+                    let context = room::Context {
+                        now_ms,
+                        limits: &self.limits,
+                    };
+                    live.set_presence(conn, presence, context, out);
                 }
             }
             Command::Ack {

@@ -37,6 +37,9 @@ pub struct MemberState {
     pub subscriptions: Subscriptions,
     pub role: Role,
     pub details: Value,
+    /// Start of the current presence-update window, and updates made in it.
+    presence_window_start: u64,
+    presence_updates: u32,
 }
 
 impl MemberState {
@@ -74,6 +77,13 @@ pub struct Room {
     /// Payloads of recent emits, oldest first (websockets.do's `/history`).
     history: VecDeque<Value>,
     pub last_activity_ms: u64,
+}
+
+/// What a request is applied with: the time, and the limits to enforce.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub now_ms: u64,
+    pub limits: &'a super::Limits,
 }
 
 /// What happened to a member, for presence watchers.
@@ -175,6 +185,8 @@ impl Room {
             subscriptions: Subscriptions::default(),
             role: joiner.role,
             details: joiner.details.clone(),
+            presence_window_start: 0,
+            presence_updates: 0,
         };
         match member.dialect {
             Dialect::Pact => {
@@ -260,8 +272,43 @@ impl Room {
     }
 
     /// wsdo `PRESENCE`: the new presence goes to every wsdo member, the sender included.
-    pub fn set_presence(&mut self, conn: ConnId, presence: Map<String, Value>, out: &mut Outbox) {
+    pub fn set_presence(
+        &mut self,
+        conn: ConnId,
+        presence: Map<String, Value>,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        if !self.presence_allowed(conn, context) {
+            let payload = wsdo::error_payload(
+                wsdo::codes::RATE_LIMITED,
+                "too many presence updates: slow down",
+            );
+            out.to_one_wire(
+                conn,
+                Wire::WsdoBody(wsdo::body(wsdo::ERROR, &payload, Default::default())),
+            );
+            return;
+        }
         self.set_properties(conn, presence, out);
+    }
+
+    /// Counts a property/presence update of `conn`; false once the window's allowance is
+    /// used up.
+    fn presence_allowed(&mut self, conn: ConnId, context: Context<'_>) -> bool {
+        let Some(member) = self.members.get_mut(&conn) else {
+            return false;
+        };
+        let limits = context.limits;
+        if context.now_ms >= member.presence_window_start + limits.presence_window_ms {
+            member.presence_window_start = context.now_ms;
+            member.presence_updates = 0;
+        }
+        if member.presence_updates >= limits.presence_updates {
+            return false;
+        }
+        member.presence_updates += 1;
+        true
     }
 
     /// Tells presence watchers of every dialect that `member` joined, left or changed:
@@ -390,6 +437,7 @@ impl Room {
         conn: ConnId,
         reference: Option<&Value>,
         request: PactRequest,
+        context: Context<'_>,
         store: &mut dyn StateStore,
         out: &mut Outbox,
     ) {
@@ -398,6 +446,9 @@ impl Room {
             return;
         }
         let result = match request {
+            PactRequest::Login(_) if !self.presence_allowed(conn, context) => {
+                Err((codes::RATE_LIMITED, "too many logins: slow down".to_owned()))
+            }
             PactRequest::Login(properties) => {
                 let member = self.members.get_mut(&conn).expect("checked above");
                 member.properties = properties.clone();
@@ -410,6 +461,18 @@ impl Room {
                 let profile = self.members[&conn].profile();
                 out.to_one(conn, pact::encode(types::PROFILE, reference, &profile));
                 return;
+            }
+            PactRequest::Subscribe(topic)
+                if self.members[&conn].subscriptions.len() >= context.limits.max_subscriptions
+                    && !self.members[&conn].subscriptions.has(&topic) =>
+            {
+                Err((
+                    codes::LIMIT_EXCEEDED,
+                    format!(
+                        "at most {} subscriptions per connection",
+                        context.limits.max_subscriptions
+                    ),
+                ))
             }
             PactRequest::Subscribe(topic) => {
                 self.members

@@ -82,6 +82,15 @@ impl Subscriptions {
         self.wants(kind, Some(id))
     }
 
+    /// Whether exactly this topic is already subscribed.
+    pub fn has(&self, topic: &Topic) -> bool {
+        match (self.kinds.get(&topic.kind), &topic.id) {
+            (None, _) => false,
+            (Some(k), None) => k.all,
+            (Some(k), Some(id)) => k.ids.contains(id),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.kinds
             .values()

@@ -63,6 +63,10 @@ pub struct Conn {
     pub ping_sent_ms: Cell<Option<u64>>,
     /// Round-trip time measured by the last PING/PONG, in ms (wsdo's `latency`).
     pub latency_ms: Cell<u64>,
+    /// Inbound message rate limit.
+    pub rate: RefCell<crate::ratelimit::TokenBucket>,
+    /// When a draining server closes this connection (graceful shutdown).
+    pub drain_at_ms: Cell<Option<u64>>,
     /// tungstenite's protocol state and its in-memory stream; borrowed briefly, never
     /// across an await.
     pub ws: RefCell<(WebSocketContext, MemStream)>,
@@ -97,6 +101,8 @@ impl Conn {
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(None),
             latency_ms: Cell::new(0),
+            rate: RefCell::new(crate::ratelimit::TokenBucket::new(0, 1, now_ms)),
+            drain_at_ms: Cell::new(None),
             ws: RefCell::new((ws, MemStream::default())),
         }
     }

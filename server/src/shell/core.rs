@@ -66,6 +66,14 @@ pub enum ToConns {
         clients: Vec<String>,
         wires: Arc<[Wire; 5]>,
     },
+    /// Close this connection (the engine refused it, e.g. over the room limit).
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
+    /// Graceful shutdown: close every connection within the jitter window.
+    Drain { jitter_ms: u64 },
     /// SLIP control API: carry out `events` for the SLIP connection with this id.
     Slip {
         conn: String,
@@ -96,6 +104,16 @@ pub struct Shared {
     pub links: Vec<Link>,
     pub metrics: Vec<Arc<Metrics>>,
     pub driver: &'static str,
+    /// Set on SIGTERM/SIGINT: `readyz` answers 503, no new connection is admitted.
+    pub draining: std::sync::atomic::AtomicBool,
+    pub seats: super::admission::Seats,
+}
+
+impl Shared {
+    /// Open WebSocket connections on every core.
+    pub fn open_connections(&self) -> u64 {
+        self.metrics.iter().map(|m| m.connections.get()).sum()
+    }
 }
 
 pub struct Core {
@@ -179,6 +197,25 @@ impl Core {
         }
     }
 
+    /// Closes the connection `id` of this core, if it is still here.
+    pub fn close_id(&self, id: ConnId, code: u16, reason: &str, now: u64) {
+        let conn = self.conns.borrow().get(&id).cloned();
+        if let Some(conn) = conn {
+            self.close(&conn, CloseCode::from(code), reason, now);
+        }
+    }
+
+    /// Graceful shutdown: closes every connection at a random moment within `jitter_ms`,
+    /// so that clients do not all reconnect elsewhere at once.
+    fn drain(&self, jitter_ms: u64, now: u64) {
+        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        for conn in conns {
+            let at = now + crate::ids::random_u64() % jitter_ms.max(1);
+            conn.drain_at_ms.set(Some(at));
+            self.schedule(at, conn.id);
+        }
+    }
+
     /// Closes a connection of this core with `code` and shuts it down after the grace.
     pub fn close(&self, conn: &Conn, code: CloseCode, reason: &str, now: u64) {
         conn.close(code, reason, now);
@@ -202,6 +239,17 @@ impl Core {
     /// with recipients gets one batch holding every event for it.
     pub async fn dispatch(&self, out: &mut Outbox) {
         let now = now_ms();
+        for (conn, code, reason) in out.closes.drain(..) {
+            if conn.core() == self.id {
+                self.close_id(conn, code, &reason, now);
+            } else if conn.core() < self.cores {
+                let close = ToConns::Close { conn, code, reason };
+                let _ = self.shared.links[conn.core()]
+                    .deliveries
+                    .send_async(close)
+                    .await;
+            }
+        }
         let mut remote: Vec<Vec<(Wire, Vec<ConnId>)>> = vec![Vec::new(); self.cores];
         for send in out.sends.drain(..) {
             let mut per_core: Vec<Vec<ConnId>> = vec![Vec::new(); self.cores];
@@ -245,6 +293,10 @@ impl Core {
                     continue;
                 }
                 State::Closing { since_ms } => since_ms + self.config.close_grace_ms,
+                State::Open if conn.drain_at_ms.get().is_some_and(|at| at <= now) => {
+                    conn.close(CloseCode::Away, "server shutting down", now);
+                    now + self.config.close_grace_ms
+                }
                 State::Open => {
                     let silent = now.saturating_sub(conn.last_seen_ms.get());
                     if silent >= interval * u64::from(self.config.ping_missed) {
@@ -421,7 +473,8 @@ fn index_remove(index: &RefCell<Index>, key: &str, id: ConnId) {
 
 /// Applies commands for the rooms this core owns, then dispatches what they produced.
 pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
-    let mut engine = Engine::new(Box::<MemoryStore>::default(), Box::new(LocalBroker));
+    let mut engine = Engine::new(Box::<MemoryStore>::default(), Box::new(LocalBroker))
+        .with_limits(core.config.engine_limits(core.cores));
     let mut out = Outbox::default();
     let mut waiting: AHashMap<ReplyToken, flume::Sender<EmitOutcome>> = AHashMap::new();
     let mut next_token = 0u64;
@@ -493,6 +546,8 @@ pub async fn run_deliveries(core: Rc<Core>, deliveries: flume::Receiver<ToConns>
                 clients,
                 wires,
             } => core.deliver_targeted(&users, &clients, &wires, now),
+            ToConns::Close { conn, code, reason } => core.close_id(conn, code, &reason, now),
+            ToConns::Drain { jitter_ms } => core.drain(jitter_ms, now),
             ToConns::Slip { conn, events } => {
                 // Carrying them out sends commands, which may wait: not on this task, which
                 // must never wait (see the module docs).

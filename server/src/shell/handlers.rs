@@ -39,6 +39,19 @@ pub fn binary_refusal(conn: &Conn) -> Bytes {
     }
 }
 
+/// The error frame for a message dropped by the rate limit (none in SLIP, which has no
+/// error frame: the message is just dropped).
+pub fn rate_limit_refusal(conn: &Conn) -> Option<Bytes> {
+    let message = "too many messages: slow down (this one was dropped)";
+    Some(match conn.dialect {
+        Dialect::Pact => pact::error(None, codes::RATE_LIMITED, message),
+        Dialect::Wsdo => wsdo_error(conn, wsdo::codes::RATE_LIMITED, message),
+        Dialect::Jac => jac::error_one("body", message, "rate_limited"),
+        Dialect::Lambda => lambda::error(message),
+        Dialect::Slip => return None,
+    })
+}
+
 /// Decodes `text` in the core's scratch buffer with `decode`.
 fn decode_with<T>(core: &Core, text: &[u8], decode: impl FnOnce(&mut [u8]) -> T) -> T {
     let mut scratch = core.scratch.borrow_mut();

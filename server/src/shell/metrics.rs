@@ -59,6 +59,7 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     pub pending_acks: Counter,
     pub backend_requests: Counter,
+    pub rate_limited: Counter,
     pub backend_failures: Counter,
     pub backend_timeouts: Counter,
     closes: [Counter; COUNTED_CLOSE_CODES.len()],
@@ -159,6 +160,12 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
         "gauge",
         "Emits waiting for acks.",
         sum(&|m| m.pending_acks.get()),
+    );
+    metric(
+        "rookery_rate_limited_total",
+        "counter",
+        "Messages dropped by the per-connection rate limit.",
+        sum(&|m| m.rate_limited.get()),
     );
     metric(
         "rookery_backend_requests_total",

@@ -2,6 +2,7 @@
 //! request heads and handing sockets to their protocol. Thin by design: the rules live in
 //! the engine and the dialects.
 
+pub mod admission;
 pub mod conn;
 pub mod core;
 pub mod handlers;
@@ -31,9 +32,32 @@ pub struct ServerHandle {
     /// The io driver the cores run on: `"io_uring"` or `"epoll"`.
     pub driver: &'static str,
     threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 impl ServerHandle {
+    /// Starts a graceful shutdown: `readyz` answers 503, new WebSocket connections are
+    /// refused, and every connection is closed with 1001 within the jitter window.
+    pub fn shutdown(&self) {
+        self.shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let jitter_ms = self.shared.config.shutdown_jitter_ms;
+        for link in &self.shared.links {
+            let _ = link.deliveries.send(ToConns::Drain { jitter_ms });
+        }
+    }
+
+    /// Open WebSocket connections on every core.
+    pub fn open_connections(&self) -> u64 {
+        self.shared.open_connections()
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     /// Blocks until every core thread has exited.
     pub fn join(self) {
         for t in self.threads {
@@ -94,6 +118,8 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         metrics: (0..cores).map(|_| Arc::default()).collect(),
         driver,
         config,
+        draining: Default::default(),
+        seats: Default::default(),
     });
 
     let mut threads = Vec::with_capacity(cores);
@@ -148,6 +174,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         addr,
         driver,
         threads,
+        shared,
     })
 }
 

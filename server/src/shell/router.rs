@@ -76,6 +76,14 @@ pub async fn route(
         }
         ("POST", ["slip", "control"]) => slip_control(&core, &req).await,
         ("GET", ["healthz"]) => http::json(200, &json!({"status": "ok"})),
+        ("GET", ["readyz"])
+            if core
+                .shared
+                .draining
+                .load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            http::json(503, &json!({"status": "draining"}))
+        }
         ("GET", ["readyz"]) => http::json(200, &json!({"status": "ready"})),
         ("GET", ["metrics"]) => http::response(
             200,

@@ -89,6 +89,15 @@ pub async fn serve_ws(
             return;
         }
     };
+    // Held for the connection's life: its place under the connection limits.
+    let _admission = match super::admission::admit(&core.shared, peer.ip()) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            let response = http::json_error(503, refusal.code, &refusal.message);
+            let _ = stream.write_all(response).await;
+            return;
+        }
+    };
     let config = &core.config;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_CHUNK)
@@ -132,6 +141,8 @@ pub async fn serve_ws(
         now,
     ));
     conn.set_user_id(user.clone());
+    *conn.rate.borrow_mut() =
+        crate::ratelimit::TokenBucket::new(config.max_message_rate, config.message_burst, now);
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     core.register(conn.clone());
@@ -222,6 +233,7 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             ctx.read(stream)
         };
         match next {
+            Ok(Message::Text(_) | Message::Binary(_)) if !admit_message(core, conn) => {}
             Ok(Message::Text(text)) => {
                 core.metrics.messages_in.inc();
                 handlers::text(core, conn, text.as_bytes()).await;
@@ -293,6 +305,35 @@ async fn slip_open(
     }
     events.remove(0);
     Ok(events)
+}
+
+/// Applies the connection's rate limit to one message: false when it is dropped (answered
+/// once per run of drops with a `rate_limited` error, or closing the connection with 1008
+/// once the run is as long as the burst). Messages after a close are ignored.
+fn admit_message(core: &Core, conn: &Conn) -> bool {
+    if conn.state() != super::conn::State::Open {
+        return false;
+    }
+    let now = now_ms();
+    let verdict = conn.rate.borrow_mut().check(now);
+    match verdict {
+        crate::ratelimit::Verdict::Pass => true,
+        crate::ratelimit::Verdict::Drop { first } => {
+            core.metrics.rate_limited.inc();
+            if first {
+                if let Some(frame) = handlers::rate_limit_refusal(conn) {
+                    core.metrics.error_frames.inc();
+                    conn.send(frame, now);
+                }
+            }
+            false
+        }
+        crate::ratelimit::Verdict::Close => {
+            core.metrics.rate_limited.inc();
+            core.close(conn, CloseCode::Policy, "rate limit exceeded", now);
+            false
+        }
+    }
 }
 
 /// The close code and reason for a protocol-level failure.

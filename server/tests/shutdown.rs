@@ -1,0 +1,152 @@
+//! Graceful shutdown of the real process: SIGTERM drains (readyz 503, new connections
+//! refused, every client closed with 1001 within the jitter window) and exits; a second
+//! signal exits at once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+fn start(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args(["--listen", "127.0.0.1:0", "--cores", "2"])
+        .args(args)
+        .env("ROOKERY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .strip_prefix("rookery listening on ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    (child, addr)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn get(addr: &str, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+fn connect(addr: &str, path: &str) -> WebSocket<MaybeTlsStream<TcpStream>> {
+    let (ws, _) = tungstenite::connect(format!("ws://{addr}{path}")).unwrap();
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    ws
+}
+
+/// Reads until the server's close frame; answers it (by reading on) and returns the code.
+fn close_code(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) -> (u16, String) {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => {
+                let got = (u16::from(f.code), f.reason.to_string());
+                while ws.read().is_ok() {}
+                return got;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> i32 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process did not exit in time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_drains_then_exits_cleanly() {
+    let (mut child, addr) = start(&[
+        "--shutdown-jitter-ms",
+        "1500",
+        "--shutdown-timeout-ms",
+        "8000",
+    ]);
+    let mut clients: Vec<_> = (0..4)
+        .map(|i| {
+            if i % 2 == 0 {
+                connect(&addr, "/websocket?room=bye")
+            } else {
+                connect(&addr, "/bye/listen")
+            }
+        })
+        .collect();
+    assert_eq!(get(&addr, "/readyz"), 200);
+    let signalled = Instant::now();
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(&addr, "/readyz"), 503, "draining");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /websocket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("shutting_down"));
+    for ws in clients.iter_mut() {
+        assert_eq!(close_code(ws), (1001, "server shutting down".to_owned()));
+    }
+    assert!(signalled.elapsed() < Duration::from_millis(4000));
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(8)), 0);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (mut child, addr) = start(&[
+        "--shutdown-jitter-ms",
+        "20000",
+        "--shutdown-timeout-ms",
+        "30000",
+    ]);
+    let _ws = connect(&addr, "/websocket?room=stuck");
+    signal(&child, "TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(child.try_wait().unwrap().is_none(), "still draining");
+    let second = Instant::now();
+    signal(&child, "INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(3)), 1);
+    assert!(second.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn sigterm_with_no_clients_exits_at_once() {
+    let (mut child, _addr) = start(&[]);
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(3)), 0);
+}
