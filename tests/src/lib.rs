@@ -281,6 +281,43 @@ impl RawClient {
         RawClient { stream }
     }
 
+    /// Sends one frame: `first` is the first header byte (FIN, RSV bits, opcode), masked
+    /// or not as `masked` says.
+    pub fn send_raw(&mut self, first: u8, payload: &[u8], masked: bool) {
+        let mut f = vec![first];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => f.push(mask_bit | n as u8),
+            n if n < 65536 => {
+                f.push(mask_bit | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(mask_bit | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+            f.extend_from_slice(&mask);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        } else {
+            f.extend_from_slice(payload);
+        }
+        self.stream.write_all(&f).unwrap();
+    }
+
+    /// Reads frames until one that is not a ping/pong/heartbeat text, answering nothing;
+    /// returns its opcode and payload.
+    pub fn next_frame_skipping(&mut self, skip: &[u8]) -> (u8, Vec<u8>) {
+        loop {
+            let (op, payload) = self.read_frame();
+            if !skip.contains(&op) {
+                return (op, payload);
+            }
+        }
+    }
+
     /// Sends one masked frame with `opcode` (and FIN) carrying `payload`.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
         let mut f = vec![0x80 | opcode];

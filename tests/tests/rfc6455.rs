@@ -1,0 +1,252 @@
+//! RFC 6455 conformance, written from the RFC (the Autobahn suite cannot run here), against
+//! the real server over raw TCP. Each case asserts the exact close code or reply.
+
+use rookery_tests::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+
+const FIN: u8 = 0x80;
+const TEXT: u8 = 0x1;
+const CONT: u8 = 0x0;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// A raw client in `room`, past the `config` and `profile` frames, subscribed to chat.
+fn client(addr: std::net::SocketAddr, room: &str) -> RawClient {
+    let mut c = RawClient::connect(addr, &format!("/websocket?room={room}"));
+    c.read_frame();
+    c.read_frame();
+    c.send_raw(
+        FIN | TEXT,
+        br#"{"type":"subscribe","data":"chat","ref":"s"}"#,
+        true,
+    );
+    let (op, ok) = c.read_frame();
+    assert_eq!((op, json(&ok)), (TEXT, json!({"type":"ok","ref":"s"})));
+    c
+}
+
+fn json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
+}
+
+fn chat(text: &str) -> Vec<u8> {
+    json!({"type":"chat","data":text}).to_string().into_bytes()
+}
+
+/// The chat message the server sends back for `text`.
+fn expect_chat(c: &mut RawClient, text: &str) {
+    let (op, payload) = c.next_frame_skipping(&[PING, PONG]);
+    assert_eq!(op, TEXT);
+    assert_eq!(json(&payload)["data"]["message"], text);
+}
+
+fn expect_close(c: &mut RawClient, code: u16) {
+    let (got, reason) = c.read_close();
+    assert_eq!(got, code, "reason: {reason}");
+}
+
+#[test]
+fn payload_lengths_of_7_16_and_64_bits() {
+    let addr = server_with(1, |c| c.max_message_size = 256 * 1024);
+    let mut c = client(addr, "len");
+    for n in [10, 125, 126, 1_000, 65_535, 65_536, 100_000] {
+        let text = "x".repeat(n);
+        c.send_raw(FIN | TEXT, &chat(&text), true);
+        expect_chat(&mut c, &text);
+    }
+}
+
+#[test]
+fn client_frames_must_be_masked() {
+    let addr = server(1);
+    let mut c = client(addr, "mask");
+    c.send_raw(FIN | TEXT, &chat("x"), false);
+    expect_close(&mut c, 1002);
+}
+
+#[test]
+fn reserved_bits_without_an_extension_fail_the_connection() {
+    let addr = server(1);
+    for rsv in [0x40, 0x20, 0x10] {
+        let mut c = client(addr, "rsv");
+        c.send_raw(FIN | rsv | TEXT, &chat("x"), true);
+        expect_close(&mut c, 1002);
+    }
+}
+
+#[test]
+fn reserved_opcodes_fail_the_connection() {
+    let addr = server(1);
+    for opcode in [0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+        let mut c = client(addr, "op");
+        c.send_raw(FIN | opcode, b"x", true);
+        expect_close(&mut c, 1002);
+    }
+}
+
+#[test]
+fn ping_is_answered_with_the_same_payload() {
+    let addr = server(1);
+    let mut c = client(addr, "ping");
+    for payload in [&b""[..], b"hello", &[7u8; 125]] {
+        c.send_raw(FIN | PING, payload, true);
+        let (op, got) = c.read_frame();
+        assert_eq!((op, got.as_slice()), (PONG, payload));
+    }
+    // An unsolicited pong is fine and answered by nothing.
+    c.send_raw(FIN | PONG, b"x", true);
+    c.send_raw(FIN | TEXT, &chat("after pong"), true);
+    expect_chat(&mut c, "after pong");
+}
+
+#[test]
+fn control_frames_are_short_and_never_fragmented() {
+    let addr = server(1);
+    let mut c = client(addr, "ctl");
+    c.send_raw(FIN | PING, &[1u8; 126], true);
+    expect_close(&mut c, 1002);
+    let mut c = client(addr, "ctl");
+    c.send_raw(PING, b"no fin", true);
+    expect_close(&mut c, 1002);
+}
+
+#[test]
+fn fragmented_messages_with_interleaved_control_frames() {
+    let addr = server(1);
+    let mut c = client(addr, "frag");
+    let whole = chat("fragmented hello");
+    let (a, rest) = whole.split_at(5);
+    let (b, d) = rest.split_at(10);
+    c.send_raw(TEXT, a, true);
+    c.send_raw(FIN | PING, b"mid", true);
+    c.send_raw(CONT, b, true);
+    c.send_raw(FIN | CONT, d, true);
+    let (op, payload) = c.read_frame();
+    assert_eq!(
+        (op, payload.as_slice()),
+        (PONG, &b"mid"[..]),
+        "the ping is answered at once"
+    );
+    expect_chat(&mut c, "fragmented hello");
+}
+
+#[test]
+fn bad_fragment_sequences_fail_the_connection() {
+    let addr = server(1);
+    let mut c = client(addr, "seq");
+    c.send_raw(FIN | CONT, b"orphan", true);
+    expect_close(&mut c, 1002);
+    let mut c = client(addr, "seq");
+    c.send_raw(TEXT, b"{\"type\":", true);
+    c.send_raw(FIN | TEXT, b"new message while one is open", true);
+    expect_close(&mut c, 1002);
+}
+
+#[test]
+fn utf8_is_checked_across_fragment_boundaries() {
+    let addr = server(1);
+    let mut c = client(addr, "utf8");
+    // "é" (C3 A9) split between two fragments is valid.
+    let whole = chat("café");
+    let split = whole.iter().position(|&b| b == 0xC3).unwrap() + 1;
+    c.send_raw(TEXT, &whole[..split], true);
+    c.send_raw(FIN | CONT, &whole[split..], true);
+    expect_chat(&mut c, "café");
+    // A lone continuation byte after a fragment boundary is not.
+    let mut c = client(addr, "utf8");
+    c.send_raw(TEXT, b"{\"type\":\"chat\",\"data\":\"a", true);
+    c.send_raw(FIN | CONT, b"\xA9\"}", true);
+    expect_close(&mut c, 1007);
+    let mut c = client(addr, "utf8");
+    c.send_raw(FIN | TEXT, b"\xed\xa0\x80", true); // a UTF-16 surrogate: invalid UTF-8
+    expect_close(&mut c, 1007);
+}
+
+#[test]
+fn the_close_handshake_echoes_and_ends_the_connection() {
+    let addr = server(1);
+    let mut c = client(addr, "close");
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"bye");
+    c.send_raw(FIN | CLOSE, &payload, true);
+    let (op, reply) = c.read_frame();
+    assert_eq!(op, CLOSE);
+    assert_eq!(u16::from_be_bytes([reply[0], reply[1]]), 1000);
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "the server closes the TCP connection after the handshake"
+    );
+    // An empty close is answered with an empty close.
+    let mut c = client(addr, "close");
+    c.send_raw(FIN | CLOSE, b"", true);
+    let (op, reply) = c.read_frame();
+    assert_eq!((op, reply.len()), (CLOSE, 0));
+}
+
+#[test]
+fn invalid_close_frames_fail_the_connection() {
+    let addr = server(1);
+    for payload in [
+        vec![0x03],                     // one byte: no room for a code
+        999u16.to_be_bytes().to_vec(),  // below the range
+        1005u16.to_be_bytes().to_vec(), // reserved: must not be sent
+        1006u16.to_be_bytes().to_vec(), // reserved: must not be sent
+        5000u16.to_be_bytes().to_vec(), // above the range
+    ] {
+        let mut c = client(addr, "badclose");
+        c.send_raw(FIN | CLOSE, &payload, true);
+        expect_close(&mut c, 1002);
+    }
+    let mut c = client(addr, "badclose");
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"\xff");
+    c.send_raw(FIN | CLOSE, &payload, true);
+    // RFC 6455 §8.1: invalid UTF-8 fails the connection; 1007 says why.
+    expect_close(&mut c, 1007);
+}
+
+#[test]
+fn messages_over_the_limit_close_with_1009_even_when_fragmented() {
+    let addr = server_with(1, |c| c.max_message_size = 1000);
+    let mut c = client(addr, "big");
+    c.send_raw(FIN | TEXT, &vec![b' '; 1001], true);
+    expect_close(&mut c, 1009);
+    let mut c = client(addr, "big");
+    c.send_raw(TEXT, &[b' '; 600], true);
+    c.send_raw(FIN | CONT, &[b' '; 600], true);
+    expect_close(&mut c, 1009);
+}
+
+#[test]
+fn the_upgrade_request_is_validated() {
+    let addr = server(1);
+    let base = "Host: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for (request, status) in [
+        (format!("GET /websocket HTTP/1.1\r\n{base}{key}Sec-WebSocket-Version: 12\r\n\r\n"), 400),
+        (format!("GET /websocket HTTP/1.1\r\n{base}Sec-WebSocket-Version: 13\r\n\r\n"), 400),
+        (format!("POST /websocket HTTP/1.1\r\n{base}{key}Sec-WebSocket-Version: 13\r\n\r\n"), 400),
+        (format!("GET /websocket HTTP/1.0\r\n{base}{key}Sec-WebSocket-Version: 13\r\n\r\n"), 400),
+        (format!("GET /websocket HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n{key}Sec-WebSocket-Version: 13\r\n\r\n"), 400),
+    ] {
+        let (got, body) = raw_http(addr, request.as_bytes());
+        assert_eq!(got, status, "{request}");
+        assert!(body.contains("\"error\""), "{body}");
+    }
+    // The accept key is the one RFC 6455 §1.3 gives for this nonce.
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("GET /websocket HTTP/1.1\r\n{base}{key}Sec-WebSocket-Version: 13\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = s.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+}
