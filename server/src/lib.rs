@@ -3,6 +3,7 @@
 //! Layers, from the wire inwards: [`shell`] (monoio: sockets, tasks, channels) →
 //! [`dialect`] (codecs, no IO) → [`engine`] (rooms, no IO, time as an argument).
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod config;

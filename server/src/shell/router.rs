@@ -4,21 +4,19 @@ use super::core::now_ms;
 use super::core::{Core, ToConns, ToOwner};
 use super::metrics;
 use super::ws::serve_ws;
+use crate::api;
 use crate::dialect::event::{encode_all, Event};
 use crate::dialect::{jac, slip, Dialect};
-use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
+use crate::engine::emit::{EmitOutcome, ReplyToken};
 use crate::engine::{Command, Emit};
 use crate::http::{self, Request};
 use crate::ids::{random_token, random_u64};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-
-/// Query parameters of `/emit` that steer it rather than belong to the payload.
-const EMIT_CONTROLS: [&str; 2] = ["clients", "require-ack"];
 
 /// Serves one request whose head (and body) has been read.
 pub async fn route(
@@ -153,11 +151,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn parse_json_body(body: &[u8]) -> Result<Value, Vec<u8>> {
-    serde_json::from_slice(body)
-        .map_err(|e| http::json_error(400, "invalid_json", &format!("body is not JSON: {e}")))
-}
-
 async fn room_details(core: &Core, room: &str) -> Vec<u8> {
     let (reply, answer) = flume::bounded(1);
     let request = ToOwner::Details {
@@ -190,27 +183,22 @@ fn unavailable() -> Vec<u8> {
 }
 
 async fn admin_broadcast(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
-    let mut body = match parse_json_body(body) {
-        Ok(Value::Object(body)) => body,
-        Ok(_) => return http::json_error(400, "invalid_body", "expected {type, data, to?}"),
-        Err(refusal) => return refusal,
-    };
-    let Some(Value::String(kind)) = body.remove("type") else {
-        return http::json_error(400, "invalid_body", "\"type\" must be a string");
-    };
-    let to = match body.remove("to") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(to)) if !to.is_empty() => Some(to),
-        Some(_) => return http::json_error(400, "invalid_body", "\"to\" must be a string"),
+    let body = match api::broadcast_body(body) {
+        Ok(body) => body,
+        Err(e) => return refusal(e),
     };
     let command = Command::Broadcast {
         room: room.to_owned(),
-        kind,
-        data: body.remove("data").unwrap_or(Value::Null),
-        to,
+        kind: body.kind,
+        data: body.data,
+        to: body.to,
     };
     core.command(room, command).await;
     http::json(200, &json!({"success": true}))
+}
+
+fn refusal(e: api::ApiError) -> Vec<u8> {
+    http::json_error(e.status, e.code, &e.message)
 }
 
 async fn admin_config(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
@@ -251,47 +239,14 @@ async fn disconnect(core: &Core, id: &str) -> Vec<u8> {
 /// `POST /api/notify` `{"users"?, "channels"?, "clients"?, "data"}`: jac's `notify_users`,
 /// `notify_channels` and `notify_clients` for a backend, reaching every core.
 async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
-    let mut body = match parse_json_body(body) {
-        Ok(Value::Object(body)) => body,
-        Ok(_) => {
-            return http::json_error(
-                400,
-                "invalid_body",
-                "expected {users?, channels?, clients?, data}",
-            )
-        }
-        Err(refusal) => return refusal,
-    };
-    let mut lists = Vec::new();
-    for field in ["users", "channels", "clients"] {
-        let ids: Vec<String> = match body.remove(field) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            Some(_) => {
-                return http::json_error(
-                    400,
-                    "invalid_body",
-                    &format!("\"{field}\" must be a list of strings"),
-                )
-            }
-        };
-        lists.push(ids);
-    }
-    let clients = lists.pop().unwrap_or_default();
-    let channels = lists.pop().unwrap_or_default();
-    let users = lists.pop().unwrap_or_default();
-    if users.is_empty() && channels.is_empty() && clients.is_empty() {
-        return http::json_error(
-            400,
-            "invalid_body",
-            "name at least one user, channel or client",
-        );
-    }
-    let Some(data) = body.remove("data").filter(|d| !d.is_null()) else {
-        return http::json_error(400, "invalid_body", "\"data\" is required");
+    let api::Notify {
+        users,
+        channels,
+        clients,
+        data,
+    } = match api::notify_body(body) {
+        Ok(body) => body,
+        Err(e) => return refusal(e),
     };
     let event_id = format!("evt_{}", random_token(8));
     if !users.is_empty() || !clients.is_empty() {
@@ -361,94 +316,16 @@ async fn slip_control(core: &Core, req: &Request) -> Vec<u8> {
     http::json(200, &json!({"message": "processed successfully"}))
 }
 
-/// The `?clients=` parameter: a count of random clients, or a list of ids.
-fn parse_targets(value: Option<&str>) -> Result<Targets, Vec<u8>> {
-    let Some(value) = value else {
-        return Ok(Targets::All);
-    };
-    let value = value.trim();
-    if !value.is_empty()
-        && value
-            .trim_start_matches('-')
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-    {
-        return match value.parse::<usize>() {
-            Ok(0) | Err(_) => Err(http::json_error(
-                400,
-                "invalid_clients",
-                "clients must be a positive count or a list of client ids",
-            )),
-            Ok(n) => Ok(Targets::Random(n)),
-        };
-    }
-    let ids: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if ids.is_empty() {
-        return Err(http::json_error(
-            400,
-            "invalid_clients",
-            "clients names no client",
-        ));
-    }
-    Ok(Targets::Ids(ids))
-}
-
-fn parse_bool(value: Option<&str>) -> Result<bool, Vec<u8>> {
-    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("false" | "0" | "no") => Ok(false),
-        Some("" | "true" | "1" | "yes") => Ok(true),
-        Some(_) => Err(http::json_error(
-            400,
-            "invalid_require_ack",
-            "require-ack must be true or false",
-        )),
-    }
-}
-
-fn is_empty_payload(payload: &Value) -> bool {
-    match payload {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    }
-}
-
 async fn emit(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
-    let targets = match parse_targets(req.query_param("clients")) {
-        Ok(t) => t,
-        Err(refusal) => return refusal,
+    let parsed = api::targets(req.query_param("clients")).and_then(|targets| {
+        let require_ack = api::boolean(req.query_param("require-ack"))?;
+        let payload = api::emit_payload(req.method == "POST", &req.query, &req.body)?;
+        Ok((targets, require_ack, payload))
+    });
+    let (targets, require_ack, payload) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return refusal(e),
     };
-    let require_ack = match parse_bool(req.query_param("require-ack")) {
-        Ok(b) => b,
-        Err(refusal) => return refusal,
-    };
-    let payload = if req.method == "POST" {
-        if req.body.is_empty() {
-            Value::Null
-        } else {
-            match parse_json_body(&req.body) {
-                Ok(v) => v,
-                Err(refusal) => return refusal,
-            }
-        }
-    } else {
-        let fields: Map<String, Value> = req
-            .query
-            .iter()
-            .filter(|(k, _)| !EMIT_CONTROLS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        Value::Object(fields)
-    };
-    if is_empty_payload(&payload) {
-        return http::json_error(400, "empty_payload", "No payload provided.");
-    }
     let event_id = format!("evt_{}", random_token(8));
     let emit = Emit {
         payload,
@@ -533,27 +410,6 @@ async fn history(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clients_parameter() {
-        assert_eq!(parse_targets(None).unwrap(), Targets::All);
-        assert_eq!(parse_targets(Some("3")).unwrap(), Targets::Random(3));
-        assert!(parse_targets(Some("0")).is_err());
-        assert!(parse_targets(Some("-2")).is_err());
-        assert!(parse_targets(Some(" , ")).is_err());
-        assert_eq!(
-            parse_targets(Some("client_a, client_b")).unwrap(),
-            Targets::Ids(vec!["client_a".into(), "client_b".into()])
-        );
-    }
-
-    #[test]
-    fn require_ack_is_a_real_boolean() {
-        assert!(!parse_bool(Some("false")).unwrap());
-        assert!(parse_bool(Some("TRUE")).unwrap());
-        assert!(!parse_bool(None).unwrap());
-        assert!(parse_bool(Some("maybe")).is_err());
-    }
 
     #[test]
     fn keys_compare_exactly() {
