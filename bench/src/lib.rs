@@ -15,7 +15,20 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `binary` with `args` on `127.0.0.1:0` and waits for its address.
     pub fn start(binary: &str, args: &[String]) -> ServerProcess {
-        let mut child = Command::new(binary)
+        Self::start_on(None, binary, args)
+    }
+
+    /// The same, pinned to CPU `cpu` (`taskset`) when given.
+    pub fn start_on(cpu: Option<&str>, binary: &str, args: &[String]) -> ServerProcess {
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpu, binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("ROOKERY_LOG", "warn")
@@ -109,3 +122,6 @@ pub fn metric(addr: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
 }
+
+pub mod load;
+pub mod report;

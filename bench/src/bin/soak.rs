@@ -202,7 +202,7 @@ async fn round(args: &Args, addr: &str, record: &Arc<Mutex<Record>>) -> Arc<Tall
             session(addr, room, record, tally).await;
             drop(permit);
         }));
-        if tasks.len() % 64 == 0 {
+        if tasks.len().is_multiple_of(64) {
             tasks.retain(|t| !t.is_finished());
             // Connect in waves: the listen backlog and ephemeral ports are finite.
             tokio::time::sleep(Duration::from_millis(5)).await;
