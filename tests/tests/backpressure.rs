@@ -28,6 +28,8 @@ fn reader(addr: std::net::SocketAddr, dialect: &str, room: &str) -> Client {
             c.recv_type("joinSuccess");
             c
         }
+        // The test backend subscribes every SLIP connection to the room on OPEN.
+        "slip" => Client::connect(addr, "/slip"),
         other => panic!("{other}"),
     }
 }
@@ -40,6 +42,8 @@ fn sequence(dialect: &str, m: &Value) -> Option<u64> {
         "wsdo" if m["type"] == "DATA" => &m["payload"],
         "jac" if m.get("i").is_some() => m,
         "lambda" if m["type"] == "message" => &m["data"],
+        // SLIP gets the published data itself, as JSON text.
+        "slip" if m.get("i").is_some() => m,
         _ => return None,
     };
     data["i"].as_u64()
@@ -47,11 +51,15 @@ fn sequence(dialect: &str, m: &Value) -> Option<u64> {
 
 fn slow_consumers_are_dropped(dialect: &'static str) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let addr = server_with(2, |c| {
+    let room = format!("bp-{dialect}");
+    let subscribe = json!([{"type":"ACCEPT"},{"type":"SUBSCRIBE","target":room}]).to_string();
+    let backend = TestBackend::start(move |_| (200, subscribe.clone(), Duration::ZERO));
+    let target = backend.url.clone();
+    let addr = server_with(2, move |c| {
         c.max_outbound_bytes = 1 << 20;
         c.max_message_rate = 0;
+        c.slip_target_url = Some(target);
     });
-    let room = format!("bp-{dialect}");
     let mut fast = reader(addr, dialect, &room);
     let slow: Vec<Client> = (0..2).map(|_| reader(addr, dialect, &room)).collect();
     let mut publisher = Client::connect(addr, "/channels");
@@ -172,4 +180,9 @@ fn jac_readers() {
 #[test]
 fn lambda_readers() {
     slow_consumers_are_dropped("lambda");
+}
+
+#[test]
+fn slip_readers() {
+    slow_consumers_are_dropped("slip");
 }
