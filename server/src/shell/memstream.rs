@@ -15,6 +15,18 @@ pub struct MemStream {
     pub outbound: Vec<u8>,
 }
 
+impl MemStream {
+    /// Gives back memory a burst left behind, once everything has been consumed.
+    pub fn compact(&mut self) {
+        if self.inbound.is_empty() && self.inbound.capacity() > 4096 {
+            self.inbound = VecDeque::new();
+        }
+        if self.outbound.is_empty() && self.outbound.capacity() > 4096 {
+            self.outbound = Vec::new();
+        }
+    }
+}
+
 impl Read for MemStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.inbound.is_empty() {

@@ -25,8 +25,14 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role as WsRole, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
-/// Bytes read from the socket per read: small, so idle connections stay cheap.
-pub const READ_CHUNK: usize = 4096;
+/// Bytes read from the socket per read. Each connection's read buffer is held by the
+/// pending read (owned-buffer IO), so it starts small and grows only while reads fill it:
+/// idle connections stay cheap, busy ones read in large chunks.
+pub const MIN_READ: usize = 1024;
+pub const MAX_READ: usize = 16 * 1024;
+
+/// tungstenite's own buffer per connection; it grows on demand for larger frames.
+const PROTOCOL_BUFFER: usize = 512;
 
 /// The 101 response for `req`, or the 400 JSON error when it is no valid upgrade.
 fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
@@ -100,7 +106,7 @@ pub async fn serve_ws(
     };
     let config = &core.config;
     let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_CHUNK)
+        .read_buffer_size(PROTOCOL_BUFFER)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let id = core.next_conn_id();
@@ -183,12 +189,12 @@ pub async fn serve_ws(
         core.command(room, join).await;
     }
 
-    let mut pending = leftover;
-    let mut chunk = Vec::with_capacity(READ_CHUNK);
+    // Bytes the client sent right after the request head come first.
+    let mut chunk = leftover;
     loop {
-        if !pending.is_empty() {
-            core.metrics.bytes_in.add(pending.len() as u64);
-            conn.ws.borrow_mut().1.inbound.extend(pending.drain(..));
+        if !chunk.is_empty() {
+            core.metrics.bytes_in.add(chunk.len() as u64);
+            conn.ws.borrow_mut().1.inbound.extend(chunk.iter().copied());
             if dialect != Dialect::Wsdo {
                 // Any traffic is a sign of life; wsdo counts only PONGs (its seed's rule).
                 conn.last_seen_ms.set(now_ms());
@@ -196,15 +202,14 @@ pub async fn serve_ws(
             if !process_frames(&core, &conn).await {
                 break;
             }
+            conn.ws.borrow_mut().1.compact();
         }
+        chunk = next_read_buffer(chunk);
         let (result, buf) = reader.read(chunk).await;
         chunk = buf;
         match result {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                pending.extend_from_slice(&chunk[..n]);
-                chunk.clear();
-            }
+            Ok(_) => {}
         }
     }
 
@@ -222,6 +227,23 @@ pub async fn serve_ws(
         handlers::slip_closed(&core, &conn).await;
     }
     let _ = writer_task.await;
+}
+
+/// The buffer for the next read: twice as large after a read that filled it (up to
+/// [`MAX_READ`]), back to [`MIN_READ`] after one that did not.
+fn next_read_buffer(mut last: Vec<u8>) -> Vec<u8> {
+    let filled = !last.is_empty() && last.len() == last.capacity();
+    let want = if filled {
+        (last.capacity() * 2).clamp(MIN_READ, MAX_READ)
+    } else {
+        MIN_READ
+    };
+    last.clear();
+    if last.capacity() < want || last.capacity() > want * 2 {
+        Vec::with_capacity(want)
+    } else {
+        last
+    }
 }
 
 /// Handles every complete message now buffered. Returns false when the session is over.
@@ -350,5 +372,26 @@ fn close_for(error: &WsError) -> (CloseCode, String) {
         }
         WsError::Protocol(e) => (CloseCode::Protocol, e.to_string()),
         other => (CloseCode::Error, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffers_grow_while_filled_and_shrink_when_not() {
+        let first = next_read_buffer(Vec::new());
+        assert_eq!(first.capacity(), MIN_READ);
+        let mut full = first;
+        full.resize(MIN_READ, 0);
+        let bigger = next_read_buffer(full);
+        assert!(bigger.capacity() >= 2 * MIN_READ);
+        let mut huge = Vec::with_capacity(MAX_READ);
+        huge.resize(MAX_READ, 0);
+        assert!(next_read_buffer(huge).capacity() <= 2 * MAX_READ);
+        let mut partial = Vec::with_capacity(MAX_READ);
+        partial.push(1);
+        assert_eq!(next_read_buffer(partial).capacity(), MIN_READ);
     }
 }
