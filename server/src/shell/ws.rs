@@ -383,13 +383,9 @@ mod tests {
     fn read_buffers_grow_while_filled_and_shrink_when_not() {
         let first = next_read_buffer(Vec::new());
         assert_eq!(first.capacity(), MIN_READ);
-        let mut full = first;
-        full.resize(MIN_READ, 0);
-        let bigger = next_read_buffer(full);
+        let bigger = next_read_buffer(vec![0; MIN_READ]);
         assert!(bigger.capacity() >= 2 * MIN_READ);
-        let mut huge = Vec::with_capacity(MAX_READ);
-        huge.resize(MAX_READ, 0);
-        assert!(next_read_buffer(huge).capacity() <= 2 * MAX_READ);
+        assert!(next_read_buffer(vec![0; MAX_READ]).capacity() <= 2 * MAX_READ);
         let mut partial = Vec::with_capacity(MAX_READ);
         partial.push(1);
         assert_eq!(next_read_buffer(partial).capacity(), MIN_READ);
