@@ -15,8 +15,8 @@ pub struct RunArgs {
     /// Repetitions of each measurement (median and range are reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Systems to compare: rookery, tokio.
-    #[arg(long, value_delimiter = ',', default_value = "rookery,tokio")]
+    /// Systems to compare: rookery, tokio, raw (the ceiling).
+    #[arg(long, value_delimiter = ',', default_value = "rookery,tokio,raw")]
     pub systems: Vec<String>,
     /// Where the binaries are.
     #[arg(long, default_value = "target/release")]
@@ -42,6 +42,7 @@ fn start(system: &str, bin_dir: &str) -> Target {
             &["--cores", "1", "--max-message-rate", "0"].map(String::from),
         ),
         "tokio" => start_peer(&format!("{bin_dir}/peer_tokio")),
+        "raw" => start_peer(&format!("{bin_dir}/peer_raw")),
         other => panic!("unknown system {other}"),
     };
     Target {
