@@ -15,8 +15,12 @@ pub struct RunArgs {
     /// Repetitions of each measurement (median and range are reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Systems to compare: rookery, tokio, raw (the ceiling).
-    #[arg(long, value_delimiter = ',', default_value = "rookery,tokio,raw")]
+    /// Systems to compare: rookery, tokio, node, nchan, raw (the ceiling).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rookery,tokio,node,nchan,raw"
+    )]
     pub systems: Vec<String>,
     /// Where the binaries are.
     #[arg(long, default_value = "target/release")]
@@ -41,8 +45,10 @@ fn start(system: &str, bin_dir: &str) -> Target {
             &format!("{bin_dir}/rookery"),
             &["--cores", "1", "--max-message-rate", "0"].map(String::from),
         ),
-        "tokio" => start_peer(&format!("{bin_dir}/peer_tokio")),
-        "raw" => start_peer(&format!("{bin_dir}/peer_raw")),
+        "tokio" => start_peer(&[&format!("{bin_dir}/peer_tokio")]),
+        "raw" => start_peer(&[&format!("{bin_dir}/peer_raw")]),
+        "node" => start_peer(&["node", "bench/peers/ws-relay.js", "--listen", "127.0.0.1:0"]),
+        "nchan" => start_nchan(),
         other => panic!("unknown system {other}"),
     };
     Target {
@@ -52,10 +58,11 @@ fn start(system: &str, bin_dir: &str) -> Target {
 }
 
 /// Starts a peer that prints `listening on ADDR`, pinned like the server to one core.
-fn start_peer(binary: &str) -> ServerProcess {
+fn start_peer(command: &[&str]) -> ServerProcess {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new("taskset")
-        .args(["-c", "0", binary])
+        .args(["-c", "0"])
+        .args(command)
         .env("TOKIO_WORKER_THREADS", "1")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -69,6 +76,38 @@ fn start_peer(binary: &str) -> ServerProcess {
         .strip_prefix("listening on ")
         .unwrap()
         .to_owned();
+    ServerProcess { child, addr }
+}
+
+/// nginx + nchan, one process (no master), pinned like the others, on a free port.
+fn start_nchan() -> ServerProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("rookery-nchan-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = std::fs::read_to_string("bench/peers/nchan.conf.template")
+        .expect("bench/peers/nchan.conf.template (run from the repository root)")
+        .replace("PIDFILE", &dir.join("nginx.pid").display().to_string())
+        .replace("TMPDIR", &dir.display().to_string())
+        .replace("PORT", &port.to_string());
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new("taskset")
+        .args(["-c", "0", "nginx", "-c"])
+        .arg(&conf_path)
+        .args(["-p"])
+        .arg(&dir)
+        .spawn()
+        .expect("nginx starts (bench/peers/install.sh installs it)");
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ServerProcess { child, addr }
 }
 
@@ -161,7 +200,7 @@ fn fanout(target: &Target, n: usize, rate: u64, seconds: u64, slow: f64, room: &
 /// Steps the publish rate up until deliveries stop keeping up; the best deliveries/s.
 fn saturate(target: &Target, n: usize, seconds: u64, room: &str) -> (f64, f64) {
     let mut best = (0.0f64, 0.0f64);
-    let mut deliveries = 25_000.0;
+    let mut deliveries = 50_000.0;
     loop {
         let rate = ((deliveries / n as f64) as u64).max(1);
         let step = fanout(target, n, rate, seconds, 0.0, room);
@@ -203,7 +242,8 @@ fn human(v: f64) -> String {
 
 pub fn run(args: RunArgs) {
     let runs = if args.quick { 1 } else { args.runs.max(1) };
-    let seconds = if args.quick { 2 } else { 4 };
+    let seconds = if args.quick { 1 } else { 4 };
+    let idle_hold = if args.quick { "2" } else { "4" };
     let fanout_sizes: Vec<usize> = if args.quick {
         vec![1_000]
     } else {
@@ -283,7 +323,7 @@ pub fn run(args: RunArgs) {
                             .args(["-c", "1"])
                             .arg(&exe)
                             .args(["worker", "--system", system, "--addr", &target.server.addr])
-                            .args(["--subscribers", &share.to_string(), "--seconds", "4"])
+                            .args(["--subscribers", &share.to_string(), "--seconds", idle_hold])
                             .stdout(std::process::Stdio::null())
                             .spawn()
                             .unwrap()
