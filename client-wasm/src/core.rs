@@ -208,7 +208,7 @@ impl Core {
     pub fn opened(&mut self, now_ms: u64) -> Vec<Effect> {
         self.attempt = 0;
         let mut effects = self.set_state(State::Connected);
-        let mut internal = |core: &mut Core, frame: Value| {
+        let internal = |core: &mut Core, frame: Value| {
             let reference = core.next_ref;
             core.next_ref += 1;
             let mut frame = frame;
