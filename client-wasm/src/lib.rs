@@ -1,1 +1,729 @@
+//! Rookery's browser SDK: a typed client of the `pact` dialect and its native extensions
+//! (SPEC §2, §6), compiled to WebAssembly with wasm-bindgen.
+//!
+//! The logic lives in [`core`] (no IO, tested natively); this module is the browser shell:
+//! the WebSocket, timers, JS promises and callbacks. Every request carries a `ref`; its
+//! promise settles on the server's direct reply, or rejects with an `Error` whose `code` is
+//! the server's error code (or `timeout`, `disconnected`, `offline_queue_full`, `closed`).
+
 pub mod core;
+
+use crate::core::{Core, Effect, Failure, Settings, State};
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{MessageEvent, WebSocket};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Options of `new RookeryClient(url, options)`. */
+export interface ClientOptions {
+  /** The room to join. */
+  room: string;
+  /** A JWT (HS256, `sub` = user id), sent as `?token=`. */
+  token?: string;
+  /** Properties to `login` with on every (re)connect. */
+  properties?: Record<string, unknown>;
+  /** Full-jitter exponential backoff bounds (defaults 500 ms and 20 s). */
+  minReconnectDelayMs?: number;
+  maxReconnectDelayMs?: number;
+  /** Requests queued while offline (default 100); more are rejected. */
+  maxQueue?: number;
+  /** A request unanswered this long is rejected with code `timeout` (default 10 s). */
+  requestTimeoutMs?: number;
+}
+export type ConnectionState = "connecting" | "connected" | "disconnected";
+export interface Profile {
+  id: string;
+  suffix: number;
+  properties: Record<string, unknown>;
+  connectionDetails: Record<string, unknown>;
+  role: "user" | "admin";
+}
+export interface Member { id: string; suffix: number; properties: Record<string, unknown>; }
+export interface PollStats { id: string; stats: Record<string, number>; }
+export interface CounterValue { id: string; value: number; }
+export interface PresenceDiff { member: Member; count: number; }
+/** A rejected request: `code` is the server's error code, or `timeout`, `disconnected`,
+ *  `offline_queue_full`, `closed`. */
+export interface RookeryError extends Error { code: string; }
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+    #[wasm_bindgen(js_name = setInterval)]
+    fn set_interval(callback: &Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearInterval)]
+    fn clear_interval(id: &JsValue);
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// Who listens to a topic: an app callback, or a handle keeping its own state.
+#[derive(Clone)]
+enum Listener {
+    Js(Function),
+    Rust(Rc<dyn Fn(&Value)>),
+}
+
+struct Inner {
+    url: String,
+    core: Core,
+    socket: Option<WebSocket>,
+    /// The socket's callbacks, kept alive while it is open.
+    callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
+    promises: HashMap<u64, (Function, Function)>,
+    listeners: HashMap<String, Vec<(u32, Listener)>>,
+    next_listener: u32,
+    state_listeners: Vec<Function>,
+    connected_waiters: Vec<Function>,
+    timer: Option<JsValue>,
+    ticker: Option<(JsValue, Closure<dyn FnMut()>)>,
+    reconnect: Option<Closure<dyn FnMut()>>,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+/// A Rookery connection (pact dialect) that reconnects by itself.
+#[wasm_bindgen]
+pub struct RookeryClient {
+    inner: Shared,
+}
+
+fn js_error(failure: &Failure) -> JsValue {
+    let error = js_sys::Error::new(&failure.message);
+    let _ = Reflect::set(&error, &"code".into(), &failure.code.as_str().into());
+    error.into()
+}
+
+fn to_js(value: &Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+}
+
+fn from_js(value: &JsValue) -> Value {
+    if value.is_undefined() {
+        return Value::Null;
+    }
+    js_sys::JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn option<T: JsCast>(options: &JsValue, key: &str) -> Option<T> {
+    Reflect::get(options, &key.into())
+        .ok()?
+        .dyn_into::<T>()
+        .ok()
+}
+
+fn number(options: &JsValue, key: &str) -> Option<f64> {
+    Reflect::get(options, &key.into()).ok()?.as_f64()
+}
+
+/// Carries out the core's effects, calling into JS only with no borrow held.
+fn apply(shared: &Shared, effects: Vec<Effect>) {
+    for effect in effects {
+        match effect {
+            Effect::Send(frame) => {
+                let socket = shared.borrow().socket.clone();
+                if let Some(socket) = socket {
+                    let _ = socket.send_with_str(&frame);
+                }
+            }
+            Effect::Settle { reference, result } => {
+                let promise = shared.borrow_mut().promises.remove(&reference);
+                if let Some((resolve, reject)) = promise {
+                    let _ = match result {
+                        Ok(value) => resolve.call1(&JsValue::NULL, &to_js(&value)),
+                        Err(failure) => reject.call1(&JsValue::NULL, &js_error(&failure)),
+                    };
+                }
+            }
+            Effect::Event { topic, data } => {
+                let listeners: Vec<Listener> = shared
+                    .borrow()
+                    .listeners
+                    .get(&topic)
+                    .map(|l| l.iter().map(|(_, f)| f.clone()).collect())
+                    .unwrap_or_default();
+                if listeners.is_empty() {
+                    continue;
+                }
+                let js = to_js(&data);
+                for listener in listeners {
+                    match listener {
+                        Listener::Js(f) => {
+                            let _ = f.call1(&JsValue::NULL, &js);
+                        }
+                        Listener::Rust(f) => f(&data),
+                    }
+                }
+            }
+            Effect::State(state) => {
+                let (listeners, waiters) = {
+                    let mut inner = shared.borrow_mut();
+                    let waiters = if state == State::Connected {
+                        std::mem::take(&mut inner.connected_waiters)
+                    } else {
+                        Vec::new()
+                    };
+                    (inner.state_listeners.clone(), waiters)
+                };
+                for f in listeners {
+                    let _ = f.call1(&JsValue::NULL, &state.name().into());
+                }
+                for f in waiters {
+                    let _ = f.call0(&JsValue::NULL);
+                }
+            }
+        }
+    }
+}
+
+/// Opens a socket and wires its events to the core.
+fn open(shared: &Shared) {
+    let effects = shared.borrow_mut().core.connecting();
+    apply(shared, effects);
+    let url = shared.borrow().url.clone();
+    let socket = match WebSocket::new(&url) {
+        Ok(socket) => socket,
+        Err(_) => {
+            let (delay, effects) = shared
+                .borrow_mut()
+                .core
+                .closed_socket(js_sys::Math::random());
+            apply(shared, effects);
+            return schedule_reconnect(shared, delay);
+        }
+    };
+    let on_open = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            let effects = shared.borrow_mut().core.opened(now_ms());
+            apply(&shared, effects);
+        })
+    };
+    let on_message = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            let Ok(event) = event.dyn_into::<MessageEvent>() else {
+                return;
+            };
+            if let Some(text) = event.data().as_string() {
+                let effects = shared.borrow_mut().core.message(&text);
+                apply(&shared, effects);
+            }
+        })
+    };
+    let on_close = {
+        let shared = shared.clone();
+        Closure::<dyn FnMut(JsValue)>::new(move |_event: JsValue| {
+            let (delay, effects) = {
+                let mut inner = shared.borrow_mut();
+                inner.socket = None;
+                inner.core.closed_socket(js_sys::Math::random())
+            };
+            apply(&shared, effects);
+            schedule_reconnect(&shared, delay);
+        })
+    };
+    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    let mut inner = shared.borrow_mut();
+    inner.socket = Some(socket);
+    inner.callbacks = vec![on_open, on_message, on_close];
+}
+
+/// Opens a new socket after `delay` ms (`None`: the client was closed, nothing to do).
+fn schedule_reconnect(shared: &Shared, delay: Option<u64>) {
+    let Some(delay) = delay else { return };
+    let weak = Rc::downgrade(shared);
+    let callback = Closure::<dyn FnMut()>::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            shared.borrow_mut().timer = None;
+            open(&shared);
+        }
+    });
+    let id = set_timeout(callback.as_ref().unchecked_ref(), delay as i32);
+    let mut inner = shared.borrow_mut();
+    inner.timer = Some(id);
+    inner.reconnect = Some(callback);
+}
+
+/// Makes a request and returns the promise settled by its reply.
+fn request(shared: &Shared, kind: &str, data: Option<Value>) -> Promise {
+    let shared = shared.clone();
+    let kind = kind.to_owned();
+    Promise::new(&mut move |resolve, reject| {
+        let (reference, effects) = shared
+            .borrow_mut()
+            .core
+            .request(&kind, data.clone(), now_ms());
+        shared
+            .borrow_mut()
+            .promises
+            .insert(reference, (resolve, reject));
+        apply(&shared, effects);
+    })
+}
+
+fn listen(shared: &Shared, topic: &str, listener: Listener) -> u32 {
+    let mut inner = shared.borrow_mut();
+    inner.next_listener += 1;
+    let id = inner.next_listener;
+    inner
+        .listeners
+        .entry(topic.to_owned())
+        .or_default()
+        .push((id, listener));
+    id
+}
+
+fn unlisten(shared: &Shared, topic: &str, id: u32) {
+    if let Some(list) = shared.borrow_mut().listeners.get_mut(topic) {
+        list.retain(|(i, _)| *i != id);
+    }
+}
+
+/// Subscribes `topic` for a handle: the server subscription is shared by handles.
+fn hold(shared: &Shared, topic: &str) {
+    let (_, effects) = shared.borrow_mut().core.hold(topic, now_ms());
+    apply(shared, effects);
+}
+
+fn release(shared: &Shared, topic: &str) {
+    let effects = shared.borrow_mut().core.release(topic, now_ms());
+    apply(shared, effects);
+}
+
+#[wasm_bindgen]
+impl RookeryClient {
+    /// Connects to `url` (e.g. `ws://localhost:8080`) and keeps the connection up.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        url: &str,
+        #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
+    ) -> Result<RookeryClient, JsValue> {
+        let room = option::<js_sys::JsString>(&options, "room")
+            .map(String::from)
+            .ok_or_else(|| JsValue::from(js_sys::Error::new("options.room is required")))?;
+        let mut full = format!(
+            "{}/websocket?room={}",
+            url.trim_end_matches('/'),
+            String::from(js_sys::encode_uri_component(&room))
+        );
+        if let Some(token) = option::<js_sys::JsString>(&options, "token") {
+            full.push_str(&format!(
+                "&token={}",
+                String::from(js_sys::encode_uri_component(&String::from(token)))
+            ));
+        }
+        let defaults = Settings::default();
+        let settings = Settings {
+            min_reconnect_ms: number(&options, "minReconnectDelayMs")
+                .map_or(defaults.min_reconnect_ms, |v| v as u64),
+            max_reconnect_ms: number(&options, "maxReconnectDelayMs")
+                .map_or(defaults.max_reconnect_ms, |v| v as u64),
+            max_queue: number(&options, "maxQueue").map_or(defaults.max_queue, |v| v as usize),
+            request_timeout_ms: number(&options, "requestTimeoutMs")
+                .map_or(defaults.request_timeout_ms, |v| v as u64),
+        };
+        let inner = Rc::new(RefCell::new(Inner {
+            url: full,
+            core: Core::new(settings),
+            socket: None,
+            callbacks: Vec::new(),
+            promises: HashMap::new(),
+            listeners: HashMap::new(),
+            next_listener: 0,
+            state_listeners: Vec::new(),
+            connected_waiters: Vec::new(),
+            timer: None,
+            ticker: None,
+            reconnect: None,
+        }));
+        // Timeouts of requests are checked every 250 ms.
+        let weak = Rc::downgrade(&inner);
+        let tick = Closure::<dyn FnMut()>::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                let effects = shared.borrow_mut().core.tick(now_ms());
+                apply(&shared, effects);
+            }
+        });
+        let id = set_interval(tick.as_ref().unchecked_ref(), 250);
+        inner.borrow_mut().ticker = Some((id, tick));
+        if let Some(properties) = option::<Object>(&options, "properties") {
+            let (_, effects) =
+                inner
+                    .borrow_mut()
+                    .core
+                    .request("login", Some(from_js(&properties)), now_ms());
+            apply(&inner, effects);
+        }
+        open(&inner);
+        Ok(RookeryClient { inner })
+    }
+
+    /// Calls `callback(state)` on every state change.
+    #[wasm_bindgen(js_name = onState)]
+    pub fn on_state(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(state: ConnectionState) => void")]
+        callback: Function,
+    ) {
+        self.inner.borrow_mut().state_listeners.push(callback);
+    }
+
+    /// The current state.
+    #[wasm_bindgen(getter, unchecked_return_type = "ConnectionState")]
+    pub fn state(&self) -> String {
+        self.inner.borrow().core.state().name().to_owned()
+    }
+
+    /// Resolves once connected (at once if already).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn connected(&self) -> Promise {
+        let inner = self.inner.clone();
+        Promise::new(&mut move |resolve, _| {
+            if inner.borrow().core.state() == State::Connected {
+                let _ = resolve.call0(&JsValue::NULL);
+            } else {
+                inner.borrow_mut().connected_waiters.push(resolve);
+            }
+        })
+    }
+
+    /// Replaces this connection's properties (`_`-prefixed ones stay private); kept and
+    /// sent again after a reconnect.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Profile>")]
+    pub fn login(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] properties: JsValue,
+    ) -> Promise {
+        request(&self.inner, "login", Some(from_js(&properties)))
+    }
+
+    /// This connection's profile.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Profile>")]
+    pub fn profile(&self) -> Promise {
+        request(&self.inner, "profile", None)
+    }
+
+    /// Sends a chat message to the room's `chat` subscribers.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn chat(&self, message: JsValue) -> Promise {
+        request(&self.inner, "chat", Some(from_js(&message)))
+    }
+
+    /// Subscribes to `topic` (`"chat"`, `"poll:id"`, a broadcast topic…): `callback(data)`
+    /// for each event. Restored after every reconnect.
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        #[wasm_bindgen(unchecked_param_type = "(data: any) => void")] callback: Function,
+    ) -> Subscription {
+        let id = listen(&self.inner, topic, Listener::Js(callback));
+        hold(&self.inner, topic);
+        Subscription {
+            inner: self.inner.clone(),
+            topic: topic.to_owned(),
+            id: Some(id),
+        }
+    }
+
+    /// A poll handle; `options.ephemeral` for an ephemeral poll.
+    pub fn poll(
+        &self,
+        id: &str,
+        #[wasm_bindgen(unchecked_param_type = "{ ephemeral?: boolean } | undefined")]
+        options: JsValue,
+    ) -> Poll {
+        let ephemeral = Reflect::get(&options, &"ephemeral".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let kind = if ephemeral { "ephemeralPoll" } else { "poll" };
+        let topic = format!("{kind}:{id}");
+        let stats = Rc::new(RefCell::new(Value::Object(Default::default())));
+        let keep = stats.clone();
+        let listener = listen(
+            &self.inner,
+            &topic,
+            Listener::Rust(Rc::new(move |data: &Value| {
+                *keep.borrow_mut() = data["stats"].clone();
+            })),
+        );
+        hold(&self.inner, &topic);
+        Poll {
+            inner: self.inner.clone(),
+            id: id.to_owned(),
+            kind,
+            topic,
+            stats,
+            listeners: vec![listener],
+        }
+    }
+
+    /// A counter handle.
+    pub fn counter(&self, id: &str) -> Counter {
+        let topic = format!("counter:{id}");
+        let value = Rc::new(RefCell::new(0.0));
+        let keep = value.clone();
+        let listener = listen(
+            &self.inner,
+            &topic,
+            Listener::Rust(Rc::new(move |data: &Value| {
+                *keep.borrow_mut() = data["value"].as_f64().unwrap_or(0.0);
+            })),
+        );
+        hold(&self.inner, &topic);
+        Counter {
+            inner: self.inner.clone(),
+            id: id.to_owned(),
+            topic,
+            value,
+            listeners: vec![listener],
+        }
+    }
+
+    /// A presence handle: who is in the room.
+    pub fn presence(&self) -> Presence {
+        let members: Rc<RefCell<Vec<Value>>> = Rc::default();
+        let mut listeners = Vec::new();
+        for (topic, change) in [
+            ("presence", 0u8),
+            ("presence:joined", 1),
+            ("presence:left", 2),
+            ("presence:updated", 3),
+        ] {
+            let keep = members.clone();
+            let id = listen(
+                &self.inner,
+                topic,
+                Listener::Rust(Rc::new(move |data: &Value| {
+                    let mut members = keep.borrow_mut();
+                    let member = &data["member"];
+                    let same =
+                        |m: &Value| m["suffix"] == member["suffix"] && m["id"] == member["id"];
+                    match change {
+                        0 => *members = data["members"].as_array().cloned().unwrap_or_default(),
+                        1 => members.push(member.clone()),
+                        2 => members.retain(|m| !same(m)),
+                        _ => {
+                            if let Some(m) = members.iter_mut().find(|m| same(m)) {
+                                *m = member.clone();
+                            }
+                        }
+                    }
+                })),
+            );
+            listeners.push((topic, id));
+        }
+        hold(&self.inner, "presence");
+        Presence {
+            inner: self.inner.clone(),
+            members,
+            listeners,
+        }
+    }
+
+    /// Closes the connection for good: no reconnect; pending requests are rejected.
+    pub fn close(&self) {
+        let (socket, effects) = {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(timer) = inner.timer.take() {
+                clear_timeout(&timer);
+            }
+            if let Some((id, _)) = inner.ticker.take() {
+                clear_interval(&id);
+            }
+            (inner.socket.clone(), inner.core.close())
+        };
+        apply(&self.inner, effects);
+        if let Some(socket) = socket {
+            let _ = socket.close();
+        }
+    }
+}
+
+/// A subscription made with `client.subscribe`.
+#[wasm_bindgen]
+pub struct Subscription {
+    inner: Shared,
+    topic: String,
+    id: Option<u32>,
+}
+
+#[wasm_bindgen]
+impl Subscription {
+    pub fn unsubscribe(&mut self) {
+        if let Some(id) = self.id.take() {
+            unlisten(&self.inner, &self.topic, id);
+            release(&self.inner, &self.topic);
+        }
+    }
+}
+
+/// A poll: its live stats, votes, and update events.
+#[wasm_bindgen]
+pub struct Poll {
+    inner: Shared,
+    id: String,
+    kind: &'static str,
+    topic: String,
+    stats: Rc<RefCell<Value>>,
+    listeners: Vec<u32>,
+}
+
+#[wasm_bindgen]
+impl Poll {
+    /// Votes `answer` (moving an earlier vote).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn vote(&self, answer: JsValue) -> Promise {
+        let answer = from_js(&answer);
+        request(
+            &self.inner,
+            self.kind,
+            Some(json!({"id": self.id, "answer": answer})),
+        )
+    }
+
+    /// The latest stats: answer → votes.
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, number>")]
+    pub fn stats(&self) -> JsValue {
+        to_js(&self.stats.borrow())
+    }
+
+    /// `callback({id, stats})` on every change.
+    #[wasm_bindgen(js_name = onUpdate)]
+    pub fn on_update(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "(update: PollStats) => void")] callback: Function,
+    ) {
+        self.listeners
+            .push(listen(&self.inner, &self.topic, Listener::Js(callback)));
+    }
+
+    /// Stops this handle's updates.
+    pub fn release(&mut self) {
+        for id in self.listeners.drain(..) {
+            unlisten(&self.inner, &self.topic, id);
+        }
+        release(&self.inner, &self.topic);
+    }
+}
+
+/// A counter: its live value, changes, and change events.
+#[wasm_bindgen]
+pub struct Counter {
+    inner: Shared,
+    id: String,
+    topic: String,
+    value: Rc<RefCell<f64>>,
+    listeners: Vec<u32>,
+}
+
+#[wasm_bindgen]
+impl Counter {
+    /// Adds `delta` (negative to subtract).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn add(&self, delta: f64) -> Promise {
+        request(
+            &self.inner,
+            "counter",
+            Some(json!({"id": self.id, "value": delta})),
+        )
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn value(&self) -> f64 {
+        *self.value.borrow()
+    }
+
+    /// `callback({id, value})` on every change.
+    #[wasm_bindgen(js_name = onChange)]
+    pub fn on_change(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "(change: CounterValue) => void")] callback: Function,
+    ) {
+        self.listeners
+            .push(listen(&self.inner, &self.topic, Listener::Js(callback)));
+    }
+
+    /// Stops this handle's updates.
+    pub fn release(&mut self) {
+        for id in self.listeners.drain(..) {
+            unlisten(&self.inner, &self.topic, id);
+        }
+        release(&self.inner, &self.topic);
+    }
+}
+
+/// Who is in the room.
+#[wasm_bindgen]
+pub struct Presence {
+    inner: Shared,
+    members: Rc<RefCell<Vec<Value>>>,
+    listeners: Vec<(&'static str, u32)>,
+}
+
+#[wasm_bindgen]
+impl Presence {
+    #[wasm_bindgen(getter, unchecked_return_type = "Member[]")]
+    pub fn members(&self) -> Array {
+        self.members.borrow().iter().map(to_js).collect()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn count(&self) -> usize {
+        self.members.borrow().len()
+    }
+
+    #[wasm_bindgen(js_name = onJoin)]
+    pub fn on_join(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
+    ) {
+        let id = listen(&self.inner, "presence:joined", Listener::Js(callback));
+        self.listeners.push(("presence:joined", id));
+    }
+
+    #[wasm_bindgen(js_name = onLeave)]
+    pub fn on_leave(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
+    ) {
+        let id = listen(&self.inner, "presence:left", Listener::Js(callback));
+        self.listeners.push(("presence:left", id));
+    }
+
+    #[wasm_bindgen(js_name = onUpdate)]
+    pub fn on_update(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
+    ) {
+        let id = listen(&self.inner, "presence:updated", Listener::Js(callback));
+        self.listeners.push(("presence:updated", id));
+    }
+
+    /// Stops this handle's updates.
+    pub fn release(&mut self) {
+        for (topic, id) in self.listeners.drain(..) {
+            unlisten(&self.inner, topic, id);
+        }
+        release(&self.inner, "presence");
+    }
+}
