@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The SDK's browser tests: installs what they need (the wasm32 target, wasm-pack,
+# wasm-bindgen-cli of the crate's exact version, Chromium and chromedriver), starts a real
+# Rookery on 127.0.0.1, and runs `wasm-pack test --headless --chrome` against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' client-wasm/Cargo.toml)
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+if ! command -v wasm-pack >/dev/null; then cargo install wasm-pack --version 0.15.1 --locked; fi
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$BINDGEN_VERSION"; then
+  # Not --locked: its lockfile pins a crate version this registry does not serve.
+  cargo install wasm-bindgen-cli --version "$BINDGEN_VERSION"
+fi
+if ! command -v chromedriver >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+cargo build --release -p rookery --bin rookery
+log=$(mktemp)
+target/release/rookery --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 >"$log" 2>/dev/null &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
+addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$log")
+echo "rookery for the SDK tests at $addr"
+ROOKERY_TEST_URL="ws://$addr" wasm-pack test --headless --chrome --mode no-install client-wasm
