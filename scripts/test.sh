@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh machine: formatting, lints, the
 # engine's unit tests, and the integration tests against the real server on 127.0.0.1.
-# It installs what it needs first (today: the rustfmt and clippy components).
+# It installs what it needs first: the rustfmt and clippy components here, and for the SDK's
+# browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
+# (scripts/sdk-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +20,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit and integration)"
 cargo test --workspace --locked
+
+step "SDK browser tests (headless Chromium against a real server)"
+./scripts/sdk-test.sh
