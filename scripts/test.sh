@@ -23,3 +23,6 @@ cargo test --workspace --locked
 
 step "SDK browser tests (headless Chromium against a real server)"
 ./scripts/sdk-test.sh
+
+step "npm package: pack, install, size, smoke test in Node against a real server"
+./scripts/npm-smoke.sh

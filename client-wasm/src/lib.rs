@@ -218,9 +218,9 @@ fn open(shared: &Shared) {
     let on_message = {
         let shared = shared.clone();
         Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
-            let Ok(event) = event.dyn_into::<MessageEvent>() else {
-                return;
-            };
+            // Not `dyn_into`: Node's WebSocket (undici) dispatches its own MessageEvent
+            // class, which fails an `instanceof` against the global one.
+            let event: MessageEvent = event.unchecked_into();
             if let Some(text) = event.data().as_string() {
                 let effects = shared.borrow_mut().core.message(&text);
                 apply(&shared, effects);

@@ -26,7 +26,10 @@ fn options(room: &str) -> JsValue {
 }
 
 fn room(name: &str) -> String {
-    format!("{name}-{}", js_sys::Math::random().to_string().replace('.', ""))
+    format!(
+        "{name}-{}",
+        js_sys::Math::random().to_string().replace('.', "")
+    )
 }
 
 async fn wait(promise: Promise) -> Result<JsValue, JsValue> {
@@ -37,7 +40,9 @@ async fn sleep(ms: i32) {
     let p = Promise::new(&mut |resolve, _| {
         let global = js_sys::global();
         let set_timeout: Function = Reflect::get(&global, &"setTimeout".into()).unwrap().into();
-        set_timeout.call2(&JsValue::NULL, &resolve, &ms.into()).unwrap();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &ms.into())
+            .unwrap();
     });
     let _ = wait(p).await;
 }
@@ -106,7 +111,10 @@ async fn two_clients_see_each_others_chat_votes_counters_and_presence() {
     let (on_join, joined) = collector();
     presence.on_join(on_join);
     let c = RookeryClient::new(URL, options(&name)).unwrap();
-    eventually("a sees c join", || joined.borrow().len() == 1 && presence.count() == 3).await;
+    eventually("a sees c join", || {
+        joined.borrow().len() == 1 && presence.count() == 3
+    })
+    .await;
     c.close();
     eventually("a sees c leave", || presence.count() == 2).await;
     a.close();

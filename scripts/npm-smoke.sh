@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Packs the npm package on a fresh tree (`npm pack` runs its prepack build), installs the
+# tarball into a scratch project as an app would, checks the size budget, and runs
+# npm/test/smoke.mjs in Node against a real Rookery.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p rookery --bin rookery
+( cd npm && npm pack --silent >/dev/null )
+tarball=$(ls -t npm/rookery-*.tgz | head -1)
+scratch=$(mktemp -d)
+( cd "$scratch" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent "$OLDPWD/$tarball" )
+web="$scratch/node_modules/rookery/web"
+size=$( (gzip -9c "$web/rookery_client_bg.wasm"; gzip -9c "$web/rookery_client.js") | wc -c )
+echo "packed package: wasm + JS glue gzipped = $size bytes (budget 40960)"
+log=$(mktemp)
+target/release/rookery --listen 127.0.0.1:0 >"$log" 2>/dev/null &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
+addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$log")
+ROOKERY_URL="ws://$addr" node --experimental-websocket npm/test/smoke.mjs "$scratch"
