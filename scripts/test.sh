@@ -26,3 +26,6 @@ step "SDK browser tests (headless Chromium against a real server)"
 
 step "npm package: pack, install, size, smoke test in Node against a real server"
 ./scripts/npm-smoke.sh
+
+step "demo page: two headless Chromium pages against a real server (Playwright)"
+./scripts/demo-test.sh
