@@ -459,43 +459,34 @@ impl RookeryClient {
         let topic = format!("{kind}:{id}");
         let stats = Rc::new(RefCell::new(Value::Object(Default::default())));
         let keep = stats.clone();
-        let listener = listen(
+        let handle = TopicHandle::new(
             &self.inner,
-            &topic,
-            Listener::Rust(Rc::new(move |data: &Value| {
-                *keep.borrow_mut() = data["stats"].clone();
-            })),
+            topic,
+            Rc::new(move |data: &Value| *keep.borrow_mut() = data["stats"].clone()),
         );
-        hold(&self.inner, &topic);
         Poll {
-            inner: self.inner.clone(),
+            handle,
             id: id.to_owned(),
             kind,
-            topic,
             stats,
-            listeners: vec![listener],
         }
     }
 
     /// A counter handle.
     pub fn counter(&self, id: &str) -> Counter {
-        let topic = format!("counter:{id}");
         let value = Rc::new(RefCell::new(0.0));
         let keep = value.clone();
-        let listener = listen(
+        let handle = TopicHandle::new(
             &self.inner,
-            &topic,
-            Listener::Rust(Rc::new(move |data: &Value| {
+            format!("counter:{id}"),
+            Rc::new(move |data: &Value| {
                 *keep.borrow_mut() = data["value"].as_f64().unwrap_or(0.0);
-            })),
+            }),
         );
-        hold(&self.inner, &topic);
         Counter {
-            inner: self.inner.clone(),
+            handle,
             id: id.to_owned(),
-            topic,
             value,
-            listeners: vec![listener],
         }
     }
 
@@ -577,15 +568,48 @@ impl Subscription {
     }
 }
 
+/// One topic held by a handle: the handle's own listener (keeping its state), the app's
+/// callbacks, and its share of the server subscription.
+struct TopicHandle {
+    inner: Shared,
+    topic: String,
+    listeners: Vec<u32>,
+}
+
+impl TopicHandle {
+    fn new(inner: &Shared, topic: String, keep: Rc<dyn Fn(&Value)>) -> TopicHandle {
+        let listener = listen(inner, &topic, Listener::Rust(keep));
+        hold(inner, &topic);
+        TopicHandle {
+            inner: inner.clone(),
+            topic,
+            listeners: vec![listener],
+        }
+    }
+
+    fn on(&mut self, callback: Function) {
+        self.listeners
+            .push(listen(&self.inner, &self.topic, Listener::Js(callback)));
+    }
+
+    fn release(&mut self) {
+        if self.listeners.is_empty() {
+            return;
+        }
+        for id in self.listeners.drain(..) {
+            unlisten(&self.inner, &self.topic, id);
+        }
+        release(&self.inner, &self.topic);
+    }
+}
+
 /// A poll: its live stats, votes, and update events.
 #[wasm_bindgen]
 pub struct Poll {
-    inner: Shared,
+    handle: TopicHandle,
     id: String,
     kind: &'static str,
-    topic: String,
     stats: Rc<RefCell<Value>>,
-    listeners: Vec<u32>,
 }
 
 #[wasm_bindgen]
@@ -594,11 +618,8 @@ impl Poll {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn vote(&self, answer: JsValue) -> Promise {
         let answer = from_js(&answer);
-        request(
-            &self.inner,
-            self.kind,
-            Some(json!({"id": self.id, "answer": answer})),
-        )
+        let vote = json!({"id": self.id, "answer": answer});
+        request(&self.handle.inner, self.kind, Some(vote))
     }
 
     /// The latest stats: answer → votes.
@@ -613,27 +634,21 @@ impl Poll {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(update: PollStats) => void")] callback: Function,
     ) {
-        self.listeners
-            .push(listen(&self.inner, &self.topic, Listener::Js(callback)));
+        self.handle.on(callback);
     }
 
     /// Stops this handle's updates.
     pub fn release(&mut self) {
-        for id in self.listeners.drain(..) {
-            unlisten(&self.inner, &self.topic, id);
-        }
-        release(&self.inner, &self.topic);
+        self.handle.release();
     }
 }
 
 /// A counter: its live value, changes, and change events.
 #[wasm_bindgen]
 pub struct Counter {
-    inner: Shared,
+    handle: TopicHandle,
     id: String,
-    topic: String,
     value: Rc<RefCell<f64>>,
-    listeners: Vec<u32>,
 }
 
 #[wasm_bindgen]
@@ -641,11 +656,8 @@ impl Counter {
     /// Adds `delta` (negative to subtract).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn add(&self, delta: f64) -> Promise {
-        request(
-            &self.inner,
-            "counter",
-            Some(json!({"id": self.id, "value": delta})),
-        )
+        let change = json!({"id": self.id, "value": delta});
+        request(&self.handle.inner, "counter", Some(change))
     }
 
     #[wasm_bindgen(getter)]
@@ -659,16 +671,12 @@ impl Counter {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(change: CounterValue) => void")] callback: Function,
     ) {
-        self.listeners
-            .push(listen(&self.inner, &self.topic, Listener::Js(callback)));
+        self.handle.on(callback);
     }
 
     /// Stops this handle's updates.
     pub fn release(&mut self) {
-        for id in self.listeners.drain(..) {
-            unlisten(&self.inner, &self.topic, id);
-        }
-        release(&self.inner, &self.topic);
+        self.handle.release();
     }
 }
 

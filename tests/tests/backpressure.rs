@@ -131,34 +131,15 @@ fn split(c: Client) -> (Sender, Client) {
         tungstenite::stream::MaybeTlsStream::Plain(s) => s.try_clone().unwrap(),
         _ => unreachable!(),
     };
-    (Sender { stream }, c)
+    (Sender(RawClient { stream }), c)
 }
 
 /// Writes masked text frames to a socket another thread reads.
-struct Sender {
-    stream: std::net::TcpStream,
-}
+struct Sender(RawClient);
 
 impl Sender {
     fn send(&mut self, v: Value) {
-        use std::io::Write;
-        let payload = v.to_string().into_bytes();
-        let mut f = vec![0x81u8];
-        match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
-            n if n < 65536 => {
-                f.push(0x80 | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mask = [9u8, 8, 7, 6];
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&f).unwrap();
+        self.0.send_raw(0x81, v.to_string().as_bytes(), true);
     }
 }
 

@@ -288,20 +288,7 @@ async fn lambda_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
             conn.set_public_id(sender_id.clone());
             conn.set_room(Some(channel.clone()));
             core.index(conn);
-            let joiner = Joiner {
-                user_id: conn.user_id().unwrap_or_else(|| sender_id.clone()),
-                id: sender_id,
-                dialect: Dialect::Lambda,
-                role: Role::User,
-                details: Value::Null,
-                token_error: None,
-            };
-            let join = Command::Join {
-                conn: conn.id,
-                room: channel.clone(),
-                joiner,
-            };
-            core.command(&channel, join).await;
+            join_room(core, conn, &channel).await;
         }
         lambda::Inbound::Publish(data) => match conn.room() {
             None => {
@@ -444,6 +431,25 @@ pub async fn slip_closed(core: &Core, conn: &Conn) {
     let _ = slip_post(core, conn, slip::close_body()).await;
 }
 
+/// Joins `conn` to `room` later in its life (Lambda `join`, SLIP `SUBSCRIBE`), as who it is
+/// now: its public id, and its user when authenticated.
+async fn join_room(core: &Core, conn: &Conn, room: &str) {
+    let joiner = Joiner {
+        id: conn.public_id(),
+        user_id: conn.user_id().unwrap_or_else(|| conn.public_id()),
+        dialect: conn.dialect,
+        role: Role::User,
+        details: Value::Null,
+        token_error: None,
+    };
+    let join = Command::Join {
+        conn: conn.id,
+        room: room.to_owned(),
+        joiner,
+    };
+    core.command(room, join).await;
+}
+
 /// Carries out backend events for `conn`, in order.
 pub async fn slip_apply(core: &Rc<Core>, conn: &Rc<Conn>, events: Vec<slip::BackendEvent>) {
     for event in events {
@@ -458,20 +464,7 @@ pub async fn slip_apply(core: &Rc<Core>, conn: &Rc<Conn>, events: Vec<slip::Back
             }
             slip::BackendEvent::Subscribe(channel) => {
                 if conn.state() == super::conn::State::Open && conn.add_room(&channel) {
-                    let joiner = Joiner {
-                        id: conn.public_id(),
-                        user_id: conn.user_id().unwrap_or_else(|| conn.public_id()),
-                        dialect: Dialect::Slip,
-                        role: Role::User,
-                        details: Value::Null,
-                        token_error: None,
-                    };
-                    let join = Command::Join {
-                        conn: conn.id,
-                        room: channel.clone(),
-                        joiner,
-                    };
-                    core.command(&channel, join).await;
+                    join_room(core, conn, &channel).await;
                 }
             }
             slip::BackendEvent::Unsubscribe(channel) => {
