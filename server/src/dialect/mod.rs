@@ -35,16 +35,6 @@ impl Dialect {
         Dialect::Slip,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Dialect::Pact => "pact",
-            Dialect::Wsdo => "wsdo",
-            Dialect::Jac => "jac",
-            Dialect::Lambda => "lambda",
-            Dialect::Slip => "slip",
-        }
-    }
-
     /// Position in [`Dialect::ALL`].
     pub fn index(self) -> usize {
         self as usize

@@ -77,11 +77,6 @@ impl Subscriptions {
         }
     }
 
-    /// Whether the member subscribed to the whole of `kind`, or to `id` of it.
-    pub fn covers(&self, kind: &str, id: &str) -> bool {
-        self.wants(kind, Some(id))
-    }
-
     /// Whether exactly this topic is already subscribed.
     pub fn has(&self, topic: &Topic) -> bool {
         match (self.kinds.get(&topic.kind), &topic.id) {

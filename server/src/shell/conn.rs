@@ -160,10 +160,6 @@ impl Conn {
         self.state.get()
     }
 
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.get()
-    }
-
     fn enqueue(&self, frame: OutFrame) {
         let len: usize = frame.iter().map(Bytes::len).sum();
         self.queued_bytes.set(self.queued_bytes.get() + len);

@@ -251,8 +251,9 @@ impl Core {
             }
         }
         let mut remote: Vec<Vec<(Wire, Vec<ConnId>)>> = vec![Vec::new(); self.cores];
+        // Recipients on other cores, grouped per core; reused from event to event.
+        let mut per_core: Vec<Vec<ConnId>> = vec![Vec::new(); self.cores];
         for send in out.sends.drain(..) {
-            let mut per_core: Vec<Vec<ConnId>> = vec![Vec::new(); self.cores];
             for to in send.to {
                 if to.core() == self.id {
                     self.deliver(to, &send.wire, now);
@@ -260,9 +261,9 @@ impl Core {
                     per_core[to.core()].push(to);
                 }
             }
-            for (core, conns) in per_core.into_iter().enumerate() {
+            for (core, conns) in per_core.iter_mut().enumerate() {
                 if !conns.is_empty() {
-                    remote[core].push((send.wire.clone(), conns));
+                    remote[core].push((send.wire.clone(), std::mem::take(conns)));
                 }
             }
         }

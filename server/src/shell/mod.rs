@@ -22,7 +22,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A running server.
@@ -31,7 +30,6 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// The io driver the cores run on: `"io_uring"` or `"epoll"`.
     pub driver: &'static str,
-    threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
 
@@ -56,13 +54,6 @@ impl ServerHandle {
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config
-    }
-
-    /// Blocks until every core thread has exited.
-    pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
     }
 }
 
@@ -122,14 +113,14 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         seats: Default::default(),
     });
 
-    let mut threads = Vec::with_capacity(cores);
     let mut addr = shared.config.listen;
     // Core 0 binds first, so that with port 0 every other core binds the same real port.
     for (id, (crx, drx)) in receivers.into_iter().enumerate() {
         let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let shared = shared.clone();
         let listen = addr;
-        let thread = std::thread::Builder::new()
+        // Core threads run for the life of the process: their handles are not kept.
+        std::thread::Builder::new()
             .name(format!("rookery-core-{id}"))
             .spawn(move || {
                 let body = async move {
@@ -167,13 +158,11 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             .recv()
             .map_err(|_| io::Error::other("core thread died before binding"))??;
         addr = bound;
-        threads.push(thread);
     }
     tracing::info!(%addr, "listening");
     Ok(ServerHandle {
         addr,
         driver,
-        threads,
         shared,
     })
 }
