@@ -12,6 +12,7 @@ scratch=$(mktemp -d)
 web="$scratch/node_modules/rookery/web"
 size=$( (gzip -9c "$web/rookery_client_bg.wasm"; gzip -9c "$web/rookery_client.js") | wc -c )
 echo "packed package: wasm + JS glue gzipped = $size bytes (budget 40960)"
+if [ "$size" -gt 40960 ]; then echo "the package is over its size budget" >&2; exit 1; fi
 log=$(mktemp)
 target/release/rookery --listen 127.0.0.1:0 >"$log" 2>/dev/null &
 server=$!

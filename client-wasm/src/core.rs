@@ -1,11 +1,23 @@
 //! The client's logic with no IO and no clock: what to send, what a server frame means, when
-//! to reconnect. The wasm shell (`lib.rs`) owns the WebSocket, the timers and the JS
-//! promises; it feeds this core events and time and carries out what it returns. Tested
-//! natively, without a browser.
+//! to reconnect. The wasm shell (`lib.rs`) owns the WebSocket, the timers, JSON and the JS
+//! promises; it feeds this core events and time and carries out what it returns.
+//!
+//! Payloads are opaque to the core (`D: Data`, a `JsValue` in the browser): it reads only
+//! the few strings it routes by. That keeps a JSON library out of the wasm build — the
+//! browser's own `JSON` parses and prints frames — which is most of the SDK's size budget.
+//! Tested natively with `serde_json::Value` as the payload.
 
 use rookery_protocol::pact::types;
-use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, VecDeque};
+
+/// A frame's payload as the core sees it: cloned, and read for a few strings.
+pub trait Data: Clone {
+    /// A JSON string.
+    fn string(text: &str) -> Self;
+    /// The text of a JSON string, else `None`.
+    fn as_text(&self) -> Option<String>;
+    /// The text of the string at `key` of an object, else `None`.
+    fn text_at(&self, key: &str) -> Option<String>;
+}
 
 /// Connection state as the app sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,18 +53,34 @@ impl Failure {
     }
 }
 
+/// A frame to send: `{"type": kind, "ref": reference, "data": data}`, absent fields left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing<D> {
+    pub kind: String,
+    pub reference: Option<u64>,
+    pub data: Option<D>,
+}
+
+/// A frame received, its three fields read by the shell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming<D> {
+    pub kind: String,
+    pub reference: Option<u64>,
+    pub data: Option<D>,
+}
+
 /// What the shell must do after feeding the core.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Send this text frame now.
-    Send(String),
-    /// Settle the promise of request `reference`.
+pub enum Effect<D> {
+    /// Send this frame now.
+    Send(Outgoing<D>),
+    /// Settle the promise of request `reference`: `Ok(None)` resolves with nothing.
     Settle {
         reference: u64,
-        result: Result<Value, Failure>,
+        result: Result<Option<D>, Failure>,
     },
     /// Call the callbacks subscribed to `topic` (e.g. `chat`, `poll:p`) with `data`.
-    Event { topic: String, data: Value },
+    Event { topic: String, data: Option<D> },
     /// The connection state changed.
     State(State),
 }
@@ -79,38 +107,46 @@ impl Default for Settings {
     }
 }
 
+/// A request sent and not yet answered.
 struct Pending {
+    reference: u64,
     deadline_ms: u64,
     /// Requests made by the core itself (re-subscribing after a reconnect) settle nothing.
     internal: bool,
 }
 
-pub struct Core {
+/// A request made while offline, waiting for a connection.
+struct Queued<D> {
+    frame: Outgoing<D>,
+    at_ms: u64,
+}
+
+/// The client's state. Its collections are small `Vec`s scanned linearly: a client holds a
+/// handful of requests and topics, and every distinct map type would cost wasm size.
+pub struct Core<D> {
     settings: Settings,
     state: State,
     closed: bool,
     next_ref: u64,
-    /// Sent, awaiting their reply.
-    pending: BTreeMap<u64, Pending>,
-    /// Not sent yet (offline): reference and frame.
-    queue: VecDeque<(u64, String, u64)>,
+    pending: Vec<Pending>,
+    queue: Vec<Queued<D>>,
     /// Topics the app holds subscriptions to, with how many handles hold each.
-    topics: BTreeMap<String, usize>,
+    topics: Vec<(String, usize)>,
     /// The last `login` properties, sent again after a reconnect.
-    properties: Option<Map<String, Value>>,
+    properties: Option<D>,
     attempt: u32,
 }
 
-impl Core {
-    pub fn new(settings: Settings) -> Core {
+impl<D: Data> Core<D> {
+    pub fn new(settings: Settings) -> Core<D> {
         Core {
             settings,
             state: State::Disconnected,
             closed: false,
             next_ref: 1,
-            pending: BTreeMap::new(),
-            queue: VecDeque::new(),
-            topics: BTreeMap::new(),
+            pending: Vec::new(),
+            queue: Vec::new(),
+            topics: Vec::new(),
             properties: None,
             attempt: 0,
         }
@@ -120,16 +156,12 @@ impl Core {
         self.state
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
     /// The shell is opening a socket.
-    pub fn connecting(&mut self) -> Vec<Effect> {
+    pub fn connecting(&mut self) -> Vec<Effect<D>> {
         self.set_state(State::Connecting)
     }
 
-    fn set_state(&mut self, state: State) -> Vec<Effect> {
+    fn set_state(&mut self, state: State) -> Vec<Effect<D>> {
         if self.state == state {
             return Vec::new();
         }
@@ -137,124 +169,114 @@ impl Core {
         vec![Effect::State(state)]
     }
 
+    fn take_ref(&mut self) -> u64 {
+        self.next_ref += 1;
+        self.next_ref - 1
+    }
+
+    fn sent(&mut self, frame: Outgoing<D>, now_ms: u64, internal: bool) -> Effect<D> {
+        self.pending.push(Pending {
+            reference: frame.reference.unwrap_or(0),
+            deadline_ms: now_ms + self.settings.request_timeout_ms,
+            internal,
+        });
+        Effect::Send(frame)
+    }
+
     /// A request of `kind` with `data`: sent now when connected, else queued. Returns its
     /// reference (the promise's key) and what to do.
-    pub fn request(&mut self, kind: &str, data: Option<Value>, now_ms: u64) -> (u64, Vec<Effect>) {
-        let reference = self.next_ref;
-        self.next_ref += 1;
-        let mut frame = json!({"type": kind, "ref": reference});
-        if let Some(data) = data {
-            frame["data"] = data;
-        }
+    pub fn request(&mut self, kind: &str, data: Option<D>, now_ms: u64) -> (u64, Vec<Effect<D>>) {
+        let reference = self.take_ref();
         if kind == types::LOGIN {
-            self.properties = frame["data"].as_object().cloned().or(Some(Map::new()));
+            self.properties = data.clone();
         }
-        let frame = frame.to_string();
-        if self.closed {
-            let failure = Failure::new("closed", "the client is closed");
-            return (reference, vec![settle(reference, Err(failure))]);
-        }
-        if self.state == State::Connected {
-            self.pending.insert(
+        let fail = |code, message| {
+            (
                 reference,
-                Pending {
-                    deadline_ms: now_ms + self.settings.request_timeout_ms,
-                    internal: false,
-                },
-            );
-            return (reference, vec![Effect::Send(frame)]);
+                vec![settle(reference, Err(Failure::new(code, message)))],
+            )
+        };
+        if self.closed {
+            return fail("closed", "the client is closed");
+        }
+        let frame = Outgoing {
+            kind: kind.into(),
+            reference: Some(reference),
+            data,
+        };
+        if self.state == State::Connected {
+            return (reference, vec![self.sent(frame, now_ms, false)]);
         }
         if self.queue.len() >= self.settings.max_queue {
-            let failure = Failure::new("offline_queue_full", "offline and the send queue is full");
-            return (reference, vec![settle(reference, Err(failure))]);
+            return fail("offline_queue_full", "offline and the send queue is full");
         }
-        self.queue.push_back((reference, frame, now_ms));
+        self.queue.push(Queued {
+            frame,
+            at_ms: now_ms,
+        });
         (reference, Vec::new())
     }
 
-    /// Adds a handle on `topic`; the first one subscribes. Returns the subscribe request's
-    /// reference when one was made.
-    pub fn hold(&mut self, topic: &str, now_ms: u64) -> (Option<u64>, Vec<Effect>) {
-        let count = self.topics.entry(topic.to_owned()).or_insert(0);
-        *count += 1;
-        if *count > 1 {
-            return (None, Vec::new());
+    /// Adds a handle on `topic`; the first one subscribes.
+    pub fn hold(&mut self, topic: &str, now_ms: u64) -> Vec<Effect<D>> {
+        if let Some((_, count)) = self.topics.iter_mut().find(|(t, _)| t == topic) {
+            *count += 1;
+            return Vec::new();
         }
-        let (reference, effects) = self.request(types::SUBSCRIBE, Some(json!(topic)), now_ms);
-        (Some(reference), effects)
+        self.topics.push((topic.into(), 1));
+        self.request(types::SUBSCRIBE, Some(D::string(topic)), now_ms)
+            .1
     }
 
     /// Drops a handle on `topic`; the last one unsubscribes.
-    pub fn release(&mut self, topic: &str, now_ms: u64) -> Vec<Effect> {
-        match self.topics.get_mut(topic) {
-            Some(count) if *count > 1 => {
-                *count -= 1;
-                Vec::new()
-            }
-            Some(_) => {
-                self.topics.remove(topic);
-                if self.state == State::Connected {
-                    self.request(types::UNSUBSCRIBE, Some(json!(topic)), now_ms)
-                        .1
-                } else {
-                    Vec::new()
-                }
-            }
-            None => Vec::new(),
+    pub fn release(&mut self, topic: &str, now_ms: u64) -> Vec<Effect<D>> {
+        let Some(at) = self.topics.iter().position(|(t, _)| t == topic) else {
+            return Vec::new();
+        };
+        self.topics[at].1 -= 1;
+        if self.topics[at].1 > 0 {
+            return Vec::new();
         }
+        self.topics.remove(at);
+        if self.state != State::Connected {
+            return Vec::new();
+        }
+        self.request(types::UNSUBSCRIBE, Some(D::string(topic)), now_ms)
+            .1
     }
 
     /// The socket opened: log in again, subscribe again, then send what was queued.
-    pub fn opened(&mut self, now_ms: u64) -> Vec<Effect> {
+    pub fn opened(&mut self, now_ms: u64) -> Vec<Effect<D>> {
         self.attempt = 0;
         let mut effects = self.set_state(State::Connected);
-        let internal = |core: &mut Core, frame: Value| {
-            let reference = core.next_ref;
-            core.next_ref += 1;
-            let mut frame = frame;
-            frame["ref"] = json!(reference);
-            core.pending.insert(
-                reference,
-                Pending {
-                    deadline_ms: now_ms + core.settings.request_timeout_ms,
-                    internal: true,
-                },
-            );
-            Effect::Send(frame.to_string())
+        let mut again = Vec::new();
+        let queued = |kind: &str, data: &Option<D>| {
+            self.queue.iter().any(|q| {
+                q.frame.kind == kind
+                    && (kind == types::LOGIN
+                        || q.frame.data.as_ref().and_then(D::as_text)
+                            == data.as_ref().and_then(D::as_text))
+            })
         };
-        let queued_login = self
-            .queue
-            .iter()
-            .any(|(_, f, _)| f.contains("\"type\":\"login\""));
-        if let (Some(properties), false) = (self.properties.clone(), queued_login) {
-            effects.push(internal(
-                self,
-                json!({"type": types::LOGIN, "data": properties}),
-            ));
+        if self.properties.is_some() && !queued(types::LOGIN, &None) {
+            again.push((types::LOGIN, self.properties.clone()));
         }
-        let queued_topics: Vec<String> = self.queue.iter().map(|(_, f, _)| f.clone()).collect();
-        let topics: Vec<String> = self.topics.keys().cloned().collect();
-        for topic in topics {
-            let already = queued_topics.iter().any(|f| {
-                f.contains("\"type\":\"subscribe\"")
-                    && f.contains(&format!("\"data\":{}", json!(topic)))
-            });
-            if !already {
-                effects.push(internal(
-                    self,
-                    json!({"type": types::SUBSCRIBE, "data": topic}),
-                ));
+        for (topic, _) in &self.topics {
+            let data = Some(D::string(topic));
+            if !queued(types::SUBSCRIBE, &data) {
+                again.push((types::SUBSCRIBE, data));
             }
         }
-        while let Some((reference, frame, _)) = self.queue.pop_front() {
-            self.pending.insert(
-                reference,
-                Pending {
-                    deadline_ms: now_ms + self.settings.request_timeout_ms,
-                    internal: false,
-                },
-            );
-            effects.push(Effect::Send(frame));
+        for (kind, data) in again {
+            let frame = Outgoing {
+                kind: kind.into(),
+                reference: Some(self.take_ref()),
+                data,
+            };
+            effects.push(self.sent(frame, now_ms, true));
+        }
+        for queued in std::mem::take(&mut self.queue) {
+            effects.push(self.sent(queued.frame, now_ms, false));
         }
         effects
     }
@@ -263,15 +285,13 @@ impl Core {
     /// or may not have applied them); queued ones wait for the next connection. Returns the
     /// delay before reconnecting (`None` once closed by the app): full jitter,
     /// `random * min(max, min * 2^attempt)` with `random` in [0, 1).
-    pub fn closed_socket(&mut self, random: f64) -> (Option<u64>, Vec<Effect>) {
+    pub fn closed_socket(&mut self, random: f64) -> (Option<u64>, Vec<Effect<D>>) {
         let mut effects = self.set_state(State::Disconnected);
-        let in_flight: Vec<(u64, Pending)> =
-            std::mem::take(&mut self.pending).into_iter().collect();
-        for (reference, pending) in in_flight {
+        for pending in std::mem::take(&mut self.pending) {
             if !pending.internal {
                 let failure =
                     Failure::new("disconnected", "the connection closed before the reply");
-                effects.push(settle(reference, Err(failure)));
+                effects.push(settle(pending.reference, Err(failure)));
             }
         }
         if self.closed {
@@ -287,121 +307,150 @@ impl Core {
     }
 
     /// The app closed the client: nothing reconnects; queued requests are rejected.
-    pub fn close(&mut self) -> Vec<Effect> {
+    pub fn close(&mut self) -> Vec<Effect<D>> {
         self.closed = true;
-        let mut effects = Vec::new();
-        for (reference, _, _) in std::mem::take(&mut self.queue) {
-            effects.push(settle(
-                reference,
-                Err(Failure::new("closed", "the client is closed")),
-            ));
-        }
+        let mut effects: Vec<Effect<D>> = std::mem::take(&mut self.queue)
+            .into_iter()
+            .filter_map(|q| q.frame.reference)
+            .map(|r| settle(r, Err(Failure::new("closed", "the client is closed"))))
+            .collect();
         effects.extend(self.set_state(State::Disconnected));
         effects
     }
 
-    /// Requests past their deadline are rejected (`timeout`).
-    pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
-        let late: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now_ms)
-            .map(|(r, _)| *r)
-            .collect();
-        let queued_late: Vec<u64> = self
-            .queue
-            .iter()
-            .filter(|(_, _, at)| at + self.settings.request_timeout_ms <= now_ms)
-            .map(|(r, _, _)| *r)
-            .collect();
-        self.queue.retain(|(r, _, _)| !queued_late.contains(r));
-        let mut effects = Vec::new();
-        for reference in late.into_iter().chain(queued_late) {
-            let internal = self.pending.remove(&reference).is_some_and(|p| p.internal);
-            if !internal {
-                let failure = Failure::new("timeout", "no reply from the server in time");
-                effects.push(settle(reference, Err(failure)));
+    /// Requests past their deadline, sent or queued, are rejected (`timeout`).
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Effect<D>> {
+        let mut late = Vec::new();
+        self.pending.retain(|p| {
+            let keep = p.deadline_ms > now_ms;
+            if !keep && !p.internal {
+                late.push(p.reference);
             }
-        }
-        effects
+            keep
+        });
+        let timeout = self.settings.request_timeout_ms;
+        self.queue.retain(|q| {
+            let keep = q.at_ms + timeout > now_ms;
+            if !keep {
+                late.extend(q.frame.reference);
+            }
+            keep
+        });
+        late.into_iter()
+            .map(|r| {
+                settle(
+                    r,
+                    Err(Failure::new("timeout", "no reply from the server in time")),
+                )
+            })
+            .collect()
     }
 
-    /// A text frame from the server.
-    pub fn message(&mut self, text: &str) -> Vec<Effect> {
-        let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(text) else {
-            return Vec::new();
-        };
-        let kind = message
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let data = message.remove("data").unwrap_or(Value::Null);
+    /// A frame from the server (a frame that was not a JSON object comes with kind `""`).
+    pub fn message(&mut self, frame: Incoming<D>) -> Vec<Effect<D>> {
+        let Incoming {
+            kind,
+            reference,
+            data,
+        } = frame;
         let mut effects = Vec::new();
-        if let Some(reference) = message.get("ref").and_then(Value::as_u64) {
-            if let Some(pending) = self.pending.remove(&reference) {
-                if !pending.internal {
-                    let result = if kind == types::ERROR {
+        let answered = reference.and_then(|r| self.pending.iter().position(|p| p.reference == r));
+        if let Some(at) = answered {
+            let pending = self.pending.remove(at);
+            if !pending.internal {
+                let result = match kind.as_str() {
+                    types::ERROR => {
+                        let text = |key| data.as_ref().and_then(|d| d.text_at(key));
                         Err(Failure {
-                            code: data["code"].as_str().unwrap_or("error").to_owned(),
-                            message: data["message"].as_str().unwrap_or("").to_owned(),
+                            code: text("code").unwrap_or_else(|| "error".into()),
+                            message: text("message").unwrap_or_default(),
                         })
-                    } else if kind == types::OK {
-                        Ok(Value::Null)
-                    } else {
-                        Ok(data.clone())
-                    };
-                    effects.push(settle(reference, result));
-                }
-                // A direct reply (profile, ok, error) is not also an event.
-                if kind != types::PROFILE {
-                    return effects;
-                }
+                    }
+                    types::OK => Ok(None),
+                    _ => Ok(data.clone()),
+                };
+                effects.push(settle(pending.reference, result));
+            }
+            // A direct reply (profile, ok, error) is not also an event.
+            if kind != types::PROFILE {
+                return effects;
             }
         }
         match kind.as_str() {
-            types::PING => {
-                effects.push(Effect::Send(
-                    json!({"type": types::PONG, "data": data}).to_string(),
-                ));
-            }
+            types::PING => effects.push(Effect::Send(Outgoing {
+                kind: types::PONG.into(),
+                reference: None,
+                data,
+            })),
             types::POLL | types::EPHEMERAL_POLL | types::COUNTER => {
-                let id = data["id"].as_str().unwrap_or("").to_owned();
+                let id = data
+                    .as_ref()
+                    .and_then(|d| d.text_at("id"))
+                    .unwrap_or_default();
                 effects.push(Effect::Event {
-                    topic: format!("{kind}:{id}"),
+                    topic: kind.clone() + ":" + &id,
                     data: data.clone(),
                 });
                 effects.push(Effect::Event { topic: kind, data });
             }
             "" | types::OK | types::ERROR => {}
-            other => effects.push(Effect::Event {
-                topic: other.to_owned(),
-                data,
-            }),
+            _ => effects.push(Effect::Event { topic: kind, data }),
         }
         effects
     }
 }
 
-fn settle(reference: u64, result: Result<Value, Failure>) -> Effect {
+fn settle<D>(reference: u64, result: Result<Option<D>, Failure>) -> Effect<D> {
     Effect::Settle { reference, result }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
-    fn sent(effects: &[Effect]) -> Vec<Value> {
+    impl Data for Value {
+        fn string(text: &str) -> Value {
+            json!(text)
+        }
+        fn as_text(&self) -> Option<String> {
+            self.as_str().map(str::to_owned)
+        }
+        fn text_at(&self, key: &str) -> Option<String> {
+            self[key].as_str().map(str::to_owned)
+        }
+    }
+
+    /// The frames sent, as the shell would print them.
+    fn sent(effects: &[Effect<Value>]) -> Vec<Value> {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Send(f) => serde_json::from_str(f).ok(),
+                Effect::Send(f) => {
+                    let mut frame = json!({"type": f.kind});
+                    if let Some(r) = f.reference {
+                        frame["ref"] = json!(r);
+                    }
+                    if let Some(d) = &f.data {
+                        frame["data"] = d.clone();
+                    }
+                    Some(frame)
+                }
                 _ => None,
             })
             .collect()
     }
 
-    fn connected() -> Core {
+    /// A frame received, read as the shell reads it.
+    fn frame(value: Value) -> Incoming<Value> {
+        Incoming {
+            kind: value["type"].as_str().unwrap_or("").into(),
+            reference: value["ref"].as_u64(),
+            data: value.get("data").cloned(),
+        }
+    }
+
+    fn connected() -> Core<Value> {
         let mut c = Core::new(Settings::default());
         c.connecting();
         c.opened(0);
@@ -416,16 +465,19 @@ mod tests {
             sent(&effects),
             vec![json!({"type":"chat","data":"hi","ref":r})]
         );
-        let effects = c.message(&json!({"type":"ok","ref":r}).to_string());
-        assert_eq!(effects, vec![settle(r, Ok(Value::Null))]);
+        let effects = c.message(frame(json!({"type":"ok","ref":r})));
+        assert_eq!(effects, vec![settle(r, Ok(None))]);
         let (r, _) = c.request("counter", Some(json!({"value":"x"})), 0);
-        let effects = c.message(
-            &json!({"type":"error","ref":r,"data":{"code":"invalid_data","message":"m"}})
-                .to_string(),
-        );
+        let effects = c.message(frame(
+            json!({"type":"error","ref":r,"data":{"code":"invalid_data","message":"m"}}),
+        ));
         assert_eq!(
             effects,
             vec![settle(r, Err(Failure::new("invalid_data", "m")))]
+        );
+        assert!(
+            c.message(frame(json!({"type":"ok","ref":r}))).is_empty(),
+            "a reply settles once"
         );
     }
 
@@ -433,13 +485,13 @@ mod tests {
     fn profile_replies_settle_and_are_events_too() {
         let mut c = connected();
         let (r, _) = c.request("login", Some(json!({"n":1})), 0);
-        let effects = c.message(&json!({"type":"profile","ref":r,"data":{"id":"u"}}).to_string());
-        assert_eq!(effects[0], settle(r, Ok(json!({"id":"u"}))));
+        let effects = c.message(frame(json!({"type":"profile","ref":r,"data":{"id":"u"}})));
+        assert_eq!(effects[0], settle(r, Ok(Some(json!({"id":"u"})))));
         assert_eq!(
             effects[1],
             Effect::Event {
                 topic: "profile".into(),
-                data: json!({"id":"u"})
+                data: Some(json!({"id":"u"}))
             }
         );
     }
@@ -492,14 +544,23 @@ mod tests {
         );
         // Internal requests settle nothing.
         let r = frames[1]["ref"].as_u64().unwrap();
-        assert!(c
-            .message(&json!({"type":"ok","ref":r}).to_string())
-            .is_empty());
+        assert!(c.message(frame(json!({"type":"ok","ref":r}))).is_empty());
+    }
+
+    #[test]
+    fn a_subscription_queued_offline_is_not_sent_twice() {
+        let mut c = Core::<Value>::new(Settings::default());
+        c.connecting();
+        c.request("login", Some(json!({"name":"bo"})), 0);
+        c.hold("chat", 0);
+        let frames = sent(&c.opened(5));
+        let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, vec!["login", "subscribe"]);
     }
 
     #[test]
     fn backoff_is_full_jitter_and_capped() {
-        let mut c = Core::new(Settings {
+        let mut c = Core::<Value>::new(Settings {
             min_reconnect_ms: 100,
             max_reconnect_ms: 1000,
             ..Settings::default()
@@ -520,24 +581,30 @@ mod tests {
     #[test]
     fn handles_share_a_subscription() {
         let mut c = connected();
-        let (first, e) = c.hold("counter:c", 0);
-        assert!(first.is_some() && sent(&e).len() == 1);
-        assert_eq!(c.hold("counter:c", 0).0, None);
+        let e = c.hold("counter:c", 0);
+        assert_eq!(sent(&e).len(), 1);
+        assert!(c.hold("counter:c", 0).is_empty());
         assert!(c.release("counter:c", 0).is_empty());
         assert_eq!(sent(&c.release("counter:c", 0))[0]["type"], "unsubscribe");
+        assert!(c.release("counter:c", 0).is_empty(), "released twice");
     }
 
     #[test]
     fn events_are_routed_by_topic_and_pings_answered() {
         let mut c = connected();
-        let e = c.message(r#"{"type":"poll","data":{"id":"p","stats":{"a":1}}}"#);
+        let e = c.message(frame(
+            json!({"type":"poll","data":{"id":"p","stats":{"a":1}}}),
+        ));
         assert_eq!(e.len(), 2);
         assert!(matches!(&e[0], Effect::Event { topic, .. } if topic == "poll:p"));
-        let e = c.message(r#"{"type":"ping","data":5}"#);
+        assert!(matches!(&e[1], Effect::Event { topic, .. } if topic == "poll"));
+        let e = c.message(frame(json!({"type":"ping","data":5})));
         assert_eq!(sent(&e), vec![json!({"type":"pong","data":5})]);
-        let e = c.message(r#"{"type":"presence:joined","data":{"member":{},"count":2}}"#);
+        let e = c.message(frame(
+            json!({"type":"presence:joined","data":{"member":{},"count":2}}),
+        ));
         assert!(matches!(&e[0], Effect::Event { topic, .. } if topic == "presence:joined"));
-        assert!(c.message("not json").is_empty());
+        assert!(c.message(frame(json!("not an object"))).is_empty());
     }
 
     #[test]
@@ -555,9 +622,18 @@ mod tests {
         c.closed_socket(0.0);
         let (q, _) = c.request("chat", None, 20_000);
         assert_eq!(c.tick(30_000).len(), 1);
-        assert!(c
-            .opened(30_001)
-            .iter()
-            .all(|e| !matches!(e, Effect::Send(f) if f.contains(&format!("\"ref\":{q}")))));
+        assert!(sent(&c.opened(30_001)).iter().all(|f| f["ref"] != q));
+    }
+
+    #[test]
+    fn a_closed_client_rejects_queued_and_new_requests() {
+        let mut c = Core::<Value>::new(Settings::default());
+        let (q, _) = c.request("chat", Some(json!("x")), 0);
+        let effects = c.close();
+        assert!(
+            matches!(&effects[0], Effect::Settle { reference, result: Err(f) } if *reference == q && f.code == "closed")
+        );
+        let (_, effects) = c.request("chat", Some(json!("y")), 0);
+        assert!(matches!(&effects[0], Effect::Settle { result: Err(f), .. } if f.code == "closed"));
     }
 }

@@ -8,11 +8,9 @@
 
 pub mod core;
 
-use crate::core::{Core, Effect, Failure, Settings, State};
-use js_sys::{Array, Function, Object, Promise, Reflect};
-use serde_json::{json, Value};
+use crate::core::{Core, Data, Effect, Failure, Incoming, Outgoing, Settings, State};
+use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -69,21 +67,76 @@ fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// Payloads stay JS values: the browser's `JSON` parses and prints them.
+impl Data for JsValue {
+    fn string(text: &str) -> JsValue {
+        text.into()
+    }
+    fn as_text(&self) -> Option<String> {
+        self.as_string()
+    }
+    fn text_at(&self, key: &str) -> Option<String> {
+        get(self, key).as_string()
+    }
+}
+
+/// `value[key]`, `undefined` when `value` is not an object or lacks it.
+fn get(value: &JsValue, key: &str) -> JsValue {
+    if !value.is_object() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(value, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn set(target: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(target, &key.into(), value);
+}
+
+/// Reads a server frame's `type`, `ref` and `data`.
+fn read(text: &str) -> Incoming<JsValue> {
+    let frame = JSON::parse(text).unwrap_or(JsValue::NULL);
+    let reference = get(&frame, "ref")
+        .as_f64()
+        .filter(|r| *r >= 0.0 && r.fract() == 0.0)
+        .map(|r| r as u64);
+    let data = get(&frame, "data");
+    Incoming {
+        kind: get(&frame, "type").as_string().unwrap_or_default(),
+        reference,
+        data: (!data.is_undefined()).then_some(data),
+    }
+}
+
+/// Prints a frame to send.
+fn print(frame: &Outgoing<JsValue>) -> Option<String> {
+    let object = Object::new();
+    set(&object, "type", &frame.kind.as_str().into());
+    if let Some(reference) = frame.reference {
+        set(&object, "ref", &(reference as f64).into());
+    }
+    if let Some(data) = &frame.data {
+        set(&object, "data", data);
+    }
+    JSON::stringify(&object).ok()?.as_string()
+}
+
 /// Who listens to a topic: an app callback, or a handle keeping its own state.
 #[derive(Clone)]
 enum Listener {
     Js(Function),
-    Rust(Rc<dyn Fn(&Value)>),
+    Rust(Rc<dyn Fn(&JsValue)>),
 }
 
 struct Inner {
     url: String,
-    core: Core,
+    core: Core<JsValue>,
     socket: Option<WebSocket>,
     /// The socket's callbacks, kept alive while it is open.
     callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
-    promises: HashMap<u64, (Function, Function)>,
-    listeners: HashMap<String, Vec<(u32, Listener)>>,
+    /// Each request's promise: reference, resolve, reject.
+    promises: Vec<(u64, Function, Function)>,
+    /// Topic, listener id, listener.
+    listeners: Vec<(String, u32, Listener)>,
     next_listener: u32,
     state_listeners: Vec<Function>,
     connected_waiters: Vec<Function>,
@@ -102,70 +155,55 @@ pub struct RookeryClient {
 
 fn js_error(failure: &Failure) -> JsValue {
     let error = js_sys::Error::new(&failure.message);
-    let _ = Reflect::set(&error, &"code".into(), &failure.code.as_str().into());
+    set(&error, "code", &failure.code.as_str().into());
     error.into()
 }
 
-fn to_js(value: &Value) -> JsValue {
-    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
-}
-
-fn from_js(value: &JsValue) -> Value {
-    if value.is_undefined() {
-        return Value::Null;
+/// Settles the promise of `reference`, if it is still waiting.
+fn settle(shared: &Shared, reference: u64, result: Result<JsValue, JsValue>) {
+    let promise = {
+        let mut inner = shared.borrow_mut();
+        let at = inner.promises.iter().position(|(r, _, _)| *r == reference);
+        at.map(|at| inner.promises.swap_remove(at))
+    };
+    if let Some((_, resolve, reject)) = promise {
+        let _ = match result {
+            Ok(value) => resolve.call1(&JsValue::NULL, &value),
+            Err(error) => reject.call1(&JsValue::NULL, &error),
+        };
     }
-    js_sys::JSON::stringify(value)
-        .ok()
-        .and_then(|s| s.as_string())
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn option<T: JsCast>(options: &JsValue, key: &str) -> Option<T> {
-    Reflect::get(options, &key.into())
-        .ok()?
-        .dyn_into::<T>()
-        .ok()
-}
-
-fn number(options: &JsValue, key: &str) -> Option<f64> {
-    Reflect::get(options, &key.into()).ok()?.as_f64()
 }
 
 /// Carries out the core's effects, calling into JS only with no borrow held.
-fn apply(shared: &Shared, effects: Vec<Effect>) {
+fn apply(shared: &Shared, effects: Vec<Effect<JsValue>>) {
     for effect in effects {
         match effect {
             Effect::Send(frame) => {
                 let socket = shared.borrow().socket.clone();
-                if let Some(socket) = socket {
-                    let _ = socket.send_with_str(&frame);
+                if let (Some(socket), Some(text)) = (socket, print(&frame)) {
+                    let _ = socket.send_with_str(&text);
                 }
             }
             Effect::Settle { reference, result } => {
-                let promise = shared.borrow_mut().promises.remove(&reference);
-                if let Some((resolve, reject)) = promise {
-                    let _ = match result {
-                        Ok(value) => resolve.call1(&JsValue::NULL, &to_js(&value)),
-                        Err(failure) => reject.call1(&JsValue::NULL, &js_error(&failure)),
-                    };
-                }
+                let result = match result {
+                    Ok(value) => Ok(value.unwrap_or(JsValue::UNDEFINED)),
+                    Err(failure) => Err(js_error(&failure)),
+                };
+                settle(shared, reference, result);
             }
             Effect::Event { topic, data } => {
                 let listeners: Vec<Listener> = shared
                     .borrow()
                     .listeners
-                    .get(&topic)
-                    .map(|l| l.iter().map(|(_, f)| f.clone()).collect())
-                    .unwrap_or_default();
-                if listeners.is_empty() {
-                    continue;
-                }
-                let js = to_js(&data);
+                    .iter()
+                    .filter(|(t, _, _)| *t == topic)
+                    .map(|(_, _, l)| l.clone())
+                    .collect();
+                let data = data.unwrap_or(JsValue::UNDEFINED);
                 for listener in listeners {
                     match listener {
                         Listener::Js(f) => {
-                            let _ = f.call1(&JsValue::NULL, &js);
+                            let _ = f.call1(&JsValue::NULL, &data);
                         }
                         Listener::Rust(f) => f(&data),
                     }
@@ -222,7 +260,7 @@ fn open(shared: &Shared) {
             // class, which fails an `instanceof` against the global one.
             let event: MessageEvent = event.unchecked_into();
             if let Some(text) = event.data().as_string() {
-                let effects = shared.borrow_mut().core.message(&text);
+                let effects = shared.borrow_mut().core.message(read(&text));
                 apply(&shared, effects);
             }
         })
@@ -263,19 +301,30 @@ fn schedule_reconnect(shared: &Shared, delay: Option<u64>) {
     inner.reconnect = Some(callback);
 }
 
-/// Makes a request and returns the promise settled by its reply.
-fn request(shared: &Shared, kind: &str, data: Option<Value>) -> Promise {
+/// Makes a request and returns the promise settled by its reply. Data JSON cannot print
+/// (a cycle, a BigInt) is rejected at once with code `invalid_data`; `undefined` is `null`.
+fn request(shared: &Shared, kind: &'static str, data: Option<JsValue>) -> Promise {
     let shared = shared.clone();
-    let kind = kind.to_owned();
+    let data = data.map(|d| if d.is_undefined() { JsValue::NULL } else { d });
     Promise::new(&mut move |resolve, reject| {
+        if let Some(data) = &data {
+            if JSON::stringify(data).is_err() {
+                let failure = Failure {
+                    code: "invalid_data".into(),
+                    message: "the data cannot be sent as JSON".into(),
+                };
+                let _ = reject.call1(&JsValue::NULL, &js_error(&failure));
+                return;
+            }
+        }
         let (reference, effects) = shared
             .borrow_mut()
             .core
-            .request(&kind, data.clone(), now_ms());
+            .request(kind, data.clone(), now_ms());
         shared
             .borrow_mut()
             .promises
-            .insert(reference, (resolve, reject));
+            .push((reference, resolve, reject));
         apply(&shared, effects);
     })
 }
@@ -284,29 +333,36 @@ fn listen(shared: &Shared, topic: &str, listener: Listener) -> u32 {
     let mut inner = shared.borrow_mut();
     inner.next_listener += 1;
     let id = inner.next_listener;
-    inner
-        .listeners
-        .entry(topic.to_owned())
-        .or_default()
-        .push((id, listener));
+    inner.listeners.push((topic.into(), id, listener));
     id
 }
 
-fn unlisten(shared: &Shared, topic: &str, id: u32) {
-    if let Some(list) = shared.borrow_mut().listeners.get_mut(topic) {
-        list.retain(|(i, _)| *i != id);
-    }
+fn unlisten(shared: &Shared, id: u32) {
+    shared.borrow_mut().listeners.retain(|(_, i, _)| *i != id);
 }
 
 /// Subscribes `topic` for a handle: the server subscription is shared by handles.
 fn hold(shared: &Shared, topic: &str) {
-    let (_, effects) = shared.borrow_mut().core.hold(topic, now_ms());
+    let effects = shared.borrow_mut().core.hold(topic, now_ms());
     apply(shared, effects);
 }
 
 fn release(shared: &Shared, topic: &str) {
     let effects = shared.borrow_mut().core.release(topic, now_ms());
     apply(shared, effects);
+}
+
+/// A number option, if given.
+fn number(options: &JsValue, key: &str) -> Option<f64> {
+    get(options, key).as_f64()
+}
+
+/// Appends `key=value` (value URI-encoded) to a query string.
+fn query(url: &mut String, key: &str, value: &str) {
+    url.push(if url.contains('?') { '&' } else { '?' });
+    url.push_str(key);
+    url.push('=');
+    url.push_str(&String::from(js_sys::encode_uri_component(value)));
 }
 
 #[wasm_bindgen]
@@ -317,37 +373,30 @@ impl RookeryClient {
         url: &str,
         #[wasm_bindgen(unchecked_param_type = "ClientOptions")] options: JsValue,
     ) -> Result<RookeryClient, JsValue> {
-        let room = option::<js_sys::JsString>(&options, "room")
-            .map(String::from)
-            .ok_or_else(|| JsValue::from(js_sys::Error::new("options.room is required")))?;
-        let mut full = format!(
-            "{}/websocket?room={}",
-            url.trim_end_matches('/'),
-            String::from(js_sys::encode_uri_component(&room))
-        );
-        if let Some(token) = option::<js_sys::JsString>(&options, "token") {
-            full.push_str(&format!(
-                "&token={}",
-                String::from(js_sys::encode_uri_component(&String::from(token)))
-            ));
+        let Some(room) = get(&options, "room").as_string() else {
+            return Err(js_sys::Error::new("options.room is required").into());
+        };
+        let mut full = String::from(url.trim_end_matches('/'));
+        full.push_str("/websocket");
+        query(&mut full, "room", &room);
+        if let Some(token) = get(&options, "token").as_string() {
+            query(&mut full, "token", &token);
         }
         let defaults = Settings::default();
+        let millis = |key, default: u64| number(&options, key).map_or(default, |v| v as u64);
         let settings = Settings {
-            min_reconnect_ms: number(&options, "minReconnectDelayMs")
-                .map_or(defaults.min_reconnect_ms, |v| v as u64),
-            max_reconnect_ms: number(&options, "maxReconnectDelayMs")
-                .map_or(defaults.max_reconnect_ms, |v| v as u64),
+            min_reconnect_ms: millis("minReconnectDelayMs", defaults.min_reconnect_ms),
+            max_reconnect_ms: millis("maxReconnectDelayMs", defaults.max_reconnect_ms),
             max_queue: number(&options, "maxQueue").map_or(defaults.max_queue, |v| v as usize),
-            request_timeout_ms: number(&options, "requestTimeoutMs")
-                .map_or(defaults.request_timeout_ms, |v| v as u64),
+            request_timeout_ms: millis("requestTimeoutMs", defaults.request_timeout_ms),
         };
         let inner = Rc::new(RefCell::new(Inner {
             url: full,
             core: Core::new(settings),
             socket: None,
             callbacks: Vec::new(),
-            promises: HashMap::new(),
-            listeners: HashMap::new(),
+            promises: Vec::new(),
+            listeners: Vec::new(),
             next_listener: 0,
             state_listeners: Vec::new(),
             connected_waiters: Vec::new(),
@@ -365,12 +414,12 @@ impl RookeryClient {
         });
         let id = set_interval(tick.as_ref().unchecked_ref(), 250);
         inner.borrow_mut().ticker = Some((id, tick));
-        if let Some(properties) = option::<Object>(&options, "properties") {
-            let (_, effects) =
-                inner
-                    .borrow_mut()
-                    .core
-                    .request("login", Some(from_js(&properties)), now_ms());
+        let properties = get(&options, "properties");
+        if properties.is_object() {
+            let (_, effects) = inner
+                .borrow_mut()
+                .core
+                .request("login", Some(properties), now_ms());
             apply(&inner, effects);
         }
         open(&inner);
@@ -390,7 +439,7 @@ impl RookeryClient {
     /// The current state.
     #[wasm_bindgen(getter, unchecked_return_type = "ConnectionState")]
     pub fn state(&self) -> String {
-        self.inner.borrow().core.state().name().to_owned()
+        self.inner.borrow().core.state().name().into()
     }
 
     /// Resolves once connected (at once if already).
@@ -413,7 +462,7 @@ impl RookeryClient {
         &self,
         #[wasm_bindgen(unchecked_param_type = "Record<string, unknown>")] properties: JsValue,
     ) -> Promise {
-        request(&self.inner, "login", Some(from_js(&properties)))
+        request(&self.inner, "login", Some(properties))
     }
 
     /// This connection's profile.
@@ -425,7 +474,7 @@ impl RookeryClient {
     /// Sends a chat message to the room's `chat` subscribers.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn chat(&self, message: JsValue) -> Promise {
-        request(&self.inner, "chat", Some(from_js(&message)))
+        request(&self.inner, "chat", Some(message))
     }
 
     /// Subscribes to `topic` (`"chat"`, `"poll:id"`, a broadcast topic…): `callback(data)`
@@ -439,7 +488,7 @@ impl RookeryClient {
         hold(&self.inner, topic);
         Subscription {
             inner: self.inner.clone(),
-            topic: topic.to_owned(),
+            topic: topic.into(),
             id: Some(id),
         }
     }
@@ -451,22 +500,18 @@ impl RookeryClient {
         #[wasm_bindgen(unchecked_param_type = "{ ephemeral?: boolean } | undefined")]
         options: JsValue,
     ) -> Poll {
-        let ephemeral = Reflect::get(&options, &"ephemeral".into())
-            .ok()
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let ephemeral = get(&options, "ephemeral").as_bool().unwrap_or(false);
         let kind = if ephemeral { "ephemeralPoll" } else { "poll" };
-        let topic = format!("{kind}:{id}");
-        let stats = Rc::new(RefCell::new(Value::Object(Default::default())));
+        let stats = Rc::new(RefCell::new(JsValue::from(Object::new())));
         let keep = stats.clone();
         let handle = TopicHandle::new(
             &self.inner,
-            topic,
-            Rc::new(move |data: &Value| *keep.borrow_mut() = data["stats"].clone()),
+            String::from(kind) + ":" + id,
+            Rc::new(move |data: &JsValue| *keep.borrow_mut() = get(data, "stats")),
         );
         Poll {
             handle,
-            id: id.to_owned(),
+            id: id.into(),
             kind,
             stats,
         }
@@ -478,21 +523,21 @@ impl RookeryClient {
         let keep = value.clone();
         let handle = TopicHandle::new(
             &self.inner,
-            format!("counter:{id}"),
-            Rc::new(move |data: &Value| {
-                *keep.borrow_mut() = data["value"].as_f64().unwrap_or(0.0);
+            String::from("counter:") + id,
+            Rc::new(move |data: &JsValue| {
+                *keep.borrow_mut() = get(data, "value").as_f64().unwrap_or(0.0);
             }),
         );
         Counter {
             handle,
-            id: id.to_owned(),
+            id: id.into(),
             value,
         }
     }
 
     /// A presence handle: who is in the room.
     pub fn presence(&self) -> Presence {
-        let members: Rc<RefCell<Vec<Value>>> = Rc::default();
+        let members: Rc<RefCell<Vec<JsValue>>> = Rc::default();
         let mut listeners = Vec::new();
         for (topic, change) in [
             ("presence", 0u8),
@@ -504,24 +549,33 @@ impl RookeryClient {
             let id = listen(
                 &self.inner,
                 topic,
-                Listener::Rust(Rc::new(move |data: &Value| {
+                Listener::Rust(Rc::new(move |data: &JsValue| {
                     let mut members = keep.borrow_mut();
-                    let member = &data["member"];
-                    let same =
-                        |m: &Value| m["suffix"] == member["suffix"] && m["id"] == member["id"];
+                    let member = get(data, "member");
+                    let same = |m: &JsValue| {
+                        get(m, "suffix") == get(&member, "suffix")
+                            && get(m, "id") == get(&member, "id")
+                    };
                     match change {
-                        0 => *members = data["members"].as_array().cloned().unwrap_or_default(),
-                        1 => members.push(member.clone()),
+                        0 => {
+                            let list = get(data, "members");
+                            *members = if Array::is_array(&list) {
+                                Array::from(&list).iter().collect()
+                            } else {
+                                Vec::new()
+                            };
+                        }
+                        1 => members.push(member),
                         2 => members.retain(|m| !same(m)),
                         _ => {
                             if let Some(m) = members.iter_mut().find(|m| same(m)) {
-                                *m = member.clone();
+                                *m = member;
                             }
                         }
                     }
                 })),
             );
-            listeners.push((topic, id));
+            listeners.push(id);
         }
         hold(&self.inner, "presence");
         Presence {
@@ -562,7 +616,7 @@ pub struct Subscription {
 impl Subscription {
     pub fn unsubscribe(&mut self) {
         if let Some(id) = self.id.take() {
-            unlisten(&self.inner, &self.topic, id);
+            unlisten(&self.inner, id);
             release(&self.inner, &self.topic);
         }
     }
@@ -577,7 +631,7 @@ struct TopicHandle {
 }
 
 impl TopicHandle {
-    fn new(inner: &Shared, topic: String, keep: Rc<dyn Fn(&Value)>) -> TopicHandle {
+    fn new(inner: &Shared, topic: String, keep: Rc<dyn Fn(&JsValue)>) -> TopicHandle {
         let listener = listen(inner, &topic, Listener::Rust(keep));
         hold(inner, &topic);
         TopicHandle {
@@ -597,7 +651,7 @@ impl TopicHandle {
             return;
         }
         for id in self.listeners.drain(..) {
-            unlisten(&self.inner, &self.topic, id);
+            unlisten(&self.inner, id);
         }
         release(&self.inner, &self.topic);
     }
@@ -609,7 +663,7 @@ pub struct Poll {
     handle: TopicHandle,
     id: String,
     kind: &'static str,
-    stats: Rc<RefCell<Value>>,
+    stats: Rc<RefCell<JsValue>>,
 }
 
 #[wasm_bindgen]
@@ -617,15 +671,16 @@ impl Poll {
     /// Votes `answer` (moving an earlier vote).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn vote(&self, answer: JsValue) -> Promise {
-        let answer = from_js(&answer);
-        let vote = json!({"id": self.id, "answer": answer});
-        request(&self.handle.inner, self.kind, Some(vote))
+        let vote = Object::new();
+        set(&vote, "id", &self.id.as_str().into());
+        set(&vote, "answer", &answer);
+        request(&self.handle.inner, self.kind, Some(vote.into()))
     }
 
     /// The latest stats: answer → votes.
     #[wasm_bindgen(getter, unchecked_return_type = "Record<string, number>")]
     pub fn stats(&self) -> JsValue {
-        to_js(&self.stats.borrow())
+        self.stats.borrow().clone()
     }
 
     /// `callback({id, stats})` on every change.
@@ -656,8 +711,10 @@ impl Counter {
     /// Adds `delta` (negative to subtract).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn add(&self, delta: f64) -> Promise {
-        let change = json!({"id": self.id, "value": delta});
-        request(&self.handle.inner, "counter", Some(change))
+        let change = Object::new();
+        set(&change, "id", &self.id.as_str().into());
+        set(&change, "value", &delta.into());
+        request(&self.handle.inner, "counter", Some(change.into()))
     }
 
     #[wasm_bindgen(getter)]
@@ -684,15 +741,22 @@ impl Counter {
 #[wasm_bindgen]
 pub struct Presence {
     inner: Shared,
-    members: Rc<RefCell<Vec<Value>>>,
-    listeners: Vec<(&'static str, u32)>,
+    members: Rc<RefCell<Vec<JsValue>>>,
+    listeners: Vec<u32>,
+}
+
+impl Presence {
+    fn on(&mut self, topic: &str, callback: Function) {
+        let id = listen(&self.inner, topic, Listener::Js(callback));
+        self.listeners.push(id);
+    }
 }
 
 #[wasm_bindgen]
 impl Presence {
     #[wasm_bindgen(getter, unchecked_return_type = "Member[]")]
     pub fn members(&self) -> Array {
-        self.members.borrow().iter().map(to_js).collect()
+        self.members.borrow().iter().collect()
     }
 
     #[wasm_bindgen(getter)]
@@ -705,8 +769,7 @@ impl Presence {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
     ) {
-        let id = listen(&self.inner, "presence:joined", Listener::Js(callback));
-        self.listeners.push(("presence:joined", id));
+        self.on("presence:joined", callback);
     }
 
     #[wasm_bindgen(js_name = onLeave)]
@@ -714,8 +777,7 @@ impl Presence {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
     ) {
-        let id = listen(&self.inner, "presence:left", Listener::Js(callback));
-        self.listeners.push(("presence:left", id));
+        self.on("presence:left", callback);
     }
 
     #[wasm_bindgen(js_name = onUpdate)]
@@ -723,14 +785,16 @@ impl Presence {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
     ) {
-        let id = listen(&self.inner, "presence:updated", Listener::Js(callback));
-        self.listeners.push(("presence:updated", id));
+        self.on("presence:updated", callback);
     }
 
     /// Stops this handle's updates.
     pub fn release(&mut self) {
-        for (topic, id) in self.listeners.drain(..) {
-            unlisten(&self.inner, topic, id);
+        if self.listeners.is_empty() {
+            return;
+        }
+        for id in self.listeners.drain(..) {
+            unlisten(&self.inner, id);
         }
         release(&self.inner, "presence");
     }

@@ -169,3 +169,114 @@ async fn closing_stops_everything_and_rejects_later_calls() {
     let error = wait(client.chat("late".into())).await.unwrap_err();
     assert_eq!(get(&error, "code"), "closed");
 }
+
+#[wasm_bindgen_test]
+async fn every_handle_calls_back_and_releasing_or_unsubscribing_stops_it() {
+    let name = room("handles");
+    let a = RookeryClient::new(URL, options(&name)).unwrap();
+    let b = RookeryClient::new(URL, options(&name)).unwrap();
+    wait(a.connected()).await.unwrap();
+    wait(b.connected()).await.unwrap();
+    assert_eq!(a.state(), "connected");
+
+    let profile = wait(b.profile()).await.unwrap();
+    assert!(get(&profile, "id").is_string());
+    assert!(get(&profile, "connectionDetails").is_object());
+
+    // Poll (ephemeral) and counter callbacks receive the event's data.
+    let mut poll = a.poll("e", options_with("ephemeral", true.into()));
+    let (on_poll, polls) = collector();
+    poll.on_update(on_poll);
+    let mut counter = a.counter("k");
+    let (on_counter, counters) = collector();
+    counter.on_change(on_counter);
+    sleep(100).await;
+    wait(
+        b.poll("e", options_with("ephemeral", true.into()))
+            .vote("no".into()),
+    )
+    .await
+    .unwrap();
+    wait(b.counter("k").add(3.0)).await.unwrap();
+    eventually("poll update", || {
+        polls
+            .borrow()
+            .iter()
+            .any(|p| get(&get(p, "stats"), "no") == 1)
+    })
+    .await;
+    eventually("counter change", || {
+        counters.borrow().iter().any(|c| get(c, "value") == 3)
+    })
+    .await;
+    assert_eq!(counter.value(), 3.0);
+
+    // Presence: update and leave callbacks, and the member list.
+    let mut presence = a.presence();
+    let (on_update, updates) = collector();
+    presence.on_update(on_update);
+    let (on_leave, leaves) = collector();
+    presence.on_leave(on_leave);
+    eventually("snapshot", || presence.count() == 2).await;
+    let renamed = Object::new();
+    Reflect::set(&renamed, &"nick".into(), &"bee".into()).unwrap();
+    wait(b.login(renamed.into())).await.unwrap();
+    eventually("b's update", || updates.borrow().len() == 1).await;
+    let members = presence.members();
+    assert!(members
+        .iter()
+        .any(|m| get(&get(&m, "properties"), "nick") == "bee"));
+
+    // Unsubscribing and releasing stop the callbacks.
+    let (on_chat, chats) = collector();
+    let mut sub = a.subscribe("chat", on_chat);
+    sleep(100).await;
+    wait(b.chat("one".into())).await.unwrap();
+    eventually("first chat", || chats.borrow().len() == 1).await;
+    sub.unsubscribe();
+    poll.release();
+    counter.release();
+    sleep(100).await;
+    wait(b.chat("two".into())).await.unwrap();
+    wait(b.counter("k").add(1.0)).await.unwrap();
+    b.close();
+    eventually("b leaves", || {
+        leaves.borrow().len() == 1 && presence.count() == 1
+    })
+    .await;
+    assert_eq!(chats.borrow().len(), 1, "no chat after unsubscribe");
+    assert_eq!(counter.value(), 3.0, "no counter change after release");
+    presence.release();
+    a.close();
+}
+
+#[wasm_bindgen_test]
+async fn requests_made_offline_are_queued_and_sent_once_connected() {
+    let name = room("offline");
+    let listener = RookeryClient::new(URL, options(&name)).unwrap();
+    let (on_chat, chats) = collector();
+    let _sub = listener.subscribe("chat", on_chat);
+    wait(listener.connected()).await.unwrap();
+    sleep(100).await;
+    // Made before the socket is even open: queued, then sent.
+    let speaker = RookeryClient::new(URL, options(&name)).unwrap();
+    assert_eq!(speaker.state(), "connecting");
+    wait(speaker.chat("early".into())).await.unwrap();
+    eventually("the queued chat arrives", || chats.borrow().len() == 1).await;
+
+    // A server that never answers: the request is rejected with `timeout`.
+    let o = options(&room("unreachable"));
+    Reflect::set(&o, &"requestTimeoutMs".into(), &300.into()).unwrap();
+    let lost = RookeryClient::new("ws://127.0.0.1:9", o).unwrap();
+    let error = wait(lost.profile()).await.unwrap_err();
+    assert_eq!(get(&error, "code"), "timeout");
+    lost.close();
+    listener.close();
+    speaker.close();
+}
+
+fn options_with(key: &str, value: JsValue) -> JsValue {
+    let o = Object::new();
+    Reflect::set(&o, &key.into(), &value).unwrap();
+    o.into()
+}
