@@ -3,8 +3,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -88,71 +88,126 @@ pub async fn connect(system: System, addr: &str, room: &str) -> Option<Ws> {
     Some(ws)
 }
 
-/// What the subscribers of one process saw.
-#[derive(Default)]
-pub struct Counts {
-    pub delivered: AtomicU64,
+/// What one worker's connections saw, step by step. The worker runs on one thread
+/// (a current-thread runtime), so plain cells suffice.
+pub struct Tally {
+    /// When step 0 starts, in microseconds since the epoch (receivers date deliveries by it).
+    pub start_us: u64,
+    pub step_us: u64,
+    /// Deliveries received during each step.
+    pub delivered: Vec<Cell<u64>>,
+    /// Messages published during each step.
+    pub sent: Vec<Cell<u64>>,
+    /// Deliveries this worker's reading subscribers should see for what was published.
+    pub expected: Vec<Cell<f64>>,
+    /// Publish-to-receive latency of each step, past its first quarter (so the backlog of
+    /// the step before does not count).
+    pub latency: RefCell<Vec<Histogram<u64>>>,
+    /// Set when publishing stopped: the step that fell behind, or the last.
+    pub stop: Cell<bool>,
 }
 
-/// Reads deliveries until `until`, counting and timing them; `reading == false` makes a
-/// subscriber that never reads (W4's slow consumers).
+impl Tally {
+    pub fn new(steps: usize, start_us: u64, step_us: u64) -> Tally {
+        let histogram = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        Tally {
+            start_us,
+            step_us,
+            delivered: (0..steps).map(|_| Cell::new(0)).collect(),
+            sent: (0..steps).map(|_| Cell::new(0)).collect(),
+            expected: (0..steps).map(|_| Cell::new(0.0)).collect(),
+            latency: RefCell::new((0..steps).map(|_| histogram()).collect()),
+            stop: Cell::new(false),
+        }
+    }
+
+    /// The step `at_us` falls in, if within the schedule.
+    fn step_at(&self, at_us: u64) -> Option<usize> {
+        let since = at_us.checked_sub(self.start_us)?;
+        let step = (since / self.step_us) as usize;
+        (step < self.delivered.len()).then_some(step)
+    }
+
+    /// Counts a delivery sent at `sent_us`, received now.
+    fn record(&self, sent_us: u64) {
+        let now = now_us();
+        let Some(step) = self.step_at(now) else {
+            return;
+        };
+        let cell = &self.delivered[step];
+        cell.set(cell.get() + 1);
+        if (now - self.start_us) % self.step_us >= self.step_us / 4 {
+            let _ = self.latency.borrow_mut()[step].record(now.saturating_sub(sent_us).max(1));
+        }
+    }
+}
+
+/// Reads deliveries until `done` turns true, counting and timing them; `reading == false`
+/// makes a subscriber that never reads (W4's slow consumers).
 pub async fn subscribe(
     mut ws: Ws,
-    counts: Arc<Counts>,
-    histogram: Arc<std::sync::Mutex<Histogram<u64>>>,
-    until: Instant,
+    tally: Rc<Tally>,
+    mut done: tokio::sync::watch::Receiver<bool>,
     reading: bool,
 ) {
     if !reading {
-        tokio::time::sleep_until(until.into()).await;
-        drop(ws);
+        let _ = done.wait_for(|d| *d).await;
         return;
     }
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut delivered = 0u64;
     loop {
-        let next = tokio::time::timeout_at(until.into(), ws.next()).await;
-        let Ok(Some(Ok(message))) = next else { break };
-        if let Message::Text(text) = message {
-            if let Some(sent) = sent_us(&text) {
-                let _ = local.record(now_us().saturating_sub(sent).max(1));
-                delivered += 1;
-                if delivered.is_multiple_of(256) {
-                    counts.delivered.fetch_add(256, Ordering::Relaxed);
+        tokio::select! {
+            message = ws.next() => {
+                let Some(Ok(message)) = message else { break };
+                if let Message::Text(text) = message {
+                    if let Some(sent) = sent_us(&text) {
+                        tally.record(sent);
+                    }
                 }
             }
+            _ = done.wait_for(|d| *d) => break,
         }
     }
-    counts
-        .delivered
-        .fetch_add(delivered % 256, Ordering::Relaxed);
-    let _ = histogram.lock().unwrap().add(&local);
 }
 
-/// Publishes `rate` messages per second of `size` bytes into `ws` until `until`.
-pub async fn publish(mut ws: Ws, rate: u64, size: usize, until: Instant) -> u64 {
-    let mut sent = 0u64;
-    let start = Instant::now();
+/// Publishes into `ws` at `rates[k]` messages/s during step `k` of the tally's schedule,
+/// until the schedule ends or the tally says stop. `members` is how many of this worker's
+/// reading subscribers are in the publisher's room (the expected deliveries per message).
+pub async fn publish(mut ws: Ws, rates: Vec<f64>, size: usize, members: f64, tally: Rc<Tally>) {
     // Drain whatever comes back (a relay echoes to the sender too).
     let (mut sink, mut stream) = ws_split(&mut ws);
     let drain = async { while let Some(Ok(_)) = stream.next().await {} };
     let send = async {
-        while Instant::now() < until {
-            let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-            while sent < due {
-                if sink.send(Message::text(publish_text(size))).await.is_err() {
-                    return;
+        let step_us = tally.step_us;
+        for (step, &rate) in rates.iter().enumerate() {
+            let step_start = tally.start_us + step as u64 * step_us;
+            let mut sent = 0u64;
+            loop {
+                let now = now_us();
+                if tally.stop.get() || now >= step_start + step_us {
+                    break;
                 }
-                sent += 1;
+                let due = (now.saturating_sub(step_start) as f64 / 1e6 * rate) as u64;
+                while sent < due {
+                    if sink.send(Message::text(publish_text(size))).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                    let cell = &tally.sent[step];
+                    cell.set(cell.get() + 1);
+                    let cell = &tally.expected[step];
+                    cell.set(cell.get() + members);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            if tally.stop.get() {
+                return;
+            }
         }
     };
     tokio::select! {
         _ = send => {}
         _ = drain => {}
     }
-    sent
 }
 
 fn ws_split(

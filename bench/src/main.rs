@@ -4,10 +4,9 @@
 //! and writes a results table. See `bench/README.md`.
 
 use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
-use rookery_bench::load::{self, Counts, System};
+use rookery_bench::load::{self, System, Tally};
 use rookery_bench::report;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -37,16 +36,22 @@ pub struct WorkerArgs {
     rooms: usize,
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
-    /// Publisher connections (each in a random room), publishing `rate` messages/s each.
+    /// Publisher connections, each in its own room (publisher `i` in room `i·7919 mod rooms`).
     #[arg(long, default_value_t = 0)]
     publishers: usize,
-    #[arg(long, default_value_t = 100)]
-    rate: u64,
+    /// The schedule: each publisher's messages/s in each step (`0` holds the connections
+    /// idle for a step).
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    rates: Vec<f64>,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 2.0)]
+    step_seconds: f64,
+    /// Stop publishing after a step whose deliveries fall below this share of what was
+    /// published (saturation); 0 runs every step.
+    #[arg(long, default_value_t = 0.0)]
+    stop_below: f64,
     #[arg(long, default_value_t = 128)]
     size: usize,
-    /// Seconds of publishing after every connection is up.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
     /// Share of subscribers that never read (W4), in percent.
     #[arg(long, default_value_t = 0.0)]
     slow_percent: f64,
@@ -55,6 +60,8 @@ pub struct WorkerArgs {
     wave: usize,
 }
 
+/// Connects, runs the schedule, and prints `start`, a `step K` line as each step ends
+/// (the driver samples the server's CPU time at those lines), then a JSON result line.
 async fn worker(args: WorkerArgs) {
     let system = System::parse(&args.system);
     let started = Instant::now();
@@ -66,72 +73,111 @@ async fn worker(args: WorkerArgs) {
     {
         let connecting: Vec<_> = chunk
             .iter()
-            .map(|i| {
-                let room = format!("{}-{}", args.prefix, i % args.rooms);
+            .map(|&i| {
+                let room = i % args.rooms;
+                let url_room = format!("{}-{room}", args.prefix);
                 let addr = args.addr.clone();
-                tokio::spawn(async move { load::connect(system, &addr, &room).await })
+                tokio::task::spawn_local(async move {
+                    load::connect(system, &addr, &url_room)
+                        .await
+                        .map(|ws| (room, ws))
+                })
             })
             .collect();
         for c in connecting {
             match c.await.ok().flatten() {
-                Some(ws) => subscribers.push(ws),
+                Some(s) => subscribers.push(s),
                 None => failed += 1,
             }
         }
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    let mut publishers = Vec::new();
-    for i in 0..args.publishers {
-        let room = format!("{}-{}", args.prefix, (i * 7919) % args.rooms);
-        if let Some(ws) = load::connect(system, &args.addr, &room).await {
-            publishers.push(ws);
-        }
-    }
-    let until = Instant::now() + Duration::from_secs(args.seconds) + Duration::from_millis(500);
-    let counts = Arc::new(Counts::default());
-    let histogram = Arc::new(std::sync::Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
-    ));
     let slow_every = if args.slow_percent > 0.0 {
         (100.0 / args.slow_percent).round().max(1.0) as usize
     } else {
         usize::MAX
     };
+    let reading = |i: usize| slow_every == usize::MAX || i % slow_every != slow_every - 1;
+    let mut members = vec![0usize; args.rooms];
+    for (i, (room, _)) in subscribers.iter().enumerate() {
+        if reading(i) {
+            members[*room] += 1;
+        }
+    }
+    let mut publishers = Vec::new();
+    for i in 0..args.publishers {
+        let room = (i * 7919) % args.rooms;
+        let url_room = format!("{}-{room}", args.prefix);
+        if let Some(ws) = load::connect(system, &args.addr, &url_room).await {
+            publishers.push((room, ws));
+        }
+    }
+
+    let steps = args.rates.len();
+    let step_us = (args.step_seconds * 1e6) as u64;
+    let tally = Rc::new(Tally::new(steps, load::now_us() + 100_000, step_us));
+    let (done_tx, done) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for (i, ws) in subscribers.into_iter().enumerate() {
-        let reading = slow_every == usize::MAX || i % slow_every != slow_every - 1;
-        tasks.push(tokio::spawn(load::subscribe(
+    for (i, (_, ws)) in subscribers.into_iter().enumerate() {
+        let task = load::subscribe(ws, tally.clone(), done.clone(), reading(i));
+        tasks.push(tokio::task::spawn_local(task));
+    }
+    for (room, ws) in publishers {
+        let task = load::publish(
             ws,
-            counts.clone(),
-            histogram.clone(),
-            until,
-            reading,
-        )));
+            args.rates.clone(),
+            args.size,
+            members[room] as f64,
+            tally.clone(),
+        );
+        tokio::task::spawn_local(task);
     }
-    let publish_until = until - Duration::from_millis(500);
-    let publishing: Vec<_> = publishers
-        .into_iter()
-        .map(|ws| tokio::spawn(load::publish(ws, args.rate, args.size, publish_until)))
-        .collect();
-    let mut sent = 0;
-    for p in publishing {
-        sent += p.await.unwrap_or(0);
+    let wait_for =
+        |us: u64| tokio::time::sleep(Duration::from_micros(us.saturating_sub(load::now_us())));
+    wait_for(tally.start_us).await;
+    println!("start");
+    let mut ran = 0;
+    for step in 0..steps {
+        wait_for(tally.start_us + (step as u64 + 1) * step_us).await;
+        println!("step {step}");
+        ran = step + 1;
+        let expected = tally.expected[step].get();
+        let delivered = tally.delivered[step].get() as f64;
+        if args.stop_below > 0.0 && expected > 0.0 && delivered < args.stop_below * expected {
+            tally.stop.set(true);
+            break;
+        }
     }
+    tally.stop.set(true);
+    // A delivery counts in the step it arrives in; give frames in flight a moment to land
+    // (they count for no step), then end every subscriber.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = done_tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
-    let h = histogram.lock().unwrap();
+    let latency = tally.latency.borrow();
+    let results: Vec<_> = (0..ran)
+        .map(|k| {
+            let h = &latency[k];
+            serde_json::json!({
+                "rate": args.rates[k],
+                "sent": tally.sent[k].get(),
+                "delivered": tally.delivered[k].get(),
+                "expected": tally.expected[k].get(),
+                "p50_us": h.value_at_quantile(0.5),
+                "p99_us": h.value_at_quantile(0.99),
+                "p999_us": h.value_at_quantile(0.999),
+                "samples": h.len(),
+            })
+        })
+        .collect();
     let result = serde_json::json!({
         "connected": args.subscribers - failed,
         "failed": failed,
         "connect_secs": connect_secs,
-        "sent": sent,
-        "delivered": counts.delivered.load(std::sync::atomic::Ordering::Relaxed),
-        "seconds": args.seconds,
-        "p50_us": h.value_at_quantile(0.5),
-        "p99_us": h.value_at_quantile(0.99),
-        "p999_us": h.value_at_quantile(0.999),
-        "samples": h.len(),
+        "step_seconds": args.step_seconds,
+        "steps": results,
     });
     println!("{result}");
 }
@@ -140,12 +186,12 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Command::Worker(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            // One thread (the worker is pinned to one core): tasks share plain cells.
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(worker(args));
+            tokio::task::LocalSet::new().block_on(&runtime, worker(args));
         }
         Command::Run(args) => report::run(args),
     }

@@ -30,8 +30,9 @@ pub struct RunArgs {
     pub out: String,
 }
 
-/// Sockets one worker process opens at most (the fd limit here is 20,000).
-const PER_WORKER: usize = 9_000;
+/// Sockets one worker process opens at most (the fd limit here is 20,000). Stepped loads
+/// (W2 ≤ 10 k, W3) fit in one process; only W1 at 19 k needs two.
+const PER_WORKER: usize = 18_000;
 
 struct Target {
     name: String,
@@ -111,116 +112,131 @@ fn start_nchan() -> ServerProcess {
     ServerProcess { child, addr }
 }
 
-/// Runs a load over as many worker processes as its sockets need; sums their results.
-fn load(target: &Target, args: &[(&str, String)], subscribers: usize) -> Value {
-    let workers = subscribers.div_ceil(PER_WORKER).max(1);
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..workers)
-        .map(|w| {
-            let share = subscribers / workers + usize::from(w < subscribers % workers);
-            let mut cmd = Command::new("taskset");
-            cmd.args(["-c", "1"]).arg(&exe).arg("worker");
-            cmd.args(["--system", &target.name, "--addr", &target.server.addr]);
-            cmd.args(["--subscribers", &share.to_string()]);
-            for (k, v) in args {
-                // Only the first worker publishes.
-                if *k == "--publishers" && w > 0 {
-                    cmd.args([*k, "0"]);
-                } else {
-                    cmd.args([*k, v.as_str()]);
-                }
-            }
-            cmd.stdout(std::process::Stdio::piped());
-            cmd.spawn().expect("worker starts")
-        })
-        .collect();
-    let mut total = serde_json::json!({"connected":0,"failed":0,"sent":0,"delivered":0,"p50_us":0,"p99_us":0,"p999_us":0,"connect_secs":0.0});
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        for k in ["connected", "failed", "sent", "delivered"] {
-            total[k] = (total[k].as_u64().unwrap_or(0) + v[k].as_u64().unwrap_or(0)).into();
-        }
-        for k in ["p50_us", "p99_us", "p999_us"] {
-            total[k] = total[k]
-                .as_u64()
-                .unwrap_or(0)
-                .max(v[k].as_u64().unwrap_or(0))
-                .into();
-        }
-        total["connect_secs"] = total["connect_secs"]
-            .as_f64()
-            .unwrap_or(0.0)
-            .max(v["connect_secs"].as_f64().unwrap_or(0.0))
-            .into();
-    }
-    total
-}
-
-/// One fanout measurement at `rate` messages/s to `n` subscribers.
+/// One step of a stepped load, as the server and the receivers saw it.
+#[derive(Clone, Debug)]
 struct Step {
     delivered_per_s: f64,
     expected_per_s: f64,
-    p50: u64,
-    p99: u64,
-    p999: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    /// Server CPU time (user + system) per delivery in this step.
     cpu_per_delivery_ns: f64,
 }
 
-fn fanout(target: &Target, n: usize, rate: u64, seconds: u64, slow: f64, room: &str) -> Step {
-    let cpu = target.server.cpu_seconds();
-    let v = load(
-        target,
-        &[
-            ("--prefix", room.into()),
-            ("--publishers", "1".into()),
-            ("--rate", rate.to_string()),
-            ("--seconds", seconds.to_string()),
-            ("--slow-percent", slow.to_string()),
-        ],
-        n,
-    );
-    let cpu = target.server.cpu_seconds() - cpu;
-    let delivered = v["delivered"].as_f64().unwrap_or(0.0);
-    let reading = n as f64 * (1.0 - slow / 100.0);
-    Step {
-        delivered_per_s: delivered / seconds as f64,
-        expected_per_s: v["sent"].as_f64().unwrap_or(0.0) * reading / seconds as f64,
-        p50: v["p50_us"].as_u64().unwrap_or(0),
-        p99: v["p99_us"].as_u64().unwrap_or(0),
-        p999: v["p999_us"].as_u64().unwrap_or(0),
-        cpu_per_delivery_ns: if delivered > 0.0 {
-            cpu * 1e9 / delivered
-        } else {
-            0.0
-        },
+impl Step {
+    fn kept_up(&self) -> bool {
+        self.delivered_per_s >= 0.9 * self.expected_per_s
     }
 }
 
-/// Steps the publish rate up until deliveries stop keeping up; the best deliveries/s.
-fn saturate(target: &Target, n: usize, seconds: u64, room: &str) -> (f64, f64) {
-    let mut best = (0.0f64, 0.0f64);
-    let mut deliveries = 50_000.0;
-    loop {
-        let rate = ((deliveries / n as f64) as u64).max(1);
-        let step = fanout(target, n, rate, seconds, 0.0, room);
-        if step.delivered_per_s > best.0 {
-            best = (step.delivered_per_s, step.cpu_per_delivery_ns);
-        }
-        let kept_up = step.delivered_per_s >= 0.9 * step.expected_per_s;
-        if !kept_up || deliveries > 20_000_000.0 {
-            return best;
-        }
-        deliveries *= 2.0;
+/// Runs a stepped load in one worker process (pinned to core 1), sampling the server's CPU
+/// time as each step ends. Returns the steps run (the worker stops after the first that
+/// falls behind) and the server's peak RSS seen at step ends.
+fn stepped(target: &Target, args: &[(&str, String)], subscribers: usize) -> (Vec<Step>, u64) {
+    use std::io::{BufRead, BufReader};
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "1"]).arg(&exe).arg("worker");
+    cmd.args(["--system", &target.name, "--addr", &target.server.addr]);
+    cmd.args(["--subscribers", &subscribers.to_string()]);
+    for (k, v) in args {
+        cmd.args([*k, v.as_str()]);
     }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("worker starts");
+    let mut cpu = Vec::new();
+    let mut peak_rss = 0;
+    let mut result = Value::Null;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        if line == "start" || line.starts_with("step ") {
+            cpu.push(target.server.cpu_seconds());
+            peak_rss = peak_rss.max(target.server.rss());
+        } else if line.starts_with('{') {
+            result = serde_json::from_str(&line).unwrap_or(Value::Null);
+        }
+    }
+    let _ = child.wait();
+    let seconds = result["step_seconds"].as_f64().unwrap_or(1.0);
+    let steps = result["steps"].as_array().cloned().unwrap_or_default();
+    let steps = steps
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let delivered = s["delivered"].as_f64().unwrap_or(0.0);
+            let used = match (cpu.get(k), cpu.get(k + 1)) {
+                (Some(a), Some(b)) => b - a,
+                _ => 0.0,
+            };
+            let ms = |key: &str| s[key].as_f64().unwrap_or(0.0) / 1000.0;
+            Step {
+                delivered_per_s: delivered / seconds,
+                expected_per_s: s["expected"].as_f64().unwrap_or(0.0) / seconds,
+                p50_ms: ms("p50_us"),
+                p99_ms: ms("p99_us"),
+                p999_ms: ms("p999_us"),
+                cpu_per_delivery_ns: if delivered > 0.0 {
+                    used * 1e9 / delivered
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect();
+    (steps, peak_rss)
 }
 
+/// Deliveries/s offered by each step of a schedule: 25 k, doubling, ten steps (to 12.8 M,
+/// past every system's capacity on this machine).
+fn schedule() -> Vec<f64> {
+    (0..10).map(|k| 25_000.0 * f64::from(1u32 << k)).collect()
+}
+
+/// The schedule as publish rates, for `per_message` deliveries per published message and
+/// `publishers` publishers.
+fn rates(per_message: f64, publishers: f64) -> String {
+    schedule()
+        .iter()
+        .map(|d| format!("{:.3}", d / per_message / publishers))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The step with the most deliveries/s.
+fn best(steps: &[Step]) -> Option<&Step> {
+    steps
+        .iter()
+        .max_by(|a, b| a.delivered_per_s.total_cmp(&b.delivered_per_s))
+}
+
+/// Of the steps that kept up, the one whose rate is nearest `rate` (log scale).
+fn nearest(steps: &[Step], rate: f64) -> Option<(usize, &Step)> {
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kept_up())
+        .min_by(|a, b| {
+            let d = |s: &Step| (s.delivered_per_s / rate).ln().abs();
+            d(a.1).total_cmp(&d(b.1))
+        })
+}
+
+/// Median and range of one figure over the runs.
 fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 fn fmt_mr(v: Vec<f64>, unit: &str) -> (f64, String) {
+    if v.is_empty() {
+        return (0.0, "–".into());
+    }
     let (m, lo, hi) = median_range(v);
     (
         m,
@@ -240,9 +256,49 @@ fn human(v: f64) -> String {
     }
 }
 
+/// Latency percentiles over runs: `p50 a (lo–hi) ms, p99 …`.
+fn latency_text(steps: &[Step]) -> String {
+    if steps.is_empty() {
+        return "–".into();
+    }
+    let of = |f: fn(&Step) -> f64| fmt_mr(steps.iter().map(f).collect(), "ms").1;
+    format!(
+        "p50 {}, p99 {}, p999 {}",
+        of(|s| s.p50_ms),
+        of(|s| s.p99_ms),
+        of(|s| s.p999_ms)
+    )
+}
+
+/// W2 at one N, one step of each run per figure.
+struct Fanout {
+    n: usize,
+    /// The saturated (best) step.
+    saturated: Vec<Step>,
+    /// The step nearest half the saturated rate.
+    half: Vec<Step>,
+    /// The step at [`COMMON_RATE`].
+    common: Vec<Step>,
+}
+
+/// Every figure of one system.
+#[derive(Default)]
+struct Figures {
+    w2: Vec<Fanout>,
+    /// W4: readers' per-subscriber rate vs W2's at the same step (%), server RSS growth (B).
+    w4: Vec<(f64, f64)>,
+    /// W1 per N: bytes per connection, connections/s.
+    w1: Vec<(usize, Vec<f64>, Vec<f64>)>,
+    /// W3: the saturated step of each run.
+    w3: Vec<Step>,
+}
+
+/// Deliveries/s at which every system's latency is compared.
+const COMMON_RATE: f64 = 50_000.0;
+
 pub fn run(args: RunArgs) {
     let runs = if args.quick { 1 } else { args.runs.max(1) };
-    let seconds = if args.quick { 1 } else { 4 };
+    let step = if args.quick { "1" } else { "2" };
     let idle_hold = if args.quick { "2" } else { "4" };
     let fanout_sizes: Vec<usize> = if args.quick {
         vec![1_000]
@@ -254,150 +310,272 @@ pub fn run(args: RunArgs) {
     } else {
         vec![1_000, 5_000, 19_000]
     };
-    let mut report = String::new();
+    let w3_subscribers = if args.quick { 2_000 } else { 10_000 };
     let date = Command::new("date")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = writeln!(report, "# Benchmark results\n\nProduced by `{}` on {date}; {cpus} cores, server pinned to core 0 (`taskset`), load generator on core 1. {runs} run(s) per figure: median (min–max).\n", std::env::args().collect::<Vec<_>>().join(" "));
-
-    let mut w2: Vec<(String, usize, f64, String, String)> = Vec::new();
-    let mut lat: Vec<(String, usize, String)> = Vec::new();
-    let mut w4: Vec<(String, String)> = Vec::new();
-    let mut w1: Vec<(String, usize, String)> = Vec::new();
-    let mut w3: Vec<(String, f64, String)> = Vec::new();
+    let mut all: Vec<(String, Figures)> = Vec::new();
     for system in &args.systems {
+        let mut f = Figures::default();
         for &n in &fanout_sizes {
-            let mut rates = Vec::new();
-            let mut cpus_ns = Vec::new();
+            let (mut sat, mut half, mut common) = (Vec::new(), Vec::new(), Vec::new());
             for r in 0..runs {
                 let target = start(system, &args.bin_dir);
-                let (best, cpu) = saturate(&target, n, seconds, &format!("w2-{r}"));
-                rates.push(best);
-                cpus_ns.push(cpu);
+                let (steps, _) = stepped(
+                    &target,
+                    &[
+                        ("--prefix", format!("w2-{r}")),
+                        ("--publishers", "1".into()),
+                        ("--rates", rates(n as f64, 1.0)),
+                        ("--step-seconds", step.into()),
+                        ("--stop-below", "0.9".into()),
+                    ],
+                    n,
+                );
+                let Some(top) = best(&steps).cloned() else {
+                    continue;
+                };
+                if let Some((_, s)) = nearest(&steps, top.delivered_per_s / 2.0) {
+                    half.push(s.clone());
+                }
+                if let Some((_, s)) = nearest(&steps, COMMON_RATE) {
+                    if (s.delivered_per_s / COMMON_RATE - 1.0).abs() < 0.2 {
+                        common.push(s.clone());
+                    }
+                }
+                eprintln!(
+                    "{system} W2 n={n} run {r}: {} deliveries/s",
+                    human(top.delivered_per_s)
+                );
+                sat.push(top);
             }
-            let (median, text) = fmt_mr(rates, "deliveries/s");
-            let (_, cpu_text) = fmt_mr(cpus_ns, "ns");
-            eprintln!("{system} W2 n={n}: {text}");
-            w2.push((system.clone(), n, median, text, cpu_text));
-            // Latency at half the saturated rate, and W4 at that rate with 1 % not reading.
-            let rate = ((median / 2.0) / n as f64).max(1.0) as u64;
-            let (mut p50, mut p99, mut p999, mut keep) = (vec![], vec![], vec![], vec![]);
-            for r in 0..runs {
-                let target = start(system, &args.bin_dir);
-                let s = fanout(&target, n, rate, seconds, 0.0, &format!("lat-{r}"));
-                p50.push(s.p50 as f64 / 1000.0);
-                p99.push(s.p99 as f64 / 1000.0);
-                p999.push(s.p999 as f64 / 1000.0);
-                if n >= 1_000 {
-                    let base = s.delivered_per_s / n as f64;
-                    let slow = fanout(&target, n, rate, seconds, 1.0, &format!("w4-{r}"));
-                    let per_reader = slow.delivered_per_s / (n as f64 * 0.99);
-                    keep.push(100.0 * per_reader / base.max(1e-9));
+            // W4 at the largest N: half of the median saturated rate, 1 % never reading.
+            if n == *fanout_sizes.last().unwrap() && !half.is_empty() {
+                let half_rate = median_range(half.iter().map(|s| s.delivered_per_s).collect()).0;
+                let per_reader_w2 = half_rate / n as f64;
+                for r in 0..runs {
+                    let target = start(system, &args.bin_dir);
+                    let before = target.server.rss();
+                    let rate = format!("{:.3}", half_rate / n as f64);
+                    let (steps, peak) = stepped(
+                        &target,
+                        &[
+                            ("--prefix", format!("w4-{r}")),
+                            ("--publishers", "1".into()),
+                            ("--rates", format!("{rate},{rate}")),
+                            ("--step-seconds", step.into()),
+                            ("--slow-percent", "1".into()),
+                        ],
+                        n,
+                    );
+                    if let Some(last) = steps.last() {
+                        let per_reader = last.delivered_per_s / (n as f64 * 0.99);
+                        let growth = peak.saturating_sub(before) as f64;
+                        f.w4.push((100.0 * per_reader / per_reader_w2.max(1e-9), growth));
+                    }
                 }
             }
-            let line = format!(
-                "p50 {} ms, p99 {} ms, p999 {} ms",
-                fmt_mr(p50, "").1,
-                fmt_mr(p99, "").1,
-                fmt_mr(p999, "").1
-            );
-            lat.push((system.clone(), n, line));
-            if !keep.is_empty() && n == *fanout_sizes.last().unwrap() {
-                w4.push((system.clone(), fmt_mr(keep, "%").1));
-            }
+            f.w2.push(Fanout {
+                n,
+                saturated: sat,
+                half,
+                common,
+            });
         }
         for &n in &idle_sizes {
-            let mut per = Vec::new();
+            let (mut per, mut connect) = (Vec::new(), Vec::new());
             for _ in 0..runs {
                 let target = start(system, &args.bin_dir);
-                let before = target.server.rss();
-                let exe = std::env::current_exe().unwrap();
-                let workers = n.div_ceil(PER_WORKER);
-                let mut handles: Vec<_> = (0..workers)
-                    .map(|w| {
-                        let share = n / workers + usize::from(w < n % workers);
-                        Command::new("taskset")
-                            .args(["-c", "1"])
-                            .arg(&exe)
-                            .args(["worker", "--system", system, "--addr", &target.server.addr])
-                            .args(["--subscribers", &share.to_string(), "--seconds", idle_hold])
-                            .stdout(std::process::Stdio::null())
-                            .spawn()
-                            .unwrap()
-                    })
-                    .collect();
-                // The workers hold their connections idle for a few seconds once all are
-                // up: the peak RSS until they exit is the server with N idle connections.
-                let mut peak = 0;
-                while handles
-                    .iter_mut()
-                    .any(|h| h.try_wait().ok().flatten().is_none())
-                {
-                    peak = peak.max(target.server.rss());
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                per.push(peak.saturating_sub(before) as f64 / n as f64);
+                let (bytes, rate) = idle(&target, n, idle_hold);
+                per.push(bytes);
+                connect.push(rate);
             }
-            let (_, text) = fmt_mr(per, "B/conn");
-            eprintln!("{system} W1 n={n}: {text}");
-            w1.push((system.clone(), n, text));
+            eprintln!("{system} W1 n={n}: {}", fmt_mr(per.clone(), "B/conn").1);
+            f.w1.push((n, per, connect));
         }
-        let mut w3_rates = Vec::new();
-        let n = if args.quick { 2_000 } else { 10_000 };
-        let rooms = n / 10;
         for r in 0..runs {
             let target = start(system, &args.bin_dir);
-            let cpu = target.server.cpu_seconds();
-            let v = load(
+            let (steps, _) = stepped(
                 &target,
                 &[
                     ("--prefix", format!("w3-{r}")),
-                    ("--rooms", rooms.to_string()),
+                    ("--rooms", (w3_subscribers / 10).to_string()),
                     ("--publishers", "100".into()),
-                    ("--rate", "200".into()),
-                    ("--seconds", seconds.to_string()),
+                    ("--rates", rates(10.0, 100.0)),
+                    ("--step-seconds", step.into()),
+                    ("--stop-below", "0.9".into()),
                 ],
-                n,
+                w3_subscribers,
             );
-            let _ = target.server.cpu_seconds() - cpu;
-            w3_rates.push(v["delivered"].as_f64().unwrap_or(0.0) / seconds as f64);
+            if let Some(top) = best(&steps) {
+                eprintln!(
+                    "{system} W3 run {r}: {} deliveries/s",
+                    human(top.delivered_per_s)
+                );
+                f.w3.push(top.clone());
+            }
         }
-        let (m, text) = fmt_mr(w3_rates, "deliveries/s");
-        eprintln!("{system} W3: {text}");
-        w3.push((system.clone(), m, text));
+        all.push((system.clone(), f));
     }
-
-    let baseline = |n: usize| {
-        w2.iter()
-            .find(|r| r.0 == "rookery" && r.1 == n)
-            .map(|r| r.2)
-    };
-    let _ = writeln!(report, "## W2 fanout, 1 publisher → N subscribers, 128-byte payloads, rate stepped to saturation\n\n| system | N | saturated deliveries/s | Rookery ÷ system | server CPU per delivery |\n|---|---|---|---|---|");
-    for (s, n, m, text, cpu) in &w2 {
-        let ratio = baseline(*n).map_or("–".into(), |b| format!("{:.2}×", b / m.max(1e-9)));
-        let _ = writeln!(report, "| {s} | {n} | {text} | {ratio} | {cpu} |");
-    }
-    let _ = writeln!(report, "\n## W2 latency at half of each system's saturated rate (publish → receive)\n\n| system | N | latency |\n|---|---|---|");
-    for (s, n, line) in &lat {
-        let _ = writeln!(report, "| {s} | {n} | {line} |");
-    }
-    let _ = writeln!(report, "\n## W4: the same with 1 % of subscribers not reading\n\n| system | reading subscribers' rate vs W2 |\n|---|---|");
-    for (s, text) in &w4 {
-        let _ = writeln!(report, "| {s} | {text} |");
-    }
-    let _ = writeln!(report, "\n## W1 idle connections: server memory per connection (RSS delta ÷ N)\n\n| system | N | memory |\n|---|---|---|");
-    for (s, n, text) in &w1 {
-        let _ = writeln!(report, "| {s} | {n} | {text} |");
-    }
-    let rook3 = w3.iter().find(|r| r.0 == "rookery").map(|r| r.1);
-    let _ = writeln!(report, "\n## W3 many rooms: N/10 rooms × 10 subscribers, 100 publishers at 200 msg/s each\n\n| system | deliveries/s | Rookery ÷ system |\n|---|---|---|");
-    for (s, m, text) in &w3 {
-        let ratio = rook3.map_or("–".into(), |b| format!("{:.2}×", b / m.max(1e-9)));
-        let _ = writeln!(report, "| {s} | {text} | {ratio} |");
-    }
+    let report = render(&args, runs, &date, &all, &fanout_sizes);
     std::fs::write(&args.out, &report).expect("results written");
     println!("{report}");
+}
+
+/// W1: `n` connections held idle over as many workers as the fd limit needs. Returns the
+/// server's RSS growth per connection and the connect rate (connections/s).
+fn idle(target: &Target, n: usize, hold: &str) -> (f64, f64) {
+    let before = target.server.rss();
+    let exe = std::env::current_exe().unwrap();
+    let workers = n.div_ceil(PER_WORKER);
+    let mut handles: Vec<_> = (0..workers)
+        .map(|w| {
+            let share = n / workers + usize::from(w < n % workers);
+            Command::new("taskset")
+                .args(["-c", "1"])
+                .arg(&exe)
+                .args(["worker", "--system", &target.name])
+                .args(["--addr", &target.server.addr])
+                .args(["--subscribers", &share.to_string()])
+                .args(["--rates", "0", "--step-seconds", hold])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The workers hold their connections idle once all are up: the peak RSS until they
+    // exit is the server with N idle connections.
+    let mut peak = 0;
+    while handles
+        .iter_mut()
+        .any(|h| h.try_wait().ok().flatten().is_none())
+    {
+        peak = peak.max(target.server.rss());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (mut connected, mut secs) = (0.0, 0.0f64);
+    for h in handles {
+        let out = h.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Value = text
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or(Value::Null);
+        connected += v["connected"].as_f64().unwrap_or(0.0);
+        secs = secs.max(v["connect_secs"].as_f64().unwrap_or(0.0));
+    }
+    (
+        peak.saturating_sub(before) as f64 / n as f64,
+        connected / secs.max(1e-9),
+    )
+}
+
+/// The Markdown report.
+fn render(
+    args: &RunArgs,
+    runs: usize,
+    date: &str,
+    all: &[(String, Figures)],
+    sizes: &[usize],
+) -> String {
+    let mut out = String::new();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let _ = writeln!(out, "# Benchmark results\n\nProduced by `{command}` on {date}; {cpus} cores, each server pinned to core 0 (`taskset`), the load generator (one process, one thread) on core 1. {runs} run(s) per figure: median (min–max) over runs. Each step of a stepped load lasts {} s.\n", if args.quick { 1 } else { 2 });
+    let rookery = all.iter().find(|(s, _)| s == "rookery").map(|(_, f)| f);
+    let median_of =
+        |steps: &[Step]| median_range(steps.iter().map(|s| s.delivered_per_s).collect()).0;
+    let _ = writeln!(out, "## W2 fanout: 1 publisher → N subscribers in one room, 128-byte payloads\n\nThe offered rate doubles every step from 25 k deliveries/s until deliveries fall below 90 % of what was published; the figure is the best step.\n\n| system | N | saturated deliveries/s | Rookery ÷ system | server CPU per delivery |\n|---|---|---|---|---|");
+    for (system, f) in all {
+        for Fanout {
+            n, saturated: sat, ..
+        } in &f.w2
+        {
+            let base = rookery
+                .and_then(|r| r.w2.iter().find(|w| w.n == *n))
+                .map(|w| median_of(&w.saturated));
+            let m = median_of(sat);
+            let ratio = base.map_or("–".into(), |b| format!("{:.2}×", b / m.max(1e-9)));
+            let (_, text) = fmt_mr(
+                sat.iter().map(|s| s.delivered_per_s).collect(),
+                "deliveries/s",
+            );
+            let (_, cpu) = fmt_mr(sat.iter().map(|s| s.cpu_per_delivery_ns).collect(), "ns");
+            let _ = writeln!(out, "| {system} | {n} | {text} | {ratio} | {cpu} |");
+        }
+    }
+    let _ = writeln!(out, "\n## W2 latency at a common rate: {} deliveries/s for every system (publish → receive)\n\n| system | N | latency | delivered / published |\n|---|---|---|---|", human(COMMON_RATE));
+    for (system, f) in all {
+        for Fanout { n, common, .. } in &f.w2 {
+            let kept = fmt_mr(
+                common
+                    .iter()
+                    .map(|s| 100.0 * s.delivered_per_s / s.expected_per_s.max(1e-9))
+                    .collect(),
+                "%",
+            )
+            .1;
+            let _ = writeln!(
+                out,
+                "| {system} | {n} | {} | {kept} |",
+                latency_text(common)
+            );
+        }
+    }
+    let _ = writeln!(out, "\n## W2 latency at half of each system's saturated rate (the step nearest half)\n\n| system | N | rate | latency | delivered / published |\n|---|---|---|---|---|");
+    for (system, f) in all {
+        for Fanout { n, half, .. } in &f.w2 {
+            let rate = fmt_mr(
+                half.iter().map(|s| s.delivered_per_s).collect(),
+                "deliveries/s",
+            )
+            .1;
+            let kept = fmt_mr(
+                half.iter()
+                    .map(|s| 100.0 * s.delivered_per_s / s.expected_per_s.max(1e-9))
+                    .collect(),
+                "%",
+            )
+            .1;
+            let _ = writeln!(
+                out,
+                "| {system} | {n} | {rate} | {} | {kept} |",
+                latency_text(half)
+            );
+        }
+    }
+    let largest = sizes.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "\n## W4 slow consumers: W2 at N = {largest}, half the saturated rate, 1 % of subscribers never reading\n\n| system | reading subscribers' rate vs W2 | server RSS growth during the run |\n|---|---|---|");
+    for (system, f) in all {
+        let keep = fmt_mr(f.w4.iter().map(|w| w.0).collect(), "%").1;
+        let growth = fmt_mr(f.w4.iter().map(|w| w.1 / 1e6).collect(), "MB").1;
+        let _ = writeln!(out, "| {system} | {keep} | {growth} |");
+    }
+    let _ = writeln!(out, "\n## W1 idle connections: server memory per connection (peak RSS − RSS before, ÷ N)\n\n| system | N | memory | connect rate |\n|---|---|---|---|");
+    for (system, f) in all {
+        for (n, per, connect) in &f.w1 {
+            let _ = writeln!(
+                out,
+                "| {system} | {n} | {} | {} |",
+                fmt_mr(per.clone(), "B/conn").1,
+                fmt_mr(connect.clone(), "conn/s").1
+            );
+        }
+    }
+    let rook3 = rookery.map(|r| median_of(&r.w3));
+    let _ = writeln!(out, "\n## W3 many rooms: N/10 rooms × 10 subscribers, 100 publishers each in its own room\n\nThe offered rate doubles every step from 25 k deliveries/s until deliveries fall below 90 % of what was published.\n\n| system | saturated deliveries/s | Rookery ÷ system | server CPU per delivery |\n|---|---|---|---|");
+    for (system, f) in all {
+        let m = median_of(&f.w3);
+        let ratio = rook3.map_or("–".into(), |b| format!("{:.2}×", b / m.max(1e-9)));
+        let (_, text) = fmt_mr(
+            f.w3.iter().map(|s| s.delivered_per_s).collect(),
+            "deliveries/s",
+        );
+        let (_, cpu) = fmt_mr(f.w3.iter().map(|s| s.cpu_per_delivery_ns).collect(), "ns");
+        let _ = writeln!(out, "| {system} | {text} | {ratio} | {cpu} |");
+    }
+    out
 }

@@ -18,6 +18,44 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// A WebSocket endpoint's dialect and room, or the 400 response refusing the request.
+type WebSocketTarget = Result<(Dialect, Option<String>), Vec<u8>>;
+
+/// The target of a WebSocket endpoint (`None`: the path is not one).
+fn websocket_target(segments: &[&str], req: &Request) -> Option<WebSocketTarget> {
+    let (dialect, room) = match segments {
+        ["websocket"] => (
+            Dialect::Pact,
+            Some(
+                req.query_param("room")
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("default")
+                    .to_owned(),
+            ),
+        ),
+        ["jac", "websocket"] => (
+            Dialect::Jac,
+            Some(
+                req.query_param("channel_id")
+                    .filter(|c| !c.is_empty())
+                    .map_or_else(|| jac::new_id(now_ms()), str::to_owned),
+            ),
+        ),
+        ["channels"] => (Dialect::Lambda, None),
+        ["slip"] => (Dialect::Slip, None),
+        [channel, "listen"] => (Dialect::Wsdo, Some((*channel).to_owned())),
+        _ => return None,
+    };
+    if room.as_deref() == Some("") {
+        return Some(Err(http::json_error(
+            400,
+            "bad_request",
+            "the channel name is empty",
+        )));
+    }
+    Some(Ok((dialect, room)))
+}
+
 /// Serves one request whose head (and body) has been read.
 pub async fn route(
     core: Rc<Core>,
@@ -26,49 +64,34 @@ pub async fn route(
     req: Request,
     leftover: Vec<u8>,
 ) {
-    let segments: Vec<String> = req
+    let owned: Vec<String> = req
         .path
         .trim_start_matches('/')
         .split('/')
         .map(http::decode_segment)
         .collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = req.method.as_str();
-    if !req.wants_upgrade() {
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
+    if req.wants_upgrade() {
+        if let Some(target) = websocket_target(&segments, &req) {
+            drop(segments);
+            drop(owned);
+            return match target {
+                // The session runs as a task of its own so that it holds only its own
+                // state (~1.8 KB) for the connection's life, not this request task's,
+                // which is sized for every HTTP handler (~3.2 KB).
+                Ok((dialect, room)) => {
+                    monoio::spawn(serve_ws(core, stream, peer, req, leftover, dialect, room));
+                }
+                Err(response) => {
+                    let _ = stream.write_all(response).await;
+                }
+            };
+        }
+    } else {
         core.metrics.http_requests.inc();
     }
+    let method = req.method.as_str();
     let response = match (method, segments.as_slice()) {
-        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | ["slip"] | [_, "listen"])
-            if req.wants_upgrade() =>
-        {
-            let (dialect, room) = match segments.as_slice() {
-                ["jac", "websocket"] => (
-                    Dialect::Jac,
-                    Some(
-                        req.query_param("channel_id")
-                            .filter(|c| !c.is_empty())
-                            .map_or_else(|| jac::new_id(now_ms()), str::to_owned),
-                    ),
-                ),
-                ["channels"] => (Dialect::Lambda, None),
-                ["slip"] => (Dialect::Slip, None),
-                [channel, "listen"] => (Dialect::Wsdo, Some((*channel).to_owned())),
-                _ => (
-                    Dialect::Pact,
-                    Some(
-                        req.query_param("room")
-                            .filter(|r| !r.is_empty())
-                            .unwrap_or("default")
-                            .to_owned(),
-                    ),
-                ),
-            };
-            if room.as_deref() == Some("") {
-                http::json_error(400, "bad_request", "the channel name is empty")
-            } else {
-                return serve_ws(core, stream, peer, req, leftover, dialect, room).await;
-            }
-        }
         (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | ["slip"] | [_, "listen"]) => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }

@@ -28,7 +28,7 @@ use tungstenite::Message;
 /// Bytes read from the socket per read. Each connection's read buffer is held by the
 /// pending read (owned-buffer IO), so it starts small and grows only while reads fill it:
 /// idle connections stay cheap, busy ones read in large chunks.
-pub const MIN_READ: usize = 1024;
+pub const MIN_READ: usize = 512;
 pub const MAX_READ: usize = 16 * 1024;
 
 /// tungstenite's own buffer per connection; it grows on demand for larger frames.
@@ -135,6 +135,9 @@ pub async fn serve_ws(
             }
         }
     }
+    // The request head (headers and all) is not needed past the handshake: an idle
+    // connection should not keep it.
+    drop(req);
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
