@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs the npm package on a fresh tree (`npm pack` runs its prepack build), installs the
-# tarball into a scratch project as an app would, checks the size budget, and runs
-# npm/test/smoke.mjs in Node against a real Rookery.
+# tarball into a scratch project as an app would, checks the size budget, type-checks
+# npm/test/types.ts (the README's example, `tsc --strict`) against the installed types, and
+# runs npm/test/smoke.mjs in Node against a real Rookery.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p rookery --bin rookery
@@ -13,6 +14,11 @@ web="$scratch/node_modules/rookery/web"
 size=$( (gzip -9c "$web/rookery_client_bg.wasm"; gzip -9c "$web/rookery_client.js") | wc -c )
 echo "packed package: wasm + JS glue gzipped = $size bytes (budget 40960)"
 if [ "$size" -gt 40960 ]; then echo "the package is over its size budget" >&2; exit 1; fi
+cp npm/test/types.ts "$scratch/"
+( cd "$scratch" && npm install --no-audit --no-fund --silent typescript@5.9.3 \
+  && npx tsc --strict --noEmit --target es2022 --module esnext --moduleResolution bundler \
+       --lib es2022,dom types.ts )
+echo "types of the packed package: tsc --strict ok"
 log=$(mktemp)
 target/release/rookery --listen 127.0.0.1:0 >"$log" 2>/dev/null &
 server=$!

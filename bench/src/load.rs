@@ -94,8 +94,12 @@ pub struct Tally {
     /// When step 0 starts, in microseconds since the epoch (receivers date deliveries by it).
     pub start_us: u64,
     pub step_us: u64,
-    /// Deliveries received during each step.
+    /// Deliveries received during each step (throughput).
     pub delivered: Vec<Cell<u64>>,
+    /// Deliveries of the messages published during each step, whenever they arrived
+    /// (keeping up: at N = 10 k a publish takes the server ~100 ms to write to every socket,
+    /// so counting by arrival would call a late step behind).
+    pub delivered_by_send: Vec<Cell<u64>>,
     /// Messages published during each step.
     pub sent: Vec<Cell<u64>>,
     /// Deliveries this worker's reading subscribers should see for what was published.
@@ -114,6 +118,7 @@ impl Tally {
             start_us,
             step_us,
             delivered: (0..steps).map(|_| Cell::new(0)).collect(),
+            delivered_by_send: (0..steps).map(|_| Cell::new(0)).collect(),
             sent: (0..steps).map(|_| Cell::new(0)).collect(),
             expected: (0..steps).map(|_| Cell::new(0.0)).collect(),
             latency: RefCell::new((0..steps).map(|_| histogram()).collect()),
@@ -130,6 +135,10 @@ impl Tally {
 
     /// Counts a delivery sent at `sent_us`, received now.
     fn record(&self, sent_us: u64) {
+        if let Some(step) = self.step_at(sent_us) {
+            let cell = &self.delivered_by_send[step];
+            cell.set(cell.get() + 1);
+        }
         let now = now_us();
         let Some(step) = self.step_at(now) else {
             return;

@@ -46,8 +46,9 @@ pub struct WorkerArgs {
     /// Seconds per step.
     #[arg(long, default_value_t = 2.0)]
     step_seconds: f64,
-    /// Stop publishing after a step whose deliveries fall below this share of what was
-    /// published (saturation); 0 runs every step.
+    /// Saturation: stop once a step's messages reached fewer than this share of their
+    /// recipients (judged a step later, so slow deliveries count) and the step after it
+    /// delivered no more (< 1.1×) than the best before; 0 runs every step.
     #[arg(long, default_value_t = 0.0)]
     stop_below: f64,
     #[arg(long, default_value_t = 128)]
@@ -141,11 +142,17 @@ async fn worker(args: WorkerArgs) {
         wait_for(tally.start_us + (step as u64 + 1) * step_us).await;
         println!("step {step}");
         ran = step + 1;
-        let expected = tally.expected[step].get();
-        let delivered = tally.delivered[step].get() as f64;
-        if args.stop_below > 0.0 && expected > 0.0 && delivered < args.stop_below * expected {
-            tally.stop.set(true);
-            break;
+        if args.stop_below > 0.0 && step >= 1 {
+            let judged = step - 1;
+            let expected = tally.expected[judged].get();
+            let behind = expected > 0.0
+                && (tally.delivered_by_send[judged].get() as f64) < args.stop_below * expected;
+            let best_before = (0..step).map(|k| tally.delivered[k].get()).max().unwrap_or(0);
+            let improving = tally.delivered[step].get() as f64 >= 1.1 * best_before as f64;
+            if behind && !improving {
+                tally.stop.set(true);
+                break;
+            }
         }
     }
     tally.stop.set(true);
@@ -164,6 +171,7 @@ async fn worker(args: WorkerArgs) {
                 "rate": args.rates[k],
                 "sent": tally.sent[k].get(),
                 "delivered": tally.delivered[k].get(),
+                "delivered_by_send": tally.delivered_by_send[k].get(),
                 "expected": tally.expected[k].get(),
                 "p50_us": h.value_at_quantile(0.5),
                 "p99_us": h.value_at_quantile(0.99),

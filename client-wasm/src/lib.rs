@@ -35,6 +35,8 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
 }
 export type ConnectionState = "connecting" | "connected" | "disconnected";
+/** What can travel in a frame. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 export interface Profile {
   id: string;
   suffix: number;
@@ -46,6 +48,8 @@ export interface Member { id: string; suffix: number; properties: Record<string,
 export interface PollStats { id: string; stats: Record<string, number>; }
 export interface CounterValue { id: string; value: number; }
 export interface PresenceDiff { member: Member; count: number; }
+/** A `chat` event. */
+export interface ChatMessage { user: Member; message: JsonValue; }
 /** A rejected request: `code` is the server's error code, or `timeout`, `disconnected`,
  *  `offline_queue_full`, `closed`. */
 export interface RookeryError extends Error { code: string; }
@@ -473,7 +477,10 @@ impl RookeryClient {
 
     /// Sends a chat message to the room's `chat` subscribers.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn chat(&self, message: JsValue) -> Promise {
+    pub fn chat(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "JsonValue")] message: JsValue,
+    ) -> Promise {
         request(&self.inner, "chat", Some(message))
     }
 
@@ -482,7 +489,7 @@ impl RookeryClient {
     pub fn subscribe(
         &self,
         topic: &str,
-        #[wasm_bindgen(unchecked_param_type = "(data: any) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "(data: unknown) => void")] callback: Function,
     ) -> Subscription {
         let id = listen(&self.inner, topic, Listener::Js(callback));
         hold(&self.inner, topic);
@@ -670,7 +677,10 @@ pub struct Poll {
 impl Poll {
     /// Votes `answer` (moving an earlier vote).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn vote(&self, answer: JsValue) -> Promise {
+    pub fn vote(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "JsonValue")] answer: JsValue,
+    ) -> Promise {
         let vote = Object::new();
         set(&vote, "id", &self.id.as_str().into());
         set(&vote, "answer", &answer);
