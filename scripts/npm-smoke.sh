@@ -17,8 +17,15 @@ if [ "$size" -gt 40960 ]; then echo "the package is over its size budget" >&2; e
 cp npm/test/types.ts "$scratch/"
 ( cd "$scratch" && npm install --no-audit --no-fund --silent typescript@5.9.3 \
   && npx tsc --strict --noEmit --target es2022 --module esnext --moduleResolution bundler \
-       --lib es2022,dom types.ts )
-echo "types of the packed package: tsc --strict ok"
+       --lib es2022,esnext.disposable,dom types.ts )
+# No `any` in the public API (wasm-bindgen's low-level `InitOutput`, the raw wasm exports,
+# is not API).
+for types in "$scratch"/node_modules/rookery/{web,bundler}/rookery_client.d.ts; do
+  if sed '/^export interface InitOutput/,$d' "$types" | grep -nw any; then
+    echo "public types in $types use any" >&2; exit 1
+  fi
+done
+echo "types of the packed package: tsc --strict ok, no any"
 log=$(mktemp)
 target/release/rookery --listen 127.0.0.1:0 >"$log" 2>/dev/null &
 server=$!
