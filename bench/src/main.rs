@@ -147,7 +147,10 @@ async fn worker(args: WorkerArgs) {
             let expected = tally.expected[judged].get();
             let behind = expected > 0.0
                 && (tally.delivered_by_send[judged].get() as f64) < args.stop_below * expected;
-            let best_before = (0..step).map(|k| tally.delivered[k].get()).max().unwrap_or(0);
+            let best_before = (0..step)
+                .map(|k| tally.delivered[k].get())
+                .max()
+                .unwrap_or(0);
             let improving = tally.delivered[step].get() as f64 >= 1.1 * best_before as f64;
             if behind && !improving {
                 tally.stop.set(true);
