@@ -1,6 +1,6 @@
 //! A member's subscriptions: `type` (everything of that type) or `type:id` (one id).
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashSet;
 
 /// What a `subscribe`/`unsubscribe` names. The id is everything after the first `:`, so ids
 /// may themselves contain `:`; a missing id (or the id `all`) means the whole type, as in Pact.
@@ -36,14 +36,36 @@ struct KindSubscription {
 }
 
 /// Kept apart from the property bag (unlike seed-era Pact, where `login` wiped them).
+///
+/// The kinds are a short list searched in order, not a hash map: a member holds a few (the
+/// per-connection subscription limit bounds them), and a one-entry hash map costs ~400
+/// bytes per member where the list costs ~60.
 #[derive(Default, Debug)]
 pub struct Subscriptions {
-    kinds: AHashMap<String, KindSubscription>,
+    kinds: Vec<(String, KindSubscription)>,
 }
 
 impl Subscriptions {
+    fn get(&self, kind: &str) -> Option<&KindSubscription> {
+        self.kinds.iter().find(|(k, _)| k == kind).map(|(_, s)| s)
+    }
+
+    fn remove(&mut self, kind: &str) {
+        self.kinds.retain(|(k, _)| k != kind);
+    }
+
     pub fn subscribe(&mut self, topic: &Topic) {
-        let entry = self.kinds.entry(topic.kind.clone()).or_default();
+        let at = match self.kinds.iter().position(|(k, _)| *k == topic.kind) {
+            Some(at) => at,
+            None => {
+                // One at a time: most members hold one or two kinds.
+                self.kinds.reserve_exact(1);
+                self.kinds
+                    .push((topic.kind.clone(), KindSubscription::default()));
+                self.kinds.len() - 1
+            }
+        };
+        let entry = &mut self.kinds[at].1;
         match &topic.id {
             None => entry.all = true,
             Some(id) => {
@@ -55,14 +77,13 @@ impl Subscriptions {
     /// `type` drops the whole type, its ids included; `type:id` drops only that id.
     pub fn unsubscribe(&mut self, topic: &Topic) {
         match &topic.id {
-            None => {
-                self.kinds.remove(&topic.kind);
-            }
+            None => self.remove(&topic.kind),
             Some(id) => {
-                if let Some(entry) = self.kinds.get_mut(&topic.kind) {
+                let entry = self.kinds.iter_mut().find(|(k, _)| *k == topic.kind);
+                if let Some((_, entry)) = entry {
                     entry.ids.remove(id);
                     if !entry.all && entry.ids.is_empty() {
-                        self.kinds.remove(&topic.kind);
+                        self.remove(&topic.kind);
                     }
                 }
             }
@@ -71,7 +92,7 @@ impl Subscriptions {
 
     /// Whether an event of `kind` (about `id`, if it has one) should reach this member.
     pub fn wants(&self, kind: &str, id: Option<&str>) -> bool {
-        match self.kinds.get(kind) {
+        match self.get(kind) {
             None => false,
             Some(entry) => entry.all || id.is_some_and(|id| entry.ids.contains(id)),
         }
@@ -79,7 +100,7 @@ impl Subscriptions {
 
     /// Whether exactly this topic is already subscribed.
     pub fn has(&self, topic: &Topic) -> bool {
-        match (self.kinds.get(&topic.kind), &topic.id) {
+        match (self.get(&topic.kind), &topic.id) {
             (None, _) => false,
             (Some(k), None) => k.all,
             (Some(k), Some(id)) => k.ids.contains(id),
@@ -88,8 +109,8 @@ impl Subscriptions {
 
     pub fn len(&self) -> usize {
         self.kinds
-            .values()
-            .map(|k| k.ids.len() + usize::from(k.all))
+            .iter()
+            .map(|(_, k)| k.ids.len() + usize::from(k.all))
             .sum()
     }
 

@@ -163,7 +163,12 @@ impl Conn {
     fn enqueue(&self, frame: OutFrame) {
         let len: usize = frame.iter().map(Bytes::len).sum();
         self.queued_bytes.set(self.queued_bytes.get() + len);
-        self.queue.borrow_mut().push_back(frame);
+        let mut queue = self.queue.borrow_mut();
+        if queue.capacity() == 0 {
+            *queue = spares::take_queue();
+        }
+        queue.push_back(frame);
+        drop(queue);
         if let Some(w) = self.writer.take() {
             w.wake();
         }
@@ -271,7 +276,8 @@ impl Conn {
 
     /// Waits until there is something to write (or the connection is dead), then moves up
     /// to [`MAX_IOVECS`] frames into `batch`. Returns false when the writer should exit.
-    async fn next_batch(&self, batch: &mut Vec<Bytes>) -> bool {
+    /// Waits until there is something to write or the connection is dead.
+    async fn work(&self) {
         poll_fn(|cx| {
             if !self.queue.borrow().is_empty() || self.state.get() == State::Dead {
                 Poll::Ready(())
@@ -281,6 +287,11 @@ impl Conn {
             }
         })
         .await;
+    }
+
+    /// Moves queued frames into `batch` (up to [`MAX_IOVECS`] buffers); false when there
+    /// were none. An emptied queue gives its buffer back to the core's spares.
+    fn fill(&self, batch: &mut Vec<Bytes>) -> bool {
         let mut queue = self.queue.borrow_mut();
         let mut bytes = 0;
         while let Some(frame) = queue.front() {
@@ -296,6 +307,9 @@ impl Conn {
             }
         }
         self.queued_bytes.set(self.queued_bytes.get() - bytes);
+        if queue.is_empty() {
+            spares::give_queue(std::mem::take(&mut *queue));
+        }
         !batch.is_empty()
     }
 }
@@ -353,13 +367,15 @@ impl Batch {
 
 /// Drains `conn`'s queue into the socket, one vectored write per batch, until the
 /// connection is dead and flushed or the socket fails.
+///
+/// The batch's buffers are the core's, not the connection's: taken when there is work and
+/// given back after, so an idle connection holds none.
 pub async fn write_loop<W: AsyncWriteRent>(conn: std::rc::Rc<Conn>, mut sink: W) {
-    let mut batch = Batch {
-        frames: Vec::with_capacity(16),
-        iovecs: Vec::with_capacity(16),
-    };
     loop {
-        if !conn.next_batch(&mut batch.frames).await {
+        conn.work().await;
+        let mut batch = spares::take_batch();
+        if !conn.fill(&mut batch.frames) {
+            spares::give_batch(batch);
             break;
         }
         while !batch.frames.is_empty() {
@@ -378,6 +394,90 @@ pub async fn write_loop<W: AsyncWriteRent>(conn: std::rc::Rc<Conn>, mut sink: W)
                 }
             }
         }
+        spares::give_batch(batch);
     }
     let _ = sink.shutdown().await;
+}
+
+/// Buffers that writers and send queues use only while they have work, kept per core
+/// (thread) for the next connection that does: a connection's idle cost excludes them.
+mod spares {
+    use super::{Batch, OutFrame};
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    /// How many spares a core keeps, and the largest it keeps (bursts' buffers are freed).
+    const KEEP: usize = 1024;
+    const MAX_FRAMES: usize = 64;
+
+    thread_local! {
+        static BATCHES: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
+        static QUEUES: RefCell<Vec<VecDeque<OutFrame>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn take_batch() -> Batch {
+        BATCHES.with_borrow_mut(Vec::pop).unwrap_or_else(|| Batch {
+            frames: Vec::with_capacity(16),
+            iovecs: Vec::with_capacity(16),
+        })
+    }
+
+    pub fn give_batch(mut batch: Batch) {
+        batch.frames.clear();
+        batch.iovecs.clear();
+        if batch.frames.capacity() <= MAX_FRAMES && batch.iovecs.capacity() <= MAX_FRAMES {
+            BATCHES.with_borrow_mut(|spares| {
+                if spares.len() < KEEP {
+                    spares.push(batch);
+                }
+            });
+        }
+    }
+
+    pub fn take_queue() -> VecDeque<OutFrame> {
+        QUEUES
+            .with_borrow_mut(Vec::pop)
+            .unwrap_or_else(|| VecDeque::with_capacity(4))
+    }
+
+    /// `queue` must be empty.
+    pub fn give_queue(queue: VecDeque<OutFrame>) {
+        if queue.capacity() <= MAX_FRAMES {
+            QUEUES.with_borrow_mut(|spares| {
+                if spares.len() < KEEP {
+                    spares.push(queue);
+                }
+            });
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn buffers_given_back_are_reused_and_oversized_ones_are_not() {
+            let mut batch = take_batch();
+            batch.frames.push(bytes::Bytes::from_static(b"x"));
+            let frames = batch.frames.as_ptr();
+            give_batch(batch);
+            let again = take_batch();
+            assert!(again.frames.is_empty(), "given back empty");
+            assert_eq!(again.frames.as_ptr(), frames, "the same buffer, reused");
+            let mut big = again;
+            big.frames.reserve(MAX_FRAMES * 2);
+            let big_ptr = big.frames.as_ptr();
+            give_batch(big);
+            assert_ne!(
+                take_batch().frames.as_ptr(),
+                big_ptr,
+                "a burst's buffer is freed"
+            );
+
+            let queue = take_queue();
+            let ptr = queue.as_slices().0.as_ptr();
+            give_queue(queue);
+            assert_eq!(take_queue().as_slices().0.as_ptr(), ptr);
+        }
+    }
 }

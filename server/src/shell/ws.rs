@@ -31,8 +31,9 @@ use tungstenite::Message;
 pub const MIN_READ: usize = 512;
 pub const MAX_READ: usize = 16 * 1024;
 
-/// tungstenite's own buffer per connection; it grows on demand for larger frames.
-const PROTOCOL_BUFFER: usize = 512;
+/// tungstenite's own read chunk per connection (it grows on demand to hold a larger frame):
+/// small, since every idle connection keeps it.
+const PROTOCOL_BUFFER: usize = 128;
 
 /// The 101 response for `req`, or the 400 JSON error when it is no valid upgrade.
 fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
