@@ -128,9 +128,14 @@ struct Step {
 }
 
 impl Step {
+    /// The share of the step's messages' recipients they reached (1 = no loss).
+    fn reached_share(&self) -> f64 {
+        self.reached_per_s / self.expected_per_s.max(1e-9)
+    }
+
     /// The step's messages reached at least 90 % of their recipients.
     fn kept_up(&self) -> bool {
-        self.reached_per_s >= 0.9 * self.expected_per_s
+        self.reached_share() >= 0.9
     }
 }
 
@@ -290,6 +295,15 @@ struct Fanout {
     common: Vec<Step>,
 }
 
+/// Delivered ÷ published over runs, in percent.
+fn reached_text(steps: &[Step]) -> String {
+    fmt_mr(
+        steps.iter().map(|s| 100.0 * s.reached_share()).collect(),
+        "%",
+    )
+    .1
+}
+
 /// Every figure of one system.
 #[derive(Default)]
 struct Figures {
@@ -366,12 +380,7 @@ pub fn run(args: RunArgs) {
             // received in the second (steady) step, over the same share in W2 at that rate.
             if n == *fanout_sizes.last().unwrap() && !half.is_empty() {
                 let half_rate = median_range(half.iter().map(|s| s.expected_per_s).collect()).0;
-                let w2_share = median_range(
-                    half.iter()
-                        .map(|s| s.reached_per_s / s.expected_per_s.max(1e-9))
-                        .collect(),
-                )
-                .0;
+                let w2_share = median_range(half.iter().map(Step::reached_share).collect()).0;
                 for r in 0..runs {
                     let target = start(system, &args.bin_dir);
                     let before = target.server.rss();
@@ -527,18 +536,11 @@ fn render(
     let _ = writeln!(out, "\n## W2 latency at a common rate: {} deliveries/s for every system (publish → receive)\n\n| system | N | latency | delivered / published |\n|---|---|---|---|", human(COMMON_RATE));
     for (system, f) in all {
         for Fanout { n, common, .. } in &f.w2 {
-            let kept = fmt_mr(
-                common
-                    .iter()
-                    .map(|s| 100.0 * s.reached_per_s / s.expected_per_s.max(1e-9))
-                    .collect(),
-                "%",
-            )
-            .1;
             let _ = writeln!(
                 out,
-                "| {system} | {n} | {} | {kept} |",
-                latency_text(common)
+                "| {system} | {n} | {} | {} |",
+                latency_text(common),
+                reached_text(common)
             );
         }
     }
@@ -550,17 +552,11 @@ fn render(
                 "deliveries/s",
             )
             .1;
-            let kept = fmt_mr(
-                half.iter()
-                    .map(|s| 100.0 * s.reached_per_s / s.expected_per_s.max(1e-9))
-                    .collect(),
-                "%",
-            )
-            .1;
             let _ = writeln!(
                 out,
-                "| {system} | {n} | {rate} | {} | {kept} |",
-                latency_text(half)
+                "| {system} | {n} | {rate} | {} | {} |",
+                latency_text(half),
+                reached_text(half)
             );
         }
     }
