@@ -545,51 +545,44 @@ impl RookeryClient {
     /// A presence handle: who is in the room.
     pub fn presence(&self) -> Presence {
         let members: Rc<RefCell<Vec<JsValue>>> = Rc::default();
-        let mut listeners = Vec::new();
+        // Keeps `members` up to date with one kind of presence event.
+        let keeper = |change: u8| -> Rc<dyn Fn(&JsValue)> {
+            let keep = members.clone();
+            Rc::new(move |data: &JsValue| {
+                let mut members = keep.borrow_mut();
+                let member = get(data, "member");
+                let same = |m: &JsValue| {
+                    get(m, "suffix") == get(&member, "suffix") && get(m, "id") == get(&member, "id")
+                };
+                match change {
+                    0 => {
+                        let list = get(data, "members");
+                        *members = if Array::is_array(&list) {
+                            Array::from(&list).iter().collect()
+                        } else {
+                            Vec::new()
+                        };
+                    }
+                    1 => members.push(member),
+                    2 => members.retain(|m| !same(m)),
+                    _ => {
+                        if let Some(m) = members.iter_mut().find(|m| same(m)) {
+                            *m = member;
+                        }
+                    }
+                }
+            })
+        };
+        // One subscription (`presence`) carries the snapshot and every diff topic.
+        let mut handle = TopicHandle::new(&self.inner, "presence".into(), keeper(0));
         for (topic, change) in [
-            ("presence", 0u8),
             ("presence:joined", 1),
             ("presence:left", 2),
             ("presence:updated", 3),
         ] {
-            let keep = members.clone();
-            let id = listen(
-                &self.inner,
-                topic,
-                Listener::Rust(Rc::new(move |data: &JsValue| {
-                    let mut members = keep.borrow_mut();
-                    let member = get(data, "member");
-                    let same = |m: &JsValue| {
-                        get(m, "suffix") == get(&member, "suffix")
-                            && get(m, "id") == get(&member, "id")
-                    };
-                    match change {
-                        0 => {
-                            let list = get(data, "members");
-                            *members = if Array::is_array(&list) {
-                                Array::from(&list).iter().collect()
-                            } else {
-                                Vec::new()
-                            };
-                        }
-                        1 => members.push(member),
-                        2 => members.retain(|m| !same(m)),
-                        _ => {
-                            if let Some(m) = members.iter_mut().find(|m| same(m)) {
-                                *m = member;
-                            }
-                        }
-                    }
-                })),
-            );
-            listeners.push(id);
+            handle.listen_to(topic, Listener::Rust(keeper(change)));
         }
-        hold(&self.inner, "presence");
-        Presence {
-            inner: self.inner.clone(),
-            members,
-            listeners,
-        }
+        Presence { handle, members }
     }
 
     /// Closes the connection for good: no reconnect; pending requests are rejected.
@@ -629,8 +622,9 @@ impl Subscription {
     }
 }
 
-/// One topic held by a handle: the handle's own listener (keeping its state), the app's
-/// callbacks, and its share of the server subscription.
+/// One server subscription held by a handle: the handle's own listeners (keeping its
+/// state), the app's callbacks (on its topic, or on topics it carries, like presence's
+/// diffs), and its share of the subscription.
 struct TopicHandle {
     inner: Shared,
     topic: String,
@@ -648,9 +642,14 @@ impl TopicHandle {
         }
     }
 
+    /// Adds a listener on `topic`, which the handle's subscription carries.
+    fn listen_to(&mut self, topic: &str, listener: Listener) {
+        self.listeners.push(listen(&self.inner, topic, listener));
+    }
+
     fn on(&mut self, callback: Function) {
-        self.listeners
-            .push(listen(&self.inner, &self.topic, Listener::Js(callback)));
+        let topic = self.topic.clone();
+        self.listen_to(&topic, Listener::Js(callback));
     }
 
     fn release(&mut self) {
@@ -750,16 +749,8 @@ impl Counter {
 /// Who is in the room.
 #[wasm_bindgen]
 pub struct Presence {
-    inner: Shared,
+    handle: TopicHandle,
     members: Rc<RefCell<Vec<JsValue>>>,
-    listeners: Vec<u32>,
-}
-
-impl Presence {
-    fn on(&mut self, topic: &str, callback: Function) {
-        let id = listen(&self.inner, topic, Listener::Js(callback));
-        self.listeners.push(id);
-    }
 }
 
 #[wasm_bindgen]
@@ -779,7 +770,8 @@ impl Presence {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
     ) {
-        self.on("presence:joined", callback);
+        self.handle
+            .listen_to("presence:joined", Listener::Js(callback));
     }
 
     #[wasm_bindgen(js_name = onLeave)]
@@ -787,7 +779,8 @@ impl Presence {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
     ) {
-        self.on("presence:left", callback);
+        self.handle
+            .listen_to("presence:left", Listener::Js(callback));
     }
 
     #[wasm_bindgen(js_name = onUpdate)]
@@ -795,17 +788,12 @@ impl Presence {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "(diff: PresenceDiff) => void")] callback: Function,
     ) {
-        self.on("presence:updated", callback);
+        self.handle
+            .listen_to("presence:updated", Listener::Js(callback));
     }
 
     /// Stops this handle's updates.
     pub fn release(&mut self) {
-        if self.listeners.is_empty() {
-            return;
-        }
-        for id in self.listeners.drain(..) {
-            unlisten(&self.inner, id);
-        }
-        release(&self.inner, "presence");
+        self.handle.release();
     }
 }
