@@ -76,11 +76,12 @@ pub async fn route(
             drop(segments);
             drop(owned);
             return match target {
-                // The session runs as a task of its own so that it holds only its own
-                // state (~1.8 KB) for the connection's life, not this request task's,
-                // which is sized for every HTTP handler (~3.2 KB).
+                // The upgrade runs in this task; the open session then runs as a task of
+                // its own, so that it holds only its own small state for the
+                // connection's life, not this task's, which is sized for every HTTP
+                // handler (~3.2 KB).
                 Ok((dialect, room)) => {
-                    monoio::spawn(serve_ws(core, stream, peer, req, leftover, dialect, room));
+                    serve_ws(core, stream, peer, req, leftover, dialect, room).await;
                 }
                 Err(response) => {
                     let _ = stream.write_all(response).await;

@@ -4,6 +4,12 @@
 //! is decoded on this core by the connection's dialect (so JSON parsing spreads over all
 //! cores) and handed to [`super::handlers`]. A second task, the writer, drains the
 //! connection's queue.
+//!
+//! What a session task keeps while its connection is idle is what an idle connection
+//! costs, so the task is small: opening and closing run as boxed futures (their state —
+//! the request, SLIP's backend call — lives only while they run), handling a message is
+//! boxed too, and the socket is read on readiness into a buffer on the stack, so no read
+//! buffer is held while waiting.
 
 use super::conn::{write_loop, Conn};
 use super::core::{now_ms, Core};
@@ -13,11 +19,12 @@ use crate::engine::{Command, Joiner};
 use crate::http::{self, Request};
 use crate::ids::random_token;
 use bytes::Bytes;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRentExt, OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
+use monoio::task::JoinHandle;
 use rookery_protocol::pact::Role;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::handshake::server::create_response;
@@ -25,10 +32,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{Role as WsRole, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
-/// Bytes read from the socket per read. Each connection's read buffer is held by the
-/// pending read (owned-buffer IO), so it starts small and grows only while reads fill it:
-/// idle connections stay cheap, busy ones read in large chunks.
-pub const MIN_READ: usize = 512;
+/// Most bytes taken from the socket per readiness: a larger backlog is read after the
+/// next readiness, so one busy client cannot hold its core.
 pub const MAX_READ: usize = 16 * 1024;
 
 /// tungstenite's own read chunk per connection (it grows on demand to hold a larger frame):
@@ -79,30 +84,70 @@ fn identify(core: &Core, req: &Request) -> Result<Option<String>, String> {
 /// Runs a session of `dialect` on `stream`, whose request head was `req`; `leftover` holds
 /// bytes the client sent after the head. `room` is the room joined at once (none for
 /// Lambda, which joins by message).
-#[allow(clippy::too_many_arguments)]
+///
+/// The upgrade runs here, in the request's task; the open session then runs as a task of
+/// its own, which holds only [`Session`] and a pending readiness wait while idle.
 pub async fn serve_ws(
     core: Rc<Core>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     req: Request,
     leftover: Vec<u8>,
     dialect: Dialect,
     room: Option<String>,
 ) {
+    if let Some(session) = open(core, stream, peer, req, dialect, room).await {
+        monoio::spawn(run(session, leftover));
+    }
+}
+
+/// An open session's life: read and handle messages until the socket ends, then close.
+async fn run(session: Session, leftover: Vec<u8>) {
+    let mut alive = Box::pin(feed(&session.core, &session.conn, &leftover)).await;
+    drop(leftover);
+    while alive {
+        alive = match readable(&session.reader).await {
+            Ok(()) => Box::pin(on_readable(&session.core, &session.conn, session.fd)).await,
+            Err(_) => false,
+        };
+    }
+    Box::pin(close(session)).await;
+}
+
+/// An open session: what its task holds for the connection's life.
+struct Session {
+    core: Rc<Core>,
+    conn: Rc<Conn>,
+    reader: OwnedReadHalf<TcpStream>,
+    fd: RawFd,
+    writer: JoinHandle<()>,
+    /// The connection's place under the connection limits.
+    _admission: super::admission::Admission,
+}
+
+/// Upgrades the connection, identifies the user, registers the connection and joins its
+/// room. `None` when the upgrade is refused (the refusal has been written).
+async fn open(
+    core: Rc<Core>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    dialect: Dialect,
+    room: Option<String>,
+) -> Option<Session> {
     let accept = match accept_upgrade(&req) {
         Ok(accept) => accept,
         Err(refusal) => {
             let _ = stream.write_all(refusal).await;
-            return;
+            return None;
         }
     };
-    // Held for the connection's life: its place under the connection limits.
-    let _admission = match super::admission::admit(&core.shared, peer.ip()) {
+    let admission = match super::admission::admit(&core.shared, peer.ip()) {
         Ok(admission) => admission,
         Err(refusal) => {
             let response = http::json_error(503, refusal.code, &refusal.message);
             let _ = stream.write_all(response).await;
-            return;
+            return None;
         }
     };
     let config = &core.config;
@@ -132,12 +177,10 @@ pub async fn serve_ws(
             Ok(events) => slip_events = events,
             Err(refusal) => {
                 let _ = stream.write_all(refusal).await;
-                return;
+                return None;
             }
         }
     }
-    // The request head (headers and all) is not needed past the handshake: an idle
-    // connection should not keep it.
     drop(req);
     let conn = Rc::new(Conn::new(
         id,
@@ -156,8 +199,9 @@ pub async fn serve_ws(
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     core.register(conn.clone());
-    let (mut reader, writer) = stream.into_split();
-    let writer_task = monoio::spawn(write_loop(conn.clone(), writer));
+    let fd = stream.as_raw_fd();
+    let (reader, writer) = stream.into_split();
+    let writer = monoio::spawn(write_loop(conn.clone(), writer));
 
     match dialect {
         Dialect::Jac => {
@@ -192,31 +236,98 @@ pub async fn serve_ws(
         };
         core.command(room, join).await;
     }
+    Some(Session {
+        core,
+        conn,
+        reader,
+        fd,
+        writer,
+        _admission: admission,
+    })
+}
 
-    // Bytes the client sent right after the request head come first.
-    let mut chunk = leftover;
-    loop {
-        if !chunk.is_empty() {
-            core.metrics.bytes_in.add(chunk.len() as u64);
-            conn.ws.borrow_mut().1.inbound.extend(chunk.iter().copied());
-            if dialect != Dialect::Wsdo {
-                // Any traffic is a sign of life; wsdo counts only PONGs (its seed's rule).
-                conn.last_seen_ms.set(now_ms());
-            }
-            if !process_frames(&core, &conn).await {
-                break;
-            }
-            conn.ws.borrow_mut().1.compact();
+/// Waits until the socket has bytes, an end or an error to report.
+async fn readable(reader: &OwnedReadHalf<TcpStream>) -> std::io::Result<()> {
+    // SAFETY: the write half uses the shared stream only to submit its writes (each
+    // operation holds its own handle on the descriptor); waiting for readiness reads
+    // nothing of the stream's state, exactly as monoio's own read half does.
+    let stream: &TcpStream = unsafe { &*reader.0.get() };
+    stream.readable(false).await
+}
+
+/// Reads what the socket has (up to [`MAX_READ`], without blocking) and handles it.
+/// Returns false when the session is over.
+async fn on_readable(core: &Rc<Core>, conn: &Rc<Conn>, fd: RawFd) -> bool {
+    match receive(fd, conn) {
+        Received::Bytes(n) => {
+            core.metrics.bytes_in.add(n as u64);
+            after_bytes(core, conn).await
         }
-        chunk = next_read_buffer(chunk);
-        let (result, buf) = reader.read(chunk).await;
-        chunk = buf;
-        match result {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+        Received::Nothing => true,
+        Received::End => false,
     }
+}
 
+enum Received {
+    Bytes(usize),
+    /// A spurious readiness: nothing to read yet.
+    Nothing,
+    /// The peer closed, or the socket failed.
+    End,
+}
+
+/// One non-blocking `recv` into a buffer on the stack, appended to tungstenite's input.
+fn receive(fd: RawFd, conn: &Conn) -> Received {
+    let mut buf = [0u8; MAX_READ];
+    // SAFETY: `buf` is valid for `MAX_READ` bytes; MSG_DONTWAIT makes the call return at
+    // once whatever the socket's blocking mode.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    match n {
+        0 => Received::End,
+        n if n > 0 => {
+            let n = n as usize;
+            conn.ws
+                .borrow_mut()
+                .1
+                .inbound
+                .extend(buf[..n].iter().copied());
+            Received::Bytes(n)
+        }
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Received::Nothing,
+            _ => Received::End,
+        },
+    }
+}
+
+/// Hands `bytes` (sent right after the request head) to tungstenite and handles them.
+async fn feed(core: &Rc<Core>, conn: &Rc<Conn>, bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    core.metrics.bytes_in.add(bytes.len() as u64);
+    conn.ws.borrow_mut().1.inbound.extend(bytes.iter().copied());
+    after_bytes(core, conn).await
+}
+
+/// Handles the messages that bytes just added to tungstenite's input complete.
+async fn after_bytes(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
+    if conn.dialect != Dialect::Wsdo {
+        // Any traffic is a sign of life; wsdo counts only PONGs (its seed's rule).
+        conn.last_seen_ms.set(now_ms());
+    }
+    let alive = process_frames(core, conn).await;
+    conn.ws.borrow_mut().1.compact();
+    alive
+}
+
+/// Leaves the connection's rooms once its socket is done, and waits for the writer to
+/// flush what is queued.
+async fn close(session: Session) {
+    let Session {
+        core, conn, writer, ..
+    } = session;
+    let id = conn.id;
     tracing::debug!(conn = id.0, "session over");
     core.unregister(id);
     conn.mark_dead();
@@ -227,27 +338,10 @@ pub async fn serve_ws(
         };
         core.command(&room, leave).await;
     }
-    if dialect == Dialect::Slip {
+    if conn.dialect == Dialect::Slip {
         handlers::slip_closed(&core, &conn).await;
     }
-    let _ = writer_task.await;
-}
-
-/// The buffer for the next read: twice as large after a read that filled it (up to
-/// [`MAX_READ`]), back to [`MIN_READ`] after one that did not.
-fn next_read_buffer(mut last: Vec<u8>) -> Vec<u8> {
-    let filled = !last.is_empty() && last.len() == last.capacity();
-    let want = if filled {
-        (last.capacity() * 2).clamp(MIN_READ, MAX_READ)
-    } else {
-        MIN_READ
-    };
-    last.clear();
-    if last.capacity() < want || last.capacity() > want * 2 {
-        Vec::with_capacity(want)
-    } else {
-        last
-    }
+    let _ = writer.await;
 }
 
 /// Handles every complete message now buffered. Returns false when the session is over.
@@ -376,22 +470,5 @@ fn close_for(error: &WsError) -> (CloseCode, String) {
         }
         WsError::Protocol(e) => (CloseCode::Protocol, e.to_string()),
         other => (CloseCode::Error, other.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_buffers_grow_while_filled_and_shrink_when_not() {
-        let first = next_read_buffer(Vec::new());
-        assert_eq!(first.capacity(), MIN_READ);
-        let bigger = next_read_buffer(vec![0; MIN_READ]);
-        assert!(bigger.capacity() >= 2 * MIN_READ);
-        assert!(next_read_buffer(vec![0; MAX_READ]).capacity() <= 2 * MAX_READ);
-        let mut partial = Vec::with_capacity(MAX_READ);
-        partial.push(1);
-        assert_eq!(next_read_buffer(partial).capacity(), MIN_READ);
     }
 }
