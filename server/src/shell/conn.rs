@@ -13,10 +13,9 @@ use monoio::io::AsyncWriteRent;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Waker};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::WebSocketContext;
@@ -266,7 +265,8 @@ impl Conn {
         }
     }
 
-    /// The reader is done: the writer flushes what is left and exits.
+    /// The peer is gone or the session is closing: nothing more is queued; what is queued
+    /// is still flushed.
     pub fn mark_dead(&self) {
         self.state.set(State::Dead);
         if let Some(w) = self.writer.take() {
@@ -274,19 +274,56 @@ impl Conn {
         }
     }
 
-    /// Waits until there is something to write (or the connection is dead), then moves up
-    /// to [`MAX_IOVECS`] frames into `batch`. Returns false when the writer should exit.
-    /// Waits until there is something to write or the connection is dead.
-    async fn work(&self) {
-        poll_fn(|cx| {
-            if !self.queue.borrow().is_empty() || self.state.get() == State::Dead {
-                Poll::Ready(())
-            } else {
-                self.writer.set(Some(cx.waker().clone()));
-                Poll::Pending
+    /// Whether frames are queued; when not, `cx` is woken once one is (or the connection
+    /// dies).
+    pub fn poll_queued(&self, cx: &mut Context<'_>) -> bool {
+        if self.queue.borrow().is_empty() {
+            self.writer.set(Some(cx.waker().clone()));
+            false
+        } else {
+            true
+        }
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.borrow().is_empty()
+    }
+
+    /// The next vectored write: queued frames (up to [`MAX_IOVECS`] buffers) in one of the
+    /// core's spare batches. `None` when nothing is queued.
+    pub fn next_batch(&self) -> Option<Batch> {
+        let mut batch = spares::take_batch();
+        if self.fill(&mut batch.frames) {
+            batch.point_iovecs();
+            Some(batch)
+        } else {
+            spares::give_batch(batch);
+            None
+        }
+    }
+
+    /// Accounts for a finished write of `batch`: what is left of it to write, if anything.
+    /// A failed write ends the connection (the socket is shut down, so its read ends too).
+    pub fn after_write(&self, result: std::io::Result<usize>, mut batch: Batch) -> Written {
+        match result {
+            Ok(0) | Err(_) => {
+                spares::give_batch(batch);
+                self.shut_down();
+                self.mark_dead();
+                Written::Failed
             }
-        })
-        .await;
+            Ok(n) => {
+                self.metrics.bytes_out.add(n as u64);
+                batch.advance(n);
+                if batch.frames.is_empty() {
+                    spares::give_batch(batch);
+                    Written::All
+                } else {
+                    batch.point_iovecs();
+                    Written::Partly(batch)
+                }
+            }
+        }
     }
 
     /// Moves queued frames into `batch` (up to [`MAX_IOVECS`] buffers); false when there
@@ -322,8 +359,18 @@ fn truncate(reason: &str) -> &str {
     &reason[..end]
 }
 
+/// What a finished write leaves to do.
+pub enum Written {
+    /// The batch went out whole.
+    All,
+    /// The rest of the batch, still to write.
+    Partly(Batch),
+    /// The socket failed; the connection is over.
+    Failed,
+}
+
 /// Frames to write with one `writev`, and their iovecs (rebuilt after a partial write).
-struct Batch {
+pub struct Batch {
     frames: Vec<Bytes>,
     iovecs: Vec<libc::iovec>,
 }
@@ -365,38 +412,16 @@ impl Batch {
     }
 }
 
-/// Drains `conn`'s queue into the socket, one vectored write per batch, until the
-/// connection is dead and flushed or the socket fails.
+/// Writes `batch` with one vectored write, handing back the sink and the batch.
 ///
 /// The batch's buffers are the core's, not the connection's: taken when there is work and
 /// given back after, so an idle connection holds none.
-pub async fn write_loop<W: AsyncWriteRent>(conn: std::rc::Rc<Conn>, mut sink: W) {
-    loop {
-        conn.work().await;
-        let mut batch = spares::take_batch();
-        if !conn.fill(&mut batch.frames) {
-            spares::give_batch(batch);
-            break;
-        }
-        while !batch.frames.is_empty() {
-            batch.point_iovecs();
-            let (result, returned) = sink.writev(batch).await;
-            batch = returned;
-            match result {
-                Ok(0) | Err(_) => {
-                    conn.shut_down();
-                    conn.mark_dead();
-                    return;
-                }
-                Ok(n) => {
-                    conn.metrics.bytes_out.add(n as u64);
-                    batch.advance(n)
-                }
-            }
-        }
-        spares::give_batch(batch);
-    }
-    let _ = sink.shutdown().await;
+pub async fn write_batch<W: AsyncWriteRent>(
+    mut sink: W,
+    batch: Batch,
+) -> (W, std::io::Result<usize>, Batch) {
+    let (result, batch) = sink.writev(batch).await;
+    (sink, result, batch)
 }
 
 /// Buffers that writers and send queues use only while they have work, kept per core

@@ -11,7 +11,7 @@
 //! boxed too, and the socket is read on readiness into a buffer on the stack, so no read
 //! buffer is held while waiting.
 
-use super::conn::{write_loop, Conn};
+use super::conn::{write_batch, Batch, Conn, Written};
 use super::core::{now_ms, Core};
 use super::handlers;
 use crate::dialect::{jac, lambda, slip, Dialect};
@@ -19,13 +19,15 @@ use crate::engine::{Command, Joiner};
 use crate::http::{self, Request};
 use crate::ids::random_token;
 use bytes::Bytes;
-use monoio::io::{AsyncWriteRentExt, OwnedReadHalf, Splitable};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
-use monoio::task::JoinHandle;
 use rookery_protocol::pact::Role;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::task::Poll;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::handshake::server::create_response;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -101,17 +103,122 @@ pub async fn serve_ws(
     }
 }
 
-/// An open session's life: read and handle messages until the socket ends, then close.
+/// An open session's life, in one task: read and handle messages, and drain the send queue
+/// with one vectored write at a time, until the socket ends; then leave the rooms, flush
+/// what is queued and shut the socket down.
+///
+/// One task does both (rather than a reader and a writer) because a task is what an idle
+/// connection costs: it waits on the socket's readiness and on the queue at once.
 async fn run(session: Session, leftover: Vec<u8>) {
-    let mut alive = Box::pin(feed(&session.core, &session.conn, &leftover)).await;
-    drop(leftover);
-    while alive {
-        alive = match readable(&session.reader).await {
-            Ok(()) => Box::pin(on_readable(&session.core, &session.conn, session.fd)).await,
-            Err(_) => false,
-        };
+    let Session {
+        core,
+        conn,
+        reader,
+        fd,
+        writer,
+        _admission,
+    } = session;
+    let mut sink = Some(writer);
+    // The 101 is queued: the first write starts at once.
+    let mut writing = next_write(&conn, &mut sink, None);
+    let mut read_wait = pin!(readable(&reader));
+    // Handling runs beside the writes (a handler may wait on a backend for seconds while
+    // broadcasts keep arriving for this connection), boxed: it is not idle state.
+    let mut handling: Option<Pin<Box<dyn Future<Output = bool> + '_>>> =
+        Some(Box::pin(feed(&core, &conn, leftover)));
+    let mut reading = true;
+    let mut closed = false;
+    loop {
+        if !reading && handling.is_none() && !closed {
+            handling = Some(Box::pin(async {
+                close(&core, &conn).await;
+                false
+            }));
+            closed = true;
+        }
+        let flushed = writing.is_none() && (sink.is_none() || !conn.has_queued());
+        if closed && handling.is_none() && flushed {
+            break;
+        }
+        let event = poll_fn(|cx| {
+            if let Some(write) = writing.as_mut() {
+                if let Poll::Ready(done) = write.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Wrote(done));
+                }
+            } else if sink.is_some() && conn.poll_queued(cx) {
+                return Poll::Ready(Event::Queued);
+            }
+            if let Some(handler) = handling.as_mut() {
+                if let Poll::Ready(alive) = handler.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Handled(alive));
+                }
+            } else if reading {
+                if let Poll::Ready(result) = read_wait.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Readable(result.is_ok()));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Readable(true) => handling = Some(Box::pin(on_readable(&core, &conn, fd))),
+            Event::Readable(false) => reading = false,
+            Event::Handled(alive) => {
+                handling = None;
+                if !alive {
+                    reading = false;
+                } else if reading {
+                    read_wait.set(readable(&reader));
+                }
+            }
+            Event::Queued => writing = next_write(&conn, &mut sink, None),
+            Event::Wrote((out, result, batch)) => {
+                writing = None;
+                match conn.after_write(result, batch) {
+                    Written::All => sink = Some(out),
+                    Written::Partly(rest) => {
+                        sink = Some(out);
+                        writing = next_write(&conn, &mut sink, Some(rest));
+                    }
+                    Written::Failed => {}
+                }
+            }
+        }
     }
-    Box::pin(close(session)).await;
+    if let Some(mut out) = sink {
+        let _ = out.shutdown().await;
+    }
+}
+
+/// Starts writing `rest` (what a partial write left) or else what is queued, when the
+/// sink is free (no write in flight, the socket not failed) and there is something to write.
+///
+/// The write in flight is boxed: the session's task then holds no room for one while idle.
+#[allow(clippy::type_complexity)]
+fn next_write<W: AsyncWriteRent + 'static>(
+    conn: &Conn,
+    sink: &mut Option<W>,
+    rest: Option<Batch>,
+) -> Option<Pin<Box<impl Future<Output = (W, std::io::Result<usize>, Batch)>>>> {
+    sink.as_ref()?;
+    let batch = match rest {
+        Some(rest) => rest,
+        None => conn.next_batch()?,
+    };
+    let out = sink.take()?;
+    Some(Box::pin(write_batch(out, batch)))
+}
+
+/// What woke a session.
+enum Event<W> {
+    /// The socket is readable (`false`: waiting for it failed).
+    Readable(bool),
+    /// Frames are queued and no write is in flight.
+    Queued,
+    /// A write finished.
+    Wrote(W),
+    /// Handling what was read (or closing) finished; `false`: the session is over.
+    Handled(bool),
 }
 
 /// An open session: what its task holds for the connection's life.
@@ -120,7 +227,7 @@ struct Session {
     conn: Rc<Conn>,
     reader: OwnedReadHalf<TcpStream>,
     fd: RawFd,
-    writer: JoinHandle<()>,
+    writer: OwnedWriteHalf<TcpStream>,
     /// The connection's place under the connection limits.
     _admission: super::admission::Admission,
 }
@@ -201,7 +308,6 @@ async fn open(
     core.register(conn.clone());
     let fd = stream.as_raw_fd();
     let (reader, writer) = stream.into_split();
-    let writer = monoio::spawn(write_loop(conn.clone(), writer));
 
     match dialect {
         Dialect::Jac => {
@@ -301,7 +407,7 @@ fn receive(fd: RawFd, conn: &Conn) -> Received {
 }
 
 /// Hands `bytes` (sent right after the request head) to tungstenite and handles them.
-async fn feed(core: &Rc<Core>, conn: &Rc<Conn>, bytes: &[u8]) -> bool {
+async fn feed(core: &Rc<Core>, conn: &Rc<Conn>, bytes: Vec<u8>) -> bool {
     if bytes.is_empty() {
         return true;
     }
@@ -321,12 +427,8 @@ async fn after_bytes(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
     alive
 }
 
-/// Leaves the connection's rooms once its socket is done, and waits for the writer to
-/// flush what is queued.
-async fn close(session: Session) {
-    let Session {
-        core, conn, writer, ..
-    } = session;
+/// Leaves the connection's rooms once its socket is done.
+async fn close(core: &Rc<Core>, conn: &Rc<Conn>) {
     let id = conn.id;
     tracing::debug!(conn = id.0, "session over");
     core.unregister(id);
@@ -339,9 +441,8 @@ async fn close(session: Session) {
         core.command(&room, leave).await;
     }
     if conn.dialect == Dialect::Slip {
-        handlers::slip_closed(&core, &conn).await;
+        handlers::slip_closed(core, conn).await;
     }
-    let _ = writer.await;
 }
 
 /// Handles every complete message now buffered. Returns false when the session is over.
