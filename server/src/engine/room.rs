@@ -29,8 +29,9 @@ pub const DEFAULT_CONFIG: &str = "{}";
 pub struct MemberState {
     /// The public id: Pact's `profile.id`, websockets.do's `clientID`.
     pub id: String,
-    /// Whom votes count for: the JWT `sub` when authenticated, else the connection's own id.
-    pub user_id: String,
+    /// Whom votes count for, when not the public id (the JWT `sub` of a connection whose
+    /// public id differs); `None` for the common case, so the id is not stored twice.
+    user: Option<String>,
     pub dialect: Dialect,
     pub suffix: u64,
     pub properties: Map<String, Value>,
@@ -45,6 +46,11 @@ pub struct MemberState {
 }
 
 impl MemberState {
+    /// Whom votes count for: the JWT `sub` when authenticated, else the connection's own id.
+    pub fn user_id(&self) -> &str {
+        self.user.as_deref().unwrap_or(&self.id)
+    }
+
     fn public(&self) -> Member {
         Member {
             id: self.id.clone(),
@@ -180,7 +186,7 @@ impl Room {
         *self.users.entry(joiner.user_id.clone()).or_insert(0) += 1;
         let member = MemberState {
             id: joiner.id.clone(),
-            user_id: joiner.user_id.clone(),
+            user: (joiner.user_id != joiner.id).then(|| joiner.user_id.clone()),
             dialect: joiner.dialect,
             suffix: self.suffix,
             properties: Map::new(),
@@ -239,7 +245,7 @@ impl Room {
             return;
         };
         self.presence_changed(Presence::Left, &member.public(), None, out);
-        let remaining = match self.users.get_mut(&member.user_id) {
+        let remaining = match self.users.get_mut(member.user_id()) {
             Some(n) => {
                 *n -= 1;
                 *n
@@ -249,11 +255,11 @@ impl Room {
         if remaining > 0 {
             return;
         }
-        self.users.remove(&member.user_id);
+        self.users.remove(member.user_id());
         let changed: Vec<String> = self
             .ephemeral_polls
             .iter_mut()
-            .filter_map(|(id, poll)| poll.retract(&member.user_id).then(|| id.clone()))
+            .filter_map(|(id, poll)| poll.retract(member.user_id()).then(|| id.clone()))
             .collect();
         for id in changed {
             self.send_poll_stats(PollKind::Ephemeral, &id, out);
@@ -510,7 +516,7 @@ impl Room {
                 poll,
                 answer,
             } => {
-                let user = self.members[&conn].user_id.clone();
+                let user = self.members[&conn].user_id().to_owned();
                 let kind = if ephemeral {
                     PollKind::Ephemeral
                 } else {

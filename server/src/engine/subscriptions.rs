@@ -32,7 +32,19 @@ impl Topic {
 #[derive(Default, Debug)]
 struct KindSubscription {
     all: bool,
-    ids: AHashSet<String>,
+    /// Boxed, and only once an id is subscribed: most members subscribe to whole types, and
+    /// an empty set inline would cost every one of them ~50 bytes.
+    ids: Option<Box<AHashSet<String>>>,
+}
+
+impl KindSubscription {
+    fn has_id(&self, id: &str) -> bool {
+        self.ids.as_ref().is_some_and(|ids| ids.contains(id))
+    }
+
+    fn id_count(&self) -> usize {
+        self.ids.as_ref().map_or(0, |ids| ids.len())
+    }
 }
 
 /// Kept apart from the property bag (unlike seed-era Pact, where `login` wiped them).
@@ -69,7 +81,7 @@ impl Subscriptions {
         match &topic.id {
             None => entry.all = true,
             Some(id) => {
-                entry.ids.insert(id.clone());
+                entry.ids.get_or_insert_default().insert(id.clone());
             }
         }
     }
@@ -81,8 +93,13 @@ impl Subscriptions {
             Some(id) => {
                 let entry = self.kinds.iter_mut().find(|(k, _)| *k == topic.kind);
                 if let Some((_, entry)) = entry {
-                    entry.ids.remove(id);
-                    if !entry.all && entry.ids.is_empty() {
+                    if let Some(ids) = entry.ids.as_mut() {
+                        ids.remove(id);
+                        if ids.is_empty() {
+                            entry.ids = None;
+                        }
+                    }
+                    if !entry.all && entry.ids.is_none() {
                         self.remove(&topic.kind);
                     }
                 }
@@ -94,7 +111,7 @@ impl Subscriptions {
     pub fn wants(&self, kind: &str, id: Option<&str>) -> bool {
         match self.get(kind) {
             None => false,
-            Some(entry) => entry.all || id.is_some_and(|id| entry.ids.contains(id)),
+            Some(entry) => entry.all || id.is_some_and(|id| entry.has_id(id)),
         }
     }
 
@@ -103,14 +120,14 @@ impl Subscriptions {
         match (self.get(&topic.kind), &topic.id) {
             (None, _) => false,
             (Some(k), None) => k.all,
-            (Some(k), Some(id)) => k.ids.contains(id),
+            (Some(k), Some(id)) => k.has_id(id),
         }
     }
 
     pub fn len(&self) -> usize {
         self.kinds
             .iter()
-            .map(|(_, k)| k.ids.len() + usize::from(k.all))
+            .map(|(_, k)| k.id_count() + usize::from(k.all))
             .sum()
     }
 
