@@ -2,8 +2,8 @@
 //! the WebSocket protocol state, and the writer that drains the queue with one vectored
 //! write per batch.
 
-use super::memstream::MemStream;
 use super::metrics::Metrics;
+use super::wsstate::WsState;
 use crate::dialect::{wsdo, Dialect, Wire};
 use crate::frame;
 use crate::ids::ConnId;
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
-use tungstenite::protocol::WebSocketContext;
 
 /// Most buffers taken into one vectored write (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 512;
@@ -66,9 +65,11 @@ pub struct Conn {
     pub rate: RefCell<crate::ratelimit::TokenBucket>,
     /// When a draining server closes this connection (graceful shutdown).
     pub drain_at_ms: Cell<Option<u64>>,
-    /// tungstenite's protocol state and its in-memory stream; borrowed briefly, never
-    /// across an await.
-    pub ws: RefCell<(WebSocketContext, MemStream)>,
+    /// tungstenite's protocol state and its in-memory stream, while the client is
+    /// mid-message ([`WsState`]); borrowed briefly, never across an await.
+    ws: RefCell<Option<Box<WsState>>>,
+    /// The largest message (and frame) accepted, for making that state.
+    max_message: usize,
 }
 
 impl Conn {
@@ -81,7 +82,7 @@ impl Conn {
         fd: RawFd,
         max_outbound: usize,
         metrics: Arc<Metrics>,
-        ws: WebSocketContext,
+        max_message: usize,
         now_ms: u64,
     ) -> Conn {
         Conn {
@@ -102,7 +103,8 @@ impl Conn {
             latency_ms: Cell::new(0),
             rate: RefCell::new(crate::ratelimit::TokenBucket::new(0, 1, now_ms)),
             drain_at_ms: Cell::new(None),
-            ws: RefCell::new((ws, MemStream::default())),
+            ws: RefCell::new(None),
+            max_message,
         }
     }
 
@@ -214,11 +216,34 @@ impl Conn {
         true
     }
 
+    /// Runs `f` on the protocol state, made first if the connection had none.
+    pub fn with_ws<R>(&self, f: impl FnOnce(&mut WsState) -> R) -> R {
+        let mut ws = self.ws.borrow_mut();
+        f(ws.get_or_insert_with(|| Box::new(WsState::new(self.max_message))))
+    }
+
+    /// After handling what was read: drops the protocol state when a new one would behave
+    /// the same (open connection, whole messages, all consumed and flushed), so an idle
+    /// connection holds none; else gives back the memory a burst left.
+    pub fn rest_ws(&self) {
+        let mut ws = self.ws.borrow_mut();
+        if let Some(state) = ws.as_mut() {
+            if self.state.get() == State::Open && state.at_rest() {
+                *ws = None;
+            } else {
+                state.stream.compact();
+            }
+        }
+    }
+
     /// Moves whatever tungstenite wrote (pongs, close replies) into the send queue.
     pub fn flush_protocol(&self) {
         let bytes = {
             let mut ws = self.ws.borrow_mut();
-            let (ctx, stream) = &mut *ws;
+            let Some(ws) = ws.as_mut() else {
+                return;
+            };
+            let WsState { ctx, stream, .. } = &mut **ws;
             let _ = ctx.flush(stream);
             if stream.outbound.is_empty() {
                 return;
@@ -238,20 +263,18 @@ impl Conn {
         }
         self.state.set(State::Closing { since_ms: now_ms });
         self.metrics.closed_with(code.into());
-        {
-            let mut ws = self.ws.borrow_mut();
-            let (ctx, stream) = &mut *ws;
+        self.with_ws(|ws| {
             let frame = CloseFrame {
                 code,
                 reason: truncate(reason).to_owned().into(),
             };
-            if ctx.close(stream, Some(frame)).is_err() {
+            if ws.ctx.close(&mut ws.stream, Some(frame)).is_err() {
                 // tungstenite already considers the stream closed: write the frame ourselves.
-                stream
+                ws.stream
                     .outbound
                     .extend_from_slice(&frame::close(code.into(), reason));
             }
-        }
+        });
         self.flush_protocol();
     }
 

@@ -8,18 +8,21 @@ pub mod core;
 pub mod handlers;
 pub mod memstream;
 pub mod metrics;
+pub mod recv;
 pub mod router;
 pub mod ws;
+pub mod wsstate;
 
 use self::core::{
     run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns, ToOwner,
 };
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -194,7 +197,11 @@ async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
     let max_body = core.config.max_body_size;
     let request = monoio::time::timeout(limit, read_request(&mut stream, max_body)).await;
     let refusal = match request {
-        Ok(Ok((req, leftover))) => return router::route(core, stream, peer, req, leftover).await,
+        // Boxed: routing's state (sized for every HTTP handler) is made only once the
+        // request is here, not while the task waits for it.
+        Ok(Ok((req, leftover))) => {
+            return Box::pin(router::route(core, stream, peer, req, leftover)).await
+        }
         Ok(Err(Some(refusal))) => refusal,
         Ok(Err(None)) => return,
         Err(_) => http::json_error(408, "timeout", "request not received in time"),
@@ -209,7 +216,7 @@ async fn read_request(
     max_body: usize,
 ) -> Result<(http::Request, Vec<u8>), Option<Vec<u8>>> {
     let mut buf = Vec::new();
-    let mut chunk = Vec::with_capacity(2048);
+    let fd = stream.as_raw_fd();
     let mut head: Option<(http::Request, usize, usize)> = None;
     loop {
         if head.is_none() {
@@ -240,12 +247,12 @@ async fn read_request(
                 return Ok((req, leftover));
             }
         }
-        let (result, b) = stream.read(chunk).await;
-        chunk = b;
-        match result {
-            Ok(0) | Err(_) => return Err(None),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        // On readiness, so that no read buffer is held while the client takes its time.
+        if stream.readable(false).await.is_err() {
+            return Err(None);
         }
-        chunk.clear();
+        if let recv::Received::End = recv::recv_now(fd, |bytes| buf.extend_from_slice(bytes)) {
+            return Err(None);
+        }
     }
 }

@@ -14,6 +14,7 @@
 use super::conn::{write_batch, Batch, Conn, Written};
 use super::core::{now_ms, Core};
 use super::handlers;
+use super::recv::{recv_now, Received};
 use crate::dialect::{jac, lambda, slip, Dialect};
 use crate::engine::{Command, Joiner};
 use crate::http::{self, Request};
@@ -31,16 +32,7 @@ use std::task::Poll;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::handshake::server::create_response;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{Role as WsRole, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
-
-/// Most bytes taken from the socket per readiness: a larger backlog is read after the
-/// next readiness, so one busy client cannot hold its core.
-pub const MAX_READ: usize = 16 * 1024;
-
-/// tungstenite's own read chunk per connection (it grows on demand to hold a larger frame):
-/// small, since every idle connection keeps it.
-const PROTOCOL_BUFFER: usize = 128;
 
 /// The 101 response for `req`, or the 400 JSON error when it is no valid upgrade.
 fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
@@ -258,10 +250,6 @@ async fn open(
         }
     };
     let config = &core.config;
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(PROTOCOL_BUFFER)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size));
     let id = core.next_conn_id();
     let now = now_ms();
     let (user, token_error) = match identify(&core, &req) {
@@ -297,7 +285,7 @@ async fn open(
         stream.as_raw_fd(),
         config.max_outbound_bytes,
         core.metrics.clone(),
-        WebSocketContext::new(WsRole::Server, Some(ws_config)),
+        config.max_message_size,
         now,
     ));
     conn.set_user_id(user.clone());
@@ -361,7 +349,7 @@ async fn readable(reader: &OwnedReadHalf<TcpStream>) -> std::io::Result<()> {
     stream.readable(false).await
 }
 
-/// Reads what the socket has (up to [`MAX_READ`], without blocking) and handles it.
+/// Reads what the socket has (up to [`super::recv::MAX_READ`], without blocking) and handles it.
 /// Returns false when the session is over.
 async fn on_readable(core: &Rc<Core>, conn: &Rc<Conn>, fd: RawFd) -> bool {
     match receive(fd, conn) {
@@ -374,36 +362,9 @@ async fn on_readable(core: &Rc<Core>, conn: &Rc<Conn>, fd: RawFd) -> bool {
     }
 }
 
-enum Received {
-    Bytes(usize),
-    /// A spurious readiness: nothing to read yet.
-    Nothing,
-    /// The peer closed, or the socket failed.
-    End,
-}
-
-/// One non-blocking `recv` into a buffer on the stack, appended to tungstenite's input.
+/// Reads what the socket has into tungstenite's input.
 fn receive(fd: RawFd, conn: &Conn) -> Received {
-    let mut buf = [0u8; MAX_READ];
-    // SAFETY: `buf` is valid for `MAX_READ` bytes; MSG_DONTWAIT makes the call return at
-    // once whatever the socket's blocking mode.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    match n {
-        0 => Received::End,
-        n if n > 0 => {
-            let n = n as usize;
-            conn.ws
-                .borrow_mut()
-                .1
-                .inbound
-                .extend(buf[..n].iter().copied());
-            Received::Bytes(n)
-        }
-        _ => match std::io::Error::last_os_error().kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Received::Nothing,
-            _ => Received::End,
-        },
-    }
+    recv_now(fd, |bytes| conn.with_ws(|ws| ws.push(bytes)))
 }
 
 /// Hands `bytes` (sent right after the request head) to tungstenite and handles them.
@@ -412,7 +373,7 @@ async fn feed(core: &Rc<Core>, conn: &Rc<Conn>, bytes: Vec<u8>) -> bool {
         return true;
     }
     core.metrics.bytes_in.add(bytes.len() as u64);
-    conn.ws.borrow_mut().1.inbound.extend(bytes.iter().copied());
+    conn.with_ws(|ws| ws.push(&bytes));
     after_bytes(core, conn).await
 }
 
@@ -423,7 +384,7 @@ async fn after_bytes(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
         conn.last_seen_ms.set(now_ms());
     }
     let alive = process_frames(core, conn).await;
-    conn.ws.borrow_mut().1.compact();
+    conn.rest_ws();
     alive
 }
 
@@ -448,11 +409,7 @@ async fn close(core: &Rc<Core>, conn: &Rc<Conn>) {
 /// Handles every complete message now buffered. Returns false when the session is over.
 async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
     loop {
-        let next = {
-            let mut ws = conn.ws.borrow_mut();
-            let (ctx, stream) = &mut *ws;
-            ctx.read(stream)
-        };
+        let next = conn.with_ws(|ws| ws.ctx.read(&mut ws.stream));
         match next {
             Ok(Message::Text(_) | Message::Binary(_)) if !admit_message(core, conn) => {}
             Ok(Message::Text(text)) => {

@@ -1,0 +1,64 @@
+//! Reads on readiness: wait until a socket is readable, then take what it has with one
+//! non-blocking `recv` into a buffer on the stack.
+//!
+//! Owned-buffer reads (io_uring's usual way) keep a buffer in the kernel's hands for as long
+//! as the read is pending — for an idle connection, forever; for a connection still to send
+//! its request, as long as the client takes. Waiting for readiness holds no buffer.
+
+use std::os::fd::RawFd;
+
+/// Most bytes taken from a socket per readiness: a larger backlog is read after the next
+/// readiness, so one busy client cannot hold its core.
+pub const MAX_READ: usize = 16 * 1024;
+
+pub enum Received {
+    /// This many bytes were read and handed over.
+    Bytes(usize),
+    /// A spurious readiness: nothing to read yet.
+    Nothing,
+    /// The peer closed, or the socket failed.
+    End,
+}
+
+/// One non-blocking `recv` of up to [`MAX_READ`] bytes from `fd`; what it reads goes to
+/// `take`.
+pub fn recv_now(fd: RawFd, take: impl FnOnce(&[u8])) -> Received {
+    let mut buf = [0u8; MAX_READ];
+    // SAFETY: `buf` is valid for `MAX_READ` bytes; MSG_DONTWAIT makes the call return at
+    // once whatever the socket's blocking mode.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    match n {
+        0 => Received::End,
+        n if n > 0 => {
+            let n = n as usize;
+            take(&buf[..n]);
+            Received::Bytes(n)
+        }
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Received::Nothing,
+            _ => Received::End,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn reads_what_is_there_then_would_block_then_sees_the_end() {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.write_all(b"hello").unwrap();
+        let mut got = Vec::new();
+        assert!(matches!(
+            recv_now(b.as_raw_fd(), |bytes| got.extend_from_slice(bytes)),
+            Received::Bytes(5)
+        ));
+        assert_eq!(got, b"hello");
+        assert!(matches!(recv_now(b.as_raw_fd(), |_| {}), Received::Nothing));
+        drop(a);
+        assert!(matches!(recv_now(b.as_raw_fd(), |_| {}), Received::End));
+    }
+}
