@@ -144,6 +144,14 @@ impl Conn {
         self.public_id.borrow().clone()
     }
 
+    pub fn has_public_id(&self, id: &str) -> bool {
+        *self.public_id.borrow() == id
+    }
+
+    pub fn has_user(&self, user: &str) -> bool {
+        self.user_id.borrow().as_deref() == Some(user)
+    }
+
     /// Changes the public id; the core's index must follow ([`super::core::Core`]).
     pub fn set_public_id(&self, id: String) {
         *self.public_id.borrow_mut() = id;

@@ -9,7 +9,9 @@
 //! readers that produce the commands.
 
 use super::conn::{Conn, State};
+use super::handshakes::Handshakes;
 use super::metrics::Metrics;
+use super::names::NameIndex;
 use crate::config::Config;
 use crate::dialect::{pact, wsdo, Dialect, Wire};
 use crate::engine::broker::LocalBroker;
@@ -21,7 +23,6 @@ use crate::ids::{owner_core, ConnId};
 use crate::wheel::Wheel;
 use ahash::AHashMap;
 use serde_json::Value;
-use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -124,10 +125,12 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     pub conns: RefCell<AHashMap<ConnId, Rc<Conn>>>,
     /// This core's connections by public id, and by authenticated user.
-    by_public: RefCell<Index>,
-    by_user: RefCell<Index>,
+    by_public: RefCell<NameIndex>,
+    by_user: RefCell<NameIndex>,
     next_seq: Cell<u64>,
     wheel: RefCell<Wheel<ConnId>>,
+    /// Deadlines of sockets still sending their request head.
+    pub handshakes: Handshakes,
     /// Reused for simd-json's in-place parsing.
     pub scratch: RefCell<Vec<u8>>,
     /// Backend calls this core has in flight.
@@ -146,10 +149,11 @@ impl Core {
             config,
             shared,
             conns: RefCell::new(AHashMap::new()),
-            by_public: RefCell::new(AHashMap::new()),
-            by_user: RefCell::new(AHashMap::new()),
+            by_public: RefCell::default(),
+            by_user: RefCell::default(),
             next_seq: Cell::new(1),
             wheel: RefCell::new(Wheel::new(tick, slots, now_ms())),
+            handshakes: Handshakes::default(),
             scratch: RefCell::new(Vec::new()),
             backend_in_flight: Cell::new(0),
         })
@@ -280,6 +284,7 @@ impl Core {
     /// One pass of the wheel: ping the live, close the silent, shut down the closing ones
     /// whose grace ran out.
     fn check_deadlines(&self, now: u64, due: &mut Vec<ConnId>) {
+        self.handshakes.expire(now);
         self.wheel.borrow_mut().advance(now, due);
         let interval = self.config.ping_interval_ms;
         for id in due.drain(..) {
@@ -384,12 +389,12 @@ impl Core {
 
     /// This core's connections with public id `id`.
     pub fn conns_with_id(&self, id: &str) -> Vec<Rc<Conn>> {
-        self.local_conns(&self.by_public, id)
+        self.named(&self.by_public, id, |c| c.has_public_id(id))
     }
 
     /// Closes this core's connections whose public id is `id`.
     fn disconnect(&self, id: &str, now: u64) -> usize {
-        let matching = self.local_conns(&self.by_public, id);
+        let matching = self.conns_with_id(id);
         let mut closed = 0;
         for conn in matching.iter().filter(|c| c.state() == State::Open) {
             self.close(conn, CloseCode::Normal, "disconnected by the server", now);
@@ -398,13 +403,22 @@ impl Core {
         closed
     }
 
-    fn local_conns(&self, index: &RefCell<Index>, key: &str) -> Vec<Rc<Conn>> {
+    /// This core's connections that `index` lists under `name` and that `is_named` confirms.
+    fn named(
+        &self,
+        index: &RefCell<NameIndex>,
+        name: &str,
+        is_named: impl Fn(&Conn) -> bool,
+    ) -> Vec<Rc<Conn>> {
         let conns = self.conns.borrow();
         index
             .borrow()
-            .get(key)
-            .map(|ids| ids.iter().filter_map(|id| conns.get(id).cloned()).collect())
-            .unwrap_or_default()
+            .candidates(name)
+            .iter()
+            .filter_map(|id| conns.get(id))
+            .filter(|conn| is_named(conn))
+            .cloned()
+            .collect()
     }
 
     /// Delivers a targeted send to this core's connections of `users` and `clients`, each
@@ -413,10 +427,8 @@ impl Core {
         let mut seen = ahash::AHashSet::new();
         let by_user = users
             .iter()
-            .flat_map(|u| self.local_conns(&self.by_user, u));
-        let by_client = clients
-            .iter()
-            .flat_map(|c| self.local_conns(&self.by_public, c));
+            .flat_map(|u| self.named(&self.by_user, u, |c| c.has_user(u)));
+        let by_client = clients.iter().flat_map(|c| self.conns_with_id(c));
         for conn in by_user.chain(by_client) {
             if seen.insert(conn.id) {
                 self.deliver(conn.id, &wires[conn.dialect.index()], now);
@@ -426,16 +438,18 @@ impl Core {
 
     /// Indexes a connection under its public id (and user, if any).
     pub fn index(&self, conn: &Conn) {
-        index_add(&self.by_public, conn.public_id(), conn.id);
+        self.by_public.borrow_mut().add(&conn.public_id(), conn.id);
         if let Some(user) = conn.user_id() {
-            index_add(&self.by_user, user, conn.id);
+            self.by_user.borrow_mut().add(&user, conn.id);
         }
     }
 
     pub fn unindex(&self, conn: &Conn) {
-        index_remove(&self.by_public, &conn.public_id(), conn.id);
+        self.by_public
+            .borrow_mut()
+            .remove(&conn.public_id(), conn.id);
         if let Some(user) = conn.user_id() {
-            index_remove(&self.by_user, &user, conn.id);
+            self.by_user.borrow_mut().remove(&user, conn.id);
         }
     }
 
@@ -456,22 +470,6 @@ impl Core {
 }
 
 /// id → this core's connections with that id.
-type Index = AHashMap<String, SmallVec<[ConnId; 2]>>;
-
-fn index_add(index: &RefCell<Index>, key: String, id: ConnId) {
-    index.borrow_mut().entry(key).or_default().push(id);
-}
-
-fn index_remove(index: &RefCell<Index>, key: &str, id: ConnId) {
-    let mut index = index.borrow_mut();
-    if let Some(ids) = index.get_mut(key) {
-        ids.retain(|c| *c != id);
-        if ids.is_empty() {
-            index.remove(key);
-        }
-    }
-}
-
 /// Applies commands for the rooms this core owns, then dispatches what they produced.
 pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
     let mut engine = Engine::new(Box::<MemoryStore>::default(), Box::new(LocalBroker))

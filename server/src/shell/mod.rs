@@ -6,15 +6,18 @@ pub mod admission;
 pub mod conn;
 pub mod core;
 pub mod handlers;
+pub mod handshakes;
 pub mod memstream;
 pub mod metrics;
+pub mod names;
 pub mod recv;
 pub mod router;
 pub mod ws;
 pub mod wsstate;
 
 use self::core::{
-    run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns, ToOwner,
+    now_ms, run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns,
+    ToOwner,
 };
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
@@ -193,14 +196,43 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
 
 /// Reads a request (within the handshake timeout) and routes it.
 async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
-    let limit = Duration::from_millis(core.config.handshake_timeout_ms);
     let max_body = core.config.max_body_size;
-    let request = monoio::time::timeout(limit, read_request(&mut stream, max_body)).await;
+    let ticket = core.handshakes.start(
+        stream.as_raw_fd(),
+        now_ms() + core.config.handshake_timeout_ms,
+    );
+    let request = read_request(&mut stream, max_body).await;
+    let request = if ticket.finish() {
+        Err(TimedOut)
+    } else {
+        Ok(request)
+    };
+    // Boxed: while it waits for the request (a connect storm has thousands waiting), the
+    // task holds only the wait's state.
+    Box::pin(serve_request(core, stream, peer, request)).await;
+}
+
+/// Serves what [`read_request`] read (or answers why there is nothing to serve).
+async fn serve_request(
+    core: Rc<Core>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    request: Result<ReadRequest, TimedOut>,
+) {
     let refusal = match request {
-        // Boxed: routing's state (sized for every HTTP handler) is made only once the
-        // request is here, not while the task waits for it.
+        // Boxed: the upgrade's or the handler's state is made only once the request is
+        // here, not while the task waits for it, and each is only as large as it needs.
         Ok(Ok((req, leftover))) => {
-            return Box::pin(router::route(core, stream, peer, req, leftover)).await
+            return match router::upgrade_target(&req) {
+                Some(Ok((dialect, room))) => {
+                    let upgrade = ws::serve_ws(core, stream, peer, req, leftover, dialect, room);
+                    Box::pin(upgrade).await
+                }
+                Some(Err(refusal)) => {
+                    let _ = stream.write_all(refusal).await;
+                }
+                None => Box::pin(router::route(core, stream, req)).await,
+            };
         }
         Ok(Err(Some(refusal))) => refusal,
         Ok(Err(None)) => return,
@@ -209,12 +241,14 @@ async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.write_all(refusal).await;
 }
 
+/// The request head did not arrive within the handshake timeout.
+struct TimedOut;
+
+type ReadRequest = Result<(http::Request, Vec<u8>), Option<Vec<u8>>>;
+
 /// The request (head and `Content-Length` body) and any bytes after it;
 /// `Err(Some(response))` for a bad request, `Err(None)` when the peer went away.
-async fn read_request(
-    stream: &mut TcpStream,
-    max_body: usize,
-) -> Result<(http::Request, Vec<u8>), Option<Vec<u8>>> {
+async fn read_request(stream: &mut TcpStream, max_body: usize) -> ReadRequest {
     let mut buf = Vec::new();
     let fd = stream.as_raw_fd();
     let mut head: Option<(http::Request, usize, usize)> = None;

@@ -3,7 +3,6 @@
 use super::core::now_ms;
 use super::core::{Core, ToConns, ToOwner};
 use super::metrics;
-use super::ws::serve_ws;
 use crate::api;
 use crate::dialect::event::{encode_all, Event};
 use crate::dialect::{jac, slip, Dialect};
@@ -14,7 +13,6 @@ use crate::ids::{random_token, random_u64};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -56,14 +54,13 @@ fn websocket_target(segments: &[&str], req: &Request) -> Option<WebSocketTarget>
     Some(Ok((dialect, room)))
 }
 
-/// Serves one request whose head (and body) has been read.
-pub async fn route(
-    core: Rc<Core>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    req: Request,
-    leftover: Vec<u8>,
-) {
+/// The WebSocket endpoint `req` upgrades to (`None`: it is no upgrade to one, and
+/// [`route`] serves it). Kept apart from `route` so that an upgrade runs without
+/// `route`'s state, which is sized for every HTTP handler (~3 KB).
+pub fn upgrade_target(req: &Request) -> Option<WebSocketTarget> {
+    if !req.wants_upgrade() {
+        return None;
+    }
     let owned: Vec<String> = req
         .path
         .trim_start_matches('/')
@@ -71,24 +68,20 @@ pub async fn route(
         .map(http::decode_segment)
         .collect();
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
-    if req.wants_upgrade() {
-        if let Some(target) = websocket_target(&segments, &req) {
-            drop(segments);
-            drop(owned);
-            return match target {
-                // The upgrade runs in this task; the open session then runs as a task of
-                // its own, so that it holds only its own small state for the
-                // connection's life, not this task's, which is sized for every HTTP
-                // handler (~3.2 KB).
-                Ok((dialect, room)) => {
-                    serve_ws(core, stream, peer, req, leftover, dialect, room).await;
-                }
-                Err(response) => {
-                    let _ = stream.write_all(response).await;
-                }
-            };
-        }
-    } else {
+    websocket_target(&segments, req)
+}
+
+/// Serves one request whose head (and body) has been read, and which is no upgrade to a
+/// WebSocket endpoint ([`upgrade_target`]).
+pub async fn route(core: Rc<Core>, mut stream: TcpStream, req: Request) {
+    let owned: Vec<String> = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .map(http::decode_segment)
+        .collect();
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
+    if !req.wants_upgrade() {
         core.metrics.http_requests.inc();
     }
     let method = req.method.as_str();

@@ -268,7 +268,8 @@ async fn open(
     // SLIP: the backend decides whether the connection opens, before the handshake ends.
     let mut slip_events = Vec::new();
     if dialect == Dialect::Slip {
-        match slip_open(&core, &req, &public_id).await {
+        // Boxed: the backend call's state is needed by SLIP's upgrades only.
+        match Box::pin(slip_open(&core, &req, &public_id)).await {
             Ok(events) => slip_events = events,
             Err(refusal) => {
                 let _ = stream.write_all(refusal).await;
@@ -312,7 +313,7 @@ async fn open(
         Dialect::Pact | Dialect::Wsdo | Dialect::Slip => {}
     }
     if !slip_events.is_empty() {
-        handlers::slip_apply(&core, &conn, slip_events).await;
+        Box::pin(handlers::slip_apply(&core, &conn, slip_events)).await;
     }
     if let Some(room) = &room {
         let joiner = Joiner {
