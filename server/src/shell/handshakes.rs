@@ -18,9 +18,12 @@ enum Phase {
     TimedOut,
 }
 
+/// A socket's deadline: when, which socket, and its ticket's phase.
+type Deadline = (u64, RawFd, Rc<Cell<Phase>>);
+
 #[derive(Default)]
 pub struct Handshakes {
-    due: RefCell<VecDeque<(u64, RawFd, Rc<Cell<Phase>>)>>,
+    due: RefCell<VecDeque<Deadline>>,
 }
 
 /// A socket's place in the queue; dropping it (or [`Ticket::finish`]) takes it out.
