@@ -324,7 +324,7 @@ impl Conn {
     /// core's spare batches. `None` when nothing is queued.
     pub fn next_batch(&self) -> Option<Batch> {
         let mut batch = spares::take_batch();
-        if self.fill(&mut batch.frames) {
+        if self.fill(&mut batch.0.frames) {
             batch.point_iovecs();
             Some(batch)
         } else {
@@ -346,7 +346,7 @@ impl Conn {
             Ok(n) => {
                 self.metrics.bytes_out.add(n as u64);
                 batch.advance(n);
-                if batch.frames.is_empty() {
+                if batch.0.frames.is_empty() {
                     spares::give_batch(batch);
                     Written::All
                 } else {
@@ -401,7 +401,12 @@ pub enum Written {
 }
 
 /// Frames to write with one `writev`, and their iovecs (rebuilt after a partial write).
-pub struct Batch {
+///
+/// Boxed, so that a write in flight (which holds its batch) is small enough to live in the
+/// session's task without making it much larger.
+pub struct Batch(Box<Buffers>);
+
+struct Buffers {
     frames: Vec<Bytes>,
     iovecs: Vec<libc::iovec>,
 }
@@ -410,27 +415,29 @@ pub struct Batch {
 // write is in flight (it is moved into the operation and handed back after).
 unsafe impl IoVecBuf for Batch {
     fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.iovecs.as_ptr()
+        self.0.iovecs.as_ptr()
     }
 
     fn read_iovec_len(&self) -> usize {
-        self.iovecs.len()
+        self.0.iovecs.len()
     }
 }
 
 impl Batch {
     fn point_iovecs(&mut self) {
-        self.iovecs.clear();
-        self.iovecs.extend(self.frames.iter().map(|f| libc::iovec {
-            iov_base: f.as_ptr() as *mut libc::c_void,
-            iov_len: f.len(),
-        }));
+        self.0.iovecs.clear();
+        self.0
+            .iovecs
+            .extend(self.0.frames.iter().map(|f| libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            }));
     }
 
     /// Drops `written` bytes from the front.
     fn advance(&mut self, mut written: usize) {
         let mut done = 0;
-        for f in &mut self.frames {
+        for f in &mut self.0.frames {
             if written >= f.len() {
                 written -= f.len();
                 done += 1;
@@ -439,7 +446,7 @@ impl Batch {
                 break;
             }
         }
-        self.frames.drain(..done);
+        self.0.frames.drain(..done);
     }
 }
 
@@ -472,16 +479,18 @@ mod spares {
     }
 
     pub fn take_batch() -> Batch {
-        BATCHES.with_borrow_mut(Vec::pop).unwrap_or_else(|| Batch {
-            frames: Vec::with_capacity(16),
-            iovecs: Vec::with_capacity(16),
+        BATCHES.with_borrow_mut(Vec::pop).unwrap_or_else(|| {
+            Batch(Box::new(super::Buffers {
+                frames: Vec::with_capacity(16),
+                iovecs: Vec::with_capacity(16),
+            }))
         })
     }
 
     pub fn give_batch(mut batch: Batch) {
-        batch.frames.clear();
-        batch.iovecs.clear();
-        if batch.frames.capacity() <= MAX_FRAMES && batch.iovecs.capacity() <= MAX_FRAMES {
+        batch.0.frames.clear();
+        batch.0.iovecs.clear();
+        if batch.0.frames.capacity() <= MAX_FRAMES && batch.0.iovecs.capacity() <= MAX_FRAMES {
             BATCHES.with_borrow_mut(|spares| {
                 if spares.len() < KEEP {
                     spares.push(batch);
@@ -514,18 +523,18 @@ mod spares {
         #[test]
         fn buffers_given_back_are_reused_and_oversized_ones_are_not() {
             let mut batch = take_batch();
-            batch.frames.push(bytes::Bytes::from_static(b"x"));
-            let frames = batch.frames.as_ptr();
+            batch.0.frames.push(bytes::Bytes::from_static(b"x"));
+            let frames = batch.0.frames.as_ptr();
             give_batch(batch);
             let again = take_batch();
-            assert!(again.frames.is_empty(), "given back empty");
-            assert_eq!(again.frames.as_ptr(), frames, "the same buffer, reused");
+            assert!(again.0.frames.is_empty(), "given back empty");
+            assert_eq!(again.0.frames.as_ptr(), frames, "the same buffer, reused");
             let mut big = again;
-            big.frames.reserve(MAX_FRAMES * 2);
-            let big_ptr = big.frames.as_ptr();
+            big.0.frames.reserve(MAX_FRAMES * 2);
+            let big_ptr = big.0.frames.as_ptr();
             give_batch(big);
             assert_ne!(
-                take_batch().frames.as_ptr(),
+                take_batch().0.frames.as_ptr(),
                 big_ptr,
                 "a burst's buffer is freed"
             );

@@ -185,7 +185,7 @@ async fn run(session: Session, leftover: Vec<u8>) {
 /// Starts writing `rest` (what a partial write left) or else what is queued, when the
 /// sink is free (no write in flight, the socket not failed) and there is something to write.
 ///
-/// The write in flight is boxed: the session's task then holds no room for one while idle.
+/// The write in flight is boxed, so an idle session's task holds no room for one.
 #[allow(clippy::type_complexity)]
 fn next_write<W: AsyncWriteRent + 'static>(
     conn: &Conn,
