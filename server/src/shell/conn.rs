@@ -1,6 +1,6 @@
 //! A connection's state shared on its core: the bounded outbound queue the fanout fills,
-//! the WebSocket protocol state, and the writer that drains the queue with one vectored
-//! write per batch.
+//! the WebSocket protocol state, and the batches its session drains the queue with, one
+//! vectored write each.
 
 use super::metrics::Metrics;
 use super::wsstate::WsState;
@@ -33,7 +33,8 @@ pub enum State {
     Closing {
         since_ms: u64,
     },
-    /// The reader finished; the writer exits once the queue is flushed or fails.
+    /// The socket's reading is over; the session ends once the queue is flushed or a write
+    /// fails.
     Dead,
 }
 
@@ -286,11 +287,12 @@ impl Conn {
         self.flush_protocol();
     }
 
-    /// Ends the connection now: the socket is shut down, so a pending read returns and a
-    /// pending write fails; both tasks then finish.
+    /// Ends the connection now: the socket is shut down, so the readiness wait returns and a
+    /// pending write fails; the session then finishes.
     pub fn shut_down(&self) {
-        // SAFETY: `fd` belongs to this connection's socket, which outlives `Conn`'s use by
-        // its reader and writer; shutdown(2) does not close or invalidate the descriptor.
+        // SAFETY: `fd` belongs to this connection's socket, which its session holds open
+        // while the connection is registered (only registered connections are shut down);
+        // shutdown(2) does not close or invalidate the descriptor.
         unsafe {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }

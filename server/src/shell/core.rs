@@ -6,7 +6,7 @@
 //! events for connections this core holds, and requests about them. The delivery task never
 //! waits on anything but its own channel, so an engine task blocked on a full delivery
 //! channel always makes progress: no cycle, no deadlock, and backpressure reaches the
-//! readers that produce the commands.
+//! sessions that produce the commands.
 
 use super::conn::{Conn, State};
 use super::handshakes::Handshakes;

@@ -1,15 +1,15 @@
-//! A WebSocket session in any dialect: upgrade, identify, join, read loop, leave.
+//! A WebSocket session in any dialect: upgrade, identify, join, then one task that reads
+//! and writes until the socket ends, then leave.
 //!
-//! The reader owns the socket's read half and feeds bytes to tungstenite; every text message
-//! is decoded on this core by the connection's dialect (so JSON parsing spreads over all
-//! cores) and handed to [`super::handlers`]. A second task, the writer, drains the
-//! connection's queue.
+//! The session feeds what it reads to tungstenite; every text message is decoded on this
+//! core by the connection's dialect (so JSON parsing spreads over all cores) and handed to
+//! [`super::handlers`]. The same task drains the connection's send queue.
 //!
 //! What a session task keeps while its connection is idle is what an idle connection
 //! costs, so the task is small: opening and closing run as boxed futures (their state —
-//! the request, SLIP's backend call — lives only while they run), handling a message is
-//! boxed too, and the socket is read on readiness into a buffer on the stack, so no read
-//! buffer is held while waiting.
+//! the request, SLIP's backend call — lives only while they run), handling a message and
+//! the write in flight are boxed too, and the socket is read on readiness into a buffer on
+//! the stack, so no read buffer is held while waiting.
 
 use super::conn::{write_batch, Batch, Conn, Written};
 use super::core::{now_ms, Core};
