@@ -179,6 +179,52 @@ mod tests {
         assert!(bounds.at_rest());
     }
 
+    /// Random valid streams (messages whole or fragmented, pings between fragments, all
+    /// payload lengths encodings) cut at random: at rest exactly at the ends of whole
+    /// messages, whatever the cuts.
+    #[test]
+    fn random_streams_cut_anywhere_are_at_rest_exactly_between_messages() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..200 {
+            let mut stream = Vec::new();
+            let mut rest_points = vec![0];
+            for _ in 0..1 + next(6) {
+                let parts = 1 + next(3);
+                for part in 0..parts {
+                    let len = [0, 1, 125, 126, 127, 300, 65_535, 65_536][next(8)];
+                    let opcode = if part == 0 {
+                        OpCode::Data(Data::Text)
+                    } else {
+                        OpCode::Data(Data::Continue)
+                    };
+                    stream.extend(frame(opcode, part + 1 == parts, &vec![b'x'; len]));
+                    if part + 1 < parts && next(2) == 0 {
+                        stream.extend(frame(OpCode::Control(Control::Ping), true, b""));
+                    }
+                }
+                rest_points.push(stream.len());
+            }
+            let mut bounds = FrameBounds::default();
+            let mut fed = 0;
+            while fed < stream.len() {
+                let take = (1 + next(70_000)).min(stream.len() - fed);
+                bounds.feed(&stream[fed..fed + take]);
+                fed += take;
+                assert_eq!(
+                    bounds.at_rest(),
+                    rest_points.contains(&fed),
+                    "after {fed} bytes"
+                );
+            }
+        }
+    }
+
     #[test]
     fn state_is_at_rest_only_when_consumed_and_flushed() {
         let mut state = WsState::new(1024);
