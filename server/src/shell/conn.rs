@@ -145,6 +145,11 @@ impl Conn {
         self.public_id.borrow().clone()
     }
 
+    /// The socket's descriptor (open while the connection's session runs).
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     pub fn has_public_id(&self, id: &str) -> bool {
         *self.public_id.borrow() == id
     }

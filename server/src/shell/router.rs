@@ -61,25 +61,24 @@ pub fn upgrade_target(req: &Request) -> Option<WebSocketTarget> {
     if !req.wants_upgrade() {
         return None;
     }
-    let owned: Vec<String> = req
-        .path
+    let owned = decoded_segments(req);
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
+    websocket_target(&segments, req)
+}
+
+/// The request path's segments, each percent-decoded.
+fn decoded_segments(req: &Request) -> Vec<String> {
+    req.path
         .trim_start_matches('/')
         .split('/')
         .map(http::decode_segment)
-        .collect();
-    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
-    websocket_target(&segments, req)
+        .collect()
 }
 
 /// Serves one request whose head (and body) has been read, and which is no upgrade to a
 /// WebSocket endpoint ([`upgrade_target`]).
 pub async fn route(core: Rc<Core>, mut stream: TcpStream, req: Request) {
-    let owned: Vec<String> = req
-        .path
-        .trim_start_matches('/')
-        .split('/')
-        .map(http::decode_segment)
-        .collect();
+    let owned = decoded_segments(&req);
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     if !req.wants_upgrade() {
         core.metrics.http_requests.inc();

@@ -25,7 +25,7 @@ use monoio::net::TcpStream;
 use rookery_protocol::pact::Role;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::Poll;
@@ -106,7 +106,6 @@ async fn run(session: Session, leftover: Vec<u8>) {
         core,
         conn,
         reader,
-        fd,
         writer,
         _admission,
     } = session;
@@ -153,7 +152,7 @@ async fn run(session: Session, leftover: Vec<u8>) {
         })
         .await;
         match event {
-            Event::Readable(true) => handling = Some(Box::pin(on_readable(&core, &conn, fd))),
+            Event::Readable(true) => handling = Some(Box::pin(on_readable(&core, &conn))),
             Event::Readable(false) => reading = false,
             Event::Handled(alive) => {
                 handling = None;
@@ -218,7 +217,6 @@ struct Session {
     core: Rc<Core>,
     conn: Rc<Conn>,
     reader: OwnedReadHalf<TcpStream>,
-    fd: RawFd,
     writer: OwnedWriteHalf<TcpStream>,
     /// The connection's place under the connection limits.
     _admission: super::admission::Admission,
@@ -295,7 +293,6 @@ async fn open(
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     core.register(conn.clone());
-    let fd = stream.as_raw_fd();
     let (reader, writer) = stream.into_split();
 
     match dialect {
@@ -335,7 +332,6 @@ async fn open(
         core,
         conn,
         reader,
-        fd,
         writer,
         _admission: admission,
     })
@@ -352,20 +348,12 @@ async fn readable(reader: &OwnedReadHalf<TcpStream>) -> std::io::Result<()> {
 
 /// Reads what the socket has (up to [`super::recv::MAX_READ`], without blocking) and handles it.
 /// Returns false when the session is over.
-async fn on_readable(core: &Rc<Core>, conn: &Rc<Conn>, fd: RawFd) -> bool {
-    match receive(fd, conn) {
-        Received::Bytes(n) => {
-            core.metrics.bytes_in.add(n as u64);
-            after_bytes(core, conn).await
-        }
+async fn on_readable(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
+    match recv_now(conn.fd(), |bytes| take_bytes(core, conn, bytes)) {
+        Received::Bytes(_) => after_bytes(core, conn).await,
         Received::Nothing => true,
         Received::End => false,
     }
-}
-
-/// Reads what the socket has into tungstenite's input.
-fn receive(fd: RawFd, conn: &Conn) -> Received {
-    recv_now(fd, |bytes| conn.with_ws(|ws| ws.push(bytes)))
 }
 
 /// Hands `bytes` (sent right after the request head) to tungstenite and handles them.
@@ -373,9 +361,14 @@ async fn feed(core: &Rc<Core>, conn: &Rc<Conn>, bytes: Vec<u8>) -> bool {
     if bytes.is_empty() {
         return true;
     }
-    core.metrics.bytes_in.add(bytes.len() as u64);
-    conn.with_ws(|ws| ws.push(&bytes));
+    take_bytes(core, conn, &bytes);
     after_bytes(core, conn).await
+}
+
+/// Counts bytes from the client and adds them to tungstenite's input.
+fn take_bytes(core: &Core, conn: &Conn, bytes: &[u8]) {
+    core.metrics.bytes_in.add(bytes.len() as u64);
+    conn.with_ws(|ws| ws.push(bytes));
 }
 
 /// Handles the messages that bytes just added to tungstenite's input complete.
