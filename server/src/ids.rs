@@ -3,7 +3,9 @@
 /// A connection's identity, unique for the life of the process: the core that holds the
 /// socket in the top 16 bits, a per-core sequence number below. Never reused, so a stale id
 /// (a connection that closed while a frame for it was in flight) simply finds nothing.
-#[derive(Copy, Clone, Eq, PartialEq, Hash, Debug, Ord, PartialOrd)]
+#[derive(
+    Copy, Clone, Eq, PartialEq, Hash, Debug, Ord, PartialOrd, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnId(pub u64);
 
 impl ConnId {

@@ -2,6 +2,8 @@
 //! that target users, channels or clients with a raw `data` object, `change_user`, and
 //! `walker` events for a backend.
 
+use super::{json_frame, Typed, Wire};
+use crate::engine::{Reply, RoomEvent, Sequenced};
 use crate::frame;
 use bytes::Bytes;
 use serde::Serialize;
@@ -281,6 +283,25 @@ pub fn error_one(loc: &str, msg: &str, kind: &'static str) -> Bytes {
 pub fn walker_error(message: &str) -> Bytes {
     let event = serde_json::json!({"type": "walker", "error": message});
     frame::text(event.to_string().as_bytes())
+}
+
+/// The `jac` codec: published data arrives as the raw `data` object, an admin broadcast as
+/// `{type, data}`; the room tells a jac connection nothing else (its greeting, the
+/// `connection` event, is its core's).
+pub struct Codec;
+
+impl super::Codec for Codec {
+    fn event(&self, event: &Sequenced) -> Option<Wire> {
+        match &event.event {
+            RoomEvent::Publish { data, .. } => Some(json_frame(data)),
+            RoomEvent::Broadcast { kind, data } => Some(json_frame(&Typed { kind, data })),
+            _ => None,
+        }
+    }
+
+    fn reply(&self, _reply: &Reply) -> Option<Wire> {
+        None
+    }
 }
 
 /// A new id in jac-cloud's format, `"<unix seconds>:<uuid hex>"`.

@@ -1,8 +1,11 @@
 //! The `lambda` dialect (the Websocket Lambda Channel Server, seed 004): `join` a channel,
 //! `publish` to it, `ping`.
 
+use super::{json_frame, Wire};
+use crate::engine::{Reply, RoomEvent, Sequenced, Traits};
 use crate::frame;
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// A decoded client message.
@@ -78,6 +81,60 @@ pub fn pong(data: Option<Value>) -> Bytes {
     match data {
         Some(data) => encode(json!({"type": "pong", "data": data})),
         None => encode(json!({"type": "pong"})),
+    }
+}
+
+/// The `lambda` codec: `{"type":"message","senderId":..,"data":..}` for what is published
+/// (an admin broadcast comes from `"server"` with its `event` type), `joinSuccess`,
+/// `joinFailure` (a refused member stays connected) and `publishSuccess`.
+pub struct Codec;
+
+#[derive(Serialize)]
+struct Message<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "senderId")]
+    sender_id: &'a str,
+    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+}
+
+impl super::Codec for Codec {
+    fn traits(&self) -> Traits {
+        Traits {
+            stays_when_refused: true,
+            ..Traits::default()
+        }
+    }
+
+    fn event(&self, event: &Sequenced) -> Option<Wire> {
+        let message = match &event.event {
+            RoomEvent::Publish { data, sender, .. } => Message {
+                kind: "message",
+                sender_id: sender,
+                data,
+                event: None,
+            },
+            RoomEvent::Broadcast { kind, data } => Message {
+                kind: "message",
+                sender_id: "server",
+                data,
+                event: Some(kind),
+            },
+            _ => return None,
+        };
+        Some(json_frame(&message))
+    }
+
+    fn reply(&self, reply: &Reply) -> Option<Wire> {
+        let frame = match reply {
+            Reply::Welcome { .. } => join_success(),
+            Reply::JoinRefused { .. } => join_failure(),
+            Reply::Published => publish_success(),
+            _ => return None,
+        };
+        Some(Wire::Frame(frame))
     }
 }
 

@@ -1,14 +1,22 @@
 //! Dialects: codecs between one seed system's wire messages and the engine's commands and
-//! events. No IO here; each dialect is one module.
+//! events. No IO here; each dialect is one module, registered in [`Dialect`] and [`CODECS`].
+//!
+//! A dialect decodes its clients' frames (its own `decode`), and implements [`Codec`]: what
+//! its members want of a room ([`Traits`]), and how a room event or a reply looks in its
+//! frames. The fan-out edge (`crate::fanout`) encodes each event once per dialect present.
 
-pub mod event;
 pub mod jac;
 pub mod lambda;
 pub mod pact;
 pub mod slip;
+#[cfg(test)]
+mod tests;
 pub mod wsdo;
 
+use crate::engine::{CodecId, Reply, Sequenced, Traits};
+use crate::frame;
 use bytes::Bytes;
+use serde::Serialize;
 
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,9 +33,21 @@ pub enum Dialect {
     Slip,
 }
 
+/// Every dialect's codec, in the order of [`Dialect::ALL`].
+static CODECS: [&(dyn Codec + Sync); Dialect::COUNT] = [
+    &pact::Codec,
+    &wsdo::Codec,
+    &jac::Codec,
+    &lambda::Codec,
+    &slip::Codec,
+];
+
 impl Dialect {
+    /// How many dialects there are.
+    pub const COUNT: usize = 5;
+
     /// Every dialect, in the order of [`Dialect::index`].
-    pub const ALL: [Dialect; 5] = [
+    pub const ALL: [Dialect; Dialect::COUNT] = [
         Dialect::Pact,
         Dialect::Wsdo,
         Dialect::Jac,
@@ -39,12 +59,47 @@ impl Dialect {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The dialect's codec.
+    pub fn codec(self) -> &'static dyn Codec {
+        CODECS[self.index()]
+    }
+
+    /// The tag the engine groups this dialect's members by.
+    pub fn codec_id(self) -> CodecId {
+        CodecId(self as u8)
+    }
+
+    /// The dialect a [`CodecId`] stands for.
+    pub fn of(id: CodecId) -> Dialect {
+        Dialect::ALL[usize::from(id.0)]
+    }
+
+    /// What members speaking this dialect want of a room.
+    pub fn traits(self) -> Traits {
+        self.codec().traits()
+    }
+}
+
+/// One dialect's encoding of what the engine produces.
+pub trait Codec {
+    /// What this dialect's members want of a room beyond what every member gets.
+    fn traits(&self) -> Traits {
+        Traits::default()
+    }
+
+    /// `event` as this dialect's members receive it; `None` for events the dialect has no
+    /// message for (its members are then not sent anything).
+    fn event(&self, event: &Sequenced) -> Option<Wire>;
+
+    /// A reply to one member; `None` where the dialect has no such message.
+    fn reply(&self, reply: &Reply) -> Option<Wire>;
 }
 
 /// An encoded event on its way to recipients.
 #[derive(Clone, Debug)]
 pub enum Wire {
-    /// A complete WebSocket frame: the same bytes for every recipient.
+    /// A complete WebSocket frame (or several): the same bytes for every recipient.
     Frame(Bytes),
     /// A wsdo JSON object without its recipient-specific tail (`"clientID":..,"latency":..}`)
     /// and frame header. The recipient's core adds both, so the shared body is never
@@ -59,4 +114,19 @@ impl Wire {
             Wire::Frame(b) | Wire::WsdoBody(b) => b,
         }
     }
+}
+
+/// `value` as JSON in one text frame.
+pub(crate) fn json_frame<T: Serialize + ?Sized>(value: &T) -> Wire {
+    Wire::Frame(frame::text(
+        &serde_json::to_vec(value).expect("events serialize"),
+    ))
+}
+
+/// `{"type": kind, "data": data}`: how most dialects carry an admin broadcast.
+#[derive(Serialize)]
+pub(crate) struct Typed<'a, T: Serialize + ?Sized> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub data: &'a T,
 }

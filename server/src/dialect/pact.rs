@@ -1,8 +1,13 @@
 //! The `pact` dialect (seed 000 plus the native extensions of SPEC §2): decoding client
-//! frames into [`PactRequest`]s and encoding events into complete WebSocket frames.
+//! frames into [`Request`]s, and (in [`codec`]) room events and replies as complete
+//! WebSocket frames.
+
+mod codec;
+
+pub use codec::{room_details, Codec};
 
 use crate::engine::subscriptions::Topic;
-use crate::engine::PactRequest;
+use crate::engine::Request;
 use crate::frame;
 use bytes::Bytes;
 use rookery_protocol::pact::{codes, types, ErrorData};
@@ -21,7 +26,7 @@ pub enum Inbound {
     /// Goes to the room owner.
     Request {
         reference: Option<Value>,
-        request: PactRequest,
+        request: Request,
     },
     /// `{"type":"close"}`: the client asks the server to close its socket.
     Close,
@@ -110,11 +115,11 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
             };
         }
         types::PONG => return Ok(Inbound::Pong),
-        types::PING => PactRequest::Ping,
-        types::PROFILE => PactRequest::Profile,
+        types::PING => Request::Ping,
+        types::PROFILE => Request::Profile,
         types::LOGIN => match data {
-            Value::Null => PactRequest::Login(Map::new()),
-            Value::Object(props) => PactRequest::Login(props),
+            Value::Null => Request::Login(Map::new()),
+            Value::Object(props) => Request::Login(props),
             _ => return Err(invalid(&reference, "login data must be an object")),
         },
         types::SUBSCRIBE | types::UNSUBSCRIBE => {
@@ -128,14 +133,14 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
                 }
             };
             if kind == types::SUBSCRIBE {
-                PactRequest::Subscribe(topic)
+                Request::Subscribe(topic)
             } else {
-                PactRequest::Unsubscribe(topic)
+                Request::Unsubscribe(topic)
             }
         }
-        types::CHAT => PactRequest::Chat(data),
+        types::CHAT => Request::Chat(data),
         types::ACK => match data.get("eventID") {
-            Some(Value::String(id)) if !id.is_empty() => PactRequest::Ack(id.clone()),
+            Some(Value::String(id)) if !id.is_empty() => Request::Ack(id.clone()),
             _ => {
                 return Err(invalid(
                     &reference,
@@ -155,7 +160,7 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
                     "poll answer must be a non-empty string or number",
                 )
             })?;
-            PactRequest::Vote {
+            Request::Vote {
                 ephemeral: kind == types::EPHEMERAL_POLL,
                 poll,
                 answer,
@@ -184,9 +189,9 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
                 }
                 _ => return Err(invalid(&reference, "counter data must be {id?, value?}")),
             };
-            PactRequest::Counter { counter, delta }
+            Request::Counter { counter, delta }
         }
-        types::CONFIG => PactRequest::Config(match data {
+        types::CONFIG => Request::Config(match data {
             Value::String(s) => s,
             other => other.to_string(),
         }),
@@ -205,7 +210,7 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
                 Some(Value::String(to)) => Some(to),
                 _ => return Err(invalid(&reference, "broadcast to must be a string")),
             };
-            PactRequest::Broadcast {
+            Request::Broadcast {
                 to,
                 kind,
                 data: b.remove("data").unwrap_or(Value::Null),

@@ -2,6 +2,8 @@
 //! backend about each connection's events in HTTP POSTs and carries out the events the
 //! backend answers with. A control API lets the backend act on its own.
 
+use super::{json_frame, Typed, Wire};
+use crate::engine::{Reply, RoomEvent, Sequenced};
 use crate::frame;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -101,6 +103,29 @@ pub fn parse_control(body: &[u8]) -> Option<Vec<ControlCommand>> {
                 .then_some(ControlCommand { target, event })
         })
         .collect()
+}
+
+/// The `slip` codec: published data as the frame's text when it is a string (a control
+/// `TEXT`), else as JSON; an admin broadcast as `{type, data}`. SLIP's backend, not the
+/// room, answers its connections, so no reply has a SLIP form.
+pub struct Codec;
+
+impl super::Codec for Codec {
+    fn event(&self, event: &Sequenced) -> Option<Wire> {
+        match &event.event {
+            RoomEvent::Publish {
+                data: Value::String(text),
+                ..
+            } => Some(Wire::Frame(text_frame(text))),
+            RoomEvent::Publish { data, .. } => Some(json_frame(data)),
+            RoomEvent::Broadcast { kind, data } => Some(json_frame(&Typed { kind, data })),
+            _ => None,
+        }
+    }
+
+    fn reply(&self, _reply: &Reply) -> Option<Wire> {
+        None
+    }
 }
 
 /// A text frame with exactly `text`.

@@ -5,6 +5,10 @@
 //! object up to and including the comma before `"clientID"`. Each recipient's core appends
 //! its own tail and a frame header ([`finish`]) as separate iovecs; the body is shared.
 
+mod codec;
+
+pub use codec::Codec;
+
 use crate::frame;
 use bytes::Bytes;
 use serde::Serialize;

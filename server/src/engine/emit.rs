@@ -44,6 +44,8 @@ pub enum EmitOutcome {
     NotEnoughClients { wanted: usize, connected: usize },
     /// `Random(0)`, or `Ids` of which none is in the room.
     NoClients,
+    /// The room's state could not be loaded from the store.
+    Unavailable,
 }
 
 #[derive(Debug)]

@@ -1,55 +1,41 @@
-//! The room engine: every room's authoritative state, with no IO and no clock of its own.
+//! The room engine: every room's authoritative state, with no IO, no clock of its own and no
+//! wire format.
 //!
 //! One [`Engine`] runs on each core and owns the rooms whose names hash to that core. The
-//! shell feeds it [`Command`]s (from connections and HTTP requests on any core) together
-//! with the current time, and carries out what it leaves in the [`Outbox`]: encoded events,
-//! each encoded once, for lists of recipient connections, and answers for waiting requests.
-//! Tests drive it directly, with no sockets and no sleeps.
+//! shell feeds it [`Command`]s (from connections, HTTP requests, the store and the broker)
+//! with the current time, and carries out the effects it leaves in the [`Outbox`]: room
+//! events in no dialect with their audiences, replies, state changes to commit, rooms to
+//! load, events to publish. Tests drive it directly, with no sockets and no sleeps.
+//!
+//! The engine never calls the store: a room it does not hold is asked for (`Outbox::loads`)
+//! and the commands for it wait until the shell answers with [`Command::Loaded`].
 
-pub mod broker;
+pub mod command;
 pub mod emit;
+pub mod event;
+pub mod member;
+pub mod outbox;
 pub mod poll;
 pub mod room;
-pub mod store;
+pub mod snapshot;
 pub mod subscriptions;
 
-use crate::dialect::{pact, wsdo, Dialect, Wire};
+pub use command::{Command, Emit, LoadResult, Request};
+pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
+pub use member::{CodecId, Joiner, Traits};
+pub use outbox::{Audience, Change, Outbox, Published, Scope, Send};
+pub use room::RoomDetails;
+pub use snapshot::RoomSnapshot;
+
 use crate::ids::ConnId;
 use ahash::AHashMap;
-use broker::Broker;
-use bytes::Bytes;
-use emit::{AckTracker, EmitOutcome, ReplyToken, Targets};
-use rookery_protocol::pact::Role;
-use room::{Room, RoomDetails};
-use rust_decimal::Decimal;
-use serde_json::{Map, Value};
-use store::StateStore;
-use subscriptions::Topic;
-
-/// One encoded event for a set of recipients. The bytes are shared, never copied per
-/// recipient.
-#[derive(Debug, Clone)]
-pub struct Send {
-    pub to: Vec<ConnId>,
-    pub wire: Wire,
-    /// A room event (fanout), as opposed to a direct reply: only these reach the broker.
-    pub room_event: bool,
-}
-
-/// What the engine asks the shell to do after a command.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    pub sends: Vec<Send>,
-    /// Answers for requests waiting elsewhere (HTTP emits).
-    pub replies: Vec<(ReplyToken, EmitOutcome)>,
-    /// Connections to close: code and reason.
-    pub closes: Vec<(ConnId, u16, String)>,
-}
+use emit::{AckTracker, EmitOutcome};
+use room::{Context, Room};
 
 /// Limits the engine enforces. Each is configurable (see `docs/CONFIG.md`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Subscriptions one Pact connection may hold.
+    /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
     /// Live rooms this core may hold; a join that would open one more is refused.
     pub max_rooms: usize,
@@ -69,188 +55,33 @@ impl Default for Limits {
     }
 }
 
-impl Outbox {
-    pub fn to_one(&mut self, conn: ConnId, frame: Bytes) {
-        self.to_one_wire(conn, Wire::Frame(frame));
-    }
-
-    pub fn to_one_wire(&mut self, conn: ConnId, wire: Wire) {
-        self.sends.push(Send {
-            to: vec![conn],
-            wire,
-            room_event: false,
-        });
-    }
-
-    pub fn to_many(&mut self, to: Vec<ConnId>, frame: Bytes) {
-        self.to_many_wire(to, Wire::Frame(frame));
-    }
-
-    pub fn to_many_wire(&mut self, to: Vec<ConnId>, wire: Wire) {
-        if !to.is_empty() {
-            self.sends.push(Send {
-                to,
-                wire,
-                room_event: true,
-            });
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.replies.is_empty() && self.closes.is_empty()
-    }
-}
-
-/// Who is joining: decided by the connection's core (identity, transport facts).
-#[derive(Debug, Clone)]
-pub struct Joiner {
-    /// The public id: Pact's `profile.id`, websockets.do's `clientID`, jac's `client_id`,
-    /// Lambda's `senderId`.
-    pub id: String,
-    /// Whom votes count for: the JWT `sub` when authenticated, else `id`.
-    pub user_id: String,
-    pub dialect: Dialect,
-    pub role: Role,
-    /// Pact's `profile.connectionDetails`.
-    pub details: Value,
-    /// Why the connection's token was refused, told right after the greeting (Pact
-    /// `error` after `profile`, wsdo `ERROR` after `CONNECTED`).
-    pub token_error: Option<String>,
-}
-
-/// A decoded, validated Pact request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PactRequest {
-    Login(Map<String, Value>),
-    Profile,
-    Subscribe(Topic),
-    Unsubscribe(Topic),
-    Chat(Value),
-    Vote {
-        ephemeral: bool,
-        poll: String,
-        answer: String,
-    },
-    Counter {
-        counter: String,
-        delta: Decimal,
-    },
-    /// Admin only: replace the room config.
-    Config(String),
-    /// Admin only: `{type, data}` to all members, or to subscribers of `to`.
-    Broadcast {
-        to: Option<String>,
-        kind: String,
-        data: Value,
-    },
-    /// Acknowledges the emit with this event id (native extension).
-    Ack(String),
-    /// A client heartbeat; only a `ref` makes it answer.
-    Ping,
-}
-
-/// An HTTP emit (websockets.do's `/:channel/emit`).
-#[derive(Debug, Clone)]
-pub struct Emit {
-    pub payload: Value,
-    pub targets: Targets,
-    pub require_ack: bool,
-    pub event_id: String,
-    /// Randomness for `Targets::Random`, from the shell.
-    pub seed: u64,
-    pub ack_timeout_ms: u64,
-    pub history_size: usize,
-    pub reply: ReplyToken,
-}
-
-/// Everything a room owner can be asked to do.
-#[derive(Debug, Clone)]
-pub enum Command {
-    Join {
-        conn: ConnId,
-        room: String,
-        joiner: Joiner,
-    },
-    Leave {
-        conn: ConnId,
-        room: String,
-    },
-    Pact {
-        conn: ConnId,
-        room: String,
-        reference: Option<Value>,
-        request: PactRequest,
-    },
-    /// wsdo `PRESENCE`: replace the member's presence.
-    Presence {
-        conn: ConnId,
-        room: String,
-        presence: Map<String, Value>,
-    },
-    /// wsdo `ACK`.
-    Ack {
-        conn: ConnId,
-        room: String,
-        event_id: String,
-    },
-    Emit {
-        room: String,
-        emit: Emit,
-    },
-    /// From the admin API: `{type: kind, data}` to all, or to subscribers of `to`.
-    Broadcast {
-        room: String,
-        kind: String,
-        data: Value,
-        to: Option<String>,
-    },
-    /// From the admin API: store the config and send it to every member.
-    SetConfig {
-        room: String,
-        config: String,
-    },
-    /// `data` to every member of the room, each in its dialect (Lambda `publish`, jac
-    /// `channel` events, `POST /api/notify` channels). `sender` is a member when it
-    /// published from inside the room.
-    Publish {
-        room: String,
-        sender: Option<ConnId>,
-        /// Lambda's `senderId` of the message: the sender's public id, or `"server"`.
-        sender_label: String,
-        data: Value,
-        event_id: String,
-    },
-    /// Pact `authenticate` succeeded: the connection becomes an admin.
-    SetRole {
-        conn: ConnId,
-        room: String,
-        role: Role,
-        reference: Option<Value>,
-    },
-    /// Time passes: expire ack deadlines.
-    Tick,
-}
+/// Close code and reason for a join the store could not serve.
+const UNAVAILABLE: (u16, &str) = (1011, "room state unavailable: try again later");
 
 pub struct Engine {
-    /// Live rooms: those with at least one member. Durable state of the others is in `store`.
+    /// Live rooms: those with members (or in the middle of a command). The durable state of
+    /// the others is in the store.
     rooms: AHashMap<String, Room>,
-    /// Emit histories of rooms with no members, kept until a member comes back.
-    idle_history: AHashMap<String, std::collections::VecDeque<Value>>,
+    /// Rooms asked of the store, with the commands waiting for them, in order.
+    loading: AHashMap<String, Vec<Command>>,
     acks: AckTracker,
-    store: Box<dyn StateStore>,
-    broker: Box<dyn Broker>,
     limits: Limits,
+    /// Copy events into `Outbox::published` for a broker (off on a single node).
+    broker_feed: bool,
+    /// State of the generator of new epochs (seeded by the shell, so tests are repeatable).
+    epoch_state: u64,
 }
 
 impl Engine {
-    pub fn new(store: Box<dyn StateStore>, broker: Box<dyn Broker>) -> Engine {
+    /// An engine whose new epochs come from `seed`.
+    pub fn new(seed: u64) -> Engine {
         Engine {
             rooms: AHashMap::new(),
-            idle_history: AHashMap::new(),
+            loading: AHashMap::new(),
             acks: AckTracker::default(),
-            store,
-            broker,
             limits: Limits::default(),
+            broker_feed: false,
+            epoch_state: seed,
         }
     }
 
@@ -260,173 +91,173 @@ impl Engine {
         self
     }
 
-    /// Applies `command` at time `now_ms`, leaving what to send in `out`.
+    /// The same engine, copying every event it makes into `Outbox::published`.
+    pub fn with_broker_feed(mut self) -> Engine {
+        self.broker_feed = true;
+        self
+    }
+
+    /// Applies `command` at time `now_ms`, leaving what to do in `out`.
     pub fn handle(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
-        let first_send = out.sends.len();
-        let room_name = match &command {
-            Command::Join { room, .. }
-            | Command::Leave { room, .. }
-            | Command::Pact { room, .. }
-            | Command::Presence { room, .. }
-            | Command::Ack { room, .. }
-            | Command::Emit { room, .. }
-            | Command::Broadcast { room, .. }
-            | Command::SetConfig { room, .. }
-            | Command::Publish { room, .. }
-            | Command::SetRole { room, .. } => room.clone(),
-            Command::Tick => {
-                self.acks.expire(now_ms, &mut out.replies);
-                return;
+        let Some(name) = command.room().map(str::to_owned) else {
+            self.acks.expire(now_ms, &mut out.outcomes);
+            return;
+        };
+        if let Command::Loaded { room, result } = command {
+            return self.loaded(room, result, now_ms, out);
+        }
+        if let Some(waiting) = self.loading.get_mut(&name) {
+            waiting.push(command);
+            return;
+        }
+        if !self.rooms.contains_key(&name)
+            && matches!(command, Command::Join { .. } | Command::Emit { .. })
+        {
+            if let Command::Join { conn, joiner, .. } = &command {
+                if self.rooms.len() + self.loading.len() >= self.limits.max_rooms {
+                    let reason = "too many rooms on this server: try again later".to_owned();
+                    return refuse_join(*conn, joiner, 1013, reason, out);
+                }
             }
+            self.loading.insert(name.clone(), vec![command]);
+            out.loads.push(name);
+            return;
+        }
+        self.apply(command, now_ms, out);
+        if self.rooms.get(&name).is_some_and(Room::is_empty) {
+            let room = self.rooms.remove(&name).expect("checked above");
+            out.changes.push(room.position_change());
+        }
+    }
+
+    /// The store answered: the room goes live and its waiting commands are applied.
+    fn loaded(&mut self, name: String, result: LoadResult, now_ms: u64, out: &mut Outbox) {
+        let waiting = self.loading.remove(&name).unwrap_or_default();
+        match result {
+            Ok(snapshot) => {
+                let room = Room::load(&name, snapshot, || self.new_epoch());
+                self.rooms.insert(name.clone(), room);
+                for command in waiting {
+                    self.handle(command, now_ms, out);
+                }
+                // Nothing may have stayed (every waiting command was a leave, say).
+                if self.rooms.get(&name).is_some_and(Room::is_empty) {
+                    let room = self.rooms.remove(&name).expect("checked above");
+                    out.changes.push(room.position_change());
+                }
+            }
+            Err(error) => {
+                tracing::error!(room = %name, %error, "the store could not load a room");
+                for command in waiting {
+                    match command {
+                        Command::Join { conn, joiner, .. } => {
+                            let (code, reason) = UNAVAILABLE;
+                            refuse_join(conn, &joiner, code, reason.to_owned(), out);
+                        }
+                        Command::Emit { emit, .. } => {
+                            out.outcomes.push((emit.reply, EmitOutcome::Unavailable));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        let context = Context {
+            now_ms,
+            limits: &self.limits,
+            broker_feed: self.broker_feed,
         };
         match command {
             Command::Join { conn, room, joiner } => {
-                if !self.rooms.contains_key(&room) && self.rooms.len() >= self.limits.max_rooms {
-                    let reason = "too many rooms on this server: try again later";
-                    if joiner.dialect == Dialect::Lambda {
-                        out.to_one(conn, crate::dialect::lambda::join_failure());
-                    } else {
-                        out.closes.push((conn, 1013, reason.to_owned()));
-                    }
+                if let Some(live) = self.rooms.get_mut(&room) {
+                    live.join(conn, joiner, context, out);
+                }
+            }
+            Command::Request {
+                conn,
+                room,
+                reference,
+                request: Request::Ack(event_id),
+            } => {
+                let Some(member) = self.rooms.get(&room).and_then(|r| r.member(conn)) else {
                     return;
+                };
+                let codec = member.codec;
+                let (expected, done) = self.acks.ack(&event_id, &member.id);
+                if expected {
+                    out.reply(conn, codec, Reply::AckReceived { event_id });
                 }
-                let store = self.store.as_mut();
-                let live = live_room(&mut self.rooms, &mut self.idle_history, store, &room);
-                live.last_activity_ms = now_ms;
-                live.join(conn, joiner, store, out);
-            }
-            Command::Leave { conn, room } => {
-                if let Some(live) = self.rooms.get_mut(&room) {
-                    live.last_activity_ms = now_ms;
-                    live.leave(conn, out);
-                }
-            }
-            Command::Pact {
-                conn,
-                room,
-                reference,
-                request: PactRequest::Ack(event_id),
-            } => {
-                if self
-                    .rooms
-                    .get(&room)
-                    .is_some_and(|r| r.member_id(conn).is_some())
-                {
-                    self.ack(&room, conn, &event_id, out);
-                    if let Some(reference) = reference {
-                        out.to_one(conn, pact::ok(&reference));
-                    }
+                out.outcomes.extend(done);
+                if let Some(reference) = reference {
+                    out.reply(conn, codec, Reply::Ok { reference });
                 }
             }
-            Command::Pact {
-                conn,
-                room,
-                reference,
-                request,
-            } => {
-                if let Some(live) = self.rooms.get_mut(&room) {
-                    live.last_activity_ms = now_ms;
-                    let context = room::Context {
-                        now_ms,
-                        limits: &self.limits,
-                    };
-                    live.apply(
-                        conn,
-                        reference.as_ref(),
-                        request,
-                        context,
-                        self.store.as_mut(),
-                        out,
-                    );
-                }
-            }
-            Command::Presence {
-                conn,
-                room,
-                presence,
-            } => {
-                if let Some(live) = self.rooms.get_mut(&room) {
-                    live.last_activity_ms = now_ms;
-                    let context = room::Context {
-                        now_ms,
-                        limits: &self.limits,
-                    };
-                    live.set_presence(conn, presence, context, out);
-                }
-            }
-            Command::Ack {
-                conn,
-                room,
-                event_id,
-            } => self.ack(&room, conn, &event_id, out),
             Command::Emit { room, emit } => self.emit(&room, emit, now_ms, out),
-            Command::Broadcast {
-                room,
-                kind,
-                data,
-                to,
-            } => {
-                if let Some(live) = self.rooms.get_mut(&room) {
-                    live.broadcast(to.as_deref(), &kind, &data, out);
+            Command::SetConfig { room, config } => match self.rooms.get_mut(&room) {
+                Some(live) => live.set_config(config, context, out),
+                None => out.changes.push(Change::Config { room, config }),
+            },
+            command => {
+                let Some(live) = command.room().and_then(|r| self.rooms.get_mut(r)) else {
+                    return;
+                };
+                match command {
+                    Command::Leave { conn, .. } => live.leave(conn, context, out),
+                    Command::Request {
+                        conn,
+                        reference,
+                        request,
+                        ..
+                    } => live.apply(conn, reference, request, context, out),
+                    Command::Presence { conn, presence, .. } => {
+                        live.set_presence(conn, presence, context, out)
+                    }
+                    Command::Broadcast { kind, data, to, .. } => {
+                        live.broadcast(to.as_deref(), kind, data, context, out)
+                    }
+                    Command::Publish {
+                        sender,
+                        sender_label,
+                        data,
+                        event_id,
+                        ..
+                    } => live.publish(sender, sender_label, data, event_id, context, out),
+                    Command::SetRole {
+                        conn,
+                        role,
+                        reference,
+                        ..
+                    } => live.set_role(conn, role, reference, out),
+                    Command::Remote(published) => live.deliver_remote(published, out),
+                    Command::Join { .. }
+                    | Command::Emit { .. }
+                    | Command::SetConfig { .. }
+                    | Command::Loaded { .. }
+                    | Command::Tick => unreachable!("handled above"),
                 }
-            }
-            Command::SetConfig { room, config } => {
-                let store = self.store.as_mut();
-                match self.rooms.get_mut(&room) {
-                    Some(live) => live.set_config(config, store, out),
-                    None => store.put_config(&room, &config),
-                }
-            }
-            Command::Publish {
-                room,
-                sender,
-                sender_label,
-                data,
-                event_id,
-            } => {
-                if let Some(live) = self.rooms.get_mut(&room) {
-                    live.publish(sender, &sender_label, &data, &event_id, out);
-                }
-            }
-            Command::SetRole {
-                conn,
-                room,
-                role,
-                reference,
-            } => {
-                if let Some(live) = self.rooms.get_mut(&room) {
-                    live.set_role(conn, role, reference.as_ref(), out);
-                }
-            }
-            Command::Tick => unreachable!("handled above"),
-        }
-        for send in out.sends[first_send..].iter().filter(|s| s.room_event) {
-            self.broker.publish(&room_name, send.wire.bytes());
-        }
-        if self.rooms.get(&room_name).is_some_and(Room::is_empty) {
-            let mut room = self.rooms.remove(&room_name).expect("checked above");
-            let history = room.take_history();
-            if !history.is_empty() {
-                self.idle_history.insert(room_name, history);
             }
         }
     }
 
     fn emit(&mut self, room: &str, emit: Emit, now_ms: u64, out: &mut Outbox) {
-        let store = self.store.as_mut();
-        let live = live_room(&mut self.rooms, &mut self.idle_history, store, room);
-        let sent = live.emit(&emit, out);
-        let outcome = match sent {
+        let context = Context {
+            now_ms,
+            limits: &self.limits,
+            broker_feed: self.broker_feed,
+        };
+        let Some(live) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let outcome = match live.emit(&emit, context, out) {
             Err(refusal) => refusal,
             Ok(sent) if emit.require_ack && !sent.is_empty() => {
                 let ids = sent.into_iter().map(|(_, id)| id).collect();
-                self.acks.wait(
-                    emit.event_id,
-                    emit.reply,
-                    ids,
-                    now_ms + emit.ack_timeout_ms,
-                    now_ms,
-                );
+                let deadline = now_ms + emit.ack_timeout_ms;
+                self.acks
+                    .wait(emit.event_id, emit.reply, ids, deadline, now_ms);
                 return;
             }
             Ok(_) if emit.require_ack => EmitOutcome::Acked {
@@ -438,48 +269,27 @@ impl Engine {
                 clients: sent.into_iter().map(|(_, id)| id).collect(),
             },
         };
-        out.replies.push((emit.reply, outcome));
+        out.outcomes.push((emit.reply, outcome));
     }
 
-    fn ack(&mut self, room: &str, conn: ConnId, event_id: &str, out: &mut Outbox) {
-        let Some(live) = self.rooms.get(room) else {
-            return;
-        };
-        let (Some(id), Some(dialect)) = (live.member_id(conn), live.dialect_of(conn)) else {
-            return;
-        };
-        let (expected, done) = self.acks.ack(event_id, id);
-        if expected && dialect == Dialect::Wsdo {
-            let payload = serde_json::json!({ "eventID": event_id });
-            out.to_one_wire(
-                conn,
-                Wire::WsdoBody(wsdo::body(wsdo::ACK_RECEIVED, &payload, Default::default())),
-            );
-        }
-        if let Some(reply) = done {
-            out.replies.push(reply);
-        }
+    /// A fresh epoch: 16 hex digits from the seeded generator (splitmix64).
+    fn new_epoch(&mut self) -> String {
+        self.epoch_state = self.epoch_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.epoch_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        format!("{:016x}", z ^ (z >> 31))
     }
 
-    /// The room's details, whether or not it has members now.
-    pub fn details(&mut self, name: &str) -> RoomDetails {
-        match self.rooms.get(name) {
-            Some(room) => room.details(),
-            None => Room::load(name, self.store.load(name)).details(),
-        }
+    /// The details of a live room; `None` when the room is not live here (its state is the
+    /// store's then: see [`RoomDetails::of_snapshot`]).
+    pub fn details(&self, name: &str) -> Option<RoomDetails> {
+        self.rooms.get(name).map(Room::details)
     }
 
-    /// The room's last `limit` emitted payloads, oldest first.
-    pub fn history(&self, name: &str, limit: usize) -> Vec<Value> {
-        match self.rooms.get(name) {
-            Some(room) => room.history(limit),
-            None => self.idle_history.get(name).map_or_else(Vec::new, |h| {
-                h.iter()
-                    .skip(h.len().saturating_sub(limit))
-                    .cloned()
-                    .collect()
-            }),
-        }
+    /// A live room's stream position.
+    pub fn position(&self, name: &str) -> Option<Position> {
+        self.rooms.get(name).map(Room::position)
     }
 
     /// Number of live rooms on this core.
@@ -493,21 +303,20 @@ impl Engine {
     }
 }
 
-/// The live room `name`, loaded from the store (and its idle history) if need be.
-fn live_room<'a>(
-    rooms: &'a mut AHashMap<String, Room>,
-    idle_history: &mut AHashMap<String, std::collections::VecDeque<Value>>,
-    store: &mut dyn StateStore,
-    name: &str,
-) -> &'a mut Room {
-    if !rooms.contains_key(name) {
-        let mut room = Room::load(name, store.load(name));
-        if let Some(history) = idle_history.remove(name) {
-            room.restore_history(history);
-        }
-        rooms.insert(name.to_owned(), room);
+/// Refuses a join: a member that stays when refused is told so, the others are closed.
+fn refuse_join(conn: ConnId, joiner: &Joiner, code: u16, reason: String, out: &mut Outbox) {
+    if joiner.traits.stays_when_refused {
+        out.reply(conn, joiner.codec, Reply::JoinRefused { reason });
+    } else {
+        out.closes.push((conn, code, reason));
     }
-    rooms.get_mut(name).expect("inserted above")
+}
+
+impl RoomDetails {
+    /// The details of a room that is not live, from what the store kept of it.
+    pub fn of_snapshot(name: &str, snapshot: Option<RoomSnapshot>) -> RoomDetails {
+        Room::load(name, snapshot, String::new).details()
+    }
 }
 
 #[cfg(test)]

@@ -14,15 +14,14 @@ use super::metrics::Metrics;
 use super::names::NameIndex;
 use crate::config::Config;
 use crate::dialect::{pact, wsdo, Dialect, Wire};
-use crate::engine::broker::LocalBroker;
-use crate::engine::emit::{EmitOutcome, ReplyToken};
-use crate::engine::store::MemoryStore;
-use crate::engine::{Command, Emit, Engine, Outbox};
+use crate::engine::emit::EmitOutcome;
+use crate::engine::{Command, Emit, Outbox};
+use crate::fanout;
 use crate::frame;
 use crate::ids::{owner_core, ConnId};
+use crate::store::worker::StoreHandle;
 use crate::wheel::Wheel;
 use ahash::AHashMap;
-use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -43,12 +42,6 @@ pub enum ToOwner {
         room: String,
         reply: flume::Sender<String>,
     },
-    /// `GET /:channel/history`.
-    History {
-        room: String,
-        limit: usize,
-        reply: flume::Sender<Vec<Value>>,
-    },
 }
 
 /// Work for the core holding some connections.
@@ -65,7 +58,7 @@ pub enum ToConns {
     Targeted {
         users: Vec<String>,
         clients: Vec<String>,
-        wires: Arc<[Wire; 5]>,
+        wires: Arc<[Option<Wire>; Dialect::COUNT]>,
     },
     /// Close this connection (the engine refused it, e.g. over the room limit).
     Close {
@@ -108,6 +101,8 @@ pub struct Shared {
     /// Set on SIGTERM/SIGINT: `readyz` answers 503, no new connection is admitted.
     pub draining: std::sync::atomic::AtomicBool,
     pub seats: super::admission::Seats,
+    /// The state store, on its own thread.
+    pub store: StoreHandle,
 }
 
 impl Shared {
@@ -239,8 +234,9 @@ impl Core {
             .await;
     }
 
-    /// Carries out an outbox's sends: local recipients get the event now; each other core
-    /// with recipients gets one batch holding every event for it.
+    /// Carries out an outbox's closes and sends: each send is encoded once per dialect among
+    /// its recipients; local recipients get it now; each other core with recipients gets one
+    /// batch holding every frame for it.
     pub async fn dispatch(&self, out: &mut Outbox) {
         let now = now_ms();
         for (conn, code, reason) in out.closes.drain(..) {
@@ -254,20 +250,24 @@ impl Core {
                     .await;
             }
         }
-        let mut remote: Vec<Vec<(Wire, Vec<ConnId>)>> = vec![Vec::new(); self.cores];
-        // Recipients on other cores, grouped per core; reused from event to event.
-        let mut per_core: Vec<Vec<ConnId>> = vec![Vec::new(); self.cores];
+        let mut encoded = Vec::new();
         for send in out.sends.drain(..) {
-            for to in send.to {
-                if to.core() == self.id {
-                    self.deliver(to, &send.wire, now);
-                } else if to.core() < self.cores {
-                    per_core[to.core()].push(to);
+            fanout::encode(send, &mut encoded);
+        }
+        let mut remote: Vec<Vec<(Wire, Vec<ConnId>)>> = vec![Vec::new(); self.cores];
+        // Recipients on other cores, grouped per core; reused from frame to frame.
+        let mut per_core: Vec<Vec<ConnId>> = vec![Vec::new(); self.cores];
+        for (wire, to) in encoded {
+            for conn in to {
+                if conn.core() == self.id {
+                    self.deliver(conn, &wire, now);
+                } else if conn.core() < self.cores {
+                    per_core[conn.core()].push(conn);
                 }
             }
             for (core, conns) in per_core.iter_mut().enumerate() {
                 if !conns.is_empty() {
-                    remote[core].push((send.wire.clone(), std::mem::take(conns)));
+                    remote[core].push((wire.clone(), std::mem::take(conns)));
                 }
             }
         }
@@ -423,15 +423,23 @@ impl Core {
 
     /// Delivers a targeted send to this core's connections of `users` and `clients`, each
     /// connection at most once, in its own dialect.
-    fn deliver_targeted(&self, users: &[String], clients: &[String], wires: &[Wire; 5], now: u64) {
+    fn deliver_targeted(
+        &self,
+        users: &[String],
+        clients: &[String],
+        wires: &[Option<Wire>; Dialect::COUNT],
+        now: u64,
+    ) {
         let mut seen = ahash::AHashSet::new();
         let by_user = users
             .iter()
             .flat_map(|u| self.named(&self.by_user, u, |c| c.has_user(u)));
         let by_client = clients.iter().flat_map(|c| self.conns_with_id(c));
         for conn in by_user.chain(by_client) {
-            if seen.insert(conn.id) {
-                self.deliver(conn.id, &wires[conn.dialect.index()], now);
+            if let Some(wire) = &wires[conn.dialect.index()] {
+                if seen.insert(conn.id) {
+                    self.deliver(conn.id, wire, now);
+                }
             }
         }
     }
@@ -456,7 +464,12 @@ impl Core {
     /// Sends `wires` (one per dialect) to every connection of `users` and `clients` on
     /// every core. Connections are found by the core that holds them, so ids and users are
     /// known everywhere without shared state.
-    pub async fn send_targeted(&self, users: Vec<String>, clients: Vec<String>, wires: [Wire; 5]) {
+    pub async fn send_targeted(
+        &self,
+        users: Vec<String>,
+        clients: Vec<String>,
+        wires: [Option<Wire>; Dialect::COUNT],
+    ) {
         let wires = Arc::new(wires);
         for link in &self.shared.links {
             let message = ToConns::Targeted {
@@ -466,62 +479,6 @@ impl Core {
             };
             let _ = link.deliveries.send_async(message).await;
         }
-    }
-}
-
-/// id → this core's connections with that id.
-/// Applies commands for the rooms this core owns, then dispatches what they produced.
-pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
-    let mut engine = Engine::new(Box::<MemoryStore>::default(), Box::new(LocalBroker))
-        .with_limits(core.config.engine_limits(core.cores));
-    let mut out = Outbox::default();
-    let mut waiting: AHashMap<ReplyToken, flume::Sender<EmitOutcome>> = AHashMap::new();
-    let mut next_token = 0u64;
-    while let Ok(first) = commands.recv_async().await {
-        let now = now_ms();
-        let mut next = Some(first);
-        // Take what is already queued too, so one dispatch carries many events.
-        let mut taken = 0;
-        while let Some(message) = next {
-            match message {
-                ToOwner::Engine(command) => engine.handle(command, now, &mut out),
-                ToOwner::Emit {
-                    room,
-                    mut emit,
-                    reply,
-                } => {
-                    next_token += 1;
-                    emit.reply = ReplyToken(next_token);
-                    waiting.insert(emit.reply, reply);
-                    engine.handle(Command::Emit { room, emit }, now, &mut out);
-                }
-                ToOwner::Details { room, reply } => {
-                    let json = serde_json::to_string(&engine.details(&room))
-                        .unwrap_or_else(|_| "{}".to_owned());
-                    let _ = reply.try_send(json);
-                }
-                ToOwner::History { room, limit, reply } => {
-                    let _ = reply.try_send(engine.history(&room, limit));
-                }
-            }
-            taken += 1;
-            next = if taken < 256 {
-                commands.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        for (token, outcome) in out.replies.drain(..) {
-            if matches!(outcome, EmitOutcome::AckTimeout { .. }) {
-                core.metrics.ack_timeouts.inc();
-            }
-            if let Some(reply) = waiting.remove(&token) {
-                let _ = reply.try_send(outcome);
-            }
-        }
-        core.metrics.rooms.set(engine.room_count() as u64);
-        core.metrics.pending_acks.set(engine.pending_acks() as u64);
-        core.dispatch(&mut out).await;
     }
 }
 
@@ -571,14 +528,5 @@ pub async fn run_ticker(core: Rc<Core>) {
     loop {
         monoio::time::sleep(tick).await;
         core.check_deadlines(now_ms(), &mut due);
-    }
-}
-
-/// Lets this core's engine expire ack deadlines.
-pub async fn run_engine_clock(core: Rc<Core>) {
-    loop {
-        monoio::time::sleep(Duration::from_millis(50)).await;
-        let own = &core.shared.links[core.id].commands;
-        let _ = own.try_send(ToOwner::Engine(Command::Tick));
     }
 }

@@ -5,9 +5,9 @@ use super::conn::Conn;
 use super::core::{now_ms, Core};
 use crate::auth::{strip_bearer, verify_pact_admin};
 use crate::backend::BackendRequest;
-use crate::dialect::event::{encode_all, Event};
 use crate::dialect::{jac, lambda, pact, slip, wsdo, Dialect};
-use crate::engine::{Command, Joiner};
+use crate::engine::{Command, Joiner, Request, RoomEvent};
+use crate::fanout::encode_all;
 use crate::ids::random_token;
 use bytes::Bytes;
 use rookery_protocol::pact::{codes, Role};
@@ -73,7 +73,7 @@ async fn pact_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
     let Some(room) = conn.room() else { return };
     match decode_with(core, text, pact::decode) {
         Ok(pact::Inbound::Request { reference, request }) => {
-            let command = Command::Pact {
+            let command = Command::Request {
                 conn: conn.id,
                 room: room.clone(),
                 reference,
@@ -130,10 +130,11 @@ async fn wsdo_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
             core.command(&room, command).await;
         }
         Ok(wsdo::Inbound::Ack(event_id)) => {
-            let command = Command::Ack {
+            let command = Command::Request {
                 conn: conn.id,
                 room: room.clone(),
-                event_id,
+                reference: None,
+                request: Request::Ack(event_id),
             };
             core.command(&room, command).await;
         }
@@ -223,12 +224,12 @@ async fn jac_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
         }
         jac::Inbound::User { root_ids, data } => {
             let data = targets_data(data);
-            let wires = publish_wires(conn, &data);
+            let wires = publish_wires(conn, data);
             core.send_targeted(root_ids, Vec::new(), wires).await;
         }
         jac::Inbound::Client { client_ids, data } => {
             let data = targets_data(data);
-            let wires = publish_wires(conn, &data);
+            let wires = publish_wires(conn, data);
             core.send_targeted(Vec::new(), client_ids, wires).await;
         }
         jac::Inbound::Channel { channel_ids, data } => {
@@ -250,13 +251,11 @@ async fn jac_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
 }
 
 /// `data` published by `conn`, encoded for each dialect.
-fn publish_wires(conn: &Conn, data: &Value) -> [crate::dialect::Wire; 5] {
-    let sender = conn.public_id();
-    let event_id = new_event_id();
-    encode_all(&Event::Publish {
+fn publish_wires(conn: &Conn, data: Value) -> [Option<crate::dialect::Wire>; Dialect::COUNT] {
+    encode_all(RoomEvent::Publish {
         data,
-        sender: &sender,
-        event_id: &event_id,
+        sender: conn.public_id(),
+        event_id: new_event_id(),
         requires_ack: false,
     })
 }
@@ -437,7 +436,8 @@ async fn join_room(core: &Core, conn: &Conn, room: &str) {
     let joiner = Joiner {
         id: conn.public_id(),
         user_id: conn.user_id().unwrap_or_else(|| conn.public_id()),
-        dialect: conn.dialect,
+        codec: conn.dialect.codec_id(),
+        traits: conn.dialect.traits(),
         role: Role::User,
         details: Value::Null,
         token_error: None,

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub backend_failures: Counter,
     pub backend_timeouts: Counter,
+    /// Commits the state store refused.
+    pub store_failures: Counter,
     closes: [Counter; COUNTED_CLOSE_CODES.len()],
 }
 
@@ -148,6 +150,12 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
         "counter",
         "Emits whose acks did not all arrive in time.",
         sum(&|m| m.ack_timeouts.get()),
+    );
+    metric(
+        "rookery_store_failures_total",
+        "counter",
+        "Batches of state changes the store failed to commit.",
+        sum(&|m| m.store_failures.get()),
     );
     metric(
         "rookery_slow_consumers_total",

@@ -10,15 +10,14 @@ pub mod handshakes;
 pub mod memstream;
 pub mod metrics;
 pub mod names;
+pub mod owner;
 pub mod recv;
 pub mod router;
 pub mod ws;
 pub mod wsstate;
 
-use self::core::{
-    now_ms, run_deliveries, run_engine, run_engine_clock, run_ticker, Core, Link, Shared, ToConns,
-    ToOwner,
-};
+use self::core::{now_ms, run_deliveries, run_ticker, Core, Link, Shared, ToConns, ToOwner};
+use self::owner::{run_engine, run_engine_clock};
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
 use monoio::io::AsyncWriteRentExt;
@@ -108,7 +107,10 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     } else {
         None
     };
+    let store = crate::store::MemoryStore::new(config.history_size);
+    let store = crate::store::worker::StoreHandle::spawn(Box::new(store))?;
     let shared = Arc::new(Shared {
+        store,
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
         backend,
         links,

@@ -4,12 +4,13 @@ use super::core::now_ms;
 use super::core::{Core, ToConns, ToOwner};
 use super::metrics;
 use crate::api;
-use crate::dialect::event::{encode_all, Event};
 use crate::dialect::{jac, slip, Dialect};
 use crate::engine::emit::{EmitOutcome, ReplyToken};
-use crate::engine::{Command, Emit};
+use crate::engine::{Command, Emit, RoomEvent};
+use crate::fanout::encode_all;
 use crate::http::{self, Request};
 use crate::ids::{random_token, random_u64};
+use crate::store::HistoryQuery;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use serde_json::{json, Value};
@@ -266,10 +267,10 @@ async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
     };
     let event_id = format!("evt_{}", random_token(8));
     if !users.is_empty() || !clients.is_empty() {
-        let wires = encode_all(&Event::Publish {
-            data: &data,
-            sender: "server",
-            event_id: &event_id,
+        let wires = encode_all(RoomEvent::Publish {
+            data: data.clone(),
+            sender: "server".to_owned(),
+            event_id: event_id.clone(),
             requires_ack: false,
         });
         core.send_targeted(users, clients, wires).await;
@@ -350,7 +351,6 @@ async fn emit(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
         event_id,
         seed: random_u64(),
         ack_timeout_ms: core.config.ack_timeout_ms,
-        history_size: core.config.history_size,
         reply: ReplyToken(0),
     };
     let (reply, answer) = flume::bounded(1);
@@ -400,6 +400,7 @@ fn emit_response(outcome: EmitOutcome) -> Vec<u8> {
             "none of the targeted clients is connected",
             json!({"success": false}),
         ),
+        EmitOutcome::Unavailable => unavailable(),
     }
 }
 
@@ -411,16 +412,26 @@ async fn history(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
             return http::json_error(400, "invalid_limit", "limit must be a non-negative integer")
         }
     };
-    let (reply, answer) = flume::bounded(1);
-    let request = ToOwner::History {
-        room: channel.to_owned(),
-        limit,
-        reply,
-    };
-    match ask(core, channel, request, answer).await {
-        Some(history) => http::json(200, &json!({"history": history})),
-        None => unavailable(),
+    // The store holds the history (an emit's answer waits for its commit, so it is there).
+    let page = core
+        .shared
+        .store
+        .history(channel.to_owned(), HistoryQuery::last(limit));
+    match page.wait().await {
+        Ok(page) => http::json(200, &json!({"history": emitted(page)})),
+        Err(e) => http::json_error(503, "unavailable", &e.to_string()),
     }
+}
+
+/// The payloads of the emits in a page of history (websockets.do's `/history` lists those).
+fn emitted(page: crate::store::History) -> Vec<Value> {
+    page.events
+        .into_iter()
+        .filter_map(|e| match e.event {
+            RoomEvent::Publish { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -316,10 +316,13 @@ async fn open(
         let joiner = Joiner {
             user_id: user.unwrap_or_else(|| public_id.clone()),
             id: public_id,
-            dialect,
+            codec: dialect.codec_id(),
+            traits: dialect.traits(),
             role: Role::User,
             details: serde_json::json!({"ip": peer.ip().to_string(), "core": core.id}),
-            token_error: token_error.filter(|_| matches!(dialect, Dialect::Pact | Dialect::Wsdo)),
+            // Every dialect whose greeting is the room's is told by the room; the others
+            // (jac, Lambda) were told above.
+            token_error,
         };
         let join = Command::Join {
             conn: id,

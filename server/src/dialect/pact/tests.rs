@@ -6,7 +6,7 @@ fn dec(text: &str) -> Result<Inbound, DecodeError> {
     decode(&mut bytes)
 }
 
-fn request(text: &str) -> PactRequest {
+fn request(text: &str) -> Request {
     match dec(text) {
         Ok(Inbound::Request { request, .. }) => request,
         other => panic!("{text}: {other:?}"),
@@ -27,22 +27,22 @@ fn payload(frame: &Bytes) -> Value {
 
 #[test]
 fn seed_examples_decode() {
-    assert_eq!(request(r#"{"type":"profile"}"#), PactRequest::Profile);
+    assert_eq!(request(r#"{"type":"profile"}"#), Request::Profile);
     assert_eq!(
         request(r#"{"type":"subscribe","data":"counter:order_confirmation_subtotal"}"#),
-        PactRequest::Subscribe(Topic::parse("counter:order_confirmation_subtotal"))
+        Request::Subscribe(Topic::parse("counter:order_confirmation_subtotal"))
     );
     assert_eq!(
         request(r#"{"type":"unsubscribe","data":"poll"}"#),
-        PactRequest::Unsubscribe(Topic::parse("poll"))
+        Request::Unsubscribe(Topic::parse("poll"))
     );
     assert_eq!(
         request(r#"{"type":"chat","data":"Chat message goes here :)"}"#),
-        PactRequest::Chat(json!("Chat message goes here :)"))
+        Request::Chat(json!("Chat message goes here :)"))
     );
     assert_eq!(
         request(r#"{"type":"poll","data":{"id":"test poll","answer":"hello"}}"#),
-        PactRequest::Vote {
+        Request::Vote {
             ephemeral: false,
             poll: "test poll".into(),
             answer: "hello".into()
@@ -50,7 +50,7 @@ fn seed_examples_decode() {
     );
     assert_eq!(
         request(r#"{"type":"counter","data":{"id":"order_subtotals","value":-15.14}}"#),
-        PactRequest::Counter {
+        Request::Counter {
             counter: "order_subtotals".into(),
             delta: Decimal::from_str("-15.14").unwrap()
         }
@@ -61,21 +61,21 @@ fn seed_examples_decode() {
 fn counter_defaults_and_numeric_strings() {
     assert_eq!(
         request(r#"{"type":"counter","data":null}"#),
-        PactRequest::Counter {
+        Request::Counter {
             counter: "default".into(),
             delta: Decimal::ONE
         }
     );
     assert_eq!(
         request(r#"{"type":"counter","data":{"id":"c","value":" 2.5 "}}"#),
-        PactRequest::Counter {
+        Request::Counter {
             counter: "c".into(),
             delta: Decimal::from_str("2.5").unwrap()
         }
     );
     assert_eq!(
         request(r#"{"type":"counter","data":{"value":"1e2"}}"#),
-        PactRequest::Counter {
+        Request::Counter {
             counter: "default".into(),
             delta: Decimal::from(100)
         }
@@ -150,12 +150,9 @@ fn the_ref_is_kept_on_errors_about_the_message() {
 fn close_pong_and_login_shapes() {
     assert_eq!(dec(r#"{"type":"close"}"#), Ok(Inbound::Close));
     assert_eq!(dec(r#"{"type":"pong","data":1}"#), Ok(Inbound::Pong));
-    assert_eq!(
-        request(r#"{"type":"login"}"#),
-        PactRequest::Login(Map::new())
-    );
+    assert_eq!(request(r#"{"type":"login"}"#), Request::Login(Map::new()));
     match request(r#"{"type":"login","data":{"name":"a","_secret":1}}"#) {
-        PactRequest::Login(props) => assert_eq!(props.len(), 2),
+        Request::Login(props) => assert_eq!(props.len(), 2),
         other => panic!("{other:?}"),
     }
 }
@@ -164,7 +161,7 @@ fn close_pong_and_login_shapes() {
 fn poll_answers_may_be_numbers_and_ids_may_hold_colons() {
     assert_eq!(
         request(r#"{"type":"ephemeralPoll","data":{"id":"a:b","answer":3}}"#),
-        PactRequest::Vote {
+        Request::Vote {
             ephemeral: true,
             poll: "a:b".into(),
             answer: "3".into()

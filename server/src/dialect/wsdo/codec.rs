@@ -1,0 +1,114 @@
+//! Room events and replies as websockets.do bodies, each finished per recipient.
+
+use super::{body, codes, error_payload, Extra};
+use super::{
+    ACK_RECEIVED, CONNECTED, DATA, ERROR, PRESENCE_JOINED, PRESENCE_LEFT, PRESENCE_UPDATED,
+};
+use crate::dialect::Wire;
+use crate::engine::{ErrorCode, PresenceChange, Reply, RoomEvent, Sequenced, Traits};
+use rookery_protocol::pact::Member;
+use serde_json::{json, Value};
+
+/// The `wsdo` codec.
+pub struct Codec;
+
+impl crate::dialect::Codec for Codec {
+    /// websockets.do shows every member every presence change, and lists the room in
+    /// `CONNECTED`.
+    fn traits(&self) -> Traits {
+        Traits {
+            always_sees_presence: true,
+            greeted_with_members: true,
+            stays_when_refused: false,
+        }
+    }
+
+    fn event(&self, event: &Sequenced) -> Option<Wire> {
+        let body = match &event.event {
+            RoomEvent::Publish {
+                data,
+                event_id,
+                requires_ack,
+                ..
+            } => body(
+                DATA,
+                data,
+                Extra {
+                    event_id: Some(event_id),
+                    requires_ack: *requires_ack,
+                    event: None,
+                },
+            ),
+            RoomEvent::Broadcast { kind, data } => body(
+                DATA,
+                data,
+                Extra {
+                    event: Some(kind),
+                    ..Default::default()
+                },
+            ),
+            RoomEvent::Presence { change, member, .. } => match change {
+                PresenceChange::Joined => body(PRESENCE_JOINED, &listed(member), Extra::default()),
+                PresenceChange::Updated => {
+                    body(PRESENCE_UPDATED, &listed(member), Extra::default())
+                }
+                PresenceChange::Left => body(
+                    PRESENCE_LEFT,
+                    &json!({ "clientID": member.id }),
+                    Extra::default(),
+                ),
+            },
+            RoomEvent::Chat { .. }
+            | RoomEvent::Poll { .. }
+            | RoomEvent::Counter { .. }
+            | RoomEvent::Config { .. } => return None,
+        };
+        Some(Wire::WsdoBody(body))
+    }
+
+    fn reply(&self, reply: &Reply) -> Option<Wire> {
+        let body = match reply {
+            Reply::Welcome { members, .. } => {
+                let members: Vec<Value> = members.iter().map(listed).collect();
+                body(CONNECTED, &json!({ "members": members }), Extra::default())
+            }
+            Reply::TokenRefused { reason } => body(
+                ERROR,
+                &error_payload(codes::INVALID_TOKEN, reason),
+                Extra::default(),
+            ),
+            Reply::Error { code, message, .. } => body(
+                ERROR,
+                &error_payload(code_name(*code), message),
+                Extra::default(),
+            ),
+            Reply::AckReceived { event_id } => body(
+                ACK_RECEIVED,
+                &json!({ "eventID": event_id }),
+                Extra::default(),
+            ),
+            Reply::Ok { .. }
+            | Reply::Profile { .. }
+            | Reply::JoinRefused { .. }
+            | Reply::Snapshot(_)
+            | Reply::Presence(_)
+            | Reply::Published => return None,
+        };
+        Some(Wire::WsdoBody(body))
+    }
+}
+
+/// A member as websockets.do lists it.
+fn listed(member: &Member) -> Value {
+    json!({"clientID": member.id, "presence": member.properties})
+}
+
+/// The websockets.do error code for an engine refusal.
+fn code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::RateLimited => codes::RATE_LIMITED,
+        ErrorCode::LimitExceeded | ErrorCode::InvalidData | ErrorCode::Forbidden => {
+            codes::INVALID_PAYLOAD
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! One connection's membership of a room: who it is, what it subscribed to, and what its
+//! protocol wants of the room ([`Traits`]), told by its dialect when it joins.
+
+use super::subscriptions::Subscriptions;
+use rookery_protocol::pact::{public_properties, Member, Profile, Role};
+use serde_json::{Map, Value};
+
+/// Which codec encodes a member's frames: a tag the shell gives each joiner. The engine only
+/// groups recipients by it, so an event is encoded once per codec present.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CodecId(pub u8);
+
+/// What a member's protocol wants of the room beyond what every member gets. Each dialect
+/// declares its traits; the engine follows them without knowing the dialect.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traits {
+    /// Sees every member join, leave and change (but its own join) without subscribing
+    /// (websockets.do's `PRESENCE:*` events).
+    pub always_sees_presence: bool,
+    /// Is greeted with the list of the members already there (websockets.do's `CONNECTED`).
+    /// Off for the others: listing a large room for every joiner costs O(members).
+    pub greeted_with_members: bool,
+    /// Stays connected when the room refuses it, told by a reply (Lambda's `joinFailure`),
+    /// instead of being closed with 1013.
+    pub stays_when_refused: bool,
+}
+
+/// Who is joining: decided by the connection's core (identity, transport facts).
+#[derive(Debug, Clone)]
+pub struct Joiner {
+    /// The public id: Pact's `profile.id`, websockets.do's `clientID`, jac's `client_id`,
+    /// Lambda's `senderId`.
+    pub id: String,
+    /// Whom votes count for: the JWT `sub` when authenticated, else `id`.
+    pub user_id: String,
+    pub codec: CodecId,
+    pub traits: Traits,
+    pub role: Role,
+    /// Pact's `profile.connectionDetails`.
+    pub details: Value,
+    /// Why the connection's token was refused, told right after the greeting.
+    pub token_error: Option<String>,
+}
+
+/// One connection's membership.
+#[derive(Debug)]
+pub struct MemberState {
+    /// The public id: Pact's `profile.id`, websockets.do's `clientID`.
+    pub id: String,
+    /// Whom votes count for, when not the public id (the JWT `sub` of a connection whose
+    /// public id differs); `None` for the common case, so the id is not stored twice.
+    user: Option<String>,
+    pub codec: CodecId,
+    pub traits: Traits,
+    pub suffix: u64,
+    pub properties: Map<String, Value>,
+    pub subscriptions: Subscriptions,
+    pub role: Role,
+    /// The joiner's connection details as JSON text: a parsed map costs ~600 bytes per
+    /// member (a B-tree node), the text ~40, and it is read only for `profile`.
+    details: Box<str>,
+    /// Start of the current presence-update window, and updates made in it.
+    presence_window_start: u64,
+    presence_updates: u32,
+}
+
+impl MemberState {
+    pub fn new(joiner: &Joiner, suffix: u64) -> MemberState {
+        MemberState {
+            id: joiner.id.clone(),
+            user: (joiner.user_id != joiner.id).then(|| joiner.user_id.clone()),
+            codec: joiner.codec,
+            traits: joiner.traits,
+            suffix,
+            properties: Map::new(),
+            subscriptions: Subscriptions::default(),
+            role: joiner.role,
+            details: joiner.details.to_string().into_boxed_str(),
+            presence_window_start: 0,
+            presence_updates: 0,
+        }
+    }
+
+    /// Whom votes count for: the JWT `sub` when authenticated, else the connection's own id.
+    pub fn user_id(&self) -> &str {
+        self.user.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The member as others see it.
+    pub fn public(&self) -> Member {
+        Member {
+            id: self.id.clone(),
+            suffix: self.suffix,
+            properties: public_properties(&self.properties),
+        }
+    }
+
+    /// The member as it sees itself.
+    pub fn profile(&self) -> Box<Profile> {
+        Box::new(Profile {
+            suffix: self.suffix,
+            properties: self.properties.clone(),
+            id: self.id.clone(),
+            connection_details: serde_json::from_str(&self.details).unwrap_or(Value::Null),
+            role: self.role,
+        })
+    }
+
+    /// Counts a property/presence update at `now_ms`; false once the window's allowance
+    /// (`allowed` per `window_ms`) is used up.
+    pub fn take_update(&mut self, now_ms: u64, allowed: u32, window_ms: u64) -> bool {
+        if now_ms >= self.presence_window_start + window_ms {
+            self.presence_window_start = now_ms;
+            self.presence_updates = 0;
+        }
+        if self.presence_updates >= allowed {
+            return false;
+        }
+        self.presence_updates += 1;
+        true
+    }
+}

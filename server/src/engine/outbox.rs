@@ -1,0 +1,167 @@
+//! What the engine leaves for the shell after a command: the effects to carry out, in no
+//! dialect and with no IO. The shell persists `changes` first, then releases `sends` (so no
+//! reply or event is seen before the state it depends on is committed), answers `outcomes`,
+//! closes `closes`, loads `loads` and hands `published` to the broker.
+
+use super::emit::{EmitOutcome, ReplyToken};
+use super::event::{Reply, Sequenced};
+use super::member::CodecId;
+use crate::ids::ConnId;
+use rust_decimal::Decimal;
+use smallvec::SmallVec;
+
+/// Recipients of one event, grouped by the codec that encodes their frames, so the event is
+/// encoded once per codec present and never per recipient.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Audience {
+    pub groups: SmallVec<[(CodecId, Vec<ConnId>); 2]>,
+}
+
+impl Audience {
+    pub fn add(&mut self, codec: CodecId, conn: ConnId) {
+        match self.groups.iter_mut().find(|(c, _)| *c == codec) {
+            Some((_, conns)) => conns.push(conn),
+            None => self.groups.push((codec, vec![conn])),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.iter().all(|(_, conns)| conns.is_empty())
+    }
+
+    pub fn contains(&self, conn: ConnId) -> bool {
+        self.groups.iter().any(|(_, conns)| conns.contains(&conn))
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|(_, conns)| conns.len()).sum()
+    }
+}
+
+/// Which members of a room an event is for, independent of the node they are connected to:
+/// what the broker carries, and what each node resolves to its own connections.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Scope {
+    /// Every member, each in its dialect.
+    Room,
+    /// Subscribers of a topic `kind` (and `id`, or every id).
+    Topic { kind: String, id: Option<String> },
+    /// The members with these public ids (a targeted emit).
+    Members(Vec<String>),
+    /// Presence watchers: `presence` subscribers and members that always see presence,
+    /// except this connection (a joiner is not told of its own join; a connection id is
+    /// unique to its node, so elsewhere it excepts nobody).
+    Presence { except: Option<ConnId> },
+}
+
+/// One thing to send: a room event for an audience, or a reply for one connection. Kept in
+/// one ordered list, since a connection must see them in the order the room made them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Send {
+    Event {
+        event: Sequenced,
+        to: Audience,
+    },
+    Reply {
+        to: ConnId,
+        codec: CodecId,
+        reply: Reply,
+    },
+}
+
+/// A change to a room's durable state, for the store to commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The room's Pact suffix counter.
+    Suffix {
+        room: String,
+        suffix: u64,
+    },
+    Config {
+        room: String,
+        config: String,
+    },
+    /// A user's vote in a durable poll; `None` retracts it.
+    Vote {
+        room: String,
+        poll: String,
+        user: String,
+        answer: Option<String>,
+    },
+    Counter {
+        room: String,
+        counter: String,
+        value: Decimal,
+    },
+    /// The room's stream position, written when the room goes idle so that its next life
+    /// continues the same stream.
+    Position {
+        room: String,
+        epoch: String,
+        seq: u64,
+    },
+    /// A lasting event kept in the room's history (with its position).
+    Append {
+        room: String,
+        event: Sequenced,
+    },
+}
+
+impl Change {
+    pub fn room(&self) -> &str {
+        match self {
+            Change::Suffix { room, .. }
+            | Change::Config { room, .. }
+            | Change::Vote { room, .. }
+            | Change::Counter { room, .. }
+            | Change::Position { room, .. }
+            | Change::Append { room, .. } => room,
+        }
+    }
+}
+
+/// An event of a room this node made, for the broker to publish to other nodes.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    pub room: String,
+    pub event: Sequenced,
+    pub scope: Scope,
+}
+
+/// Everything a batch of commands left for the shell to do.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Events and replies, in the order the rooms made them.
+    pub sends: Vec<Send>,
+    /// Answers for requests waiting elsewhere (HTTP emits).
+    pub outcomes: Vec<(ReplyToken, EmitOutcome)>,
+    /// Connections to close: code and reason.
+    pub closes: Vec<(ConnId, u16, String)>,
+    /// Durable state to commit before `sends` are released.
+    pub changes: Vec<Change>,
+    /// Rooms to load from the store (answered with `Command::Loaded`).
+    pub loads: Vec<String>,
+    /// Events for other nodes (only when the engine has a broker feed).
+    pub published: Vec<Published>,
+}
+
+impl Outbox {
+    pub fn reply(&mut self, to: ConnId, codec: CodecId, reply: Reply) {
+        self.sends.push(Send::Reply { to, codec, reply });
+    }
+
+    pub fn event(&mut self, event: Sequenced, to: Audience) {
+        if !to.is_empty() {
+            self.sends.push(Send::Event { event, to });
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty()
+            && self.outcomes.is_empty()
+            && self.closes.is_empty()
+            && self.changes.is_empty()
+            && self.loads.is_empty()
+            && self.published.is_empty()
+    }
+}

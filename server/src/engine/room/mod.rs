@@ -1,0 +1,351 @@
+//! One room's authoritative state: members, polls, counters, config and its stream position.
+//!
+//! A room lives on the core its name hashes to. Its members may be connected on any core:
+//! the room only knows their [`ConnId`]s. Whatever happens becomes a [`RoomEvent`] for the
+//! members its [`Scope`] covers, or a [`Reply`] to one member, left in the [`Outbox`].
+
+mod publish;
+mod requests;
+
+use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
+use super::member::{Joiner, MemberState};
+use super::outbox::{Audience, Change, Outbox, Published, Scope};
+use super::poll::Poll;
+use super::snapshot::RoomSnapshot;
+use super::Limits;
+use crate::ids::ConnId;
+use ahash::AHashMap;
+use rookery_protocol::pact::{types, Member, PresenceSnapshot};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The default room config, a JSON object in a string (Pact's README).
+pub const DEFAULT_CONFIG: &str = "{}";
+
+#[derive(Debug, Default)]
+pub struct Room {
+    pub name: String,
+    /// Ordered by id so snapshots and details list members in a stable order.
+    members: BTreeMap<ConnId, MemberState>,
+    /// user id → number of that user's connections in this room (ephemeral votes go when 0).
+    users: AHashMap<String, u32>,
+    suffix: u64,
+    config: Option<String>,
+    polls: BTreeMap<String, Poll>,
+    ephemeral_polls: BTreeMap<String, Poll>,
+    counters: BTreeMap<String, Decimal>,
+    /// The stream's epoch and the last `seq` given to a lasting event.
+    epoch: String,
+    seq: u64,
+}
+
+/// What a command is applied with: the time, the limits, and whether events go to a broker.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub now_ms: u64,
+    pub limits: &'a Limits,
+    /// Copy every event into `Outbox::published` (for other nodes).
+    pub broker_feed: bool,
+}
+
+impl Room {
+    /// A live room, with whatever the store kept of it; a room the store knows nothing of
+    /// starts the stream `new_epoch`.
+    pub fn load(
+        name: &str,
+        snapshot: Option<RoomSnapshot>,
+        new_epoch: impl FnOnce() -> String,
+    ) -> Room {
+        let snapshot = snapshot.unwrap_or_default();
+        let mut polls = BTreeMap::new();
+        for (id, votes) in snapshot.polls {
+            let mut poll = Poll::default();
+            for (user, answer) in votes {
+                poll.vote(&user, &answer);
+            }
+            if !poll.is_empty() {
+                polls.insert(id, poll);
+            }
+        }
+        let (epoch, seq) = match snapshot.epoch {
+            Some(epoch) => (epoch, snapshot.seq),
+            None => (new_epoch(), 0),
+        };
+        Room {
+            name: name.to_owned(),
+            suffix: snapshot.suffix,
+            config: snapshot.config,
+            polls,
+            counters: snapshot.counters,
+            epoch,
+            seq,
+            ..Room::default()
+        }
+    }
+
+    pub fn config(&self) -> &str {
+        self.config.as_deref().unwrap_or(DEFAULT_CONFIG)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The room's current stream position.
+    pub fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch.clone(),
+            seq: self.seq,
+        }
+    }
+
+    /// The change that keeps the room's position while it is idle.
+    pub fn position_change(&self) -> Change {
+        Change::Position {
+            room: self.name.clone(),
+            epoch: self.epoch.clone(),
+            seq: self.seq,
+        }
+    }
+
+    /// The public id of a member.
+    pub fn member_id(&self, conn: ConnId) -> Option<&str> {
+        self.members.get(&conn).map(|m| m.id.as_str())
+    }
+
+    pub fn member(&self, conn: ConnId) -> Option<&MemberState> {
+        self.members.get(&conn)
+    }
+
+    /// Adds a connection: it is welcomed (config, profile, and the other members when its
+    /// traits ask), told if its token was refused, and presence watchers see it join.
+    pub fn join(&mut self, conn: ConnId, joiner: Joiner, context: Context<'_>, out: &mut Outbox) {
+        self.suffix += 1;
+        out.changes.push(Change::Suffix {
+            room: self.name.clone(),
+            suffix: self.suffix,
+        });
+        *self.users.entry(joiner.user_id.clone()).or_insert(0) += 1;
+        let member = MemberState::new(&joiner, self.suffix);
+        let members = if member.traits.greeted_with_members {
+            self.members.values().map(MemberState::public).collect()
+        } else {
+            Vec::new()
+        };
+        let welcome = Reply::Welcome {
+            config: self.config().to_owned(),
+            profile: member.profile(),
+            members,
+        };
+        out.reply(conn, member.codec, welcome);
+        if let Some(reason) = joiner.token_error {
+            out.reply(conn, member.codec, Reply::TokenRefused { reason });
+        }
+        let public = member.public();
+        self.members.insert(conn, member);
+        self.presence_changed(PresenceChange::Joined, public, Some(conn), context, out);
+    }
+
+    /// Removes a connection. When it was its user's last one here, the user's ephemeral votes
+    /// go too and the polls' new tallies are sent.
+    pub fn leave(&mut self, conn: ConnId, context: Context<'_>, out: &mut Outbox) {
+        let Some(member) = self.members.remove(&conn) else {
+            return;
+        };
+        self.presence_changed(PresenceChange::Left, member.public(), None, context, out);
+        let remaining = match self.users.get_mut(member.user_id()) {
+            Some(n) => {
+                *n -= 1;
+                *n
+            }
+            None => 0,
+        };
+        if remaining > 0 {
+            return;
+        }
+        self.users.remove(member.user_id());
+        let changed: Vec<String> = self
+            .ephemeral_polls
+            .iter_mut()
+            .filter_map(|(id, poll)| poll.retract(member.user_id()).then(|| id.clone()))
+            .collect();
+        for id in changed {
+            self.send_poll_stats(PollKind::Ephemeral, &id, context, out);
+            if self.ephemeral_polls.get(&id).is_some_and(Poll::is_empty) {
+                self.ephemeral_polls.remove(&id);
+            }
+        }
+    }
+
+    /// Tells presence watchers that `member` joined, left or changed.
+    fn presence_changed(
+        &mut self,
+        change: PresenceChange,
+        member: Member,
+        except: Option<ConnId>,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        let event = RoomEvent::Presence {
+            change,
+            member,
+            count: self.members.len(),
+        };
+        self.fan_out(event, Scope::Presence { except }, context, out);
+    }
+
+    /// Gives `event` its position if it lasts, and queues it for the members `scope` covers
+    /// (and for the broker, when there is one).
+    fn fan_out(&mut self, event: RoomEvent, scope: Scope, context: Context<'_>, out: &mut Outbox) {
+        let audience = self.audience(&scope);
+        self.fan_out_to(event, audience, scope, false, context, out);
+    }
+
+    /// [`Self::fan_out`] to an audience already chosen; with `keep`, also appends the event
+    /// to the room's history.
+    fn fan_out_to(
+        &mut self,
+        event: RoomEvent,
+        audience: Audience,
+        scope: Scope,
+        keep: bool,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        let position = event.is_lasting().then(|| {
+            self.seq += 1;
+            self.position()
+        });
+        let sequenced = Sequenced { position, event };
+        if context.broker_feed {
+            out.published.push(Published {
+                room: self.name.clone(),
+                event: sequenced.clone(),
+                scope,
+            });
+        }
+        if keep && sequenced.position.is_some() {
+            out.changes.push(Change::Append {
+                room: self.name.clone(),
+                event: sequenced.clone(),
+            });
+        }
+        out.event(sequenced, audience);
+    }
+
+    /// Delivers an event another node published, to this node's members its scope covers.
+    pub fn deliver_remote(&self, published: Published, out: &mut Outbox) {
+        let audience = self.audience(&published.scope);
+        out.event(published.event, audience);
+    }
+
+    /// The members `scope` covers, grouped by codec.
+    fn audience(&self, scope: &Scope) -> Audience {
+        let mut audience = Audience::default();
+        let mut add = |conn: &ConnId, m: &MemberState| audience.add(m.codec, *conn);
+        match scope {
+            Scope::Room => self.members.iter().for_each(|(c, m)| add(c, m)),
+            Scope::Topic { kind, id } => self
+                .members
+                .iter()
+                .filter(|(_, m)| m.subscriptions.wants(kind, id.as_deref()))
+                .for_each(|(c, m)| add(c, m)),
+            Scope::Members(ids) => self
+                .members
+                .iter()
+                .filter(|(_, m)| ids.contains(&m.id))
+                .for_each(|(c, m)| add(c, m)),
+            Scope::Presence { except } => self
+                .members
+                .iter()
+                .filter(|(c, m)| {
+                    Some(**c) != *except
+                        && (m.traits.always_sees_presence
+                            || m.subscriptions.wants(types::PRESENCE, None))
+                })
+                .for_each(|(c, m)| add(c, m)),
+        }
+        audience
+    }
+
+    fn polls(&self, kind: PollKind) -> &BTreeMap<String, Poll> {
+        match kind {
+            PollKind::Durable => &self.polls,
+            PollKind::Ephemeral => &self.ephemeral_polls,
+        }
+    }
+
+    fn poll_event(&self, kind: PollKind, id: &str) -> RoomEvent {
+        RoomEvent::Poll {
+            kind,
+            id: id.to_owned(),
+            stats: self
+                .polls(kind)
+                .get(id)
+                .map(|p| p.stats().clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn send_poll_stats(
+        &mut self,
+        kind: PollKind,
+        id: &str,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        let event = self.poll_event(kind, id);
+        let scope = Scope::Topic {
+            kind: poll_topic(kind).to_owned(),
+            id: Some(id.to_owned()),
+        };
+        self.fan_out(event, scope, context, out);
+    }
+
+    pub fn presence(&self) -> PresenceSnapshot {
+        PresenceSnapshot {
+            members: self.members.values().map(MemberState::public).collect(),
+            count: self.members.len(),
+        }
+    }
+
+    /// Pact-style room details, for `GET /api/rooms/:room`.
+    pub fn details(&self) -> RoomDetails {
+        let tallies = |polls: &BTreeMap<String, Poll>| {
+            polls
+                .iter()
+                .map(|(id, p)| (id.clone(), p.stats().clone()))
+                .collect()
+        };
+        let presence = self.presence();
+        RoomDetails {
+            room: self.name.clone(),
+            count: presence.count,
+            members: presence.members,
+            polls: tallies(&self.polls),
+            ephemeral_polls: tallies(&self.ephemeral_polls),
+            counters: self.counters.clone(),
+            config: self.config().to_owned(),
+        }
+    }
+}
+
+/// The subscription topic of a poll family.
+pub fn poll_topic(kind: PollKind) -> &'static str {
+    match kind {
+        PollKind::Durable => types::POLL,
+        PollKind::Ephemeral => types::EPHEMERAL_POLL,
+    }
+}
+
+/// A room's state as `GET /api/rooms/:room` shows it (rendered by the pact codec).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomDetails {
+    pub room: String,
+    pub count: usize,
+    pub members: Vec<Member>,
+    pub polls: BTreeMap<String, BTreeMap<String, u64>>,
+    pub ephemeral_polls: BTreeMap<String, BTreeMap<String, u64>>,
+    pub counters: BTreeMap<String, Decimal>,
+    pub config: String,
+}

@@ -1,0 +1,19 @@
+//! Everything durable about one room: what the store keeps while the room is idle (or the
+//! process is down) and hands back when the room becomes live again.
+
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+#[derive(Default, Debug, Clone, PartialEq)]
+pub struct RoomSnapshot {
+    /// The Pact suffix counter: the last suffix handed out.
+    pub suffix: u64,
+    pub config: Option<String>,
+    /// poll id → (user id → answer).
+    pub polls: BTreeMap<String, BTreeMap<String, String>>,
+    pub counters: BTreeMap<String, Decimal>,
+    /// The room's stream position: its epoch and the last `seq` given out. `None` for a room
+    /// the store knows nothing of, which starts a new epoch.
+    pub epoch: Option<String>,
+    pub seq: u64,
+}

@@ -1,0 +1,110 @@
+//! A core's room-owner task: applies commands to the rooms this core owns, commits what
+//! they changed to the store, and only then releases what they sent (so nobody sees a reply
+//! or an event before the state it depends on is committed).
+
+use super::core::{now_ms, Core, ToOwner};
+use crate::dialect::pact;
+use crate::engine::emit::{EmitOutcome, ReplyToken};
+use crate::engine::{Command, Engine, Outbox, RoomDetails};
+use crate::ids::random_u64;
+use ahash::AHashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Most commands applied before their effects are carried out.
+const MAX_BATCH: usize = 256;
+
+/// Applies commands for the rooms this core owns, batch by batch.
+pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
+    let mut engine = Engine::new(random_u64()).with_limits(core.config.engine_limits(core.cores));
+    let mut out = Outbox::default();
+    let mut waiting: AHashMap<ReplyToken, flume::Sender<EmitOutcome>> = AHashMap::new();
+    let mut next_token = 0u64;
+    let mut details = Vec::new();
+    while let Ok(first) = commands.recv_async().await {
+        let now = now_ms();
+        let mut next = Some(first);
+        // Take what is already queued too, so one commit and one dispatch carry many events.
+        let mut taken = 0;
+        while let Some(message) = next {
+            match message {
+                ToOwner::Engine(command) => engine.handle(command, now, &mut out),
+                ToOwner::Emit {
+                    room,
+                    mut emit,
+                    reply,
+                } => {
+                    next_token += 1;
+                    emit.reply = ReplyToken(next_token);
+                    waiting.insert(emit.reply, reply);
+                    engine.handle(Command::Emit { room, emit }, now, &mut out);
+                }
+                ToOwner::Details { room, reply } => match engine.details(&room) {
+                    Some(live) => {
+                        let _ = reply.try_send(pact::room_details(&live));
+                    }
+                    None => details.push((room, reply)),
+                },
+            }
+            taken += 1;
+            next = if taken < MAX_BATCH {
+                commands.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let store = &core.shared.store;
+        // The commit goes first: the loads below, sent after it, see what it changed.
+        let commit =
+            (!out.changes.is_empty()).then(|| store.commit(std::mem::take(&mut out.changes)));
+        for room in out.loads.drain(..) {
+            let pending = store.load(room.clone());
+            let own = core.shared.links[core.id].commands.clone();
+            monoio::spawn(async move {
+                let result = pending.wait().await.map_err(|e| e.to_string());
+                let loaded = Command::Loaded { room, result };
+                let _ = own.send_async(ToOwner::Engine(loaded)).await;
+            });
+        }
+        for (room, reply) in details.drain(..) {
+            let pending = store.load(room.clone());
+            monoio::spawn(async move {
+                // A store failure drops `reply`: the HTTP request answers 503.
+                if let Ok(snapshot) = pending.wait().await {
+                    let idle = RoomDetails::of_snapshot(&room, snapshot);
+                    let _ = reply.try_send(pact::room_details(&idle));
+                }
+            });
+        }
+        if let Some(commit) = commit {
+            if commit.wait().await.is_err() {
+                // The worker logged why. The rooms' state in memory stays authoritative
+                // while they are live; what a failed commit loses is told in
+                // docs/RELIABILITY.md.
+                core.metrics.store_failures.inc();
+            }
+        }
+        for (token, outcome) in out.outcomes.drain(..) {
+            if matches!(outcome, EmitOutcome::AckTimeout { .. }) {
+                core.metrics.ack_timeouts.inc();
+            }
+            if let Some(reply) = waiting.remove(&token) {
+                let _ = reply.try_send(outcome);
+            }
+        }
+        // A node running alone has no broker: the engine's feed is off, nothing is here.
+        out.published.clear();
+        core.metrics.rooms.set(engine.room_count() as u64);
+        core.metrics.pending_acks.set(engine.pending_acks() as u64);
+        core.dispatch(&mut out).await;
+    }
+}
+
+/// Lets this core's engine expire ack deadlines.
+pub async fn run_engine_clock(core: Rc<Core>) {
+    loop {
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        let own = &core.shared.links[core.id].commands;
+        let _ = own.try_send(ToOwner::Engine(Command::Tick));
+    }
+}

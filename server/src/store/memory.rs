@@ -1,0 +1,119 @@
+//! [`MemoryStore`]: every room's snapshot and recent history in a map. State survives a room
+//! emptying out, not the process (`--store memory`).
+
+use super::{History, HistoryQuery, StateStore, StoreError};
+use crate::engine::{Change, RoomSnapshot, Sequenced};
+use ahash::AHashMap;
+use std::collections::VecDeque;
+
+#[derive(Default)]
+struct Kept {
+    snapshot: RoomSnapshot,
+    history: VecDeque<Sequenced>,
+}
+
+pub struct MemoryStore {
+    rooms: AHashMap<String, Kept>,
+    /// Most events kept per room (older ones are dropped first).
+    history_size: usize,
+}
+
+impl MemoryStore {
+    /// A store keeping up to `history_size` events per room.
+    pub fn new(history_size: usize) -> MemoryStore {
+        MemoryStore {
+            rooms: AHashMap::new(),
+            history_size,
+        }
+    }
+
+    fn room(&mut self, room: &str) -> &mut Kept {
+        self.rooms.entry(room.to_owned()).or_default()
+    }
+
+    fn apply(&mut self, change: &Change) {
+        let history_size = self.history_size;
+        let kept = self.room(change.room());
+        let snapshot = &mut kept.snapshot;
+        match change {
+            Change::Suffix { suffix, .. } => snapshot.suffix = *suffix,
+            Change::Config { config, .. } => snapshot.config = Some(config.clone()),
+            Change::Vote {
+                poll, user, answer, ..
+            } => match answer {
+                Some(answer) => {
+                    let votes = snapshot.polls.entry(poll.clone()).or_default();
+                    votes.insert(user.clone(), answer.clone());
+                }
+                None => {
+                    if let Some(votes) = snapshot.polls.get_mut(poll) {
+                        votes.remove(user);
+                    }
+                }
+            },
+            Change::Counter { counter, value, .. } => {
+                snapshot.counters.insert(counter.clone(), *value);
+            }
+            Change::Position { epoch, seq, .. } => {
+                snapshot.epoch = Some(epoch.clone());
+                snapshot.seq = *seq;
+            }
+            Change::Append { event, .. } => {
+                if let Some(position) = &event.position {
+                    snapshot.epoch = Some(position.epoch.clone());
+                    snapshot.seq = snapshot.seq.max(position.seq);
+                }
+                if history_size > 0 {
+                    kept.history.push_back(event.clone());
+                    while kept.history.len() > history_size {
+                        kept.history.pop_front();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn load(&mut self, room: &str) -> Result<Option<RoomSnapshot>, StoreError> {
+        Ok(self.rooms.get(room).map(|kept| kept.snapshot.clone()))
+    }
+
+    fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        for change in changes {
+            self.apply(change);
+        }
+        Ok(())
+    }
+
+    fn history(&mut self, room: &str, query: HistoryQuery) -> Result<History, StoreError> {
+        let Some(kept) = self.rooms.get(room) else {
+            return Ok(History::default());
+        };
+        let seq = |e: &Sequenced| e.position.as_ref().map_or(0, |p| p.seq);
+        let oldest = kept.history.front().map(seq);
+        let matching = kept.history.iter().filter(|e| {
+            query.after.is_none_or(|after| seq(e) > after)
+                && query.before.is_none_or(|before| seq(e) < before)
+        });
+        let events: Vec<Sequenced> = match query.after {
+            Some(_) => matching.take(query.limit).cloned().collect(),
+            None => {
+                let all: Vec<&Sequenced> = matching.collect();
+                let skip = all.len().saturating_sub(query.limit);
+                all.into_iter().skip(skip).cloned().collect()
+            }
+        };
+        Ok(History { events, oldest })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_contract() {
+        super::super::contract::check(&mut |history_size| Box::new(MemoryStore::new(history_size)));
+    }
+}
