@@ -2,7 +2,7 @@
 //! that target users, channels or clients with a raw `data` object, `change_user`, and
 //! `walker` events for a backend.
 
-use super::{json_frame, Typed, Wire};
+use super::{json_frame, Peer, Refusal, Typed, Wire};
 use crate::engine::{Reply, RoomEvent, Sequenced};
 use crate::frame;
 use bytes::Bytes;
@@ -302,6 +302,46 @@ impl super::Codec for Codec {
     fn reply(&self, _reply: &Reply) -> Option<Wire> {
         None
     }
+
+    fn new_public_id(&self, _user: Option<&str>, now_ms: u64) -> String {
+        new_id(now_ms)
+    }
+
+    /// jac's `connection` event, then why the token was refused.
+    fn greeting(
+        &self,
+        peer: &Peer<'_>,
+        room: Option<&str>,
+        token_error: Option<&str>,
+    ) -> Vec<Bytes> {
+        let mut frames = vec![connection_event(peer, room)];
+        if let Some(reason) = token_error {
+            frames.push(error_one("token", reason, "invalid_token"));
+        }
+        frames
+    }
+
+    fn refusal(&self, refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
+        Some(match refusal {
+            Refusal::Binary => error_one(
+                "body",
+                "frames are JSON text; binary frames are not accepted",
+                "unsupported_data",
+            ),
+            Refusal::RateLimited => error_one(
+                "body",
+                "too many messages: slow down (this one was dropped)",
+                "rate_limited",
+            ),
+        })
+    }
+}
+
+/// jac's `connection` event: `client_id`, `root_id` (the user, or the public root),
+/// `channel_id`.
+pub fn connection_event(peer: &Peer<'_>, channel: Option<&str>) -> Bytes {
+    let root = peer.user.unwrap_or(PUBLIC_ROOT);
+    connection(peer.public_id, root, channel.unwrap_or_default())
 }
 
 /// A new id in jac-cloud's format, `"<unix seconds>:<uuid hex>"`.

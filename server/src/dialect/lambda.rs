@@ -1,9 +1,10 @@
 //! The `lambda` dialect (the Websocket Lambda Channel Server, seed 004): `join` a channel,
 //! `publish` to it, `ping`.
 
-use super::{json_frame, Wire};
+use super::{json_frame, Peer, Refusal, Wire};
 use crate::engine::{Reply, RoomEvent, Sequenced, Traits};
 use crate::frame;
+use crate::ids::random_token;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -135,6 +136,30 @@ impl super::Codec for Codec {
             _ => return None,
         };
         Some(Wire::Frame(frame))
+    }
+
+    /// A `senderId`: 21 random characters (a fresh one on every `join`).
+    fn new_public_id(&self, _user: Option<&str>, _now_ms: u64) -> String {
+        random_token(21)
+    }
+
+    fn greeting(
+        &self,
+        _peer: &Peer<'_>,
+        _room: Option<&str>,
+        token_error: Option<&str>,
+    ) -> Vec<Bytes> {
+        token_error
+            .map(|reason| error(&format!("invalid token: {reason}")))
+            .into_iter()
+            .collect()
+    }
+
+    fn refusal(&self, refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
+        Some(error(match refusal {
+            Refusal::Binary => "frames are JSON text; binary frames are not accepted",
+            Refusal::RateLimited => "too many messages: slow down (this one was dropped)",
+        }))
     }
 }
 

@@ -81,7 +81,28 @@ impl Dialect {
     }
 }
 
-/// One dialect's encoding of what the engine produces.
+/// What a dialect needs to know of a connection to write it a frame of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer<'a> {
+    /// The connection's public id (websockets.do repeats it in every frame).
+    pub public_id: &'a str,
+    /// The connection's authenticated user, if any.
+    pub user: Option<&'a str>,
+    /// The round-trip time the last ping measured (websockets.do's `latency`).
+    pub latency_ms: u64,
+}
+
+/// A client message refused before any dialect decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A binary frame: every dialect here is JSON text.
+    Binary,
+    /// Over the connection's message rate (this message was dropped).
+    RateLimited,
+}
+
+/// One dialect's rules for its connections and its encoding of what the engine produces.
+/// Pure: the shell carries out what these return.
 pub trait Codec {
     /// What this dialect's members want of a room beyond what every member gets.
     fn traits(&self) -> Traits {
@@ -94,6 +115,46 @@ pub trait Codec {
 
     /// A reply to one member; `None` where the dialect has no such message.
     fn reply(&self, reply: &Reply) -> Option<Wire>;
+
+    /// The public id of a new connection (`user`: its authenticated user, if any).
+    fn new_public_id(&self, user: Option<&str>, now_ms: u64) -> String;
+
+    /// What a new connection is sent once upgraded, before it joins a room. `room` is the
+    /// one it will join, `token_error` why its token was refused (when the room's welcome
+    /// does not tell it).
+    fn greeting(
+        &self,
+        _peer: &Peer<'_>,
+        _room: Option<&str>,
+        _token_error: Option<&str>,
+    ) -> Vec<Bytes> {
+        Vec::new()
+    }
+
+    /// The frame refusing a message; `None` drops it silently.
+    fn refusal(&self, refusal: Refusal, peer: &Peer<'_>) -> Option<Bytes>;
+
+    /// A binary frame closes the connection (1003) instead of being refused.
+    fn binary_closes(&self) -> bool {
+        false
+    }
+
+    /// The heartbeat sent every ping interval. The default is a protocol ping, which every
+    /// client answers.
+    fn ping(&self, now_ms: u64, _peer: &Peer<'_>) -> Vec<Bytes> {
+        vec![frame::ping(&now_ms.to_be_bytes())]
+    }
+
+    /// Said before a connection is closed for missing its pings.
+    fn ping_timeout(&self, _peer: &Peer<'_>) -> Option<Bytes> {
+        None
+    }
+
+    /// Whether any frame from the client shows it is alive; `false`: only its answers to
+    /// the heartbeat do.
+    fn any_frame_is_alive(&self) -> bool {
+        true
+    }
 }
 
 /// An encoded event on its way to recipients.

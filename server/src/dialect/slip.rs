@@ -2,9 +2,10 @@
 //! backend about each connection's events in HTTP POSTs and carries out the events the
 //! backend answers with. A control API lets the backend act on its own.
 
-use super::{json_frame, Typed, Wire};
+use super::{json_frame, Peer, Refusal, Typed, Wire};
 use crate::engine::{Reply, RoomEvent, Sequenced};
 use crate::frame;
+use crate::ids::random_token;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
@@ -125,6 +126,20 @@ impl super::Codec for Codec {
 
     fn reply(&self, _reply: &Reply) -> Option<Wire> {
         None
+    }
+
+    fn new_public_id(&self, _user: Option<&str>, _now_ms: u64) -> String {
+        random_token(16)
+    }
+
+    /// SLIP has no error frame: a message over the rate is dropped silently.
+    fn refusal(&self, _refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
+        None
+    }
+
+    /// Text frames only: a binary frame closes the connection with 1003.
+    fn binary_closes(&self) -> bool {
+        true
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod codec;
 
-pub use codec::Codec;
+pub use codec::{error_frame, Codec};
 
 use crate::frame;
 use bytes::Bytes;

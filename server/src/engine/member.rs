@@ -4,6 +4,7 @@
 use super::subscriptions::Subscriptions;
 use rookery_protocol::pact::{public_properties, Member, Profile, Role};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Which codec encodes a member's frames: a tag the shell gives each joiner. The engine only
 /// groups recipients by it, so an event is encoded once per codec present.
@@ -25,14 +26,29 @@ pub struct Traits {
     pub stays_when_refused: bool,
 }
 
+/// Who a connection is: one value shared by the connection (on its core) and its
+/// memberships (on their rooms' cores). A connection that changes identity (Lambda's `join`,
+/// jac's `change_user`) gets a new one; a membership keeps the one it joined with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The public id: Pact's `profile.id`, websockets.do's `clientID`, jac's `client_id`,
+    /// Lambda's `senderId`: what admin calls and targeted sends name.
+    pub public_id: String,
+    /// The authenticated user (the JWT `sub`), if any.
+    pub user: Option<String>,
+}
+
+impl Identity {
+    /// Whom votes count for: the authenticated user, else the connection itself.
+    pub fn user_id(&self) -> &str {
+        self.user.as_deref().unwrap_or(&self.public_id)
+    }
+}
+
 /// Who is joining: decided by the connection's core (identity, transport facts).
 #[derive(Debug, Clone)]
 pub struct Joiner {
-    /// The public id: Pact's `profile.id`, websockets.do's `clientID`, jac's `client_id`,
-    /// Lambda's `senderId`.
-    pub id: String,
-    /// Whom votes count for: the JWT `sub` when authenticated, else `id`.
-    pub user_id: String,
+    pub identity: Arc<Identity>,
     pub codec: CodecId,
     pub traits: Traits,
     pub role: Role,
@@ -45,11 +61,7 @@ pub struct Joiner {
 /// One connection's membership.
 #[derive(Debug)]
 pub struct MemberState {
-    /// The public id: Pact's `profile.id`, websockets.do's `clientID`.
-    pub id: String,
-    /// Whom votes count for, when not the public id (the JWT `sub` of a connection whose
-    /// public id differs); `None` for the common case, so the id is not stored twice.
-    user: Option<String>,
+    pub identity: Arc<Identity>,
     pub codec: CodecId,
     pub traits: Traits,
     pub suffix: u64,
@@ -67,8 +79,7 @@ pub struct MemberState {
 impl MemberState {
     pub fn new(joiner: &Joiner, suffix: u64) -> MemberState {
         MemberState {
-            id: joiner.id.clone(),
-            user: (joiner.user_id != joiner.id).then(|| joiner.user_id.clone()),
+            identity: joiner.identity.clone(),
             codec: joiner.codec,
             traits: joiner.traits,
             suffix,
@@ -81,15 +92,20 @@ impl MemberState {
         }
     }
 
-    /// Whom votes count for: the JWT `sub` when authenticated, else the connection's own id.
+    /// The public id.
+    pub fn id(&self) -> &str {
+        &self.identity.public_id
+    }
+
+    /// Whom votes count for.
     pub fn user_id(&self) -> &str {
-        self.user.as_deref().unwrap_or(&self.id)
+        self.identity.user_id()
     }
 
     /// The member as others see it.
     pub fn public(&self) -> Member {
         Member {
-            id: self.id.clone(),
+            id: self.id().to_owned(),
             suffix: self.suffix,
             properties: public_properties(&self.properties),
         }
@@ -100,7 +116,7 @@ impl MemberState {
         Box::new(Profile {
             suffix: self.suffix,
             properties: self.properties.clone(),
-            id: self.id.clone(),
+            id: self.id().to_owned(),
             connection_details: serde_json::from_str(&self.details).unwrap_or(Value::Null),
             role: self.role,
         })

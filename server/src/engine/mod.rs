@@ -22,7 +22,7 @@ pub mod subscriptions;
 
 pub use command::{Command, Emit, LoadResult, Request};
 pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
-pub use member::{CodecId, Joiner, Traits};
+pub use member::{CodecId, Identity, Joiner, Traits};
 pub use outbox::{Audience, Change, Outbox, Published, Scope, Send};
 pub use room::RoomDetails;
 pub use snapshot::RoomSnapshot;
@@ -186,7 +186,7 @@ impl Engine {
                     return;
                 };
                 let codec = member.codec;
-                let (expected, done) = self.acks.ack(&event_id, &member.id);
+                let (expected, done) = self.acks.ack(&event_id, member.id());
                 if expected {
                     out.reply(conn, codec, Reply::AckReceived { event_id });
                 }

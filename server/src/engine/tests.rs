@@ -7,6 +7,7 @@ use super::subscriptions::Topic;
 use super::*;
 use rookery_protocol::pact::Role;
 use serde_json::json;
+use std::sync::Arc;
 
 const ROOM: &str = "lobby";
 const PACT: CodecId = CodecId(0);
@@ -18,8 +19,10 @@ fn conn(n: u64) -> ConnId {
 
 fn joiner(id: &str, codec: CodecId, traits: Traits) -> Joiner {
     Joiner {
-        id: id.into(),
-        user_id: id.into(),
+        identity: Arc::new(Identity {
+            public_id: id.into(),
+            user: None,
+        }),
         codec,
         traits,
         role: Role::User,

@@ -4,7 +4,8 @@
 
 use super::metrics::Metrics;
 use super::wsstate::WsState;
-use crate::dialect::{wsdo, Dialect, Wire};
+use crate::dialect::{wsdo, Dialect, Peer, Wire};
+use crate::engine::Identity;
 use crate::frame;
 use crate::ids::ConnId;
 use bytes::Bytes;
@@ -44,11 +45,9 @@ pub struct Conn {
     /// Lambda's `join` picks (and changes) it; SLIP's backend subscribes it to any number.
     rooms: RefCell<SmallVec<[String; 1]>>,
     pub dialect: Dialect,
-    /// The public id (Pact `profile.id`, wsdo `clientID`, jac `client_id`, Lambda
-    /// `senderId`): what admin calls and targeted sends name.
-    public_id: RefCell<String>,
-    /// The authenticated user (JWT `sub`), if any.
-    user_id: RefCell<Option<String>>,
+    /// Who the connection is (shared with its memberships): what admin calls and targeted
+    /// sends name.
+    identity: RefCell<Arc<Identity>>,
     fd: RawFd,
     max_outbound: usize,
     metrics: Arc<Metrics>,
@@ -79,7 +78,7 @@ impl Conn {
         id: ConnId,
         room: Option<String>,
         dialect: Dialect,
-        public_id: String,
+        identity: Arc<Identity>,
         fd: RawFd,
         max_outbound: usize,
         metrics: Arc<Metrics>,
@@ -90,8 +89,7 @@ impl Conn {
             id,
             rooms: RefCell::new(room.into_iter().collect()),
             dialect,
-            public_id: RefCell::new(public_id),
-            user_id: RefCell::new(None),
+            identity: RefCell::new(identity),
             fd,
             max_outbound,
             metrics,
@@ -141,8 +139,23 @@ impl Conn {
         rooms.len() != before
     }
 
+    /// Who the connection is now.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.borrow().clone()
+    }
+
     pub fn public_id(&self) -> String {
-        self.public_id.borrow().clone()
+        self.identity.borrow().public_id.clone()
+    }
+
+    /// What its dialect needs to know of it to write it a frame of its own.
+    pub fn with_peer<T>(&self, f: impl FnOnce(&Peer<'_>) -> T) -> T {
+        let identity = self.identity.borrow();
+        f(&Peer {
+            public_id: &identity.public_id,
+            user: identity.user.as_deref(),
+            latency_ms: self.latency_ms.get(),
+        })
     }
 
     /// The socket's descriptor (open while the connection's session runs).
@@ -151,24 +164,21 @@ impl Conn {
     }
 
     pub fn has_public_id(&self, id: &str) -> bool {
-        *self.public_id.borrow() == id
+        self.identity.borrow().public_id == id
     }
 
     pub fn has_user(&self, user: &str) -> bool {
-        self.user_id.borrow().as_deref() == Some(user)
+        self.identity.borrow().user.as_deref() == Some(user)
     }
 
-    /// Changes the public id; the core's index must follow ([`super::core::Core`]).
-    pub fn set_public_id(&self, id: String) {
-        *self.public_id.borrow_mut() = id;
-    }
-
+    /// The authenticated user, if any.
     pub fn user_id(&self) -> Option<String> {
-        self.user_id.borrow().clone()
+        self.identity.borrow().user.clone()
     }
 
-    pub fn set_user_id(&self, user: Option<String>) {
-        *self.user_id.borrow_mut() = user;
+    /// Becomes someone else; the core's index must follow ([`super::core::Core`]).
+    pub fn set_identity(&self, identity: Identity) {
+        *self.identity.borrow_mut() = Arc::new(identity);
     }
 
     pub fn state(&self) -> State {
@@ -202,8 +212,9 @@ impl Conn {
         match wire {
             Wire::Frame(frame) => self.send(frame.clone(), now_ms),
             Wire::WsdoBody(body) => {
-                let (head, tail) =
-                    wsdo::finish(body, &self.public_id.borrow(), self.latency_ms.get());
+                let identity = self.identity.borrow();
+                let (head, tail) = wsdo::finish(body, &identity.public_id, self.latency_ms.get());
+                drop(identity);
                 self.send_parts(SmallVec::from_buf([head, body.clone(), tail]), now_ms)
             }
         }

@@ -13,11 +13,10 @@ use super::handshakes::Handshakes;
 use super::metrics::Metrics;
 use super::names::NameIndex;
 use crate::config::Config;
-use crate::dialect::{pact, wsdo, Dialect, Wire};
+use crate::dialect::{Dialect, Wire};
 use crate::engine::emit::EmitOutcome;
 use crate::engine::{Command, Emit, Outbox};
 use crate::fanout;
-use crate::frame;
 use crate::ids::{owner_core, ConnId};
 use crate::store::worker::StoreHandle;
 use crate::wheel::Wheel;
@@ -319,44 +318,19 @@ impl Core {
         }
     }
 
+    /// Sends the connection's heartbeat (its dialect's), noting when, for the round trip.
     fn ping(&self, conn: &Conn, now: u64) {
-        match conn.dialect {
-            Dialect::Pact => {
-                conn.send(frame::ping(&now.to_be_bytes()), now);
-                conn.send(pact::ping(now), now);
-            }
-            Dialect::Wsdo => {
-                if conn.ping_sent_ms.get().is_none() {
-                    conn.ping_sent_ms.set(Some(now));
-                }
-                let ping = wsdo::whole(
-                    wsdo::PING,
-                    &serde_json::json!({}),
-                    &conn.public_id(),
-                    conn.latency_ms.get(),
-                );
-                conn.send(ping, now);
-            }
-            // No application-level heartbeat in these seeds: a protocol ping, which every
-            // client answers, keeps them alive (jac-cloud relied on uvicorn's the same way).
-            Dialect::Jac | Dialect::Lambda | Dialect::Slip => {
-                conn.send(frame::ping(&now.to_be_bytes()), now);
-            }
+        if conn.ping_sent_ms.get().is_none() {
+            conn.ping_sent_ms.set(Some(now));
+        }
+        for frame in conn.with_peer(|peer| conn.dialect.codec().ping(now, peer)) {
+            conn.send(frame, now);
         }
     }
 
     fn ping_timeout(&self, conn: &Conn, now: u64) {
-        if conn.dialect == Dialect::Wsdo {
-            let error = wsdo::whole(
-                wsdo::ERROR,
-                &wsdo::error_payload(
-                    wsdo::codes::PING_TIMEOUT,
-                    "Client did not respond to PING event",
-                ),
-                &conn.public_id(),
-                conn.latency_ms.get(),
-            );
-            conn.send(error, now);
+        if let Some(frame) = conn.with_peer(|peer| conn.dialect.codec().ping_timeout(peer)) {
+            conn.send(frame, now);
         }
         conn.close(CloseCode::Away, "ping timeout", now);
     }

@@ -5,8 +5,8 @@ use super::conn::Conn;
 use super::core::{now_ms, Core};
 use crate::auth::{strip_bearer, verify_pact_admin};
 use crate::backend::BackendRequest;
-use crate::dialect::{jac, lambda, pact, slip, wsdo, Dialect};
-use crate::engine::{Command, Joiner, Request, RoomEvent};
+use crate::dialect::{jac, lambda, pact, slip, wsdo, Dialect, Refusal};
+use crate::engine::{Command, Identity, Joiner, Request, RoomEvent};
 use crate::fanout::encode_all;
 use crate::ids::random_token;
 use bytes::Bytes;
@@ -26,30 +26,9 @@ pub async fn text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
     }
 }
 
-/// The refusal of a binary frame: every dialect here is JSON text.
-pub fn binary_refusal(conn: &Conn) -> Bytes {
-    let message = "frames are JSON text; binary frames are not accepted";
-    match conn.dialect {
-        Dialect::Pact => pact::error(None, codes::UNSUPPORTED_DATA, message),
-        Dialect::Wsdo => wsdo_error(conn, wsdo::codes::UNSUPPORTED_DATA, message),
-        Dialect::Jac => jac::error_one("body", message, "unsupported_data"),
-        Dialect::Lambda => lambda::error(message),
-        // SLIP closes instead (text frames only, 1003): see `ws::process_frames`.
-        Dialect::Slip => Bytes::new(),
-    }
-}
-
-/// The error frame for a message dropped by the rate limit (none in SLIP, which has no
-/// error frame: the message is just dropped).
-pub fn rate_limit_refusal(conn: &Conn) -> Option<Bytes> {
-    let message = "too many messages: slow down (this one was dropped)";
-    Some(match conn.dialect {
-        Dialect::Pact => pact::error(None, codes::RATE_LIMITED, message),
-        Dialect::Wsdo => wsdo_error(conn, wsdo::codes::RATE_LIMITED, message),
-        Dialect::Jac => jac::error_one("body", message, "rate_limited"),
-        Dialect::Lambda => lambda::error(message),
-        Dialect::Slip => return None,
-    })
+/// The frame refusing a message of `conn` (none: dropped silently).
+pub fn refusal(conn: &Conn, refusal: Refusal) -> Option<Bytes> {
+    conn.with_peer(|peer| conn.dialect.codec().refusal(refusal, peer))
 }
 
 /// Decodes `text` in the core's scratch buffer with `decode`.
@@ -138,30 +117,19 @@ async fn wsdo_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
             };
             core.command(&room, command).await;
         }
-        Err(refused) => refuse(core, conn, wsdo_error(conn, refused.code, &refused.message)),
+        Err(refused) => {
+            let frame = conn.with_peer(|p| wsdo::error_frame(p, refused.code, &refused.message));
+            refuse(core, conn, frame)
+        }
     }
-}
-
-fn wsdo_error(conn: &Conn, code: &str, message: &str) -> Bytes {
-    wsdo::whole(
-        wsdo::ERROR,
-        &wsdo::error_payload(code, message),
-        &conn.public_id(),
-        conn.latency_ms.get(),
-    )
 }
 
 /// Sends jac's `connection` event: `client_id`, `root_id` (the user, or the public root),
 /// `channel_id`.
-pub fn jac_connection_event(conn: &Conn) {
-    let root = conn
-        .user_id()
-        .unwrap_or_else(|| jac::PUBLIC_ROOT.to_owned());
-    let channel = conn.room().unwrap_or_default();
-    conn.send(
-        jac::connection(&conn.public_id(), &root, &channel),
-        now_ms(),
-    );
+fn jac_connection_event(conn: &Conn) {
+    let channel = conn.room();
+    let frame = conn.with_peer(|peer| jac::connection_event(peer, channel.as_deref()));
+    conn.send(frame, now_ms());
 }
 
 async fn jac_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
@@ -182,7 +150,10 @@ async fn jac_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
                 },
             };
             core.unindex(conn);
-            conn.set_user_id(user);
+            conn.set_identity(Identity {
+                public_id: conn.public_id(),
+                user,
+            });
             core.index(conn);
             if let Some(reason) = refusal {
                 refuse(core, conn, jac::error_one("token", &reason, "invalid_token"));
@@ -282,9 +253,11 @@ async fn lambda_text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
                 };
                 core.command(&old, leave).await;
             }
-            let sender_id = random_token(21);
             core.unindex(conn);
-            conn.set_public_id(sender_id.clone());
+            conn.set_identity(Identity {
+                public_id: conn.dialect.codec().new_public_id(None, now),
+                user: conn.user_id(),
+            });
             conn.set_room(Some(channel.clone()));
             core.index(conn);
             join_room(core, conn, &channel).await;
@@ -434,8 +407,7 @@ pub async fn slip_closed(core: &Core, conn: &Conn) {
 /// now: its public id, and its user when authenticated.
 async fn join_room(core: &Core, conn: &Conn, room: &str) {
     let joiner = Joiner {
-        id: conn.public_id(),
-        user_id: conn.user_id().unwrap_or_else(|| conn.public_id()),
+        identity: conn.identity(),
         codec: conn.dialect.codec_id(),
         traits: conn.dialect.traits(),
         role: Role::User,

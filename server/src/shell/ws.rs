@@ -15,10 +15,9 @@ use super::conn::{write_batch, Batch, Conn, Written};
 use super::core::{now_ms, Core};
 use super::handlers;
 use super::recv::{recv_now, Received};
-use crate::dialect::{jac, lambda, slip, Dialect};
-use crate::engine::{Command, Joiner};
+use crate::dialect::{slip, Dialect, Refusal};
+use crate::engine::{Command, Identity, Joiner};
 use crate::http::{self, Request};
-use crate::ids::random_token;
 use bytes::Bytes;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
@@ -28,6 +27,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::handshake::server::create_response;
@@ -254,15 +254,8 @@ async fn open(
         Ok(user) => (user, None),
         Err(reason) => (None, Some(reason)),
     };
-    let public_id = match dialect {
-        Dialect::Pact => user
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        Dialect::Wsdo => format!("client_{}", random_token(8)),
-        Dialect::Jac => jac::new_id(now),
-        Dialect::Lambda => random_token(21),
-        Dialect::Slip => random_token(16),
-    };
+    let codec = dialect.codec();
+    let public_id = codec.new_public_id(user.as_deref(), now);
     // SLIP: the backend decides whether the connection opens, before the handshake ends.
     let mut slip_events = Vec::new();
     if dialect == Dialect::Slip {
@@ -276,18 +269,18 @@ async fn open(
         }
     }
     drop(req);
+    let identity = Arc::new(Identity { public_id, user });
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
         dialect,
-        public_id.clone(),
+        identity.clone(),
         stream.as_raw_fd(),
         config.max_outbound_bytes,
         core.metrics.clone(),
         config.max_message_size,
         now,
     ));
-    conn.set_user_id(user.clone());
     *conn.rate.borrow_mut() =
         crate::ratelimit::TokenBucket::new(config.max_message_rate, config.message_burst, now);
     // The 101 goes first in the queue; everything else follows it.
@@ -295,33 +288,23 @@ async fn open(
     core.register(conn.clone());
     let (reader, writer) = stream.into_split();
 
-    match dialect {
-        Dialect::Jac => {
-            handlers::jac_connection_event(&conn);
-            if let Some(reason) = &token_error {
-                conn.send(jac::error_one("token", reason, "invalid_token"), now);
-            }
-        }
-        Dialect::Lambda => {
-            if let Some(reason) = &token_error {
-                conn.send(lambda::error(&format!("invalid token: {reason}")), now);
-            }
-        }
-        Dialect::Pact | Dialect::Wsdo | Dialect::Slip => {}
+    // The dialect's greeting. A refused token is told either here or in the room's
+    // welcome (`Reply::TokenRefused`), as each dialect chooses.
+    let refused = token_error.as_deref();
+    let greeting = conn.with_peer(|peer| codec.greeting(peer, room.as_deref(), refused));
+    for frame in greeting {
+        conn.send(frame, now);
     }
     if !slip_events.is_empty() {
         Box::pin(handlers::slip_apply(&core, &conn, slip_events)).await;
     }
     if let Some(room) = &room {
         let joiner = Joiner {
-            user_id: user.unwrap_or_else(|| public_id.clone()),
-            id: public_id,
+            identity,
             codec: dialect.codec_id(),
             traits: dialect.traits(),
             role: Role::User,
             details: serde_json::json!({"ip": peer.ip().to_string(), "core": core.id}),
-            // Every dialect whose greeting is the room's is told by the room; the others
-            // (jac, Lambda) were told above.
             token_error,
         };
         let join = Command::Join {
@@ -376,8 +359,7 @@ fn take_bytes(core: &Core, conn: &Conn, bytes: &[u8]) {
 
 /// Handles the messages that bytes just added to tungstenite's input complete.
 async fn after_bytes(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
-    if conn.dialect != Dialect::Wsdo {
-        // Any traffic is a sign of life; wsdo counts only PONGs (its seed's rule).
+    if conn.dialect.codec().any_frame_is_alive() {
         conn.last_seen_ms.set(now_ms());
     }
     let alive = process_frames(core, conn).await;
@@ -413,7 +395,7 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
                 core.metrics.messages_in.inc();
                 handlers::text(core, conn, text.as_bytes()).await;
             }
-            Ok(Message::Binary(_)) if conn.dialect == Dialect::Slip => {
+            Ok(Message::Binary(_)) if conn.dialect.codec().binary_closes() => {
                 core.metrics.messages_in.inc();
                 conn.close(CloseCode::Unsupported, "text frames only", now_ms());
                 return false;
@@ -421,7 +403,9 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             Ok(Message::Binary(_)) => {
                 core.metrics.messages_in.inc();
                 core.metrics.error_frames.inc();
-                conn.send(handlers::binary_refusal(conn), now_ms());
+                if let Some(frame) = handlers::refusal(conn, Refusal::Binary) {
+                    conn.send(frame, now_ms());
+                }
             }
             Ok(_) => {} // ping, pong, close: tungstenite queued what the protocol requires.
             Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -496,7 +480,7 @@ fn admit_message(core: &Core, conn: &Conn) -> bool {
         crate::ratelimit::Verdict::Drop { first } => {
             core.metrics.rate_limited.inc();
             if first {
-                if let Some(frame) = handlers::rate_limit_refusal(conn) {
+                if let Some(frame) = handlers::refusal(conn, Refusal::RateLimited) {
                     core.metrics.error_frames.inc();
                     conn.send(frame, now);
                 }

@@ -1,7 +1,7 @@
 //! Room events and replies as Pact frames (`{"type":..,"ref"?:..,"data":..}`).
 
-use super::{decimal_number, encode, encode_emit, error, ok};
-use crate::dialect::{Typed, Wire};
+use super::{decimal_number, encode, encode_emit, error, ok, ping};
+use crate::dialect::{Peer, Refusal, Typed, Wire};
 use crate::engine::room::poll_topic;
 use crate::engine::{ErrorCode, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced};
 use bytes::{Bytes, BytesMut};
@@ -15,6 +15,31 @@ use std::collections::BTreeMap;
 pub struct Codec;
 
 impl crate::dialect::Codec for Codec {
+    /// An authenticated user's id, or a fresh UUID.
+    fn new_public_id(&self, user: Option<&str>, _now_ms: u64) -> String {
+        user.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+    }
+
+    fn refusal(&self, refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
+        Some(match refusal {
+            Refusal::Binary => error(
+                None,
+                codes::UNSUPPORTED_DATA,
+                "frames are JSON text; binary frames are not accepted",
+            ),
+            Refusal::RateLimited => error(
+                None,
+                codes::RATE_LIMITED,
+                "too many messages: slow down (this one was dropped)",
+            ),
+        })
+    }
+
+    /// A protocol ping and Pact's own `{"type":"ping","data":<epoch ms>}`.
+    fn ping(&self, now_ms: u64, _peer: &Peer<'_>) -> Vec<Bytes> {
+        vec![crate::frame::ping(&now_ms.to_be_bytes()), ping(now_ms)]
+    }
+
     fn event(&self, event: &Sequenced) -> Option<Wire> {
         Some(Wire::Frame(event_frame(&event.event)))
     }

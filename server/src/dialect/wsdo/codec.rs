@@ -1,11 +1,14 @@
 //! Room events and replies as websockets.do bodies, each finished per recipient.
 
-use super::{body, codes, error_payload, Extra};
+use super::{body, codes, error_payload, whole, Extra, PING};
 use super::{
     ACK_RECEIVED, CONNECTED, DATA, ERROR, PRESENCE_JOINED, PRESENCE_LEFT, PRESENCE_UPDATED,
 };
 use crate::dialect::Wire;
+use crate::dialect::{Peer, Refusal};
 use crate::engine::{ErrorCode, PresenceChange, Reply, RoomEvent, Sequenced, Traits};
+use crate::ids::random_token;
+use bytes::Bytes;
 use rookery_protocol::pact::Member;
 use serde_json::{json, Value};
 
@@ -21,6 +24,40 @@ impl crate::dialect::Codec for Codec {
             greeted_with_members: true,
             stays_when_refused: false,
         }
+    }
+
+    fn new_public_id(&self, _user: Option<&str>, _now_ms: u64) -> String {
+        format!("client_{}", random_token(8))
+    }
+
+    fn refusal(&self, refusal: Refusal, peer: &Peer<'_>) -> Option<Bytes> {
+        let (code, message) = match refusal {
+            Refusal::Binary => (
+                codes::UNSUPPORTED_DATA,
+                "frames are JSON text; binary frames are not accepted",
+            ),
+            Refusal::RateLimited => (
+                codes::RATE_LIMITED,
+                "too many messages: slow down (this one was dropped)",
+            ),
+        };
+        Some(error_frame(peer, code, message))
+    }
+
+    /// websockets.do's `PING`, which its clients answer with `PONG` (the round trip is the
+    /// `latency` of the frames after it).
+    fn ping(&self, _now_ms: u64, peer: &Peer<'_>) -> Vec<Bytes> {
+        vec![whole(PING, &json!({}), peer.public_id, peer.latency_ms)]
+    }
+
+    fn ping_timeout(&self, peer: &Peer<'_>) -> Option<Bytes> {
+        let message = "Client did not respond to PING event";
+        Some(error_frame(peer, codes::PING_TIMEOUT, message))
+    }
+
+    /// Only a `PONG` shows a websockets.do client alive (the seed's rule).
+    fn any_frame_is_alive(&self) -> bool {
+        false
     }
 
     fn event(&self, event: &Sequenced) -> Option<Wire> {
@@ -96,6 +133,16 @@ impl crate::dialect::Codec for Codec {
         };
         Some(Wire::WsdoBody(body))
     }
+}
+
+/// An `ERROR` frame for one connection.
+pub fn error_frame(peer: &Peer<'_>, code: &str, message: &str) -> Bytes {
+    whole(
+        ERROR,
+        &error_payload(code, message),
+        peer.public_id,
+        peer.latency_ms,
+    )
 }
 
 /// A member as websockets.do lists it.

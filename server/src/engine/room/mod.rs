@@ -110,7 +110,7 @@ impl Room {
 
     /// The public id of a member.
     pub fn member_id(&self, conn: ConnId) -> Option<&str> {
-        self.members.get(&conn).map(|m| m.id.as_str())
+        self.members.get(&conn).map(MemberState::id)
     }
 
     pub fn member(&self, conn: ConnId) -> Option<&MemberState> {
@@ -125,7 +125,10 @@ impl Room {
             room: self.name.clone(),
             suffix: self.suffix,
         });
-        *self.users.entry(joiner.user_id.clone()).or_insert(0) += 1;
+        *self
+            .users
+            .entry(joiner.identity.user_id().to_owned())
+            .or_insert(0) += 1;
         let member = MemberState::new(&joiner, self.suffix);
         let members = if member.traits.greeted_with_members {
             self.members.values().map(MemberState::public).collect()
@@ -253,7 +256,7 @@ impl Room {
             Scope::Members(ids) => self
                 .members
                 .iter()
-                .filter(|(_, m)| ids.contains(&m.id))
+                .filter(|(_, m)| ids.iter().any(|id| id == m.id()))
                 .for_each(|(c, m)| add(c, m)),
             Scope::Presence { except } => self
                 .members

@@ -36,13 +36,13 @@ impl Room {
                     .into_iter()
                     .map(|i| members[i])
                     .collect();
-                let ids = picked.iter().map(|(_, m)| m.id.clone()).collect();
+                let ids = picked.iter().map(|(_, m)| m.id().to_owned()).collect();
                 (picked, Scope::Members(ids))
             }
             Targets::Ids(ids) => {
                 let picked: Vec<_> = members
                     .into_iter()
-                    .filter(|(_, m)| ids.contains(&m.id))
+                    .filter(|(_, m)| ids.iter().any(|id| id == m.id()))
                     .collect();
                 if picked.is_empty() {
                     return Err(EmitOutcome::NoClients);
@@ -54,7 +54,10 @@ impl Room {
         for (conn, member) in &chosen {
             audience.add(member.codec, *conn);
         }
-        let sent = chosen.iter().map(|(c, m)| (*c, m.id.clone())).collect();
+        let sent = chosen
+            .iter()
+            .map(|(c, m)| (*c, m.id().to_owned()))
+            .collect();
         let event = RoomEvent::Publish {
             data: emit.payload.clone(),
             sender: "server".to_owned(),

@@ -8,7 +8,9 @@ mod pact;
 use crate::dialect::{wsdo, Dialect, Wire};
 use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
 use crate::engine::subscriptions::Topic;
-use crate::engine::{self, Command, Emit, Joiner, Outbox, Request, RoomDetails, RoomEvent};
+use crate::engine::{
+    self, Command, Emit, Identity, Joiner, Outbox, Request, RoomDetails, RoomEvent,
+};
 use crate::ids::ConnId;
 use crate::store::{HistoryQuery, MemoryStore, StateStore};
 use bytes::Bytes;
@@ -16,6 +18,7 @@ use rookery_protocol::pact::Role;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use std::str::FromStr;
+use std::sync::Arc;
 
 const ROOM: &str = "lobby";
 
@@ -138,8 +141,10 @@ fn nothing(out: &Outbox) -> bool {
 
 fn joiner(user: &str, dialect: Dialect, role: Role) -> Joiner {
     Joiner {
-        id: user.into(),
-        user_id: user.into(),
+        identity: Arc::new(Identity {
+            public_id: user.into(),
+            user: None,
+        }),
         codec: dialect.codec_id(),
         traits: dialect.traits(),
         role,
