@@ -12,13 +12,13 @@ pub fn encode(send: Send, into: &mut Vec<(Wire, Vec<ConnId>)>) {
     match send {
         Send::Event { event, to } => {
             for (codec, conns) in to.groups {
-                if let Some(wire) = Dialect::of(codec).codec().event(&event) {
+                if let Some(wire) = Dialect::of(codec).protocol().event(&event) {
                     into.push((wire, conns));
                 }
             }
         }
         Send::Reply { to, codec, reply } => {
-            if let Some(wire) = Dialect::of(codec).codec().reply(&reply) {
+            if let Some(wire) = Dialect::of(codec).protocol().reply(&reply) {
                 into.push((wire, vec![to]));
             }
         }
@@ -33,7 +33,7 @@ pub fn encode_all(event: RoomEvent) -> [Option<Wire>; Dialect::COUNT] {
         position: None,
         event,
     };
-    Dialect::ALL.map(|d| d.codec().event(&event))
+    Dialect::ALL.map(|d| d.protocol().event(&event))
 }
 
 #[cfg(test)]

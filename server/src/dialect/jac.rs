@@ -2,9 +2,14 @@
 //! that target users, channels or clients with a raw `data` object, `change_user`, and
 //! `walker` events for a backend.
 
+mod session;
+
+use super::session::{Action, Session};
 use super::{json_frame, Peer, Refusal, Typed, Wire};
+use crate::backend::{BackendError, BackendResponse};
 use crate::engine::{Reply, RoomEvent, Sequenced};
 use crate::frame;
+use crate::http::Request;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -285,12 +290,33 @@ pub fn walker_error(message: &str) -> Bytes {
     frame::text(event.to_string().as_bytes())
 }
 
-/// The `jac` codec: published data arrives as the raw `data` object, an admin broadcast as
+/// The `jac` protocol: published data arrives as the raw `data` object, an admin broadcast as
 /// `{type, data}`; the room tells a jac connection nothing else (its greeting, the
 /// `connection` event, is its core's).
-pub struct Codec;
+pub struct Jac;
 
-impl super::Codec for Codec {
+impl super::Protocol for Jac {
+    /// `GET /jac/websocket?channel_id=C` (a new channel without one).
+    fn endpoint(&self, segments: &[&str], req: &Request, now_ms: u64) -> Option<Option<String>> {
+        let channel = req.query_param("channel_id").filter(|c| !c.is_empty());
+        matches!(segments, ["jac", "websocket"])
+            .then(|| Some(channel.map_or_else(|| new_id(now_ms), str::to_owned)))
+    }
+
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+        session::on_text(session, text, out);
+    }
+
+    fn on_backend(
+        &self,
+        _session: &Session<'_>,
+        tag: u32,
+        answer: Result<BackendResponse, BackendError>,
+        out: &mut Vec<Action>,
+    ) {
+        session::on_backend(tag, answer, out);
+    }
+
     fn event(&self, event: &Sequenced) -> Option<Wire> {
         match &event.event {
             RoomEvent::Publish { data, .. } => Some(json_frame(data)),

@@ -1,9 +1,13 @@
 //! The `lambda` dialect (the Websocket Lambda Channel Server, seed 004): `join` a channel,
 //! `publish` to it, `ping`.
 
+mod session;
+
+use super::session::{Action, Session};
 use super::{json_frame, Peer, Refusal, Wire};
 use crate::engine::{Reply, RoomEvent, Sequenced, Traits};
 use crate::frame;
+use crate::http::Request;
 use crate::ids::random_token;
 use bytes::Bytes;
 use serde::Serialize;
@@ -85,10 +89,10 @@ pub fn pong(data: Option<Value>) -> Bytes {
     }
 }
 
-/// The `lambda` codec: `{"type":"message","senderId":..,"data":..}` for what is published
+/// The `lambda` protocol: `{"type":"message","senderId":..,"data":..}` for what is published
 /// (an admin broadcast comes from `"server"` with its `event` type), `joinSuccess`,
 /// `joinFailure` (a refused member stays connected) and `publishSuccess`.
-pub struct Codec;
+pub struct Lambda;
 
 #[derive(Serialize)]
 struct Message<'a> {
@@ -101,7 +105,16 @@ struct Message<'a> {
     event: Option<&'a str>,
 }
 
-impl super::Codec for Codec {
+impl super::Protocol for Lambda {
+    /// `GET /channels` (a channel is joined later, with `join`).
+    fn endpoint(&self, segments: &[&str], _req: &Request, _now_ms: u64) -> Option<Option<String>> {
+        matches!(segments, ["channels"]).then_some(None)
+    }
+
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+        session::on_text(session, text, out);
+    }
+
     fn traits(&self) -> Traits {
         Traits {
             stays_when_refused: true,

@@ -1,22 +1,31 @@
-//! Dialects: codecs between one seed system's wire messages and the engine's commands and
-//! events. No IO here; each dialect is one module, registered in [`Dialect`] and [`CODECS`].
+//! Dialects: one seed system's protocol each, between its wire messages and the engine's
+//! commands and events. No IO here: each dialect is one module implementing [`Protocol`],
+//! registered in [`Dialect`] and [`PROTOCOLS`].
 //!
-//! A dialect decodes its clients' frames (its own `decode`), and implements [`Codec`]: what
-//! its members want of a room ([`Traits`]), and how a room event or a reply looks in its
-//! frames. The fan-out edge (`crate::fanout`) encodes each event once per dialect present.
+//! A dialect says which endpoint is its own, how its connections are named, greeted and
+//! kept alive, what each client message leads to ([`session::Action`]s, carried out by the
+//! shell), what its members want of a room ([`Traits`]), and how a room event or a reply
+//! looks in its frames. The fan-out edge (`crate::fanout`) encodes each event once per
+//! dialect present among its recipients.
 
 pub mod jac;
 pub mod lambda;
 pub mod pact;
+pub mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod slip;
 #[cfg(test)]
 mod tests;
 pub mod wsdo;
 
+use crate::backend::{BackendError, BackendResponse};
 use crate::engine::{CodecId, Reply, Sequenced, Traits};
 use crate::frame;
+use crate::http::Request;
 use bytes::Bytes;
 use serde::Serialize;
+use session::{Action, Session};
 
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,13 +42,14 @@ pub enum Dialect {
     Slip,
 }
 
-/// Every dialect's codec, in the order of [`Dialect::ALL`].
-static CODECS: [&(dyn Codec + Sync); Dialect::COUNT] = [
-    &pact::Codec,
-    &wsdo::Codec,
-    &jac::Codec,
-    &lambda::Codec,
-    &slip::Codec,
+/// Every dialect's protocol, in the order of [`Dialect::ALL`]: the one place a dialect is
+/// registered (with its variant above).
+static PROTOCOLS: [&(dyn Protocol + Sync); Dialect::COUNT] = [
+    &pact::Pact,
+    &wsdo::Wsdo,
+    &jac::Jac,
+    &lambda::Lambda,
+    &slip::Slip,
 ];
 
 impl Dialect {
@@ -60,9 +70,22 @@ impl Dialect {
         self as usize
     }
 
-    /// The dialect's codec.
-    pub fn codec(self) -> &'static dyn Codec {
-        CODECS[self.index()]
+    /// The dialect's protocol.
+    pub fn protocol(self) -> &'static dyn Protocol {
+        PROTOCOLS[self.index()]
+    }
+
+    /// The dialect whose endpoint `segments` (the request path's, decoded) names, and the
+    /// room it names (if any).
+    pub fn of_endpoint(
+        segments: &[&str],
+        req: &Request,
+        now_ms: u64,
+    ) -> Option<(Dialect, Option<String>)> {
+        Dialect::ALL.into_iter().find_map(|d| {
+            let room = d.protocol().endpoint(segments, req, now_ms)?;
+            Some((d, room))
+        })
     }
 
     /// The tag the engine groups this dialect's members by.
@@ -77,7 +100,7 @@ impl Dialect {
 
     /// What members speaking this dialect want of a room.
     pub fn traits(self) -> Traits {
-        self.codec().traits()
+        self.protocol().traits()
     }
 }
 
@@ -101,9 +124,30 @@ pub enum Refusal {
     RateLimited,
 }
 
-/// One dialect's rules for its connections and its encoding of what the engine produces.
-/// Pure: the shell carries out what these return.
-pub trait Codec {
+/// One dialect's protocol: its endpoint, its rules for its connections, and its encoding of
+/// what the engine produces. Pure: the shell carries out what these return.
+pub trait Protocol {
+    /// `Some(room)` when the request path (its decoded `segments`) is this dialect's
+    /// WebSocket endpoint, with the room it names, if any.
+    fn endpoint(&self, segments: &[&str], req: &Request, now_ms: u64) -> Option<Option<String>>;
+
+    /// What one text message of the connection leads to. `text` is scratch space (simd-json
+    /// parses in place).
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>);
+
+    /// What a backend's answer to the connection's [`Action::Backend`] call `tag` leads to.
+    fn on_backend(
+        &self,
+        _session: &Session<'_>,
+        _tag: u32,
+        _answer: Result<BackendResponse, BackendError>,
+        _out: &mut Vec<Action>,
+    ) {
+    }
+
+    /// What the end of the connection leads to (beyond leaving its rooms).
+    fn on_close(&self, _session: &Session<'_>, _out: &mut Vec<Action>) {}
+
     /// What this dialect's members want of a room beyond what every member gets.
     fn traits(&self) -> Traits {
         Traits::default()

@@ -3,8 +3,9 @@
 //! WebSocket frames.
 
 mod codec;
+mod session;
 
-pub use codec::{room_details, Codec};
+pub use codec::{room_details, Pact};
 
 use crate::engine::subscriptions::Topic;
 use crate::engine::Request;

@@ -2,9 +2,16 @@
 //! backend about each connection's events in HTTP POSTs and carries out the events the
 //! backend answers with. A control API lets the backend act on its own.
 
+mod session;
+
+pub use session::{apply, backend_request};
+
+use super::session::{Action, Session};
 use super::{json_frame, Peer, Refusal, Typed, Wire};
+use crate::backend::{BackendError, BackendResponse};
 use crate::engine::{Reply, RoomEvent, Sequenced};
 use crate::frame;
+use crate::http::Request;
 use crate::ids::random_token;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -106,12 +113,35 @@ pub fn parse_control(body: &[u8]) -> Option<Vec<ControlCommand>> {
         .collect()
 }
 
-/// The `slip` codec: published data as the frame's text when it is a string (a control
+/// The `slip` protocol: published data as the frame's text when it is a string (a control
 /// `TEXT`), else as JSON; an admin broadcast as `{type, data}`. SLIP's backend, not the
 /// room, answers its connections, so no reply has a SLIP form.
-pub struct Codec;
+pub struct Slip;
 
-impl super::Codec for Codec {
+impl super::Protocol for Slip {
+    /// `GET /slip` (the backend subscribes the connection to channels).
+    fn endpoint(&self, segments: &[&str], _req: &Request, _now_ms: u64) -> Option<Option<String>> {
+        matches!(segments, ["slip"]).then_some(None)
+    }
+
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+        session::on_text(session, text, out);
+    }
+
+    fn on_backend(
+        &self,
+        session: &Session<'_>,
+        tag: u32,
+        answer: Result<BackendResponse, BackendError>,
+        out: &mut Vec<Action>,
+    ) {
+        session::on_backend(session, tag, answer, out);
+    }
+
+    fn on_close(&self, session: &Session<'_>, out: &mut Vec<Action>) {
+        session::on_close(session, out);
+    }
+
     fn event(&self, event: &Sequenced) -> Option<Wire> {
         match &event.event {
             RoomEvent::Publish {

@@ -1,4 +1,4 @@
-//! One room event in every dialect: what `Codec::event` makes of a publish and a broadcast.
+//! One room event in every dialect: what `Protocol::event` makes of a publish and a broadcast.
 
 use super::{Dialect, Wire};
 use crate::engine::{RoomEvent, Sequenced};
@@ -21,7 +21,11 @@ fn encode_all(event: RoomEvent) -> [Wire; Dialect::COUNT] {
         position: None,
         event,
     };
-    Dialect::ALL.map(|d| d.codec().event(&event).expect("every dialect carries it"))
+    Dialect::ALL.map(|d| {
+        d.protocol()
+            .event(&event)
+            .expect("every dialect carries it")
+    })
 }
 
 fn publish(data: Value, sender: &str, event_id: &str) -> RoomEvent {

@@ -6,8 +6,9 @@
 //! its own tail and a frame header ([`finish`]) as separate iovecs; the body is shared.
 
 mod codec;
+mod session;
 
-pub use codec::{error_frame, Codec};
+pub use codec::{error_frame, Wsdo};
 
 use crate::frame;
 use bytes::Bytes;

@@ -116,9 +116,9 @@ impl Conn {
         self.rooms.borrow().to_vec()
     }
 
-    /// Replaces every room by `room`.
-    pub fn set_room(&self, room: Option<String>) {
-        *self.rooms.borrow_mut() = room.into_iter().collect();
+    /// Runs `f` with the connection's rooms (borrowed: `f` must not change them).
+    pub fn with_rooms<T>(&self, f: impl FnOnce(&[String]) -> T) -> T {
+        f(&self.rooms.borrow())
     }
 
     /// Adds a room; false when already a member.

@@ -323,13 +323,13 @@ impl Core {
         if conn.ping_sent_ms.get().is_none() {
             conn.ping_sent_ms.set(Some(now));
         }
-        for frame in conn.with_peer(|peer| conn.dialect.codec().ping(now, peer)) {
+        for frame in conn.with_peer(|peer| conn.dialect.protocol().ping(now, peer)) {
             conn.send(frame, now);
         }
     }
 
     fn ping_timeout(&self, conn: &Conn, now: u64) {
-        if let Some(frame) = conn.with_peer(|peer| conn.dialect.codec().ping_timeout(peer)) {
+        if let Some(frame) = conn.with_peer(|peer| conn.dialect.protocol().ping_timeout(peer)) {
             conn.send(frame, now);
         }
         conn.close(CloseCode::Away, "ping timeout", now);
@@ -486,7 +486,9 @@ pub async fn run_deliveries(core: Rc<Core>, deliveries: flume::Receiver<ToConns>
                         let core = core.clone();
                         let events = events.clone();
                         monoio::spawn(async move {
-                            super::handlers::slip_apply(&core, &target, events).await;
+                            let mut actions = Vec::new();
+                            crate::dialect::slip::apply(events, &mut actions);
+                            super::session::carry_out(&core, &target, actions).await;
                         });
                     }
                 }

@@ -5,7 +5,6 @@
 pub mod admission;
 pub mod conn;
 pub mod core;
-pub mod handlers;
 pub mod handshakes;
 pub mod memstream;
 pub mod metrics;
@@ -13,6 +12,7 @@ pub mod names;
 pub mod owner;
 pub mod recv;
 pub mod router;
+pub mod session;
 pub mod ws;
 pub mod wsstate;
 

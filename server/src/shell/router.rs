@@ -4,7 +4,7 @@ use super::core::now_ms;
 use super::core::{Core, ToConns, ToOwner};
 use super::metrics;
 use crate::api;
-use crate::dialect::{jac, slip, Dialect};
+use crate::dialect::{slip, Dialect};
 use crate::engine::emit::{EmitOutcome, ReplyToken};
 use crate::engine::{Command, Emit, RoomEvent};
 use crate::fanout::encode_all;
@@ -20,31 +20,10 @@ use std::time::Duration;
 /// A WebSocket endpoint's dialect and room, or the 400 response refusing the request.
 type WebSocketTarget = Result<(Dialect, Option<String>), Vec<u8>>;
 
-/// The target of a WebSocket endpoint (`None`: the path is not one).
+/// The target of a WebSocket endpoint (`None`: the path is not one): each dialect knows
+/// its own.
 fn websocket_target(segments: &[&str], req: &Request) -> Option<WebSocketTarget> {
-    let (dialect, room) = match segments {
-        ["websocket"] => (
-            Dialect::Pact,
-            Some(
-                req.query_param("room")
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or("default")
-                    .to_owned(),
-            ),
-        ),
-        ["jac", "websocket"] => (
-            Dialect::Jac,
-            Some(
-                req.query_param("channel_id")
-                    .filter(|c| !c.is_empty())
-                    .map_or_else(|| jac::new_id(now_ms()), str::to_owned),
-            ),
-        ),
-        ["channels"] => (Dialect::Lambda, None),
-        ["slip"] => (Dialect::Slip, None),
-        [channel, "listen"] => (Dialect::Wsdo, Some((*channel).to_owned())),
-        _ => return None,
-    };
+    let (dialect, room) = Dialect::of_endpoint(segments, req, now_ms())?;
     if room.as_deref() == Some("") {
         return Some(Err(http::json_error(
             400,

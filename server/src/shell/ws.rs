@@ -13,15 +13,14 @@
 
 use super::conn::{write_batch, Batch, Conn, Written};
 use super::core::{now_ms, Core};
-use super::handlers;
 use super::recv::{recv_now, Received};
+use super::session;
 use crate::dialect::{slip, Dialect, Refusal};
-use crate::engine::{Command, Identity, Joiner};
+use crate::engine::{Command, Identity};
 use crate::http::{self, Request};
 use bytes::Bytes;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
-use rookery_protocol::pact::Role;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -254,8 +253,8 @@ async fn open(
         Ok(user) => (user, None),
         Err(reason) => (None, Some(reason)),
     };
-    let codec = dialect.codec();
-    let public_id = codec.new_public_id(user.as_deref(), now);
+    let protocol = dialect.protocol();
+    let public_id = protocol.new_public_id(user.as_deref(), now);
     // SLIP: the backend decides whether the connection opens, before the handshake ends.
     let mut slip_events = Vec::new();
     if dialect == Dialect::Slip {
@@ -291,28 +290,18 @@ async fn open(
     // The dialect's greeting. A refused token is told either here or in the room's
     // welcome (`Reply::TokenRefused`), as each dialect chooses.
     let refused = token_error.as_deref();
-    let greeting = conn.with_peer(|peer| codec.greeting(peer, room.as_deref(), refused));
+    let greeting = conn.with_peer(|peer| protocol.greeting(peer, room.as_deref(), refused));
     for frame in greeting {
         conn.send(frame, now);
     }
     if !slip_events.is_empty() {
-        Box::pin(handlers::slip_apply(&core, &conn, slip_events)).await;
+        let mut actions = Vec::new();
+        slip::apply(slip_events, &mut actions);
+        Box::pin(session::carry_out(&core, &conn, actions)).await;
     }
     if let Some(room) = &room {
-        let joiner = Joiner {
-            identity,
-            codec: dialect.codec_id(),
-            traits: dialect.traits(),
-            role: Role::User,
-            details: serde_json::json!({"ip": peer.ip().to_string(), "core": core.id}),
-            token_error,
-        };
-        let join = Command::Join {
-            conn: id,
-            room: room.clone(),
-            joiner,
-        };
-        core.command(room, join).await;
+        let details = serde_json::json!({"ip": peer.ip().to_string(), "core": core.id});
+        session::join_room_with(&core, &conn, room, details, token_error).await;
     }
     Some(Session {
         core,
@@ -359,7 +348,7 @@ fn take_bytes(core: &Core, conn: &Conn, bytes: &[u8]) {
 
 /// Handles the messages that bytes just added to tungstenite's input complete.
 async fn after_bytes(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
-    if conn.dialect.codec().any_frame_is_alive() {
+    if conn.dialect.protocol().any_frame_is_alive() {
         conn.last_seen_ms.set(now_ms());
     }
     let alive = process_frames(core, conn).await;
@@ -380,9 +369,7 @@ async fn close(core: &Rc<Core>, conn: &Rc<Conn>) {
         };
         core.command(&room, leave).await;
     }
-    if conn.dialect == Dialect::Slip {
-        handlers::slip_closed(core, conn).await;
-    }
+    session::closed(core, conn).await;
 }
 
 /// Handles every complete message now buffered. Returns false when the session is over.
@@ -393,9 +380,9 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             Ok(Message::Text(_) | Message::Binary(_)) if !admit_message(core, conn) => {}
             Ok(Message::Text(text)) => {
                 core.metrics.messages_in.inc();
-                handlers::text(core, conn, text.as_bytes()).await;
+                session::text(core, conn, text.as_bytes()).await;
             }
-            Ok(Message::Binary(_)) if conn.dialect.codec().binary_closes() => {
+            Ok(Message::Binary(_)) if conn.dialect.protocol().binary_closes() => {
                 core.metrics.messages_in.inc();
                 conn.close(CloseCode::Unsupported, "text frames only", now_ms());
                 return false;
@@ -403,7 +390,7 @@ async fn process_frames(core: &Rc<Core>, conn: &Rc<Conn>) -> bool {
             Ok(Message::Binary(_)) => {
                 core.metrics.messages_in.inc();
                 core.metrics.error_frames.inc();
-                if let Some(frame) = handlers::refusal(conn, Refusal::Binary) {
+                if let Some(frame) = session::refusal(conn, Refusal::Binary) {
                     conn.send(frame, now_ms());
                 }
             }
@@ -436,7 +423,8 @@ async fn slip_open(
     req: &Request,
     conn_id: &str,
 ) -> Result<Vec<slip::BackendEvent>, Vec<u8>> {
-    let Some(request) = handlers::slip_request(core, conn_id, slip::open_body(&req.headers)) else {
+    let body = slip::open_body(&req.headers);
+    let Some(request) = slip::backend_request(&core.config, conn_id, body, now_ms()) else {
         return Err(http::json_error(
             503,
             "unavailable",
@@ -480,7 +468,7 @@ fn admit_message(core: &Core, conn: &Conn) -> bool {
         crate::ratelimit::Verdict::Drop { first } => {
             core.metrics.rate_limited.inc();
             if first {
-                if let Some(frame) = handlers::refusal(conn, Refusal::RateLimited) {
+                if let Some(frame) = session::refusal(conn, Refusal::RateLimited) {
                     core.metrics.error_frames.inc();
                     conn.send(frame, now);
                 }

@@ -1,9 +1,11 @@
 //! Room events and replies as Pact frames (`{"type":..,"ref"?:..,"data":..}`).
 
 use super::{decimal_number, encode, encode_emit, error, ok, ping};
+use crate::dialect::session::{Action, Session};
 use crate::dialect::{Peer, Refusal, Typed, Wire};
 use crate::engine::room::poll_topic;
 use crate::engine::{ErrorCode, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced};
+use crate::http::Request;
 use bytes::{Bytes, BytesMut};
 use rookery_protocol::pact::{codes, types, Member, PublicUser};
 use serde::Serialize;
@@ -11,10 +13,20 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The `pact` codec.
-pub struct Codec;
+/// The `pact` protocol.
+pub struct Pact;
 
-impl crate::dialect::Codec for Codec {
+impl crate::dialect::Protocol for Pact {
+    /// `GET /websocket?room=R` (the room `default` without one).
+    fn endpoint(&self, segments: &[&str], req: &Request, _now_ms: u64) -> Option<Option<String>> {
+        let room = req.query_param("room").filter(|r| !r.is_empty());
+        matches!(segments, ["websocket"]).then(|| Some(room.unwrap_or("default").to_owned()))
+    }
+
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+        super::session::on_text(session, text, out);
+    }
+
     /// An authenticated user's id, or a fresh UUID.
     fn new_public_id(&self, user: Option<&str>, _now_ms: u64) -> String {
         user.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)

@@ -4,18 +4,32 @@ use super::{body, codes, error_payload, whole, Extra, PING};
 use super::{
     ACK_RECEIVED, CONNECTED, DATA, ERROR, PRESENCE_JOINED, PRESENCE_LEFT, PRESENCE_UPDATED,
 };
+use crate::dialect::session::{Action, Session};
 use crate::dialect::Wire;
 use crate::dialect::{Peer, Refusal};
 use crate::engine::{ErrorCode, PresenceChange, Reply, RoomEvent, Sequenced, Traits};
+use crate::http::Request;
 use crate::ids::random_token;
 use bytes::Bytes;
 use rookery_protocol::pact::Member;
 use serde_json::{json, Value};
 
-/// The `wsdo` codec.
-pub struct Codec;
+/// The `wsdo` protocol.
+pub struct Wsdo;
 
-impl crate::dialect::Codec for Codec {
+impl crate::dialect::Protocol for Wsdo {
+    /// `GET /:channel/listen`.
+    fn endpoint(&self, segments: &[&str], _req: &Request, _now_ms: u64) -> Option<Option<String>> {
+        match segments {
+            [channel, "listen"] => Some(Some((*channel).to_owned())),
+            _ => None,
+        }
+    }
+
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+        super::session::on_text(session, text, out);
+    }
+
     /// websockets.do shows every member every presence change, and lists the room in
     /// `CONNECTED`.
     fn traits(&self) -> Traits {

@@ -1,0 +1,81 @@
+//! A dialect's session rules: what one client message (or a backend's answer, or the end
+//! of a connection) leads to, decided without IO. Each dialect decides into [`Action`]s; the
+//! shell carries them out in order (`shell::session`).
+
+use super::Peer;
+use crate::auth::Verifier;
+use crate::backend::BackendRequest;
+use crate::config::Config;
+use crate::engine::{Command, Identity, RoomEvent};
+use crate::ids::ConnId;
+use bytes::Bytes;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// What the rules know of the connection and the server.
+pub struct Session<'a> {
+    pub conn: ConnId,
+    pub peer: Peer<'a>,
+    /// The rooms the connection is in (its first is "its room" where it has one).
+    pub rooms: &'a [String],
+    pub now_ms: u64,
+    pub config: &'a Config,
+    /// Checks tokens presented in messages (jac's `change_user`).
+    pub verifier: &'a Verifier,
+}
+
+impl Session<'_> {
+    /// The connection's (first) room.
+    pub fn room(&self) -> Option<&str> {
+        self.rooms.first().map(String::as_str)
+    }
+
+    /// The connection's identity, as a value.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            public_id: self.peer.public_id.to_owned(),
+            user: self.peer.user.map(str::to_owned),
+        }
+    }
+}
+
+/// One thing for the shell to do for a connection.
+#[derive(Debug)]
+pub enum Action {
+    /// A frame for the connection.
+    Send(Bytes),
+    /// An error frame answering bad input (counted as such).
+    Refuse(Bytes),
+    /// A command for the owner of the command's room.
+    Command(Command),
+    /// Join this room as who the connection is now (nothing if it is already in it, or
+    /// closing).
+    Join(String),
+    /// Leave this room (nothing if it is not in it).
+    Leave(String),
+    /// The connection becomes someone else (its memberships keep who they joined as).
+    SetIdentity(Identity),
+    /// Close the connection.
+    Close(CloseCode, String),
+    /// The client answered the heartbeat: its round trip is measured.
+    Pong,
+    /// `event` to every connection of these users and these client ids, on every core, each
+    /// in its dialect.
+    Targeted {
+        users: Vec<String>,
+        clients: Vec<String>,
+        event: RoomEvent,
+    },
+    /// An HTTP call to the backend. Its answer goes to the dialect's `on_backend` with
+    /// `tag`; a `concurrent` call lets the connection's next messages go on meanwhile, the
+    /// others are answered before the next message is handled.
+    Backend {
+        request: BackendRequest,
+        tag: u32,
+        concurrent: bool,
+    },
+}
+
+/// A new event id (`evt_` and 8 random characters), as websockets.do makes them.
+pub fn new_event_id() -> String {
+    format!("evt_{}", crate::ids::random_token(8))
+}

@@ -1,0 +1,292 @@
+//! Each dialect's session rules, without IO: a message in, the actions it leads to out.
+
+use super::session::{Action, Session};
+use super::{slip, Dialect, Peer};
+use crate::auth::Verifier;
+use crate::backend::BackendResponse;
+use crate::config::Config;
+use crate::engine::{Command, Request};
+use crate::ids::ConnId;
+use serde_json::{json, Value};
+use tungstenite::protocol::frame::coding::CloseCode;
+
+const CONN: ConnId = ConnId(9);
+
+/// The actions `text` leads to for a connection of `dialect` in `rooms`.
+fn on_text(
+    dialect: Dialect,
+    config: &Config,
+    user: Option<&str>,
+    rooms: &[&str],
+    text: &str,
+) -> Vec<Action> {
+    let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+    let verifier = Verifier::new(Some("secret"));
+    let session = Session {
+        conn: CONN,
+        peer: Peer {
+            public_id: "me",
+            user,
+            latency_ms: 3,
+        },
+        rooms: &rooms,
+        now_ms: 1_000,
+        config,
+        verifier: &verifier,
+    };
+    let mut out = Vec::new();
+    let mut text = text.as_bytes().to_vec();
+    dialect.protocol().on_text(&session, &mut text, &mut out);
+    out
+}
+
+/// The JSON of a frame built by `frame::text`.
+fn json(frame: &[u8]) -> Value {
+    let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+    serde_json::from_slice(&frame[start..]).unwrap()
+}
+
+#[test]
+fn pact_requests_go_to_the_room_and_authenticate_needs_a_key() {
+    let config = Config::local();
+    let out = on_text(
+        Dialect::Pact,
+        &config,
+        None,
+        &["r"],
+        r#"{"type":"chat","data":"hi","ref":1}"#,
+    );
+    match &out[..] {
+        [Action::Command(Command::Request {
+            conn,
+            room,
+            reference,
+            request: Request::Chat(data),
+        })] => {
+            assert_eq!((*conn, room.as_str(), data), (CONN, "r", &json!("hi")));
+            assert_eq!(reference, &Some(json!(1)));
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = on_text(
+        Dialect::Pact,
+        &config,
+        None,
+        &["r"],
+        r#"{"type":"authenticate","data":{"ts":1000,"key":"00"}}"#,
+    );
+    match &out[..] {
+        [Action::Refuse(frame)] => assert_eq!(json(frame)["data"]["code"], "unauthorized"),
+        other => panic!("{other:?}"),
+    }
+    let out = on_text(Dialect::Pact, &config, None, &["r"], r#"{"type":"close"}"#);
+    assert!(matches!(&out[..], [Action::Close(CloseCode::Normal, _)]));
+    let out = on_text(Dialect::Pact, &config, None, &["r"], "nope");
+    assert!(matches!(&out[..], [Action::Refuse(_)]));
+}
+
+#[test]
+fn wsdo_pongs_measure_and_acks_go_to_the_room() {
+    let config = Config::local();
+    let out = on_text(Dialect::Wsdo, &config, None, &["c"], r#"{"type":"PONG"}"#);
+    assert!(matches!(&out[..], [Action::Pong]));
+    let out = on_text(
+        Dialect::Wsdo,
+        &config,
+        None,
+        &["c"],
+        r#"{"type":"ACK","payload":{"eventID":"evt_1"}}"#,
+    );
+    assert!(matches!(
+        &out[..],
+        [Action::Command(Command::Request {
+            request: Request::Ack(_),
+            ..
+        })]
+    ));
+    let out = on_text(Dialect::Wsdo, &config, None, &["c"], r#"{"type":"HELLO"}"#);
+    match &out[..] {
+        [Action::Refuse(frame)] => {
+            let error = json(frame);
+            assert_eq!(error["payload"]["code"], "UNKNOWN_TYPE");
+            assert_eq!(error["clientID"], "me", "written for this connection");
+            assert_eq!(error["latency"], 3);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn lambda_join_leaves_the_old_channel_and_takes_a_new_sender_id() {
+    let config = Config::local();
+    let out = on_text(
+        Dialect::Lambda,
+        &config,
+        None,
+        &["old"],
+        r#"{"type":"join","channelId":"new"}"#,
+    );
+    match &out[..] {
+        [Action::Leave(old), Action::SetIdentity(identity), Action::Join(new)] => {
+            assert_eq!((old.as_str(), new.as_str()), ("old", "new"));
+            assert_eq!(identity.public_id.len(), 21);
+            assert_ne!(identity.public_id, "me");
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = on_text(
+        Dialect::Lambda,
+        &config,
+        None,
+        &[],
+        r#"{"type":"publish","data":1}"#,
+    );
+    match &out[..] {
+        [Action::Send(frame)] => assert_eq!(json(frame)["type"], "publishFailure"),
+        other => panic!("{other:?}"),
+    }
+    let out = on_text(
+        Dialect::Lambda,
+        &config,
+        None,
+        &[],
+        r#"{"type":"ping","data":5}"#,
+    );
+    match &out[..] {
+        [Action::Send(frame)] => assert_eq!(json(frame), json!({"type":"pong","data":5})),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn jac_change_user_with_a_bad_token_falls_back_to_the_public_user() {
+    let config = Config::local();
+    let out = on_text(
+        Dialect::Jac,
+        &config,
+        Some("alice"),
+        &["ch"],
+        r#"{"type":"change_user","token":"Bearer nonsense"}"#,
+    );
+    match &out[..] {
+        [Action::Refuse(_), Action::SetIdentity(identity), Action::Send(event)] => {
+            assert_eq!(identity.user, None);
+            assert_eq!(identity.public_id, "me");
+            let event = json(event);
+            assert_eq!(event["type"], "connection");
+            assert_eq!(event["data"]["root_id"], super::jac::PUBLIC_ROOT);
+            assert_eq!(event["data"]["channel_id"], "ch");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn jac_sends_can_be_kept_to_authenticated_connections_and_walkers_need_a_backend() {
+    let mut config = Config::local();
+    let to_users = r#"{"type":"user","root_ids":["u"],"data":{"x":1}}"#;
+    let out = on_text(Dialect::Jac, &config, None, &["ch"], to_users);
+    assert!(matches!(&out[..], [Action::Targeted { .. }]), "{out:?}");
+    config.jac_require_auth = true;
+    let out = on_text(Dialect::Jac, &config, None, &["ch"], to_users);
+    assert!(matches!(&out[..], [Action::Refuse(_)]));
+    let out = on_text(Dialect::Jac, &config, Some("u"), &["ch"], to_users);
+    assert!(matches!(&out[..], [Action::Targeted { .. }]));
+    let walker = r#"{"type":"walker","walker":"w","response":true}"#;
+    let out = on_text(Dialect::Jac, &config, None, &["ch"], walker);
+    assert!(
+        matches!(&out[..], [Action::Refuse(_)]),
+        "no backend: {out:?}"
+    );
+    config.backend_url = Some("http://127.0.0.1:9/api".into());
+    let out = on_text(Dialect::Jac, &config, None, &["ch"], walker);
+    match &out[..] {
+        [Action::Backend {
+            request,
+            concurrent: true,
+            ..
+        }] => assert_eq!(request.url, "http://127.0.0.1:9/api/walker/w"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn slip_posts_in_order_and_carries_out_the_backends_events() {
+    let mut config = Config::local();
+    let out = on_text(Dialect::Slip, &config, None, &[], "hello");
+    assert!(out.is_empty(), "no backend configured: nothing to do");
+    config.slip_target_url = Some("http://127.0.0.1:9/slip".into());
+    let out = on_text(Dialect::Slip, &config, None, &[], "hello");
+    let tag = match &out[..] {
+        [Action::Backend {
+            request,
+            tag,
+            concurrent: false,
+        }] => {
+            assert_eq!(request.url, "http://127.0.0.1:9/slip");
+            *tag
+        }
+        other => panic!("{other:?}"),
+    };
+    let answer = BackendResponse {
+        status: 200,
+        body: br#"[{"type":"TEXT","data":"hi"},{"type":"SUBSCRIBE","target":"c"},{"type":"DISCONNECT"}]"#.to_vec(),
+    };
+    let verifier = Verifier::new(None);
+    let session = Session {
+        conn: CONN,
+        peer: Peer {
+            public_id: "me",
+            user: None,
+            latency_ms: 0,
+        },
+        rooms: &[],
+        now_ms: 0,
+        config: &config,
+        verifier: &verifier,
+    };
+    let mut out = Vec::new();
+    Dialect::Slip
+        .protocol()
+        .on_backend(&session, tag, Ok(answer), &mut out);
+    assert!(matches!(
+        &out[..],
+        [Action::Send(_), Action::Join(c), Action::Close(CloseCode::Normal, _)] if c == "c"
+    ));
+    let mut out = Vec::new();
+    slip::apply(vec![slip::BackendEvent::Unsubscribe("c".into())], &mut out);
+    assert!(matches!(&out[..], [Action::Leave(c)] if c == "c"));
+}
+
+#[test]
+fn each_endpoint_names_one_dialect() {
+    let req = |path: &str, query: &[(&str, &str)]| crate::http::Request {
+        method: "GET".into(),
+        path: path.into(),
+        query: query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        headers: Vec::new(),
+        version: 1,
+        body: Vec::new(),
+    };
+    let lobby = [("room", "lobby")];
+    let found = Dialect::of_endpoint(&["websocket"], &req("/websocket", &lobby), 0);
+    assert_eq!(found, Some((Dialect::Pact, Some("lobby".to_owned()))));
+    let cases = [
+        ("/x/listen", &["x", "listen"][..], Dialect::Wsdo, Some("x")),
+        ("/channels", &["channels"][..], Dialect::Lambda, None),
+        ("/slip", &["slip"][..], Dialect::Slip, None),
+    ];
+    for (path, segments, dialect, room) in cases {
+        let found = Dialect::of_endpoint(segments, &req(path, &[]), 0);
+        assert_eq!(found, Some((dialect, room.map(str::to_owned))), "{path}");
+    }
+    assert_eq!(Dialect::of_endpoint(&["nope"], &req("/nope", &[]), 0), None);
+    let jac = Dialect::of_endpoint(&["jac", "websocket"], &req("/jac/websocket", &[]), 5_000);
+    match jac {
+        Some((Dialect::Jac, Some(channel))) => assert!(channel.starts_with("5:"), "{channel}"),
+        other => panic!("{other:?}"),
+    }
+}

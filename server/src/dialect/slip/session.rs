@@ -1,0 +1,99 @@
+//! SLIP's session rules: every text message goes to the backend, in order, and the events
+//! of its answer are carried out (`ACCEPT`, `DISCONNECT`, `TEXT`, `SUBSCRIBE`,
+//! `UNSUBSCRIBE`); the backend is told when the connection closes.
+
+use super::CONTENT_TYPE;
+use super::{close_body, parse_events, text_body, text_frame, BackendEvent, AUD_TO_BACKEND};
+use crate::backend::{BackendError, BackendRequest, BackendResponse};
+use crate::config::Config;
+use crate::dialect::session::{Action, Session};
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// A backend call whose answer's events are carried out, and one whose answer is of no use.
+const APPLY: u32 = 1;
+const IGNORE: u32 = 0;
+
+/// The request telling the backend about one of connection `conn_id`'s events (`None`:
+/// SLIP is not configured).
+pub fn backend_request(
+    config: &Config,
+    conn_id: &str,
+    body: Vec<u8>,
+    now_ms: u64,
+) -> Option<BackendRequest> {
+    let url = config.slip_target_url.clone()?;
+    let mut headers = vec![
+        ("content-type".into(), CONTENT_TYPE.into()),
+        ("x-connection-id".into(), conn_id.to_owned()),
+    ];
+    if let Some(secret) = config.slip_jwt_secret.as_deref() {
+        let token = crate::auth::slip_token(secret, AUD_TO_BACKEND, now_ms / 1000);
+        headers.push(("authorization".into(), format!("Bearer {token}")));
+    }
+    Some(BackendRequest { url, headers, body })
+}
+
+fn post(session: &Session<'_>, body: Vec<u8>, tag: u32, out: &mut Vec<Action>) {
+    let request = backend_request(session.config, session.peer.public_id, body, session.now_ms);
+    if let Some(request) = request {
+        // In order: the backend sees a connection's messages as they were sent.
+        out.push(Action::Backend {
+            request,
+            tag,
+            concurrent: false,
+        });
+    }
+}
+
+pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+    let text = String::from_utf8_lossy(text);
+    post(session, text_body(&text), APPLY, out);
+}
+
+/// Tells the backend the connection closed.
+pub fn on_close(session: &Session<'_>, out: &mut Vec<Action>) {
+    tracing::debug!(conn = %session.peer.public_id, "telling the SLIP backend");
+    post(session, close_body(), IGNORE, out);
+}
+
+/// Carries out the events of the backend's 2xx answer; anything else is logged (and was
+/// counted by the shell), and nothing else happens.
+pub fn on_backend(
+    session: &Session<'_>,
+    tag: u32,
+    answer: Result<BackendResponse, BackendError>,
+    out: &mut Vec<Action>,
+) {
+    if tag != APPLY {
+        return;
+    }
+    match answer {
+        Ok(answer) if (200..300).contains(&answer.status) => match parse_events(&answer.body) {
+            Some(events) => apply(events, out),
+            None => {
+                let conn = session.peer.public_id;
+                tracing::warn!(%conn, "invalid commands from the SLIP backend");
+            }
+        },
+        Ok(answer) => {
+            tracing::warn!(status = answer.status, "the SLIP backend refused an event");
+        }
+        Err(e) => tracing::warn!(error = %e, "the SLIP backend did not answer"),
+    }
+}
+
+/// The backend's events (in an answer, or from the control API) as actions, in order.
+pub fn apply(events: Vec<BackendEvent>, out: &mut Vec<Action>) {
+    for event in events {
+        match event {
+            BackendEvent::Accept => {}
+            BackendEvent::Disconnect => out.push(Action::Close(
+                CloseCode::Normal,
+                "disconnected by the backend".into(),
+            )),
+            BackendEvent::Text(text) => out.push(Action::Send(text_frame(&text))),
+            BackendEvent::Subscribe(channel) => out.push(Action::Join(channel)),
+            BackendEvent::Unsubscribe(channel) => out.push(Action::Leave(channel)),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Carries out what a connection's dialect decides (`dialect::session`): the dialect says
+//! what a message, a backend's answer or the connection's end leads to; this sends, commands
+//! room owners, calls the backend and changes the connection, in order.
+
+use super::conn::{Conn, State};
+use super::core::{now_ms, Core};
+use crate::dialect::session::{Action, Session};
+use crate::dialect::Refusal;
+use crate::engine::{Command, Joiner};
+use crate::fanout::encode_all;
+use bytes::Bytes;
+use rookery_protocol::pact::Role;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// Handles one text message of `conn`.
+pub async fn text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
+    let mut actions = Vec::new();
+    {
+        // simd-json parses in place: the message is copied into the core's scratch buffer.
+        let mut scratch = core.scratch.borrow_mut();
+        scratch.clear();
+        scratch.extend_from_slice(text);
+        let protocol = conn.dialect.protocol();
+        with_session(core, conn, |s| {
+            protocol.on_text(s, &mut scratch, &mut actions)
+        });
+    }
+    carry_out(core, conn, actions).await;
+}
+
+/// Handles the end of `conn`'s session (after it left its rooms).
+pub async fn closed(core: &Rc<Core>, conn: &Rc<Conn>) {
+    let mut actions = Vec::new();
+    let protocol = conn.dialect.protocol();
+    with_session(core, conn, |s| protocol.on_close(s, &mut actions));
+    carry_out(core, conn, actions).await;
+}
+
+/// The frame refusing a message of `conn` (none: dropped silently).
+pub fn refusal(conn: &Conn, refusal: Refusal) -> Option<Bytes> {
+    conn.with_peer(|peer| conn.dialect.protocol().refusal(refusal, peer))
+}
+
+/// What the dialect's rules know of `conn`.
+fn with_session<T>(core: &Core, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T) -> T {
+    conn.with_peer(|peer| {
+        conn.with_rooms(|rooms| {
+            f(&Session {
+                conn: conn.id,
+                peer: *peer,
+                rooms,
+                now_ms: now_ms(),
+                config: &core.config,
+                verifier: &core.shared.verifier,
+            })
+        })
+    })
+}
+
+/// Carries out `actions` for `conn`, in order.
+pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
+    let mut queue = VecDeque::from(actions);
+    while let Some(action) = queue.pop_front() {
+        let now = now_ms();
+        match action {
+            Action::Send(frame) => {
+                conn.send(frame, now);
+            }
+            Action::Refuse(frame) => {
+                core.metrics.error_frames.inc();
+                conn.send(frame, now);
+            }
+            Action::Command(command) => {
+                let room = command.room().unwrap_or_default().to_owned();
+                core.command(&room, command).await;
+            }
+            Action::Join(room) => {
+                if conn.state() == State::Open && conn.add_room(&room) {
+                    join_room(core, conn, &room).await;
+                }
+            }
+            Action::Leave(room) => {
+                if conn.remove_room(&room) {
+                    let leave = Command::Leave {
+                        conn: conn.id,
+                        room: room.clone(),
+                    };
+                    core.command(&room, leave).await;
+                }
+            }
+            Action::SetIdentity(identity) => {
+                core.unindex(conn);
+                conn.set_identity(identity);
+                core.index(conn);
+            }
+            Action::Close(code, reason) => core.close(conn, code, &reason, now),
+            Action::Pong => {
+                if let Some(sent) = conn.ping_sent_ms.take() {
+                    conn.latency_ms.set(now.saturating_sub(sent));
+                }
+                conn.last_seen_ms.set(now);
+            }
+            Action::Targeted {
+                users,
+                clients,
+                event,
+            } => core.send_targeted(users, clients, encode_all(event)).await,
+            Action::Backend {
+                request,
+                tag,
+                concurrent: false,
+            } => {
+                let answer = core.backend(request).await;
+                let mut more = Vec::new();
+                let protocol = conn.dialect.protocol();
+                with_session(core, conn, |s| {
+                    protocol.on_backend(s, tag, answer, &mut more)
+                });
+                for action in more.into_iter().rev() {
+                    queue.push_front(action);
+                }
+            }
+            Action::Backend {
+                request,
+                tag,
+                concurrent: true,
+            } => {
+                let (core, conn) = (core.clone(), conn.clone());
+                monoio::spawn(async move {
+                    let answer = core.backend(request).await;
+                    let mut more = Vec::new();
+                    let protocol = conn.dialect.protocol();
+                    with_session(&core, &conn, |s| {
+                        protocol.on_backend(s, tag, answer, &mut more)
+                    });
+                    Box::pin(carry_out(&core, &conn, more)).await;
+                });
+            }
+        }
+    }
+}
+
+/// Joins `conn` to `room` as who it is now (at connect, or later: Lambda `join`, SLIP
+/// `SUBSCRIBE`). `details` are Pact's `profile.connectionDetails`; `token_error` why its
+/// token was refused (the room's welcome may tell it).
+pub async fn join_room(core: &Core, conn: &Conn, room: &str) {
+    join_room_with(core, conn, room, Value::Null, None).await;
+}
+
+/// [`join_room`] with the connection's details and token refusal.
+pub async fn join_room_with(
+    core: &Core,
+    conn: &Conn,
+    room: &str,
+    details: Value,
+    token_error: Option<String>,
+) {
+    let joiner = Joiner {
+        identity: conn.identity(),
+        codec: conn.dialect.codec_id(),
+        traits: conn.dialect.traits(),
+        role: Role::User,
+        details,
+        token_error,
+    };
+    let join = Command::Join {
+        conn: conn.id,
+        room: room.to_owned(),
+        joiner,
+    };
+    core.command(room, join).await;
+}
