@@ -7,7 +7,7 @@
 //! (covering queueing, connecting and the response) and is retried, with exponential
 //! backoff, only when the connection could not be made — when the request provably never
 //! reached the backend. How many requests a core may have in flight is bounded by the
-//! caller (see `shell::core::Core::backend`).
+//! caller (see `shell::shard::Shard::backend`).
 
 use std::time::{Duration, Instant};
 

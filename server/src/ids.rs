@@ -14,7 +14,7 @@ impl ConnId {
     }
 
     /// The core whose runtime owns this connection's socket.
-    pub fn core(self) -> usize {
+    pub fn shard(self) -> usize {
         (self.0 >> 48) as usize
     }
 }
@@ -40,7 +40,7 @@ mod tests {
     #[test]
     fn conn_id_round_trips_its_core() {
         let id = ConnId::new(3, 42);
-        assert_eq!(id.core(), 3);
+        assert_eq!(id.shard(), 3);
         assert_ne!(ConnId::new(2, 42), id);
     }
 

@@ -1,11 +1,11 @@
 //! The `pact` dialect (seed 000 plus the native extensions of SPEC §2): decoding client
-//! frames into [`Request`]s, and (in [`codec`]) room events and replies as complete
+//! frames into [`Request`]s, and (in [`protocol`]) room events and replies as complete
 //! WebSocket frames.
 
-mod codec;
+mod protocol;
 mod session;
 
-pub use codec::{room_details, Pact};
+pub use protocol::{room_details, Pact};
 
 use crate::engine::subscriptions::Topic;
 use crate::engine::Request;

@@ -5,10 +5,10 @@
 //! object up to and including the comma before `"clientID"`. Each recipient's core appends
 //! its own tail and a frame header ([`finish`]) as separate iovecs; the body is shared.
 
-mod codec;
+mod protocol;
 mod session;
 
-pub use codec::{error_frame, Wsdo};
+pub use protocol::{error_frame, Wsdo};
 
 use crate::frame;
 use bytes::Bytes;

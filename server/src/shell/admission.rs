@@ -2,7 +2,7 @@
 //! nobody while the server drains. A granted [`Admission`] is held for the connection's
 //! life and gives its place back when dropped.
 
-use super::core::Shared;
+use super::mailbox::Node;
 use ahash::AHashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -17,7 +17,7 @@ pub struct Seats {
 
 /// A connection's place under the limits.
 pub struct Admission {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     ip: IpAddr,
 }
 
@@ -28,15 +28,15 @@ pub struct Refusal {
 }
 
 /// Admits a connection from `ip`, or says why not.
-pub fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Result<Admission, Refusal> {
-    if shared.draining.load(Ordering::Relaxed) {
+pub fn admit(node: &Arc<Node>, ip: IpAddr) -> Result<Admission, Refusal> {
+    if node.draining.load(Ordering::Relaxed) {
         return Err(Refusal {
             code: "shutting_down",
             message: "the server is shutting down".into(),
         });
     }
-    let config = &shared.config;
-    let seats = &shared.seats;
+    let config = &node.config;
+    let seats = &node.seats;
     let mut per_ip = seats.per_ip.lock().unwrap_or_else(|e| e.into_inner());
     let open = seats.open.load(Ordering::Relaxed);
     if config.max_connections > 0 && open >= config.max_connections {
@@ -61,14 +61,14 @@ pub fn admit(shared: &Arc<Shared>, ip: IpAddr) -> Result<Admission, Refusal> {
     per_ip.insert(ip, from_ip + 1);
     seats.open.store(open + 1, Ordering::Relaxed);
     Ok(Admission {
-        shared: shared.clone(),
+        node: node.clone(),
         ip,
     })
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let seats = &self.shared.seats;
+        let seats = &self.node.seats;
         let mut per_ip = seats.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = per_ip.get_mut(&self.ip) {
             *n -= 1;

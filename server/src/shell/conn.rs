@@ -1,7 +1,8 @@
-//! A connection's state shared on its core: the bounded outbound queue the fanout fills,
-//! the WebSocket protocol state, and the batches its session drains the queue with, one
-//! vectored write each.
+//! A connection's state shared on its core: who it is, its rooms, the bounded outbound
+//! queue the fanout fills and its session drains in batches (`batch.rs`), and the
+//! WebSocket protocol state.
 
+use super::batch::{spares, Batch, Written};
 use super::metrics::Metrics;
 use super::wsstate::WsState;
 use crate::dialect::{wsdo, Dialect, Peer, Wire};
@@ -9,8 +10,6 @@ use crate::engine::Identity;
 use crate::frame;
 use crate::ids::ConnId;
 use bytes::Bytes;
-use monoio::buf::IoVecBuf;
-use monoio::io::AsyncWriteRent;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -21,11 +20,11 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 
 /// Most buffers taken into one vectored write (Linux's IOV_MAX is 1024).
-const MAX_IOVECS: usize = 512;
+pub(super) const MAX_IOVECS: usize = 512;
 
 /// One frame in the send queue: a whole frame, or the pieces of one (a wsdo header, the
 /// shared body, the recipient's tail), always written together and in order.
-type OutFrame = SmallVec<[Bytes; 3]>;
+pub(super) type OutFrame = SmallVec<[Bytes; 3]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -176,7 +175,7 @@ impl Conn {
         self.identity.borrow().user.clone()
     }
 
-    /// Becomes someone else; the core's index must follow ([`super::core::Core`]).
+    /// Becomes someone else; the core's index must follow ([`super::shard::Shard`]).
     pub fn set_identity(&self, identity: Identity) {
         *self.identity.borrow_mut() = Arc::new(identity);
     }
@@ -406,161 +405,4 @@ fn truncate(reason: &str) -> &str {
         end -= 1;
     }
     &reason[..end]
-}
-
-/// What a finished write leaves to do.
-pub enum Written {
-    /// The batch went out whole.
-    All,
-    /// The rest of the batch, still to write.
-    Partly(Batch),
-    /// The socket failed; the connection is over.
-    Failed,
-}
-
-/// Frames to write with one `writev`, and their iovecs (rebuilt after a partial write).
-///
-/// Boxed, so that a write in flight (which holds its batch) is small enough to live in the
-/// session's task without making it much larger.
-pub struct Batch(Box<Buffers>);
-
-struct Buffers {
-    frames: Vec<Bytes>,
-    iovecs: Vec<libc::iovec>,
-}
-
-// SAFETY: the iovecs point into `frames`, which the batch owns and does not change while a
-// write is in flight (it is moved into the operation and handed back after).
-unsafe impl IoVecBuf for Batch {
-    fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.0.iovecs.as_ptr()
-    }
-
-    fn read_iovec_len(&self) -> usize {
-        self.0.iovecs.len()
-    }
-}
-
-impl Batch {
-    fn point_iovecs(&mut self) {
-        self.0.iovecs.clear();
-        self.0
-            .iovecs
-            .extend(self.0.frames.iter().map(|f| libc::iovec {
-                iov_base: f.as_ptr() as *mut libc::c_void,
-                iov_len: f.len(),
-            }));
-    }
-
-    /// Drops `written` bytes from the front.
-    fn advance(&mut self, mut written: usize) {
-        let mut done = 0;
-        for f in &mut self.0.frames {
-            if written >= f.len() {
-                written -= f.len();
-                done += 1;
-            } else {
-                let _ = f.split_to(written);
-                break;
-            }
-        }
-        self.0.frames.drain(..done);
-    }
-}
-
-/// Writes `batch` with one vectored write, handing back the sink and the batch.
-///
-/// The batch's buffers are the core's, not the connection's: taken when there is work and
-/// given back after, so an idle connection holds none.
-pub async fn write_batch<W: AsyncWriteRent>(
-    mut sink: W,
-    batch: Batch,
-) -> (W, std::io::Result<usize>, Batch) {
-    let (result, batch) = sink.writev(batch).await;
-    (sink, result, batch)
-}
-
-/// Buffers that writers and send queues use only while they have work, kept per core
-/// (thread) for the next connection that does: a connection's idle cost excludes them.
-mod spares {
-    use super::{Batch, OutFrame};
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
-
-    /// How many spares a core keeps, and the largest it keeps (bursts' buffers are freed).
-    const KEEP: usize = 1024;
-    const MAX_FRAMES: usize = 64;
-
-    thread_local! {
-        static BATCHES: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
-        static QUEUES: RefCell<Vec<VecDeque<OutFrame>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    pub fn take_batch() -> Batch {
-        BATCHES.with_borrow_mut(Vec::pop).unwrap_or_else(|| {
-            Batch(Box::new(super::Buffers {
-                frames: Vec::with_capacity(16),
-                iovecs: Vec::with_capacity(16),
-            }))
-        })
-    }
-
-    pub fn give_batch(mut batch: Batch) {
-        batch.0.frames.clear();
-        batch.0.iovecs.clear();
-        if batch.0.frames.capacity() <= MAX_FRAMES && batch.0.iovecs.capacity() <= MAX_FRAMES {
-            BATCHES.with_borrow_mut(|spares| {
-                if spares.len() < KEEP {
-                    spares.push(batch);
-                }
-            });
-        }
-    }
-
-    pub fn take_queue() -> VecDeque<OutFrame> {
-        QUEUES
-            .with_borrow_mut(Vec::pop)
-            .unwrap_or_else(|| VecDeque::with_capacity(4))
-    }
-
-    /// `queue` must be empty.
-    pub fn give_queue(queue: VecDeque<OutFrame>) {
-        if queue.capacity() <= MAX_FRAMES {
-            QUEUES.with_borrow_mut(|spares| {
-                if spares.len() < KEEP {
-                    spares.push(queue);
-                }
-            });
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn buffers_given_back_are_reused_and_oversized_ones_are_not() {
-            let mut batch = take_batch();
-            batch.0.frames.push(bytes::Bytes::from_static(b"x"));
-            let frames = batch.0.frames.as_ptr();
-            give_batch(batch);
-            let again = take_batch();
-            assert!(again.0.frames.is_empty(), "given back empty");
-            assert_eq!(again.0.frames.as_ptr(), frames, "the same buffer, reused");
-            let mut big = again;
-            big.0.frames.reserve(MAX_FRAMES * 2);
-            let big_ptr = big.0.frames.as_ptr();
-            give_batch(big);
-            assert_ne!(
-                take_batch().0.frames.as_ptr(),
-                big_ptr,
-                "a burst's buffer is freed"
-            );
-
-            let queue = take_queue();
-            let ptr = queue.as_slices().0.as_ptr();
-            give_queue(queue);
-            assert_eq!(take_queue().as_slices().0.as_ptr(), ptr);
-        }
-    }
 }

@@ -3,9 +3,11 @@
 //! the engine and the dialects.
 
 pub mod admission;
+pub mod batch;
 pub mod conn;
-pub mod core;
+pub mod deliveries;
 pub mod handshakes;
+pub mod mailbox;
 pub mod memstream;
 pub mod metrics;
 pub mod names;
@@ -13,11 +15,17 @@ pub mod owner;
 pub mod recv;
 pub mod router;
 pub mod session;
+pub mod shard;
+pub mod ticker;
+pub mod upgrade;
 pub mod ws;
 pub mod wsstate;
 
-use self::core::{now_ms, run_deliveries, run_ticker, Core, Link, Shared, ToConns, ToOwner};
+use self::deliveries::run_deliveries;
+use self::mailbox::{now_ms, Mailbox, Node, ToConns, ToOwner};
 use self::owner::{run_engine, run_engine_clock};
+use self::shard::Shard;
+use self::ticker::run_ticker;
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
 use monoio::io::AsyncWriteRentExt;
@@ -35,30 +43,30 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// The io driver the cores run on: `"io_uring"` or `"epoll"`.
     pub driver: &'static str,
-    shared: Arc<Shared>,
+    node: Arc<Node>,
 }
 
 impl ServerHandle {
     /// Starts a graceful shutdown: `readyz` answers 503, new WebSocket connections are
     /// refused, and every connection is closed with 1001 within the jitter window.
     pub fn shutdown(&self) {
-        self.shared
+        self.node
             .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let jitter_ms = self.shared.config.shutdown_jitter_ms;
-        for link in &self.shared.links {
-            let _ = link.deliveries.send(ToConns::Drain { jitter_ms });
+        let jitter_ms = self.node.config.shutdown_jitter_ms;
+        for mailbox in &self.node.mailboxes {
+            let _ = mailbox.deliveries.send(ToConns::Drain { jitter_ms });
         }
     }
 
     /// Open WebSocket connections on every core.
     pub fn open_connections(&self) -> u64 {
-        self.shared.open_connections()
+        self.node.open_connections()
     }
 
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.node.config
     }
 }
 
@@ -83,12 +91,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     if driver == "epoll" {
         tracing::warn!("io_uring unavailable or disabled: running on epoll");
     }
-    let mut links = Vec::with_capacity(cores);
+    let mut mailboxes = Vec::with_capacity(cores);
     let mut receivers = Vec::with_capacity(cores);
     for _ in 0..cores {
         let (ctx, crx) = flume::bounded::<ToOwner>(config.channel_capacity);
         let (dtx, drx) = flume::bounded::<ToConns>(config.channel_capacity);
-        links.push(Link {
+        mailboxes.push(Mailbox {
             commands: ctx,
             deliveries: dtx,
         });
@@ -109,11 +117,11 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     };
     let store = crate::store::MemoryStore::new(config.history_size);
     let store = crate::store::worker::StoreHandle::spawn(Box::new(store))?;
-    let shared = Arc::new(Shared {
+    let node = Arc::new(Node {
         store,
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
         backend,
-        links,
+        mailboxes,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
         driver,
         config,
@@ -121,11 +129,11 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         seats: Default::default(),
     });
 
-    let mut addr = shared.config.listen;
+    let mut addr = node.config.listen;
     // Core 0 binds first, so that with port 0 every other core binds the same real port.
     for (id, (crx, drx)) in receivers.into_iter().enumerate() {
         let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
-        let shared = shared.clone();
+        let node = node.clone();
         let listen = addr;
         // Core threads run for the life of the process: their handles are not kept.
         std::thread::Builder::new()
@@ -140,12 +148,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                         }
                     };
                     let _ = bound_tx.send(listener.local_addr());
-                    let core = Core::new(id, shared);
-                    monoio::spawn(run_engine(core.clone(), crx));
-                    monoio::spawn(run_deliveries(core.clone(), drx));
-                    monoio::spawn(run_ticker(core.clone()));
-                    monoio::spawn(run_engine_clock(core.clone()));
-                    accept_loop(core, listener).await;
+                    let shard = Shard::new(id, node);
+                    monoio::spawn(run_engine(shard.clone(), crx));
+                    monoio::spawn(run_deliveries(shard.clone(), drx));
+                    monoio::spawn(run_ticker(shard.clone()));
+                    monoio::spawn(run_engine_clock(shard.clone()));
+                    accept_loop(shard, listener).await;
                 };
                 let result = if driver == "io_uring" {
                     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -159,7 +167,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                         .map(|mut rt| rt.block_on(body))
                 };
                 if let Err(e) = result {
-                    tracing::error!(core = id, error = %e, "runtime failed");
+                    tracing::error!(shard = id, error = %e, "runtime failed");
                 }
             })?;
         let bound = bound_rx
@@ -168,11 +176,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         addr = bound;
     }
     tracing::info!(%addr, "listening");
-    Ok(ServerHandle {
-        addr,
-        driver,
-        shared,
-    })
+    Ok(ServerHandle { addr, driver, node })
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -180,12 +184,12 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind_with_config(addr, &opts)
 }
 
-async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve_socket(core.clone(), stream, peer));
+                monoio::spawn(serve_socket(shard.clone(), stream, peer));
             }
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -197,11 +201,11 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
 }
 
 /// Reads a request (within the handshake timeout) and routes it.
-async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
-    let max_body = core.config.max_body_size;
-    let ticket = core.handshakes.start(
+async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    let max_body = shard.config.max_body_size;
+    let ticket = shard.handshakes.start(
         stream.as_raw_fd(),
-        now_ms() + core.config.handshake_timeout_ms,
+        now_ms() + shard.config.handshake_timeout_ms,
     );
     let request = read_request(&mut stream, max_body).await;
     let request = if ticket.finish() {
@@ -211,12 +215,12 @@ async fn serve_socket(core: Rc<Core>, mut stream: TcpStream, peer: SocketAddr) {
     };
     // Boxed: while it waits for the request (a connect storm has thousands waiting), the
     // task holds only the wait's state.
-    Box::pin(serve_request(core, stream, peer, request)).await;
+    Box::pin(serve_request(shard, stream, peer, request)).await;
 }
 
 /// Serves what [`read_request`] read (or answers why there is nothing to serve).
 async fn serve_request(
-    core: Rc<Core>,
+    shard: Rc<Shard>,
     mut stream: TcpStream,
     peer: SocketAddr,
     request: Result<ReadRequest, TimedOut>,
@@ -227,13 +231,13 @@ async fn serve_request(
         Ok(Ok((req, leftover))) => {
             return match router::upgrade_target(&req) {
                 Some(Ok((dialect, room))) => {
-                    let upgrade = ws::serve_ws(core, stream, peer, req, leftover, dialect, room);
+                    let upgrade = ws::serve_ws(shard, stream, peer, req, leftover, dialect, room);
                     Box::pin(upgrade).await
                 }
                 Some(Err(refusal)) => {
                     let _ = stream.write_all(refusal).await;
                 }
-                None => Box::pin(router::route(core, stream, req)).await,
+                None => Box::pin(router::route(shard, stream, req)).await,
             };
         }
         Ok(Err(Some(refusal))) => refusal,

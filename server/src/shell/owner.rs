@@ -2,7 +2,8 @@
 //! they changed to the store, and only then releases what they sent (so nobody sees a reply
 //! or an event before the state it depends on is committed).
 
-use super::core::{now_ms, Core, ToOwner};
+use super::mailbox::{now_ms, ToOwner};
+use super::shard::Shard;
 use crate::dialect::pact;
 use crate::engine::emit::{EmitOutcome, ReplyToken};
 use crate::engine::{Command, Engine, Outbox, RoomDetails};
@@ -15,8 +16,8 @@ use std::time::Duration;
 const MAX_BATCH: usize = 256;
 
 /// Applies commands for the rooms this core owns, batch by batch.
-pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
-    let mut engine = Engine::new(random_u64()).with_limits(core.config.engine_limits(core.cores));
+pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
+    let mut engine = Engine::new(random_u64()).with_limits(shard.config.engine_limits(shard.cores));
     let mut out = Outbox::default();
     let mut waiting: AHashMap<ReplyToken, flume::Sender<EmitOutcome>> = AHashMap::new();
     let mut next_token = 0u64;
@@ -53,13 +54,13 @@ pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
                 None
             };
         }
-        let store = &core.shared.store;
+        let store = &shard.node.store;
         // The commit goes first: the loads below, sent after it, see what it changed.
         let commit =
             (!out.changes.is_empty()).then(|| store.commit(std::mem::take(&mut out.changes)));
         for room in out.loads.drain(..) {
             let pending = store.load(room.clone());
-            let own = core.shared.links[core.id].commands.clone();
+            let own = shard.node.mailboxes[shard.id].commands.clone();
             monoio::spawn(async move {
                 let result = pending.wait().await.map_err(|e| e.to_string());
                 let loaded = Command::Loaded { room, result };
@@ -81,12 +82,12 @@ pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
                 // The worker logged why. The rooms' state in memory stays authoritative
                 // while they are live; what a failed commit loses is told in
                 // docs/RELIABILITY.md.
-                core.metrics.store_failures.inc();
+                shard.metrics.store_failures.inc();
             }
         }
         for (token, outcome) in out.outcomes.drain(..) {
             if matches!(outcome, EmitOutcome::AckTimeout { .. }) {
-                core.metrics.ack_timeouts.inc();
+                shard.metrics.ack_timeouts.inc();
             }
             if let Some(reply) = waiting.remove(&token) {
                 let _ = reply.try_send(outcome);
@@ -94,17 +95,17 @@ pub async fn run_engine(core: Rc<Core>, commands: flume::Receiver<ToOwner>) {
         }
         // A node running alone has no broker: the engine's feed is off, nothing is here.
         out.published.clear();
-        core.metrics.rooms.set(engine.room_count() as u64);
-        core.metrics.pending_acks.set(engine.pending_acks() as u64);
-        core.dispatch(&mut out).await;
+        shard.metrics.rooms.set(engine.room_count() as u64);
+        shard.metrics.pending_acks.set(engine.pending_acks() as u64);
+        shard.dispatch(&mut out).await;
     }
 }
 
 /// Lets this core's engine expire ack deadlines.
-pub async fn run_engine_clock(core: Rc<Core>) {
+pub async fn run_engine_clock(shard: Rc<Shard>) {
     loop {
         monoio::time::sleep(Duration::from_millis(50)).await;
-        let own = &core.shared.links[core.id].commands;
+        let own = &shard.node.mailboxes[shard.id].commands;
         let _ = own.try_send(ToOwner::Engine(Command::Tick));
     }
 }

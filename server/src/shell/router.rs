@@ -1,8 +1,9 @@
 //! The route table: which handler serves a request.
 
-use super::core::now_ms;
-use super::core::{Core, ToConns, ToOwner};
+use super::mailbox::now_ms;
+use super::mailbox::{ToConns, ToOwner};
 use super::metrics;
+use super::shard::Shard;
 use crate::api;
 use crate::dialect::{slip, Dialect};
 use crate::engine::emit::{EmitOutcome, ReplyToken};
@@ -57,22 +58,22 @@ fn decoded_segments(req: &Request) -> Vec<String> {
 
 /// Serves one request whose head (and body) has been read, and which is no upgrade to a
 /// WebSocket endpoint ([`upgrade_target`]).
-pub async fn route(core: Rc<Core>, mut stream: TcpStream, req: Request) {
+pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
     let owned = decoded_segments(&req);
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     if !req.wants_upgrade() {
-        core.metrics.http_requests.inc();
+        shard.metrics.http_requests.inc();
     }
     let method = req.method.as_str();
     let response = match (method, segments.as_slice()) {
         (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | ["slip"] | [_, "listen"]) => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }
-        ("POST", ["slip", "control"]) => slip_control(&core, &req).await,
+        ("POST", ["slip", "control"]) => slip_control(&shard, &req).await,
         ("GET", ["healthz"]) => http::json(200, &json!({"status": "ok"})),
         ("GET", ["readyz"])
-            if core
-                .shared
+            if shard
+                .node
                 .draining
                 .load(std::sync::atomic::Ordering::Relaxed) =>
         {
@@ -82,31 +83,35 @@ pub async fn route(core: Rc<Core>, mut stream: TcpStream, req: Request) {
         ("GET", ["metrics"]) => http::response(
             200,
             "text/plain; version=0.0.4",
-            metrics::render(&core.shared.metrics, core.shared.driver).as_bytes(),
+            metrics::render(&shard.node.metrics, shard.node.driver).as_bytes(),
         ),
-        ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&core, room).await,
+        ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&shard, room).await,
         ("POST", ["api", "rooms", room, "broadcast"]) if !room.is_empty() => {
-            match admin(&core, &req) {
+            match admin(&shard, &req) {
                 Err(refusal) => refusal,
-                Ok(()) => admin_broadcast(&core, room, &req.body).await,
+                Ok(()) => admin_broadcast(&shard, room, &req.body).await,
             }
         }
-        ("PUT", ["api", "rooms", room, "config"]) if !room.is_empty() => match admin(&core, &req) {
+        ("PUT", ["api", "rooms", room, "config"]) if !room.is_empty() => {
+            match admin(&shard, &req) {
+                Err(refusal) => refusal,
+                Ok(()) => admin_config(&shard, room, &req.body).await,
+            }
+        }
+        ("POST", ["api", "notify"]) => match admin(&shard, &req) {
             Err(refusal) => refusal,
-            Ok(()) => admin_config(&core, room, &req.body).await,
+            Ok(()) => notify(&shard, &req.body).await,
         },
-        ("POST", ["api", "notify"]) => match admin(&core, &req) {
+        ("DELETE", ["api", "clients", id]) if !id.is_empty() => match admin(&shard, &req) {
             Err(refusal) => refusal,
-            Ok(()) => notify(&core, &req.body).await,
-        },
-        ("DELETE", ["api", "clients", id]) if !id.is_empty() => match admin(&core, &req) {
-            Err(refusal) => refusal,
-            Ok(()) => disconnect(&core, id).await,
+            Ok(()) => disconnect(&shard, id).await,
         },
         ("GET" | "POST", [channel, "emit"]) if !channel.is_empty() => {
-            emit(&core, channel, &req).await
+            emit(&shard, channel, &req).await
         }
-        ("GET", [channel, "history"]) if !channel.is_empty() => history(&core, channel, &req).await,
+        ("GET", [channel, "history"]) if !channel.is_empty() => {
+            history(&shard, channel, &req).await
+        }
         (
             _,
             ["healthz"]
@@ -124,8 +129,8 @@ pub async fn route(core: Rc<Core>, mut stream: TcpStream, req: Request) {
 }
 
 /// Checks the admin bearer key: 403 when the admin API is off, 401 when the key is wrong.
-fn admin(core: &Core, req: &Request) -> Result<(), Vec<u8>> {
-    let Some(key) = core.config.admin_key.as_deref() else {
+fn admin(shard: &Shard, req: &Request) -> Result<(), Vec<u8>> {
+    let Some(key) = shard.config.admin_key.as_deref() else {
         return Err(http::json_error(
             403,
             "admin_disabled",
@@ -147,13 +152,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn room_details(core: &Core, room: &str) -> Vec<u8> {
+async fn room_details(shard: &Shard, room: &str) -> Vec<u8> {
     let (reply, answer) = flume::bounded(1);
     let request = ToOwner::Details {
         room: room.to_owned(),
         reply,
     };
-    match ask(core, room, request, answer).await {
+    match ask(shard, room, request, answer).await {
         Some(json) => http::response(200, "application/json", json.as_bytes()),
         None => unavailable(),
     }
@@ -161,12 +166,13 @@ async fn room_details(core: &Core, room: &str) -> Vec<u8> {
 
 /// Sends `request` to `room`'s owner and waits for its answer.
 async fn ask<T>(
-    core: &Core,
+    shard: &Shard,
     room: &str,
     request: ToOwner,
     answer: flume::Receiver<T>,
 ) -> Option<T> {
-    core.owner_of(room)
+    shard
+        .owner_of(room)
         .commands
         .send_async(request)
         .await
@@ -178,7 +184,7 @@ fn unavailable() -> Vec<u8> {
     http::json_error(503, "unavailable", "room owner unavailable")
 }
 
-async fn admin_broadcast(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
+async fn admin_broadcast(shard: &Shard, room: &str, body: &[u8]) -> Vec<u8> {
     let body = match api::broadcast_body(body) {
         Ok(body) => body,
         Err(e) => return refusal(e),
@@ -189,7 +195,7 @@ async fn admin_broadcast(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
         data: body.data,
         to: body.to,
     };
-    core.command(room, command).await;
+    shard.command(room, command).await;
     http::json(200, &json!({"success": true}))
 }
 
@@ -197,7 +203,7 @@ fn refusal(e: api::ApiError) -> Vec<u8> {
     http::json_error(e.status, e.code, &e.message)
 }
 
-async fn admin_config(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
+async fn admin_config(shard: &Shard, room: &str, body: &[u8]) -> Vec<u8> {
     let Ok(config) = std::str::from_utf8(body) else {
         return http::json_error(400, "invalid_body", "the config must be UTF-8 text");
     };
@@ -205,19 +211,19 @@ async fn admin_config(core: &Core, room: &str, body: &[u8]) -> Vec<u8> {
         room: room.to_owned(),
         config: config.to_owned(),
     };
-    core.command(room, command).await;
+    shard.command(room, command).await;
     http::json(200, &json!({"success": true}))
 }
 
-async fn disconnect(core: &Core, id: &str) -> Vec<u8> {
+async fn disconnect(shard: &Shard, id: &str) -> Vec<u8> {
     let mut answers = Vec::new();
-    for link in &core.shared.links {
+    for mailbox in &shard.node.mailboxes {
         let (reply, answer) = flume::bounded(1);
         let ask = ToConns::Disconnect {
             id: id.to_owned(),
             reply,
         };
-        if link.deliveries.send_async(ask).await.is_ok() {
+        if mailbox.deliveries.send_async(ask).await.is_ok() {
             answers.push(answer);
         }
     }
@@ -234,7 +240,7 @@ async fn disconnect(core: &Core, id: &str) -> Vec<u8> {
 
 /// `POST /api/notify` `{"users"?, "channels"?, "clients"?, "data"}`: jac's `notify_users`,
 /// `notify_channels` and `notify_clients` for a backend, reaching every core.
-async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
+async fn notify(shard: &Shard, body: &[u8]) -> Vec<u8> {
     let api::Notify {
         users,
         channels,
@@ -252,7 +258,7 @@ async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
             event_id: event_id.clone(),
             requires_ack: false,
         });
-        core.send_targeted(users, clients, wires).await;
+        shard.send_targeted(users, clients, wires).await;
     }
     for channel in channels {
         let command = Command::Publish {
@@ -262,15 +268,15 @@ async fn notify(core: &Core, body: &[u8]) -> Vec<u8> {
             data: data.clone(),
             event_id: event_id.clone(),
         };
-        core.command(&channel, command).await;
+        shard.command(&channel, command).await;
     }
     http::json(200, &json!({"success": true, "eventID": event_id}))
 }
 
 /// SLIP's control API: `[{target, event}]` with a `ControlEvent` token. Answers in the
 /// seed's words: 403 `Invalid token`, 400 `invalid commands`, 200 `processed successfully`.
-async fn slip_control(core: &Core, req: &Request) -> Vec<u8> {
-    let secret = core.config.slip_jwt_secret.as_deref();
+async fn slip_control(shard: &Shard, req: &Request) -> Vec<u8> {
+    let secret = shard.config.slip_jwt_secret.as_deref();
     let valid = match (secret, req.bearer()) {
         (Some(secret), Some(token)) => {
             crate::auth::verify_slip_token(secret, slip::AUD_CONTROL, token)
@@ -293,18 +299,18 @@ async fn slip_control(core: &Core, req: &Request) -> Vec<u8> {
                     data: Value::String(text),
                     event_id: format!("evt_{}", random_token(8)),
                 };
-                core.command(&command.target, publish).await;
+                shard.command(&command.target, publish).await;
             }
             slip::BackendEvent::Disconnect => {
-                disconnect(core, &command.target).await;
+                disconnect(shard, &command.target).await;
             }
             event => {
-                for link in &core.shared.links {
+                for mailbox in &shard.node.mailboxes {
                     let apply = ToConns::Slip {
                         conn: command.target.clone(),
                         events: vec![event.clone()],
                     };
-                    let _ = link.deliveries.send_async(apply).await;
+                    let _ = mailbox.deliveries.send_async(apply).await;
                 }
             }
         }
@@ -312,7 +318,7 @@ async fn slip_control(core: &Core, req: &Request) -> Vec<u8> {
     http::json(200, &json!({"message": "processed successfully"}))
 }
 
-async fn emit(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
+async fn emit(shard: &Shard, channel: &str, req: &Request) -> Vec<u8> {
     let parsed = api::targets(req.query_param("clients")).and_then(|targets| {
         let require_ack = api::boolean(req.query_param("require-ack"))?;
         let payload = api::emit_payload(req.method == "POST", &req.query, &req.body)?;
@@ -329,7 +335,7 @@ async fn emit(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
         require_ack,
         event_id,
         seed: random_u64(),
-        ack_timeout_ms: core.config.ack_timeout_ms,
+        ack_timeout_ms: shard.config.ack_timeout_ms,
         reply: ReplyToken(0),
     };
     let (reply, answer) = flume::bounded(1);
@@ -339,8 +345,8 @@ async fn emit(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
         reply,
     };
     // The owner always answers, at the latest when the ack deadline passes.
-    let limit = Duration::from_millis(core.config.ack_timeout_ms + 5_000);
-    let outcome = monoio::time::timeout(limit, ask(core, channel, request, answer)).await;
+    let limit = Duration::from_millis(shard.config.ack_timeout_ms + 5_000);
+    let outcome = monoio::time::timeout(limit, ask(shard, channel, request, answer)).await;
     match outcome {
         Ok(Some(outcome)) => emit_response(outcome),
         _ => unavailable(),
@@ -383,17 +389,17 @@ fn emit_response(outcome: EmitOutcome) -> Vec<u8> {
     }
 }
 
-async fn history(core: &Core, channel: &str, req: &Request) -> Vec<u8> {
+async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<u8> {
     let limit = match req.query_param("limit").map(str::parse::<usize>) {
-        None => core.config.history_size,
+        None => shard.config.history_size,
         Some(Ok(n)) => n,
         Some(Err(_)) => {
             return http::json_error(400, "invalid_limit", "limit must be a non-negative integer")
         }
     };
     // The store holds the history (an emit's answer waits for its commit, so it is there).
-    let page = core
-        .shared
+    let page = shard
+        .node
         .store
         .history(channel.to_owned(), HistoryQuery::last(limit));
     match page.wait().await {

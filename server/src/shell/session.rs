@@ -3,7 +3,8 @@
 //! room owners, calls the backend and changes the connection, in order.
 
 use super::conn::{Conn, State};
-use super::core::{now_ms, Core};
+use super::mailbox::now_ms;
+use super::shard::Shard;
 use crate::dialect::session::{Action, Session};
 use crate::dialect::Refusal;
 use crate::engine::{Command, Joiner};
@@ -15,27 +16,27 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Handles one text message of `conn`.
-pub async fn text(core: &Rc<Core>, conn: &Rc<Conn>, text: &[u8]) {
+pub async fn text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
     let mut actions = Vec::new();
     {
         // simd-json parses in place: the message is copied into the core's scratch buffer.
-        let mut scratch = core.scratch.borrow_mut();
+        let mut scratch = shard.scratch.borrow_mut();
         scratch.clear();
         scratch.extend_from_slice(text);
         let protocol = conn.dialect.protocol();
-        with_session(core, conn, |s| {
+        with_session(shard, conn, |s| {
             protocol.on_text(s, &mut scratch, &mut actions)
         });
     }
-    carry_out(core, conn, actions).await;
+    carry_out(shard, conn, actions).await;
 }
 
 /// Handles the end of `conn`'s session (after it left its rooms).
-pub async fn closed(core: &Rc<Core>, conn: &Rc<Conn>) {
+pub async fn closed(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     let mut actions = Vec::new();
     let protocol = conn.dialect.protocol();
-    with_session(core, conn, |s| protocol.on_close(s, &mut actions));
-    carry_out(core, conn, actions).await;
+    with_session(shard, conn, |s| protocol.on_close(s, &mut actions));
+    carry_out(shard, conn, actions).await;
 }
 
 /// The frame refusing a message of `conn` (none: dropped silently).
@@ -44,7 +45,7 @@ pub fn refusal(conn: &Conn, refusal: Refusal) -> Option<Bytes> {
 }
 
 /// What the dialect's rules know of `conn`.
-fn with_session<T>(core: &Core, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T) -> T {
+fn with_session<T>(shard: &Shard, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T) -> T {
     conn.with_peer(|peer| {
         conn.with_rooms(|rooms| {
             f(&Session {
@@ -52,15 +53,15 @@ fn with_session<T>(core: &Core, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T) 
                 peer: *peer,
                 rooms,
                 now_ms: now_ms(),
-                config: &core.config,
-                verifier: &core.shared.verifier,
+                config: &shard.config,
+                verifier: &shard.node.verifier,
             })
         })
     })
 }
 
 /// Carries out `actions` for `conn`, in order.
-pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
+pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Vec<Action>) {
     let mut queue = VecDeque::from(actions);
     while let Some(action) = queue.pop_front() {
         let now = now_ms();
@@ -69,16 +70,16 @@ pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
                 conn.send(frame, now);
             }
             Action::Refuse(frame) => {
-                core.metrics.error_frames.inc();
+                shard.metrics.error_frames.inc();
                 conn.send(frame, now);
             }
             Action::Command(command) => {
                 let room = command.room().unwrap_or_default().to_owned();
-                core.command(&room, command).await;
+                shard.command(&room, command).await;
             }
             Action::Join(room) => {
                 if conn.state() == State::Open && conn.add_room(&room) {
-                    join_room(core, conn, &room).await;
+                    join_room(shard, conn, &room).await;
                 }
             }
             Action::Leave(room) => {
@@ -87,15 +88,15 @@ pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
                         conn: conn.id,
                         room: room.clone(),
                     };
-                    core.command(&room, leave).await;
+                    shard.command(&room, leave).await;
                 }
             }
             Action::SetIdentity(identity) => {
-                core.unindex(conn);
+                shard.unindex(conn);
                 conn.set_identity(identity);
-                core.index(conn);
+                shard.index(conn);
             }
-            Action::Close(code, reason) => core.close(conn, code, &reason, now),
+            Action::Close(code, reason) => shard.close(conn, code, &reason, now),
             Action::Pong => {
                 if let Some(sent) = conn.ping_sent_ms.take() {
                     conn.latency_ms.set(now.saturating_sub(sent));
@@ -106,16 +107,16 @@ pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
                 users,
                 clients,
                 event,
-            } => core.send_targeted(users, clients, encode_all(event)).await,
+            } => shard.send_targeted(users, clients, encode_all(event)).await,
             Action::Backend {
                 request,
                 tag,
                 concurrent: false,
             } => {
-                let answer = core.backend(request).await;
+                let answer = shard.backend(request).await;
                 let mut more = Vec::new();
                 let protocol = conn.dialect.protocol();
-                with_session(core, conn, |s| {
+                with_session(shard, conn, |s| {
                     protocol.on_backend(s, tag, answer, &mut more)
                 });
                 for action in more.into_iter().rev() {
@@ -127,15 +128,15 @@ pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
                 tag,
                 concurrent: true,
             } => {
-                let (core, conn) = (core.clone(), conn.clone());
+                let (shard, conn) = (shard.clone(), conn.clone());
                 monoio::spawn(async move {
-                    let answer = core.backend(request).await;
+                    let answer = shard.backend(request).await;
                     let mut more = Vec::new();
                     let protocol = conn.dialect.protocol();
-                    with_session(&core, &conn, |s| {
+                    with_session(&shard, &conn, |s| {
                         protocol.on_backend(s, tag, answer, &mut more)
                     });
-                    Box::pin(carry_out(&core, &conn, more)).await;
+                    Box::pin(carry_out(&shard, &conn, more)).await;
                 });
             }
         }
@@ -145,13 +146,13 @@ pub async fn carry_out(core: &Rc<Core>, conn: &Rc<Conn>, actions: Vec<Action>) {
 /// Joins `conn` to `room` as who it is now (at connect, or later: Lambda `join`, SLIP
 /// `SUBSCRIBE`). `details` are Pact's `profile.connectionDetails`; `token_error` why its
 /// token was refused (the room's welcome may tell it).
-pub async fn join_room(core: &Core, conn: &Conn, room: &str) {
-    join_room_with(core, conn, room, Value::Null, None).await;
+pub async fn join_room(shard: &Shard, conn: &Conn, room: &str) {
+    join_room_with(shard, conn, room, Value::Null, None).await;
 }
 
 /// [`join_room`] with the connection's details and token refusal.
 pub async fn join_room_with(
-    core: &Core,
+    shard: &Shard,
     conn: &Conn,
     room: &str,
     details: Value,
@@ -170,5 +171,5 @@ pub async fn join_room_with(
         room: room.to_owned(),
         joiner,
     };
-    core.command(room, join).await;
+    shard.command(room, join).await;
 }

@@ -1,0 +1,192 @@
+//! Opening a WebSocket session: the upgrade (tungstenite's handshake response), admission
+//! under the connection limits, the user's token, the dialect's public id and greeting,
+//! SLIP's backend consent, registering the connection and joining its room.
+
+use super::conn::Conn;
+use super::mailbox::now_ms;
+use super::session;
+use super::shard::Shard;
+use super::ws::Session;
+use crate::dialect::{slip, Dialect};
+use crate::engine::Identity;
+use crate::http::{self, Request};
+use bytes::Bytes;
+use monoio::io::{AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use tungstenite::handshake::server::create_response;
+
+/// The 101 response for `req`, or the 400 JSON error when it is no valid upgrade.
+fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
+    let mut builder = tungstenite::http::Request::builder()
+        .method(req.method.as_str())
+        .uri(req.path.as_str())
+        .version(if req.version == 0 {
+            tungstenite::http::Version::HTTP_10
+        } else {
+            tungstenite::http::Version::HTTP_11
+        });
+    for (name, value) in &req.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    let request = builder
+        .body(())
+        .map_err(|_| http::json_error(400, "bad_request", "malformed upgrade request"))?;
+    let response = create_response(&request)
+        .map_err(|e| http::json_error(400, "bad_upgrade", &e.to_string()))?;
+    let mut out = Vec::with_capacity(160);
+    tungstenite::handshake::server::write_response(&mut out, &response)
+        .map_err(|_| http::json_error(400, "bad_upgrade", "cannot build the response"))?;
+    Ok(out)
+}
+
+/// The user of the request's token (`Authorization: Bearer` or `?token=`): `Ok(None)` when
+/// there is no token, `Err(reason)` when there is one and it is refused.
+fn identify(shard: &Shard, req: &Request) -> Result<Option<String>, String> {
+    let token = req
+        .bearer()
+        .or_else(|| req.query_param("token").filter(|t| !t.is_empty()));
+    match token {
+        None => Ok(None),
+        Some(token) => shard
+            .node
+            .verifier
+            .verify(token)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Upgrades the connection, identifies the user, registers the connection and joins its
+/// room. `None` when the upgrade is refused (the refusal has been written).
+pub(super) async fn open(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    dialect: Dialect,
+    room: Option<String>,
+) -> Option<Session> {
+    let accept = match accept_upgrade(&req) {
+        Ok(accept) => accept,
+        Err(refusal) => {
+            let _ = stream.write_all(refusal).await;
+            return None;
+        }
+    };
+    let admission = match super::admission::admit(&shard.node, peer.ip()) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            let response = http::json_error(503, refusal.code, &refusal.message);
+            let _ = stream.write_all(response).await;
+            return None;
+        }
+    };
+    let config = &shard.config;
+    let id = shard.next_conn_id();
+    let now = now_ms();
+    let (user, token_error) = match identify(&shard, &req) {
+        Ok(user) => (user, None),
+        Err(reason) => (None, Some(reason)),
+    };
+    let protocol = dialect.protocol();
+    let public_id = protocol.new_public_id(user.as_deref(), now);
+    // SLIP: the backend decides whether the connection opens, before the handshake ends.
+    let mut slip_events = Vec::new();
+    if dialect == Dialect::Slip {
+        // Boxed: the backend call's state is needed by SLIP's upgrades only.
+        match Box::pin(slip_open(&shard, &req, &public_id)).await {
+            Ok(events) => slip_events = events,
+            Err(refusal) => {
+                let _ = stream.write_all(refusal).await;
+                return None;
+            }
+        }
+    }
+    drop(req);
+    let identity = Arc::new(Identity { public_id, user });
+    let conn = Rc::new(Conn::new(
+        id,
+        room.clone(),
+        dialect,
+        identity.clone(),
+        stream.as_raw_fd(),
+        config.max_outbound_bytes,
+        shard.metrics.clone(),
+        config.max_message_size,
+        now,
+    ));
+    *conn.rate.borrow_mut() =
+        crate::ratelimit::TokenBucket::new(config.max_message_rate, config.message_burst, now);
+    // The 101 goes first in the queue; everything else follows it.
+    conn.send(Bytes::from(accept), now);
+    shard.register(conn.clone());
+    let (reader, writer) = stream.into_split();
+
+    // The dialect's greeting. A refused token is told either here or in the room's
+    // welcome (`Reply::TokenRefused`), as each dialect chooses.
+    let refused = token_error.as_deref();
+    let greeting = conn.with_peer(|peer| protocol.greeting(peer, room.as_deref(), refused));
+    for frame in greeting {
+        conn.send(frame, now);
+    }
+    if !slip_events.is_empty() {
+        let mut actions = Vec::new();
+        slip::apply(slip_events, &mut actions);
+        Box::pin(session::carry_out(&shard, &conn, actions)).await;
+    }
+    if let Some(room) = &room {
+        let details = serde_json::json!({"ip": peer.ip().to_string(), "core": shard.id});
+        session::join_room_with(&shard, &conn, room, details, token_error).await;
+    }
+    Some(Session {
+        shard,
+        conn,
+        reader,
+        writer,
+        _admission: admission,
+    })
+}
+
+/// Asks the SLIP backend whether the connection may open. `Ok` holds the events after the
+/// leading `ACCEPT`; `Err` the HTTP response refusing the upgrade, with the statuses the
+/// seed's code used: 500 when the backend fails or answers non-2xx, 400 for invalid events
+/// or a first event that is not `ACCEPT`, 406 for `ACCEPT` with `DISCONNECT`.
+async fn slip_open(
+    shard: &Shard,
+    req: &Request,
+    conn_id: &str,
+) -> Result<Vec<slip::BackendEvent>, Vec<u8>> {
+    let body = slip::open_body(&req.headers);
+    let Some(request) = slip::backend_request(&shard.config, conn_id, body, now_ms()) else {
+        return Err(http::json_error(
+            503,
+            "unavailable",
+            "SLIP is not configured (--slip-target-url)",
+        ));
+    };
+    let answer = match shard.backend(request).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(http::json_error(500, "backend_error", &e.to_string())),
+    };
+    if !(200..300).contains(&answer.status) {
+        let message = format!("the backend answered {}", answer.status);
+        return Err(http::json_error(500, "backend_error", &message));
+    }
+    let invalid = || http::json(400, &serde_json::json!({"message": "invalid commands"}));
+    let mut events = slip::parse_events(&answer.body).ok_or_else(invalid)?;
+    if events.first() != Some(&slip::BackendEvent::Accept) {
+        return Err(invalid());
+    }
+    if events.contains(&slip::BackendEvent::Disconnect) {
+        return Err(http::json(
+            406,
+            &serde_json::json!({"message": "the backend accepted and disconnected"}),
+        ));
+    }
+    events.remove(0);
+    Ok(events)
+}
