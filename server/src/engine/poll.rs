@@ -51,10 +51,6 @@ impl Poll {
         &self.tally
     }
 
-    pub fn votes(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.votes.iter()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.votes.is_empty()
     }
