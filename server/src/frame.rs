@@ -10,16 +10,28 @@ use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 
 /// A final text frame carrying `payload` (which must be UTF-8 JSON).
 pub fn text(payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    write_text_header(payload.len(), &mut out);
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
+/// The header of a final text frame of `len` payload bytes, alone (the payload is written
+/// after it as buffers of its own).
+pub fn text_header(len: usize) -> Bytes {
+    let mut out = Vec::with_capacity(10);
+    write_text_header(len, &mut out);
+    Bytes::from(out)
+}
+
+fn write_text_header(len: usize, out: &mut Vec<u8>) {
     let header = FrameHeader {
         opcode: OpCode::Data(Data::Text),
         ..FrameHeader::default()
     };
-    let mut out = Vec::with_capacity(payload.len() + 10);
     header
-        .format(payload.len() as u64, &mut out)
+        .format(len as u64, out)
         .expect("writing to a Vec cannot fail");
-    out.extend_from_slice(payload);
-    Bytes::from(out)
 }
 
 /// A close frame with `code` and a human-readable `reason` (truncated to fit 125 bytes).

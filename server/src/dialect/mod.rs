@@ -194,6 +194,12 @@ pub trait Protocol {
         None
     }
 
+    /// The frame header and the tail that make a [`Wire::Body`] this connection's frame.
+    /// Only a dialect that encodes bodies needs it; the default adds no tail.
+    fn finish(&self, body: &[u8], _peer: &Peer<'_>) -> (Bytes, Bytes) {
+        (frame::text_header(body.len()), Bytes::new())
+    }
+
     /// Whether any frame from the client shows it is alive; `false`: only its answers to
     /// the heartbeat do.
     fn any_frame_is_alive(&self) -> bool {
@@ -206,17 +212,18 @@ pub trait Protocol {
 pub enum Wire {
     /// A complete WebSocket frame (or several): the same bytes for every recipient.
     Frame(Bytes),
-    /// A wsdo JSON object without its recipient-specific tail (`"clientID":..,"latency":..}`)
-    /// and frame header. The recipient's core adds both, so the shared body is never
-    /// re-serialized or copied per recipient.
-    WsdoBody(Bytes),
+    /// The shared part of a frame that differs per recipient (websockets.do's objects end
+    /// with the recipient's `"clientID":..,"latency":..}`): the recipient's core asks its
+    /// dialect to [`Protocol::finish`] it (a frame header and a tail, written as iovecs of
+    /// their own), so the shared body is never re-serialized or copied per recipient.
+    Body(Bytes),
 }
 
 impl Wire {
     /// The shared bytes, whichever kind.
     pub fn bytes(&self) -> &Bytes {
         match self {
-            Wire::Frame(b) | Wire::WsdoBody(b) => b,
+            Wire::Frame(b) | Wire::Body(b) => b,
         }
     }
 }

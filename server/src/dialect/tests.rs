@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 fn text(w: &Wire) -> Value {
     match w {
         Wire::Frame(f) => serde_json::from_slice(&f[2..]).unwrap(),
-        Wire::WsdoBody(b) => {
+        Wire::Body(b) => {
             let mut t = b.to_vec();
             t.extend_from_slice(br#""clientID":"c","latency":0}"#);
             serde_json::from_slice(&t).unwrap()

@@ -5,7 +5,7 @@
 use super::batch::{spares, Batch, Written};
 use super::metrics::Metrics;
 use super::wsstate::WsState;
-use crate::dialect::{wsdo, Dialect, Peer, Wire};
+use crate::dialect::{Dialect, Peer, Wire};
 use crate::engine::Identity;
 use crate::frame;
 use crate::ids::ConnId;
@@ -205,15 +205,14 @@ impl Conn {
         self.send_parts(smallvec::smallvec![frame], now_ms)
     }
 
-    /// Queues an encoded event, completing a wsdo body with this recipient's `clientID`
-    /// and `latency`.
+    /// Queues an encoded event; a body is finished for this recipient by its dialect
+    /// (websockets.do: its `clientID` and `latency`).
     pub fn send_wire(&self, wire: &Wire, now_ms: u64) -> bool {
         match wire {
             Wire::Frame(frame) => self.send(frame.clone(), now_ms),
-            Wire::WsdoBody(body) => {
-                let identity = self.identity.borrow();
-                let (head, tail) = wsdo::finish(body, &identity.public_id, self.latency_ms.get());
-                drop(identity);
+            Wire::Body(body) => {
+                let (head, tail) =
+                    self.with_peer(|peer| self.dialect.protocol().finish(body, peer));
                 self.send_parts(SmallVec::from_buf([head, body.clone(), tail]), now_ms)
             }
         }

@@ -66,7 +66,7 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
     }
     let method = req.method.as_str();
     let response = match (method, segments.as_slice()) {
-        (_, ["websocket"] | ["jac", "websocket"] | ["channels"] | ["slip"] | [_, "listen"]) => {
+        (_, segments) if Dialect::of_endpoint(segments, &req, now_ms()).is_some() => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }
         ("POST", ["slip", "control"]) => slip_control(&shard, &req).await,
@@ -181,7 +181,11 @@ async fn ask<T>(
 }
 
 fn unavailable() -> Vec<u8> {
-    http::json_error(503, "unavailable", "room owner unavailable")
+    http::json_error(
+        503,
+        "unavailable",
+        "the room owner or its stored state is unavailable",
+    )
 }
 
 async fn admin_broadcast(shard: &Shard, room: &str, body: &[u8]) -> Vec<u8> {

@@ -1,5 +1,5 @@
 //! [`MemoryStore`]: every room's snapshot and recent history in a map. State survives a room
-//! emptying out, not the process (`--store memory`).
+//! emptying out, not the process. The server's only store until a durable one lands.
 
 use super::{History, HistoryQuery, StateStore, StoreError};
 use crate::engine::{Change, RoomSnapshot, Sequenced};

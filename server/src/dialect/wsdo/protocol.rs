@@ -1,6 +1,6 @@
 //! Room events and replies as websockets.do bodies, each finished per recipient.
 
-use super::{body, codes, error_payload, whole, Extra, PING};
+use super::{body, codes, error_payload, finish, whole, Extra, PING};
 use super::{
     ACK_RECEIVED, CONNECTED, DATA, ERROR, PRESENCE_JOINED, PRESENCE_LEFT, PRESENCE_UPDATED,
 };
@@ -64,6 +64,11 @@ impl crate::dialect::Protocol for Wsdo {
         vec![whole(PING, &json!({}), peer.public_id, peer.latency_ms)]
     }
 
+    /// The recipient's `"clientID":..,"latency":..}` and the frame header.
+    fn finish(&self, body: &[u8], peer: &Peer<'_>) -> (Bytes, Bytes) {
+        finish(body, peer.public_id, peer.latency_ms)
+    }
+
     fn ping_timeout(&self, peer: &Peer<'_>) -> Option<Bytes> {
         let message = "Client did not respond to PING event";
         Some(error_frame(peer, codes::PING_TIMEOUT, message))
@@ -114,7 +119,7 @@ impl crate::dialect::Protocol for Wsdo {
             | RoomEvent::Counter { .. }
             | RoomEvent::Config { .. } => return None,
         };
-        Some(Wire::WsdoBody(body))
+        Some(Wire::Body(body))
     }
 
     fn reply(&self, reply: &Reply) -> Option<Wire> {
@@ -145,7 +150,7 @@ impl crate::dialect::Protocol for Wsdo {
             | Reply::Presence(_)
             | Reply::Published => return None,
         };
-        Some(Wire::WsdoBody(body))
+        Some(Wire::Body(body))
     }
 }
 

@@ -124,7 +124,7 @@ fn received(out: &Outbox, who: ConnId) -> Vec<Value> {
         .filter(|(_, to)| to.contains(&who))
         .flat_map(|(wire, _)| match wire {
             Wire::Frame(frame) => json_of(&frame),
-            Wire::WsdoBody(body) => {
+            Wire::Body(body) => {
                 let (_, tail) = wsdo::finish(&body, &wsdo_id(who), 0);
                 let mut text = body.to_vec();
                 text.extend_from_slice(&tail);
