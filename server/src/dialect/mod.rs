@@ -19,7 +19,8 @@ pub mod slip;
 mod tests;
 pub mod wsdo;
 
-use crate::backend::{BackendError, BackendResponse};
+use crate::backend::{BackendError, BackendRequest, BackendResponse};
+use crate::config::Config;
 use crate::engine::{CodecId, Reply, Sequenced, Traits};
 use crate::frame;
 use crate::http::Request;
@@ -130,6 +131,27 @@ pub trait Protocol {
     /// `Some(room)` when the request path (its decoded `segments`) is this dialect's
     /// WebSocket endpoint, with the room it names, if any.
     fn endpoint(&self, segments: &[&str], req: &Request, now_ms: u64) -> Option<Option<String>>;
+
+    /// A backend request whose answer decides whether a new connection opens (SLIP's), asked
+    /// before the upgrade completes; `Err` is the HTTP response refusing the upgrade at once.
+    fn consent(
+        &self,
+        _config: &Config,
+        _public_id: &str,
+        _req: &Request,
+        _now_ms: u64,
+    ) -> Result<Option<BackendRequest>, Vec<u8>> {
+        Ok(None)
+    }
+
+    /// The backend's answer to [`Protocol::consent`]: what the open connection is to do
+    /// first, or the HTTP response refusing the upgrade.
+    fn on_consent(
+        &self,
+        _answer: Result<BackendResponse, BackendError>,
+    ) -> Result<Vec<Action>, Vec<u8>> {
+        Ok(Vec::new())
+    }
 
     /// What one text message of the connection leads to. `text` is scratch space (simd-json
     /// parses in place).

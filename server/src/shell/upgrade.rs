@@ -7,7 +7,7 @@ use super::mailbox::now_ms;
 use super::session;
 use super::shard::Shard;
 use super::ws::Session;
-use crate::dialect::{slip, Dialect};
+use crate::dialect::Dialect;
 use crate::engine::Identity;
 use crate::http::{self, Request};
 use bytes::Bytes;
@@ -94,18 +94,25 @@ pub(super) async fn open(
     };
     let protocol = dialect.protocol();
     let public_id = protocol.new_public_id(user.as_deref(), now);
-    // SLIP: the backend decides whether the connection opens, before the handshake ends.
-    let mut slip_events = Vec::new();
-    if dialect == Dialect::Slip {
-        // Boxed: the backend call's state is needed by SLIP's upgrades only.
-        match Box::pin(slip_open(&shard, &req, &public_id)).await {
-            Ok(events) => slip_events = events,
-            Err(refusal) => {
-                let _ = stream.write_all(refusal).await;
-                return None;
+    // A dialect may need a backend's consent before the handshake ends (SLIP's does).
+    let consented = match protocol.consent(config, &public_id, &req, now) {
+        Ok(None) => Vec::new(),
+        Ok(Some(request)) => {
+            // Boxed: the backend call's state is needed by such upgrades only.
+            let answer = Box::pin(shard.backend(request)).await;
+            match protocol.on_consent(answer) {
+                Ok(actions) => actions,
+                Err(refusal) => {
+                    let _ = stream.write_all(refusal).await;
+                    return None;
+                }
             }
         }
-    }
+        Err(refusal) => {
+            let _ = stream.write_all(refusal).await;
+            return None;
+        }
+    };
     drop(req);
     let identity = Arc::new(Identity { public_id, user });
     let conn = Rc::new(Conn::new(
@@ -133,10 +140,8 @@ pub(super) async fn open(
     for frame in greeting {
         conn.send(frame, now);
     }
-    if !slip_events.is_empty() {
-        let mut actions = Vec::new();
-        slip::apply(slip_events, &mut actions);
-        Box::pin(session::carry_out(&shard, &conn, actions)).await;
+    if !consented.is_empty() {
+        Box::pin(session::carry_out(&shard, &conn, consented)).await;
     }
     if let Some(room) = &room {
         let details = serde_json::json!({"ip": peer.ip().to_string(), "core": shard.id});
@@ -149,44 +154,4 @@ pub(super) async fn open(
         writer,
         _admission: admission,
     })
-}
-
-/// Asks the SLIP backend whether the connection may open. `Ok` holds the events after the
-/// leading `ACCEPT`; `Err` the HTTP response refusing the upgrade, with the statuses the
-/// seed's code used: 500 when the backend fails or answers non-2xx, 400 for invalid events
-/// or a first event that is not `ACCEPT`, 406 for `ACCEPT` with `DISCONNECT`.
-async fn slip_open(
-    shard: &Shard,
-    req: &Request,
-    conn_id: &str,
-) -> Result<Vec<slip::BackendEvent>, Vec<u8>> {
-    let body = slip::open_body(&req.headers);
-    let Some(request) = slip::backend_request(&shard.config, conn_id, body, now_ms()) else {
-        return Err(http::json_error(
-            503,
-            "unavailable",
-            "SLIP is not configured (--slip-target-url)",
-        ));
-    };
-    let answer = match shard.backend(request).await {
-        Ok(answer) => answer,
-        Err(e) => return Err(http::json_error(500, "backend_error", &e.to_string())),
-    };
-    if !(200..300).contains(&answer.status) {
-        let message = format!("the backend answered {}", answer.status);
-        return Err(http::json_error(500, "backend_error", &message));
-    }
-    let invalid = || http::json(400, &serde_json::json!({"message": "invalid commands"}));
-    let mut events = slip::parse_events(&answer.body).ok_or_else(invalid)?;
-    if events.first() != Some(&slip::BackendEvent::Accept) {
-        return Err(invalid());
-    }
-    if events.contains(&slip::BackendEvent::Disconnect) {
-        return Err(http::json(
-            406,
-            &serde_json::json!({"message": "the backend accepted and disconnected"}),
-        ));
-    }
-    events.remove(0);
-    Ok(events)
 }

@@ -15,6 +15,24 @@ impl crate::dialect::Protocol for Slip {
         matches!(segments, ["slip"]).then_some(None)
     }
 
+    /// The backend decides whether a connection opens, before the handshake ends.
+    fn consent(
+        &self,
+        config: &crate::config::Config,
+        public_id: &str,
+        req: &Request,
+        now_ms: u64,
+    ) -> Result<Option<crate::backend::BackendRequest>, Vec<u8>> {
+        session::consent(config, public_id, req, now_ms)
+    }
+
+    fn on_consent(
+        &self,
+        answer: Result<BackendResponse, BackendError>,
+    ) -> Result<Vec<Action>, Vec<u8>> {
+        session::on_consent(answer)
+    }
+
     fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
         session::on_text(session, text, out);
     }

@@ -3,10 +3,14 @@
 //! `UNSUBSCRIBE`); the backend is told when the connection closes.
 
 use super::CONTENT_TYPE;
-use super::{close_body, parse_events, text_body, text_frame, BackendEvent, AUD_TO_BACKEND};
+use super::{
+    close_body, open_body, parse_events, text_body, text_frame, BackendEvent, AUD_TO_BACKEND,
+};
 use crate::backend::{BackendError, BackendRequest, BackendResponse};
 use crate::config::Config;
 use crate::dialect::session::{Action, Session};
+use crate::http::{self, Request};
+use serde_json::json;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// A backend call whose answer's events are carried out, and one whose answer is of no use.
@@ -96,4 +100,47 @@ pub fn apply(events: Vec<BackendEvent>, out: &mut Vec<Action>) {
             BackendEvent::Unsubscribe(channel) => out.push(Action::Leave(channel)),
         }
     }
+}
+
+/// The request asking the backend whether connection `conn_id` may open (the handshake's
+/// headers in an `OPEN` event); `Err`: SLIP is not configured (503).
+pub fn consent(
+    config: &Config,
+    conn_id: &str,
+    req: &Request,
+    now_ms: u64,
+) -> Result<Option<BackendRequest>, Vec<u8>> {
+    match backend_request(config, conn_id, open_body(&req.headers), now_ms) {
+        Some(request) => Ok(Some(request)),
+        None => Err(http::json_error(
+            503,
+            "unavailable",
+            "SLIP is not configured (--slip-target-url)",
+        )),
+    }
+}
+
+/// The backend's answer to [`consent`]: `Ok` holds what follows the leading `ACCEPT`;
+/// `Err` the HTTP response refusing the upgrade, with the statuses the seed's code used: 500
+/// when the backend fails or answers non-2xx, 400 for invalid events or a first event that
+/// is not `ACCEPT`, 406 for `ACCEPT` with `DISCONNECT`.
+pub fn on_consent(answer: Result<BackendResponse, BackendError>) -> Result<Vec<Action>, Vec<u8>> {
+    let answer = answer.map_err(|e| http::json_error(500, "backend_error", &e.to_string()))?;
+    if !(200..300).contains(&answer.status) {
+        let message = format!("the backend answered {}", answer.status);
+        return Err(http::json_error(500, "backend_error", &message));
+    }
+    let invalid = || http::json(400, &json!({"message": "invalid commands"}));
+    let mut events = parse_events(&answer.body).ok_or_else(invalid)?;
+    if events.first() != Some(&BackendEvent::Accept) {
+        return Err(invalid());
+    }
+    if events.contains(&BackendEvent::Disconnect) {
+        let message = json!({"message": "the backend accepted and disconnected"});
+        return Err(http::json(406, &message));
+    }
+    events.remove(0);
+    let mut actions = Vec::new();
+    apply(events, &mut actions);
+    Ok(actions)
 }
