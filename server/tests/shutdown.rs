@@ -72,6 +72,16 @@ fn close_code(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>) -> (u16, String) {
     }
 }
 
+/// Polls `/readyz` until it answers `status` (failing after 10 s): waits on the server,
+/// not on time.
+fn wait_ready_status(addr: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(addr, "/readyz") != status {
+        assert!(Instant::now() < deadline, "/readyz never answered {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn wait_exit(child: &mut Child, within: Duration) -> i32 {
     let deadline = Instant::now() + within;
     loop {
@@ -88,11 +98,13 @@ fn wait_exit(child: &mut Child, within: Duration) -> i32 {
 
 #[test]
 fn sigterm_drains_then_exits_cleanly() {
+    // The timeout is far above the jitter window: a drain that ends well before it ended
+    // because every client was closed, not because the timeout ran out.
     let (mut child, addr) = start(&[
         "--shutdown-jitter-ms",
         "1500",
         "--shutdown-timeout-ms",
-        "8000",
+        "30000",
     ]);
     let mut clients: Vec<_> = (0..4)
         .map(|i| {
@@ -106,8 +118,7 @@ fn sigterm_drains_then_exits_cleanly() {
     assert_eq!(get(&addr, "/readyz"), 200);
     let signalled = Instant::now();
     signal(&child, "TERM");
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(get(&addr, "/readyz"), 503, "draining");
+    wait_ready_status(&addr, 503);
     let mut s = TcpStream::connect(&addr).unwrap();
     write!(
         s,
@@ -122,8 +133,11 @@ fn sigterm_drains_then_exits_cleanly() {
     for ws in clients.iter_mut() {
         assert_eq!(close_code(ws), (1001, "server shutting down".to_owned()));
     }
-    assert!(signalled.elapsed() < Duration::from_millis(4000));
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(8)), 0);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "closed within the jitter window, not at the timeout (30 s)"
+    );
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(15)), 0);
 }
 
 #[test]
@@ -136,17 +150,20 @@ fn a_second_signal_exits_at_once() {
     ]);
     let _ws = connect(&addr, "/websocket?room=stuck");
     signal(&child, "TERM");
-    std::thread::sleep(Duration::from_millis(200));
+    // The first signal is handled (draining) before the second is sent.
+    wait_ready_status(&addr, 503);
     assert!(child.try_wait().unwrap().is_none(), "still draining");
     let second = Instant::now();
     signal(&child, "INT");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(3)), 1);
-    assert!(second.elapsed() < Duration::from_secs(2));
+    // At once: long before the 20 s jitter window would close the client.
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 1);
+    assert!(second.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
 fn sigterm_with_no_clients_exits_at_once() {
-    let (mut child, _addr) = start(&[]);
+    let (mut child, _addr) = start(&["--shutdown-timeout-ms", "60000"]);
     signal(&child, "TERM");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(3)), 0);
+    // At once: nothing to drain, long before the 60 s timeout.
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
 }

@@ -75,6 +75,14 @@ impl Client {
         self.ws.send(Message::text(v.to_string())).expect("send");
     }
 
+    /// Sends every message of `vs` in one write, so that they reach the server together.
+    pub fn send_all(&mut self, vs: &[Value]) {
+        for v in vs {
+            self.ws.write(Message::text(v.to_string())).expect("send");
+        }
+        self.ws.flush().expect("send");
+    }
+
     pub fn send_text(&mut self, s: &str) {
         self.ws.send(Message::text(s.to_owned())).expect("send");
     }
@@ -162,13 +170,19 @@ impl Client {
     /// Reads until the server's close frame, answers it, and waits for the server to end
     /// the TCP connection; returns the close code and reason.
     pub fn expect_close(&mut self) -> (u16, String) {
+        self.expect_close_after(|_| {})
+    }
+
+    /// Like [`Client::expect_close`], handing every message that comes before the close
+    /// frame to `each`.
+    pub fn expect_close_after(&mut self, mut each: impl FnMut(Message)) -> (u16, String) {
         let (code, reason) = loop {
             match self.read() {
                 Ok(Message::Close(Some(frame))) => {
                     break (u16::from(frame.code), frame.reason.to_string())
                 }
                 Ok(Message::Close(None)) => break (CloseCode::Status.into(), String::new()),
-                Ok(_) => continue,
+                Ok(m) => each(m),
                 Err(e) => panic!("expected a close frame, got {e}"),
             }
         };
@@ -213,6 +227,11 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    raw_http(addr, &request(method, path, headers, body))
+}
+
+/// The bytes of a request `method path` with `headers` and `body`.
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -220,7 +239,7 @@ pub fn http(
     req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
-    raw_http(addr, &bytes)
+    bytes
 }
 
 /// Like [`http`], with the body parsed as JSON.
@@ -236,10 +255,30 @@ pub fn http_json(
     (status, json)
 }
 
+/// Like [`http_json`], for a response the server may rightly hold back for a while: waits
+/// up to `wait` for it.
+pub fn http_json_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    wait: Duration,
+) -> (u16, Value) {
+    let (status, text) = raw_http_within(addr, &request(method, path, headers, body), wait);
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    (status, json)
+}
+
 /// Sends raw bytes and reads the whole response; returns status and body.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    raw_http_within(addr, request, WAIT)
+}
+
+/// Like [`raw_http`], waiting up to `wait` (rather than [`WAIT`]) for each read.
+pub fn raw_http_within(addr: SocketAddr, request: &[u8], wait: Duration) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
     s.write_all(request).unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
@@ -388,6 +427,18 @@ pub fn wait_for_room(addr: SocketAddr, room: &str, check: impl Fn(&Value) -> boo
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of the unlabelled metric `name` (a counter or gauge) in `GET /metrics`.
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let (status, text) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"))
 }
 
 /// The JWT secret test servers use with [`token`].

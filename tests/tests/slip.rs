@@ -7,13 +7,23 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "slip-secret";
 
 fn slip_server(target: &str) -> std::net::SocketAddr {
+    // The test backends answer at once, but the machine may be busy: a deadline with a
+    // margin, still within the wait for an upgrade's answer.
+    slip_server_within(target, 4_000)
+}
+
+/// A SLIP server whose backend calls have `deadline_ms` each.
+fn slip_server_within(target: &str, deadline_ms: u64) -> std::net::SocketAddr {
     let target = target.to_owned();
     server_with(2, move |c| {
         c.slip_target_url = Some(target);
         c.slip_jwt_secret = Some(SECRET.into());
-        c.backend_timeout_ms = 1_000;
+        c.backend_timeout_ms = deadline_ms;
     })
 }
+
+/// The raw upgrade request of a SLIP connection.
+const UPGRADE: &[u8] = b"GET /slip HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 /// The event type of a SLIP request body.
 fn event_type(r: &Received) -> String {
@@ -276,10 +286,7 @@ fn the_upgrade_is_refused_as_the_seed_did_when_the_backend_says_no_or_fails() {
         let answer = std::sync::Arc::new(answer);
         let backend = TestBackend::start(move |_| (*answer).clone());
         let addr = slip_server(&backend.url);
-        let (got, body) = raw_http(
-            addr,
-            b"GET /slip HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        );
+        let (got, body) = raw_http(addr, UPGRADE);
         assert_eq!(got, status, "{body}");
         assert!(serde_json::from_str::<Value>(&body).is_ok(), "{body}");
     }
@@ -287,43 +294,59 @@ fn the_upgrade_is_refused_as_the_seed_did_when_the_backend_says_no_or_fails() {
 
 #[test]
 fn a_dead_or_slow_backend_refuses_in_time_and_stalls_nobody_else() {
+    // A refused connection (and its two retries, 150 ms of backoff) is reported as such,
+    // without waiting for the 4 s deadline.
     let addr = slip_server(&dead_url());
     let started = Instant::now();
-    let (status, body) = raw_http(
-        addr,
-        b"GET /slip HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
+    let (status, body) = raw_http(addr, UPGRADE);
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("unreachable"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(3));
 
-    let slow = TestBackend::start(|_| {
-        (
-            200,
-            json!([{"type":"ACCEPT"}]).to_string(),
-            Duration::from_secs(3),
-        )
+    // While a backend holds an upgrade's answer, everything else goes on. The backend
+    // answers only once the Pact exchange below is done, and the deadline (30 s) is longer
+    // than any wait here: a server that stalled on the backend fails the exchange.
+    let release = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let gate = release.clone();
+    let held = TestBackend::start(move |_| {
+        let (done, cv) = &*gate;
+        let mut done = done.lock().unwrap();
+        while !*done {
+            done = cv.wait(done).unwrap();
+        }
+        (200, "[]".into(), Duration::ZERO)
     });
-    let addr = slip_server(&slow.url);
-    let waiting = std::thread::spawn(move || {
-        let started = Instant::now();
-        let (status, body) = raw_http(
-            addr,
-            b"GET /slip HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        );
-        (status, body, started.elapsed())
-    });
-    // Meanwhile everything else goes on.
-    std::thread::sleep(Duration::from_millis(100));
+    let addr = slip_server_within(&held.url, 30_000);
+    let waiting =
+        std::thread::spawn(move || raw_http_within(addr, UPGRADE, Duration::from_secs(60)));
+    held.wait_for(|r| event_type(r) == "OPEN");
     let (mut pact, _) = Client::pact(addr, "busy");
     pact.call(json!({"type":"subscribe","data":"chat"}), "s");
     pact.send(json!({"type":"chat","data":"still here"}));
     assert_eq!(pact.recv_type("chat")["data"]["message"], "still here");
-    let (status, body, took) = waiting.join().unwrap();
+    assert!(!waiting.is_finished(), "the upgrade waited for the backend");
+    *release.0.lock().unwrap() = true;
+    release.1.notify_all();
+    let (status, body) = waiting.join().unwrap();
+    assert_eq!(status, 400, "refused as the backend said: {body}");
+
+    // A backend that does not answer (not before the end of the test): the upgrade is
+    // refused at the 1 s deadline.
+    let slow = TestBackend::start(|_| {
+        (
+            200,
+            json!([{"type":"ACCEPT"}]).to_string(),
+            Duration::from_secs(600),
+        )
+    });
+    let addr = slip_server_within(&slow.url, 1_000);
+    let started = Instant::now();
+    let (status, body) = raw_http(addr, UPGRADE);
+    let took = started.elapsed();
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("time"), "{body}");
     assert!(
-        took < Duration::from_millis(2_500),
+        took >= Duration::from_millis(900) && took < Duration::from_millis(4_000),
         "the 1 s deadline was not kept: {took:?}"
     );
 }
