@@ -26,7 +26,7 @@ use crate::frame;
 use crate::http::Request;
 use bytes::Bytes;
 use serde::Serialize;
-use session::{Action, Session};
+use session::{Actions, Session};
 
 /// The wire protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,13 +149,13 @@ pub trait Protocol {
     fn on_consent(
         &self,
         _answer: Result<BackendResponse, BackendError>,
-    ) -> Result<Vec<Action>, Vec<u8>> {
-        Ok(Vec::new())
+    ) -> Result<Actions, Vec<u8>> {
+        Ok(Actions::new())
     }
 
     /// What one text message of the connection leads to. `text` is scratch space (simd-json
     /// parses in place).
-    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>);
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Actions);
 
     /// What a backend's answer to the connection's [`Action::Backend`] call `tag` leads to.
     fn on_backend(
@@ -163,12 +163,12 @@ pub trait Protocol {
         _session: &Session<'_>,
         _tag: u32,
         _answer: Result<BackendResponse, BackendError>,
-        _out: &mut Vec<Action>,
+        _out: &mut Actions,
     ) {
     }
 
     /// What the end of the connection leads to (beyond leaving its rooms).
-    fn on_close(&self, _session: &Session<'_>, _out: &mut Vec<Action>) {}
+    fn on_close(&self, _session: &Session<'_>, _out: &mut Actions) {}
 
     /// What this dialect's members want of a room beyond what every member gets.
     fn traits(&self) -> Traits {

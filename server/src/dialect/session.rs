@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::engine::{Command, Identity, RoomEvent};
 use crate::ids::ConnId;
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tungstenite::protocol::frame::coding::CloseCode;
 
 /// What the rules know of the connection and the server.
@@ -37,6 +38,9 @@ impl Session<'_> {
         }
     }
 }
+
+/// What one message (or answer) leads to: most lead to one or two actions, kept inline.
+pub type Actions = SmallVec<[Action; 2]>;
 
 /// One thing for the shell to do for a connection.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! Each dialect's session rules, without IO: a message in, the actions it leads to out.
 
-use super::session::{Action, Session};
+use super::session::{Action, Actions, Session};
 use super::{slip, Dialect, Peer};
 use crate::auth::Verifier;
 use crate::backend::BackendResponse;
@@ -19,7 +19,7 @@ fn on_text(
     user: Option<&str>,
     rooms: &[&str],
     text: &str,
-) -> Vec<Action> {
+) -> Actions {
     let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
     let verifier = Verifier::new(Some("secret"));
     let session = Session {
@@ -34,7 +34,7 @@ fn on_text(
         config,
         verifier: &verifier,
     };
-    let mut out = Vec::new();
+    let mut out = Actions::new();
     let mut text = text.as_bytes().to_vec();
     dialect.protocol().on_text(&session, &mut text, &mut out);
     out
@@ -245,7 +245,7 @@ fn slip_posts_in_order_and_carries_out_the_backends_events() {
         config: &config,
         verifier: &verifier,
     };
-    let mut out = Vec::new();
+    let mut out = Actions::new();
     Dialect::Slip
         .protocol()
         .on_backend(&session, tag, Ok(answer), &mut out);
@@ -253,7 +253,7 @@ fn slip_posts_in_order_and_carries_out_the_backends_events() {
         &out[..],
         [Action::Send(_), Action::Join(c), Action::Close(CloseCode::Normal, _)] if c == "c"
     ));
-    let mut out = Vec::new();
+    let mut out = Actions::new();
     slip::apply(vec![slip::BackendEvent::Unsubscribe("c".into())], &mut out);
     assert!(matches!(&out[..], [Action::Leave(c)] if c == "c"));
 }

@@ -7,13 +7,15 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Where a lasting event stands in its room's stream: `seq` grows by one per lasting event;
 /// `epoch` changes whenever the room's history is lost or reset, so that a position of an
 /// earlier epoch is never mistaken for one of this stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
-    pub epoch: String,
+    /// Shared by the room and every event it positions: no allocation per event.
+    pub epoch: Arc<str>,
     pub seq: u64,
 }
 

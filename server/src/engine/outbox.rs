@@ -9,6 +9,7 @@ use super::member::CodecId;
 use crate::ids::ConnId;
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
+use std::borrow::Cow;
 
 /// Recipients of one event, grouped by the codec that encodes their frames, so the event is
 /// encoded once per codec present and never per recipient.
@@ -44,8 +45,12 @@ impl Audience {
 pub enum Scope {
     /// Every member, each in its dialect.
     Room,
-    /// Subscribers of a topic `kind` (and `id`, or every id).
-    Topic { kind: String, id: Option<String> },
+    /// Subscribers of a topic `kind` (and `id`, or every id). The kind is borrowed when it
+    /// is one of the engine's own (`chat`, `poll`, `counter`): no allocation per event.
+    Topic {
+        kind: Cow<'static, str>,
+        id: Option<String>,
+    },
     /// The members with these public ids (a targeted emit).
     Members(Vec<String>),
     /// Presence watchers: `presence` subscribers and members that always see presence,

@@ -228,7 +228,13 @@ fn an_idle_room_keeps_its_position_and_a_new_room_starts_an_epoch() {
     run(&mut e, join_cmd(conn(2), "b"), &kept);
     run(&mut e, sub(conn(2), "chat"), &kept);
     let out = run(&mut e, request(conn(2), Request::Chat(json!(2))), &kept);
-    assert_eq!(events(&out)[0].0.position, Some(Position { epoch, seq: 2 }));
+    assert_eq!(
+        events(&out)[0].0.position,
+        Some(Position {
+            epoch: epoch.into(),
+            seq: 2
+        })
+    );
     // A room the store knows nothing of starts a new epoch; another seed, another epoch.
     let mut other = Engine::new(2);
     run(&mut other, join_cmd(conn(3), "c"), &none);

@@ -36,7 +36,7 @@ pub async fn run_deliveries(shard: Rc<Shard>, deliveries: flume::Receiver<ToConn
                         let shard = shard.clone();
                         let events = events.clone();
                         monoio::spawn(async move {
-                            let mut actions = Vec::new();
+                            let mut actions = crate::dialect::session::Actions::new();
                             crate::dialect::slip::apply(events, &mut actions);
                             super::session::carry_out(&shard, &target, actions).await;
                         });

@@ -3,21 +3,20 @@
 //! room owners, calls the backend and changes the connection, in order.
 
 use super::conn::{Conn, State};
-use super::mailbox::now_ms;
+use super::mailbox::{now_ms, ToOwner};
 use super::shard::Shard;
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Action, Actions, Session};
 use crate::dialect::Refusal;
 use crate::engine::{Command, Joiner};
 use crate::fanout::encode_all;
 use bytes::Bytes;
 use rookery_protocol::pact::Role;
 use serde_json::Value;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// Handles one text message of `conn`.
 pub async fn text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     {
         // simd-json parses in place: the message is copied into the core's scratch buffer.
         let mut scratch = shard.scratch.borrow_mut();
@@ -33,7 +32,7 @@ pub async fn text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
 
 /// Handles the end of `conn`'s session (after it left its rooms).
 pub async fn closed(shard: &Rc<Shard>, conn: &Rc<Conn>) {
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     let protocol = conn.dialect.protocol();
     with_session(shard, conn, |s| protocol.on_close(s, &mut actions));
     carry_out(shard, conn, actions).await;
@@ -61,9 +60,12 @@ fn with_session<T>(shard: &Shard, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T
 }
 
 /// Carries out `actions` for `conn`, in order.
-pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Vec<Action>) {
-    let mut queue = VecDeque::from(actions);
-    while let Some(action) = queue.pop_front() {
+pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
+    // Kept last-first, so the next action is popped off the end and a backend's answer's
+    // actions are pushed to come next.
+    let mut queue = actions;
+    queue.reverse();
+    while let Some(action) = queue.pop() {
         let now = now_ms();
         match action {
             Action::Send(frame) => {
@@ -74,8 +76,8 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Vec<Action>)
                 conn.send(frame, now);
             }
             Action::Command(command) => {
-                let room = command.room().unwrap_or_default().to_owned();
-                shard.command(&room, command).await;
+                let owner = shard.owner_of(command.room().unwrap_or_default());
+                let _ = owner.commands.send_async(ToOwner::Engine(command)).await;
             }
             Action::Join(room) => {
                 if conn.state() == State::Open && conn.add_room(&room) {
@@ -114,14 +116,12 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Vec<Action>)
                 concurrent: false,
             } => {
                 let answer = shard.backend(request).await;
-                let mut more = Vec::new();
+                let mut more = Actions::new();
                 let protocol = conn.dialect.protocol();
                 with_session(shard, conn, |s| {
                     protocol.on_backend(s, tag, answer, &mut more)
                 });
-                for action in more.into_iter().rev() {
-                    queue.push_front(action);
-                }
+                queue.extend(more.into_iter().rev());
             }
             Action::Backend {
                 request,
@@ -131,7 +131,7 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Vec<Action>)
                 let (shard, conn) = (shard.clone(), conn.clone());
                 monoio::spawn(async move {
                     let answer = shard.backend(request).await;
-                    let mut more = Vec::new();
+                    let mut more = Actions::new();
                     let protocol = conn.dialect.protocol();
                     with_session(&shard, &conn, |s| {
                         protocol.on_backend(s, tag, answer, &mut more)

@@ -96,7 +96,7 @@ pub(super) async fn open(
     let public_id = protocol.new_public_id(user.as_deref(), now);
     // A dialect may need a backend's consent before the handshake ends (SLIP's does).
     let consented = match protocol.consent(config, &public_id, &req, now) {
-        Ok(None) => Vec::new(),
+        Ok(None) => crate::dialect::session::Actions::new(),
         Ok(Some(request)) => {
             // Boxed: the backend call's state is needed by such upgrades only.
             let answer = Box::pin(shard.backend(request)).await;

@@ -60,7 +60,7 @@ impl MemoryStore {
             }
             Change::Append { event, .. } => {
                 if let Some(position) = &event.position {
-                    snapshot.epoch = Some(position.epoch.clone());
+                    snapshot.epoch = Some(position.epoch.to_string());
                     snapshot.seq = snapshot.seq.max(position.seq);
                 }
                 if history_size > 0 {

@@ -1,7 +1,7 @@
 //! The `jac` dialect as a [`crate::dialect::Protocol`].
 
 use super::*;
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Actions, Session};
 use crate::dialect::{json_frame, Peer, Refusal, Typed, Wire};
 
 /// The `jac` protocol: published data arrives as the raw `data` object, an admin broadcast as
@@ -17,7 +17,7 @@ impl crate::dialect::Protocol for Jac {
             .then(|| Some(channel.map_or_else(|| new_id(now_ms), str::to_owned)))
     }
 
-    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
         session::on_text(session, text, out);
     }
 
@@ -26,7 +26,7 @@ impl crate::dialect::Protocol for Jac {
         _session: &Session<'_>,
         tag: u32,
         answer: Result<BackendResponse, BackendError>,
-        out: &mut Vec<Action>,
+        out: &mut Actions,
     ) {
         session::on_backend(tag, answer, out);
     }

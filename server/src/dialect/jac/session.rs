@@ -5,7 +5,7 @@
 use super::{connection_event, decode, error, error_one, walker_error, Inbound, PUBLIC_ROOT};
 use crate::auth::strip_bearer;
 use crate::backend::{BackendError, BackendRequest, BackendResponse};
-use crate::dialect::session::{new_event_id, Action, Session};
+use crate::dialect::session::{new_event_id, Action, Actions, Session};
 use crate::dialect::Peer;
 use crate::engine::{Command, Identity, RoomEvent};
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 const WALKER_ANSWERED: u32 = 1;
 const WALKER_SILENT: u32 = 0;
 
-pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
     let inbound = match decode(text) {
         Ok(inbound) => inbound,
         Err(errors) => return out.push(Action::Refuse(error(&errors))),
@@ -86,7 +86,7 @@ fn published(session: &Session<'_>, data: Map<String, Value>) -> RoomEvent {
 
 /// Becomes the token's user (or the public user without a token, or with a refused one),
 /// and tells the connection who it is now.
-fn change_user(session: &Session<'_>, token: Option<String>, out: &mut Vec<Action>) {
+fn change_user(session: &Session<'_>, token: Option<String>, out: &mut Actions) {
     let (user, refusal) = match token.as_deref().map(strip_bearer) {
         None | Some("") => (None, None),
         Some(token) => match session.verifier.verify(token) {
@@ -162,7 +162,7 @@ fn walker_request(
 
 /// A walker's answer: with `response`, the backend's JSON body goes back to the caller;
 /// failures are reported as jac reports walker errors.
-pub fn on_backend(tag: u32, answer: Result<BackendResponse, BackendError>, out: &mut Vec<Action>) {
+pub fn on_backend(tag: u32, answer: Result<BackendResponse, BackendError>, out: &mut Actions) {
     let frame = match answer {
         Ok(answer) if (200..300).contains(&answer.status) => {
             if tag != WALKER_ANSWERED {

@@ -1,7 +1,7 @@
 //! The `lambda` dialect as a [`crate::dialect::Protocol`].
 
 use super::*;
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Actions, Session};
 use crate::dialect::{json_frame, Peer, Refusal, Wire};
 
 /// The `lambda` protocol: `{"type":"message","senderId":..,"data":..}` for what is published
@@ -26,7 +26,7 @@ impl crate::dialect::Protocol for Lambda {
         matches!(segments, ["channels"]).then_some(None)
     }
 
-    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
         session::on_text(session, text, out);
     }
 

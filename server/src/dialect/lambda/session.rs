@@ -2,11 +2,11 @@
 //! a fresh `senderId`; `publish` goes to the channel; `ping` is answered here.
 
 use super::{decode, error, join_failure, pong, publish_failure, Inbound};
-use crate::dialect::session::{new_event_id, Action, Session};
+use crate::dialect::session::{new_event_id, Action, Actions, Session};
 use crate::dialect::Protocol;
 use crate::engine::{Command, Identity};
 
-pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
     let inbound = match decode(text) {
         Ok(inbound) => inbound,
         Err(reason) => return out.push(Action::Refuse(error(&reason))),

@@ -1,7 +1,7 @@
 //! Room events and replies as Pact frames (`{"type":..,"ref"?:..,"data":..}`).
 
 use super::{decimal_number, encode, encode_emit, error, ok, ping};
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Actions, Session};
 use crate::dialect::{Peer, Refusal, Typed, Wire};
 use crate::engine::room::poll_topic;
 use crate::engine::{ErrorCode, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced};
@@ -23,7 +23,7 @@ impl crate::dialect::Protocol for Pact {
         matches!(segments, ["websocket"]).then(|| Some(room.unwrap_or("default").to_owned()))
     }
 
-    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
         super::session::on_text(session, text, out);
     }
 

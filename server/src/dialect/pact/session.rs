@@ -3,12 +3,12 @@
 
 use super::{decode, error, Inbound};
 use crate::auth::verify_pact_admin;
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Action, Actions, Session};
 use crate::engine::Command;
 use rookery_protocol::pact::{codes, Role};
 use tungstenite::protocol::frame::coding::CloseCode;
 
-pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
     let Some(room) = session.room() else { return };
     let room = room.to_owned();
     match decode(text) {

@@ -1,7 +1,7 @@
 //! The `slip` dialect as a [`crate::dialect::Protocol`].
 
 use super::*;
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Actions, Session};
 use crate::dialect::{json_frame, Peer, Refusal, Typed, Wire};
 
 /// The `slip` protocol: published data as the frame's text when it is a string (a control
@@ -29,11 +29,11 @@ impl crate::dialect::Protocol for Slip {
     fn on_consent(
         &self,
         answer: Result<BackendResponse, BackendError>,
-    ) -> Result<Vec<Action>, Vec<u8>> {
+    ) -> Result<Actions, Vec<u8>> {
         session::on_consent(answer)
     }
 
-    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
         session::on_text(session, text, out);
     }
 
@@ -42,12 +42,12 @@ impl crate::dialect::Protocol for Slip {
         session: &Session<'_>,
         tag: u32,
         answer: Result<BackendResponse, BackendError>,
-        out: &mut Vec<Action>,
+        out: &mut Actions,
     ) {
         session::on_backend(session, tag, answer, out);
     }
 
-    fn on_close(&self, session: &Session<'_>, out: &mut Vec<Action>) {
+    fn on_close(&self, session: &Session<'_>, out: &mut Actions) {
         session::on_close(session, out);
     }
 

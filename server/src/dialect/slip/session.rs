@@ -8,7 +8,7 @@ use super::{
 };
 use crate::backend::{BackendError, BackendRequest, BackendResponse};
 use crate::config::Config;
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Action, Actions, Session};
 use crate::http::{self, Request};
 use serde_json::json;
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -37,7 +37,7 @@ pub fn backend_request(
     Some(BackendRequest { url, headers, body })
 }
 
-fn post(session: &Session<'_>, body: Vec<u8>, tag: u32, out: &mut Vec<Action>) {
+fn post(session: &Session<'_>, body: Vec<u8>, tag: u32, out: &mut Actions) {
     let request = backend_request(session.config, session.peer.public_id, body, session.now_ms);
     if let Some(request) = request {
         // In order: the backend sees a connection's messages as they were sent.
@@ -49,13 +49,13 @@ fn post(session: &Session<'_>, body: Vec<u8>, tag: u32, out: &mut Vec<Action>) {
     }
 }
 
-pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
     let text = String::from_utf8_lossy(text);
     post(session, text_body(&text), APPLY, out);
 }
 
 /// Tells the backend the connection closed.
-pub fn on_close(session: &Session<'_>, out: &mut Vec<Action>) {
+pub fn on_close(session: &Session<'_>, out: &mut Actions) {
     tracing::debug!(conn = %session.peer.public_id, "telling the SLIP backend");
     post(session, close_body(), IGNORE, out);
 }
@@ -66,7 +66,7 @@ pub fn on_backend(
     session: &Session<'_>,
     tag: u32,
     answer: Result<BackendResponse, BackendError>,
-    out: &mut Vec<Action>,
+    out: &mut Actions,
 ) {
     if tag != APPLY {
         return;
@@ -87,7 +87,7 @@ pub fn on_backend(
 }
 
 /// The backend's events (in an answer, or from the control API) as actions, in order.
-pub fn apply(events: Vec<BackendEvent>, out: &mut Vec<Action>) {
+pub fn apply(events: Vec<BackendEvent>, out: &mut Actions) {
     for event in events {
         match event {
             BackendEvent::Accept => {}
@@ -124,7 +124,7 @@ pub fn consent(
 /// `Err` the HTTP response refusing the upgrade, with the statuses the seed's code used: 500
 /// when the backend fails or answers non-2xx, 400 for invalid events or a first event that
 /// is not `ACCEPT`, 406 for `ACCEPT` with `DISCONNECT`.
-pub fn on_consent(answer: Result<BackendResponse, BackendError>) -> Result<Vec<Action>, Vec<u8>> {
+pub fn on_consent(answer: Result<BackendResponse, BackendError>) -> Result<Actions, Vec<u8>> {
     let answer = answer.map_err(|e| http::json_error(500, "backend_error", &e.to_string()))?;
     if !(200..300).contains(&answer.status) {
         let message = format!("the backend answered {}", answer.status);
@@ -140,7 +140,7 @@ pub fn on_consent(answer: Result<BackendResponse, BackendError>) -> Result<Vec<A
         return Err(http::json(406, &message));
     }
     events.remove(0);
-    let mut actions = Vec::new();
+    let mut actions = Actions::new();
     apply(events, &mut actions);
     Ok(actions)
 }

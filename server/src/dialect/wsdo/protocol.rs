@@ -4,7 +4,7 @@ use super::{body, codes, error_payload, finish, whole, Extra, PING};
 use super::{
     ACK_RECEIVED, CONNECTED, DATA, ERROR, PRESENCE_JOINED, PRESENCE_LEFT, PRESENCE_UPDATED,
 };
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Actions, Session};
 use crate::dialect::Wire;
 use crate::dialect::{Peer, Refusal};
 use crate::engine::{ErrorCode, PresenceChange, Reply, RoomEvent, Sequenced, Traits};
@@ -26,7 +26,7 @@ impl crate::dialect::Protocol for Wsdo {
         }
     }
 
-    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+    fn on_text(&self, session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
         super::session::on_text(session, text, out);
     }
 

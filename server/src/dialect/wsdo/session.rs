@@ -2,10 +2,10 @@
 //! life that counts), `PRESENCE` and `ACK` go to the room.
 
 use super::{decode, error_frame, Inbound};
-use crate::dialect::session::{Action, Session};
+use crate::dialect::session::{Action, Actions, Session};
 use crate::engine::{Command, Request};
 
-pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Vec<Action>) {
+pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
     let Some(room) = session.room() else { return };
     let room = room.to_owned();
     let conn = session.conn;

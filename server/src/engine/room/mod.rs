@@ -17,7 +17,9 @@ use crate::ids::ConnId;
 use ahash::AHashMap;
 use rookery_protocol::pact::{types, Member, PresenceSnapshot};
 use rust_decimal::Decimal;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The default room config, a JSON object in a string (Pact's README).
 pub const DEFAULT_CONFIG: &str = "{}";
@@ -35,7 +37,7 @@ pub struct Room {
     ephemeral_polls: BTreeMap<String, Poll>,
     counters: BTreeMap<String, Decimal>,
     /// The stream's epoch and the last `seq` given to a lasting event.
-    epoch: String,
+    epoch: Arc<str>,
     seq: u64,
 }
 
@@ -68,8 +70,8 @@ impl Room {
             }
         }
         let (epoch, seq) = match snapshot.epoch {
-            Some(epoch) => (epoch, snapshot.seq),
-            None => (new_epoch(), 0),
+            Some(epoch) => (Arc::from(epoch), snapshot.seq),
+            None => (Arc::from(new_epoch()), 0),
         };
         Room {
             name: name.to_owned(),
@@ -103,7 +105,7 @@ impl Room {
     pub fn position_change(&self) -> Change {
         Change::Position {
             room: self.name.clone(),
-            epoch: self.epoch.clone(),
+            epoch: self.epoch.to_string(),
             seq: self.seq,
         }
     }
@@ -299,7 +301,7 @@ impl Room {
     ) {
         let event = self.poll_event(kind, id);
         let scope = Scope::Topic {
-            kind: poll_topic(kind).to_owned(),
+            kind: Cow::Borrowed(poll_topic(kind)),
             id: Some(id.to_owned()),
         };
         self.fan_out(event, scope, context, out);

@@ -93,7 +93,7 @@ impl Room {
             Some(topic) => {
                 let topic = Topic::parse(topic);
                 Scope::Topic {
-                    kind: topic.kind,
+                    kind: topic.kind.into(),
                     id: topic.id,
                 }
             }

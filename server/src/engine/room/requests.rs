@@ -9,6 +9,7 @@ use crate::engine::subscriptions::Topic;
 use crate::ids::ConnId;
 use rookery_protocol::pact::{public_properties, types, PublicUser, Role};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 type Refusal = (ErrorCode, String);
 
@@ -106,7 +107,7 @@ impl Room {
                     },
                 };
                 let scope = Scope::Topic {
-                    kind: types::CHAT.to_owned(),
+                    kind: Cow::Borrowed(types::CHAT),
                     id: None,
                 };
                 self.fan_out(event, scope, context, out);
@@ -133,7 +134,7 @@ impl Room {
                     value,
                 });
                 let scope = Scope::Topic {
-                    kind: types::COUNTER.to_owned(),
+                    kind: Cow::Borrowed(types::COUNTER),
                     id: Some(counter.clone()),
                 };
                 let event = RoomEvent::Counter { id: counter, value };
