@@ -2,6 +2,7 @@
 //! request heads and handing sockets to their protocol. Thin by design: the rules live in
 //! the engine and the dialects.
 
+pub mod admin_api;
 pub mod admission;
 pub mod batch;
 pub mod conn;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod names;
 pub mod owner;
 pub mod recv;
+pub mod room_api;
 pub mod router;
 pub mod session;
 pub mod shard;

@@ -1,0 +1,149 @@
+//! The HTTP API about rooms: Pact-style room details, websockets.do's emit (with acks) and
+//! history.
+
+use super::admin_api::refusal;
+use super::mailbox::ToOwner;
+use super::shard::Shard;
+use crate::api;
+use crate::engine::emit::{EmitOutcome, ReplyToken};
+use crate::engine::{Emit, RoomEvent};
+use crate::http::{self, Request};
+use crate::ids::{random_token, random_u64};
+use crate::store::HistoryQuery;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub(super) async fn room_details(shard: &Shard, room: &str) -> Vec<u8> {
+    let (reply, answer) = flume::bounded(1);
+    let request = ToOwner::Details {
+        room: room.to_owned(),
+        reply,
+    };
+    match ask(shard, room, request, answer).await {
+        Some(json) => http::response(200, "application/json", json.as_bytes()),
+        None => unavailable(),
+    }
+}
+
+pub(super) async fn ask<T>(
+    shard: &Shard,
+    room: &str,
+    request: ToOwner,
+    answer: flume::Receiver<T>,
+) -> Option<T> {
+    shard
+        .owner_of(room)
+        .commands
+        .send_async(request)
+        .await
+        .ok()?;
+    answer.recv_async().await.ok()
+}
+
+pub(super) fn unavailable() -> Vec<u8> {
+    http::json_error(
+        503,
+        "unavailable",
+        "the room owner or its stored state is unavailable",
+    )
+}
+
+pub(super) async fn emit(shard: &Shard, channel: &str, req: &Request) -> Vec<u8> {
+    let parsed = api::targets(req.query_param("clients")).and_then(|targets| {
+        let require_ack = api::boolean(req.query_param("require-ack"))?;
+        let payload = api::emit_payload(req.method == "POST", &req.query, &req.body)?;
+        Ok((targets, require_ack, payload))
+    });
+    let (targets, require_ack, payload) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return refusal(e),
+    };
+    let event_id = format!("evt_{}", random_token(8));
+    let emit = Emit {
+        payload,
+        targets,
+        require_ack,
+        event_id,
+        seed: random_u64(),
+        ack_timeout_ms: shard.config.ack_timeout_ms,
+        reply: ReplyToken(0),
+    };
+    let (reply, answer) = flume::bounded(1);
+    let request = ToOwner::Emit {
+        room: channel.to_owned(),
+        emit,
+        reply,
+    };
+    // The owner always answers, at the latest when the ack deadline passes.
+    let limit = Duration::from_millis(shard.config.ack_timeout_ms + 5_000);
+    let outcome = monoio::time::timeout(limit, ask(shard, channel, request, answer)).await;
+    match outcome {
+        Ok(Some(outcome)) => emit_response(outcome),
+        _ => unavailable(),
+    }
+}
+
+pub(super) fn emit_response(outcome: EmitOutcome) -> Vec<u8> {
+    match outcome {
+        EmitOutcome::Sent { event_id, clients } => http::json(
+            200,
+            &json!({"success": true, "eventID": event_id, "clients": clients}),
+        ),
+        EmitOutcome::Acked { event_id, acked } => http::json(
+            200,
+            &json!({"success": true, "eventID": event_id, "acked": acked}),
+        ),
+        EmitOutcome::AckTimeout {
+            event_id,
+            acked,
+            missing,
+        } => http::json_error_with(
+            408,
+            "ack_timeout",
+            &format!("{} client(s) did not acknowledge in time", missing.len()),
+            json!({"success": false, "eventID": event_id, "acked": acked, "missing": missing}),
+        ),
+        EmitOutcome::NotEnoughClients { wanted, connected } => http::json_error_with(
+            400,
+            "not_enough_clients",
+            "Not enough clients to target.",
+            json!({"success": false, "wanted": wanted, "connected": connected}),
+        ),
+        EmitOutcome::NoClients => http::json_error_with(
+            404,
+            "no_clients",
+            "none of the targeted clients is connected",
+            json!({"success": false}),
+        ),
+        EmitOutcome::Unavailable => unavailable(),
+    }
+}
+
+pub(super) async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<u8> {
+    let limit = match req.query_param("limit").map(str::parse::<usize>) {
+        None => shard.config.history_size,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return http::json_error(400, "invalid_limit", "limit must be a non-negative integer")
+        }
+    };
+    // The store holds the history (an emit's answer waits for its commit, so it is there).
+    let page = shard
+        .node
+        .store
+        .history(channel.to_owned(), HistoryQuery::last(limit));
+    match page.wait().await {
+        Ok(page) => http::json(200, &json!({"history": emitted(page)})),
+        Err(e) => http::json_error(503, "unavailable", &e.to_string()),
+    }
+}
+
+pub(super) fn emitted(page: crate::store::History) -> Vec<Value> {
+    page.events
+        .into_iter()
+        .filter_map(|e| match e.event {
+            RoomEvent::Publish { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect()
+}
