@@ -59,6 +59,11 @@ mod tests {
 /// URL-safe alphabet of nanoid.
 const ALPHABET: &[u8; 64] = b"ModuleSymbhasOwnPr-0123456789ABCDEFGHNRVfgctiUvz_KqYTJkLxpZXIjQW";
 
+/// A new event id: `evt_` and 8 random characters, as websockets.do makes them.
+pub fn new_event_id() -> String {
+    format!("evt_{}", random_token(8))
+}
+
 /// `len` random URL-safe characters (nanoid's alphabet), from the OS random source.
 pub fn random_token(len: usize) -> String {
     let mut out = String::with_capacity(len);

@@ -29,14 +29,6 @@ impl Session<'_> {
     pub fn room(&self) -> Option<&str> {
         self.rooms.first().map(String::as_str)
     }
-
-    /// The connection's identity, as a value.
-    pub fn identity(&self) -> Identity {
-        Identity {
-            public_id: self.peer.public_id.to_owned(),
-            user: self.peer.user.map(str::to_owned),
-        }
-    }
 }
 
 /// What one message (or answer) leads to: most lead to one or two actions, kept inline.
@@ -77,9 +69,4 @@ pub enum Action {
         tag: u32,
         concurrent: bool,
     },
-}
-
-/// A new event id (`evt_` and 8 random characters), as websockets.do makes them.
-pub fn new_event_id() -> String {
-    format!("evt_{}", crate::ids::random_token(8))
 }

@@ -12,17 +12,16 @@ use tungstenite::protocol::frame::coding::CloseCode;
 
 const CONN: ConnId = ConnId(9);
 
-/// The actions `text` leads to for a connection of `dialect` in `rooms`.
-fn on_text(
-    dialect: Dialect,
+/// Runs `f` with the session of connection "me" (of `user`, in `rooms`).
+fn with_session<T>(
     config: &Config,
     user: Option<&str>,
     rooms: &[&str],
-    text: &str,
-) -> Actions {
+    f: impl FnOnce(&Session<'_>) -> T,
+) -> T {
     let rooms: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
     let verifier = Verifier::new(Some("secret"));
-    let session = Session {
+    f(&Session {
         conn: CONN,
         peer: Peer {
             public_id: "me",
@@ -33,10 +32,22 @@ fn on_text(
         now_ms: 1_000,
         config,
         verifier: &verifier,
-    };
+    })
+}
+
+/// The actions `text` leads to for a connection of `dialect` in `rooms`.
+fn on_text(
+    dialect: Dialect,
+    config: &Config,
+    user: Option<&str>,
+    rooms: &[&str],
+    text: &str,
+) -> Actions {
     let mut out = Actions::new();
     let mut text = text.as_bytes().to_vec();
-    dialect.protocol().on_text(&session, &mut text, &mut out);
+    with_session(config, user, rooms, |session| {
+        dialect.protocol().on_text(session, &mut text, &mut out)
+    });
     out
 }
 
@@ -232,23 +243,12 @@ fn slip_posts_in_order_and_carries_out_the_backends_events() {
         status: 200,
         body: br#"[{"type":"TEXT","data":"hi"},{"type":"SUBSCRIBE","target":"c"},{"type":"DISCONNECT"}]"#.to_vec(),
     };
-    let verifier = Verifier::new(None);
-    let session = Session {
-        conn: CONN,
-        peer: Peer {
-            public_id: "me",
-            user: None,
-            latency_ms: 0,
-        },
-        rooms: &[],
-        now_ms: 0,
-        config: &config,
-        verifier: &verifier,
-    };
     let mut out = Actions::new();
-    Dialect::Slip
-        .protocol()
-        .on_backend(&session, tag, Ok(answer), &mut out);
+    with_session(&config, None, &[], |session| {
+        Dialect::Slip
+            .protocol()
+            .on_backend(session, tag, Ok(answer), &mut out)
+    });
     assert!(matches!(
         &out[..],
         [Action::Send(_), Action::Join(c), Action::Close(CloseCode::Normal, _)] if c == "c"

@@ -124,8 +124,13 @@ impl Engine {
             return;
         }
         self.apply(command, now_ms, out);
-        if self.rooms.get(&name).is_some_and(Room::is_empty) {
-            let room = self.rooms.remove(&name).expect("checked above");
+        self.unload_if_empty(&name, out);
+    }
+
+    /// Drops the room `name` if nobody is in it, keeping its position for its next life.
+    fn unload_if_empty(&mut self, name: &str, out: &mut Outbox) {
+        if self.rooms.get(name).is_some_and(Room::is_empty) {
+            let room = self.rooms.remove(name).expect("checked above");
             out.changes.push(room.position_change());
         }
     }
@@ -141,10 +146,7 @@ impl Engine {
                     self.handle(command, now_ms, out);
                 }
                 // Nothing may have stayed (every waiting command was a leave, say).
-                if self.rooms.get(&name).is_some_and(Room::is_empty) {
-                    let room = self.rooms.remove(&name).expect("checked above");
-                    out.changes.push(room.position_change());
-                }
+                self.unload_if_empty(&name, out);
             }
             Err(error) => {
                 tracing::error!(room = %name, %error, "the store could not load a room");

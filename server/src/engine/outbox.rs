@@ -33,10 +33,6 @@ impl Audience {
     pub fn contains(&self, conn: ConnId) -> bool {
         self.groups.iter().any(|(_, conns)| conns.contains(&conn))
     }
-
-    pub fn len(&self) -> usize {
-        self.groups.iter().map(|(_, conns)| conns.len()).sum()
-    }
 }
 
 /// Which members of a room an event is for, independent of the node they are connected to:
@@ -159,14 +155,5 @@ impl Outbox {
         if !to.is_empty() {
             self.sends.push(Send::Event { event, to });
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sends.is_empty()
-            && self.outcomes.is_empty()
-            && self.closes.is_empty()
-            && self.changes.is_empty()
-            && self.loads.is_empty()
-            && self.published.is_empty()
     }
 }

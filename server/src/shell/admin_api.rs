@@ -8,7 +8,7 @@ use crate::dialect::slip;
 use crate::engine::{Command, RoomEvent};
 use crate::fanout::encode_all;
 use crate::http::{self, Request};
-use crate::ids::random_token;
+use crate::ids::new_event_id;
 use serde_json::{json, Value};
 
 pub(super) fn admin(shard: &Shard, req: &Request) -> Result<(), Vec<u8>> {
@@ -44,7 +44,7 @@ pub(super) async fn admin_broadcast(shard: &Shard, room: &str, body: &[u8]) -> V
         data: body.data,
         to: body.to,
     };
-    shard.command(room, command).await;
+    shard.command(command).await;
     http::json(200, &json!({"success": true}))
 }
 
@@ -60,7 +60,7 @@ pub(super) async fn admin_config(shard: &Shard, room: &str, body: &[u8]) -> Vec<
         room: room.to_owned(),
         config: config.to_owned(),
     };
-    shard.command(room, command).await;
+    shard.command(command).await;
     http::json(200, &json!({"success": true}))
 }
 
@@ -97,7 +97,7 @@ pub(super) async fn notify(shard: &Shard, body: &[u8]) -> Vec<u8> {
         Ok(body) => body,
         Err(e) => return refusal(e),
     };
-    let event_id = format!("evt_{}", random_token(8));
+    let event_id = new_event_id();
     if !users.is_empty() || !clients.is_empty() {
         let wires = encode_all(RoomEvent::Publish {
             data: data.clone(),
@@ -109,13 +109,13 @@ pub(super) async fn notify(shard: &Shard, body: &[u8]) -> Vec<u8> {
     }
     for channel in channels {
         let command = Command::Publish {
-            room: channel.clone(),
+            room: channel,
             sender: None,
             sender_label: "server".to_owned(),
             data: data.clone(),
             event_id: event_id.clone(),
         };
-        shard.command(&channel, command).await;
+        shard.command(command).await;
     }
     http::json(200, &json!({"success": true, "eventID": event_id}))
 }
@@ -142,9 +142,9 @@ pub(super) async fn slip_control(shard: &Shard, req: &Request) -> Vec<u8> {
                     sender: None,
                     sender_label: "server".to_owned(),
                     data: Value::String(text),
-                    event_id: format!("evt_{}", random_token(8)),
+                    event_id: new_event_id(),
                 };
-                shard.command(&command.target, publish).await;
+                shard.command(publish).await;
             }
             slip::BackendEvent::Disconnect => {
                 disconnect(shard, &command.target).await;

@@ -6,11 +6,11 @@ use super::mailbox::ToOwner;
 use super::shard::Shard;
 use crate::api;
 use crate::engine::emit::{EmitOutcome, ReplyToken};
-use crate::engine::{Emit, RoomEvent};
+use crate::engine::Emit;
 use crate::http::{self, Request};
-use crate::ids::{random_token, random_u64};
+use crate::ids::{new_event_id, random_u64};
 use crate::store::HistoryQuery;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 pub(super) async fn room_details(shard: &Shard, room: &str) -> Vec<u8> {
@@ -58,7 +58,7 @@ pub(super) async fn emit(shard: &Shard, channel: &str, req: &Request) -> Vec<u8>
         Ok(parsed) => parsed,
         Err(e) => return refusal(e),
     };
-    let event_id = format!("evt_{}", random_token(8));
+    let event_id = new_event_id();
     let emit = Emit {
         payload,
         targets,
@@ -133,17 +133,7 @@ pub(super) async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<
         .store
         .history(channel.to_owned(), HistoryQuery::last(limit));
     match page.wait().await {
-        Ok(page) => http::json(200, &json!({"history": emitted(page)})),
+        Ok(page) => http::json(200, &json!({"history": page.emitted()})),
         Err(e) => http::json_error(503, "unavailable", &e.to_string()),
     }
-}
-
-pub(super) fn emitted(page: crate::store::History) -> Vec<Value> {
-    page.events
-        .into_iter()
-        .filter_map(|e| match e.event {
-            RoomEvent::Publish { data, .. } => Some(data),
-            _ => None,
-        })
-        .collect()
 }

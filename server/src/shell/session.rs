@@ -3,8 +3,9 @@
 //! room owners, calls the backend and changes the connection, in order.
 
 use super::conn::{Conn, State};
-use super::mailbox::{now_ms, ToOwner};
+use super::mailbox::now_ms;
 use super::shard::Shard;
+use crate::backend::BackendRequest;
 use crate::dialect::session::{Action, Actions, Session};
 use crate::dialect::Refusal;
 use crate::engine::{Command, Joiner};
@@ -75,10 +76,7 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
                 shard.metrics.error_frames.inc();
                 conn.send(frame, now);
             }
-            Action::Command(command) => {
-                let owner = shard.owner_of(command.room().unwrap_or_default());
-                let _ = owner.commands.send_async(ToOwner::Engine(command)).await;
-            }
+            Action::Command(command) => shard.command(command).await,
             Action::Join(room) => {
                 if conn.state() == State::Open && conn.add_room(&room) {
                     join_room(shard, conn, &room).await;
@@ -88,9 +86,9 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
                 if conn.remove_room(&room) {
                     let leave = Command::Leave {
                         conn: conn.id,
-                        room: room.clone(),
+                        room,
                     };
-                    shard.command(&room, leave).await;
+                    shard.command(leave).await;
                 }
             }
             Action::SetIdentity(identity) => {
@@ -115,12 +113,7 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
                 tag,
                 concurrent: false,
             } => {
-                let answer = shard.backend(request).await;
-                let mut more = Actions::new();
-                let protocol = conn.dialect.protocol();
-                with_session(shard, conn, |s| {
-                    protocol.on_backend(s, tag, answer, &mut more)
-                });
+                let more = backend(shard, conn, request, tag).await;
                 queue.extend(more.into_iter().rev());
             }
             Action::Backend {
@@ -130,17 +123,23 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
             } => {
                 let (shard, conn) = (shard.clone(), conn.clone());
                 monoio::spawn(async move {
-                    let answer = shard.backend(request).await;
-                    let mut more = Actions::new();
-                    let protocol = conn.dialect.protocol();
-                    with_session(&shard, &conn, |s| {
-                        protocol.on_backend(s, tag, answer, &mut more)
-                    });
+                    let more = backend(&shard, &conn, request, tag).await;
                     Box::pin(carry_out(&shard, &conn, more)).await;
                 });
             }
         }
     }
+}
+
+/// Makes a backend call of `conn`'s and returns what its dialect makes of the answer.
+async fn backend(shard: &Shard, conn: &Conn, request: BackendRequest, tag: u32) -> Actions {
+    let answer = shard.backend(request).await;
+    let mut more = Actions::new();
+    let protocol = conn.dialect.protocol();
+    with_session(shard, conn, |s| {
+        protocol.on_backend(s, tag, answer, &mut more)
+    });
+    more
 }
 
 /// Joins `conn` to `room` as who it is now (at connect, or later: Lambda `join`, SLIP
@@ -171,5 +170,5 @@ pub async fn join_room_with(
         room: room.to_owned(),
         joiner,
     };
-    shard.command(room, join).await;
+    shard.command(join).await;
 }

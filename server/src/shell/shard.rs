@@ -132,13 +132,10 @@ impl Shard {
         self.wheel.borrow_mut().schedule(at, id);
     }
 
-    /// Sends a command to the owner of `room`, waiting while its channel is full.
-    pub async fn command(&self, room: &str, command: Command) {
-        let _ = self
-            .owner_of(room)
-            .commands
-            .send_async(ToOwner::Engine(command))
-            .await;
+    /// Sends a command to the owner of its room, waiting while its channel is full.
+    pub async fn command(&self, command: Command) {
+        let owner = self.owner_of(command.room().unwrap_or_default());
+        let _ = owner.commands.send_async(ToOwner::Engine(command)).await;
     }
 
     /// Carries out an outbox's closes and sends: each send is encoded once per dialect among

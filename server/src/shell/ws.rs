@@ -230,11 +230,8 @@ async fn close(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     shard.unregister(id);
     conn.mark_dead();
     for room in conn.rooms() {
-        let leave = Command::Leave {
-            conn: id,
-            room: room.clone(),
-        };
-        shard.command(&room, leave).await;
+        let leave = Command::Leave { conn: id, room };
+        shard.command(leave).await;
     }
     session::closed(shard, conn).await;
 }

@@ -12,7 +12,7 @@ pub mod worker;
 
 pub use memory::MemoryStore;
 
-use crate::engine::{Change, RoomSnapshot, Sequenced};
+use crate::engine::{Change, RoomEvent, RoomSnapshot, Sequenced};
 
 /// Why a store could not do what it was asked. The caller decides what a failure means for
 /// the request behind it (a join is refused, an HTTP call answers 503).
@@ -56,6 +56,20 @@ pub struct History {
     /// The `seq` of the oldest event the store still keeps for the room (`None`: none kept).
     /// A resume from `seq` S is complete only if S + 1 >= this.
     pub oldest: Option<u64>,
+}
+
+impl History {
+    /// The payloads of the page's emits and publishes, oldest first (what websockets.do's
+    /// `/history` lists).
+    pub fn emitted(self) -> Vec<serde_json::Value> {
+        self.events
+            .into_iter()
+            .filter_map(|e| match e.event {
+                RoomEvent::Publish { data, .. } => Some(data),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Where rooms' durable state and history are kept.

@@ -5,9 +5,10 @@
 use super::{connection_event, decode, error, error_one, walker_error, Inbound, PUBLIC_ROOT};
 use crate::auth::strip_bearer;
 use crate::backend::{BackendError, BackendRequest, BackendResponse};
-use crate::dialect::session::{new_event_id, Action, Actions, Session};
+use crate::dialect::session::{Action, Actions, Session};
 use crate::dialect::Peer;
 use crate::engine::{Command, Identity, RoomEvent};
+use crate::ids::new_event_id;
 use serde_json::{Map, Value};
 
 /// Backend calls of walkers whose answer goes back to the caller, and of the others.

@@ -2,9 +2,10 @@
 //! a fresh `senderId`; `publish` goes to the channel; `ping` is answered here.
 
 use super::{decode, error, join_failure, pong, publish_failure, Inbound};
-use crate::dialect::session::{new_event_id, Action, Actions, Session};
+use crate::dialect::session::{Action, Actions, Session};
 use crate::dialect::Protocol;
 use crate::engine::{Command, Identity};
+use crate::ids::new_event_id;
 
 pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
     let inbound = match decode(text) {

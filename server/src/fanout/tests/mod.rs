@@ -8,9 +8,7 @@ mod pact;
 use crate::dialect::{wsdo, Dialect, Wire};
 use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
 use crate::engine::subscriptions::Topic;
-use crate::engine::{
-    self, Command, Emit, Identity, Joiner, Outbox, Request, RoomDetails, RoomEvent,
-};
+use crate::engine::{self, Command, Emit, Identity, Joiner, Outbox, Request, RoomDetails};
 use crate::ids::ConnId;
 use crate::store::{HistoryQuery, MemoryStore, StateStore};
 use bytes::Bytes;
@@ -57,13 +55,7 @@ impl Engine {
     /// The room's last `limit` emitted payloads, oldest first (websockets.do's `/history`).
     fn history(&mut self, room: &str, limit: usize) -> Vec<Value> {
         let page = self.store.history(room, HistoryQuery::last(limit)).unwrap();
-        page.events
-            .into_iter()
-            .filter_map(|e| match e.event {
-                RoomEvent::Publish { data, .. } => Some(data),
-                _ => None,
-            })
-            .collect()
+        page.emitted()
     }
 
     fn room_count(&self) -> usize {
