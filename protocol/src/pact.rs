@@ -26,6 +26,12 @@ pub mod types {
     pub const PRESENCE_UPDATED: &str = "presence:updated";
     pub const AUTHENTICATE: &str = "authenticate";
     pub const ACK: &str = "ack";
+    /// Client → server: replay what was missed since a position (SPEC §5.3).
+    pub const RESUME: &str = "resume";
+    /// Server → client: the answer to `resume`.
+    pub const RESUMED: &str = "resumed";
+    /// Both ways: a page of the room's history (SPEC §5.3).
+    pub const HISTORY: &str = "history";
 }
 
 /// Error codes carried in `{"type":"error","data":{"code":..,"message":..}}`.
@@ -74,6 +80,47 @@ pub struct Profile {
     #[serde(rename = "connectionDetails")]
     pub connection_details: Value,
     pub role: Role,
+    /// The room's stream position when the profile was sent (SPEC §5.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<Pos>,
+}
+
+/// A room's stream position: `epoch` changes whenever the room's history is lost or reset;
+/// `seq` grows by one per lasting event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Pos {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// `resume` data: the last position the client saw.
+pub type ResumeData = Pos;
+
+/// `resumed` data: whether everything missed was replayed (`missed` events, each with its
+/// `seq`), and the room's position now. With `recovered: false` the server sent fresh
+/// snapshots instead: the client must treat its state as reloaded.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Resumed {
+    pub recovered: bool,
+    pub missed: u64,
+    pub pos: Pos,
+}
+
+/// `history` request data: up to `limit` events, before `seq` `before` when given.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HistoryRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+}
+
+/// `history` answer data: events oldest first, each the frame's JSON as it was sent (with
+/// its `seq`), and the room's position.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct HistoryPage {
+    pub events: Vec<Value>,
+    pub pos: Pos,
 }
 
 /// The public view of a sender, attached to `chat` events.
@@ -169,6 +216,7 @@ mod tests {
             id: "u".into(),
             connection_details: Value::Null,
             role: Role::Admin,
+            pos: None,
         };
         let s = serde_json::to_string(&p).unwrap();
         assert!(s.contains("\"connectionDetails\":null"));

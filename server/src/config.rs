@@ -161,9 +161,32 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_ACK_TIMEOUT_MS", default_value_t = 5_000)]
     pub ack_timeout_ms: u64,
 
-    /// Emitted payloads kept per room for `GET /:channel/history` (0 keeps none).
+    /// Lasting events kept per room for resume, `history` and `GET /:channel/history`
+    /// (0 keeps none: every resume that missed something reloads).
     #[arg(long, env = "ROOKERY_HISTORY_SIZE", default_value_t = 100)]
     pub history_size: usize,
+
+    /// How long history events count, in ms (0: no age bound; the size bound still holds).
+    #[arg(long, env = "ROOKERY_HISTORY_TTL_MS", default_value_t = 0)]
+    pub history_ttl_ms: u64,
+
+    /// Where rooms' state and history live: `disk` (in `--data-dir`, survives restarts) or
+    /// `memory` (lost when the process ends).
+    #[arg(long, env = "ROOKERY_STORE", value_enum, default_value_t = StoreChoice::Disk)]
+    pub store: StoreChoice,
+
+    /// The disk store's directory (created if missing; one process at a time).
+    #[arg(long, env = "ROOKERY_DATA_DIR", default_value = "./rookery-data")]
+    pub data_dir: std::path::PathBuf,
+
+    /// When the disk store fsyncs: `interval` (every `--fsync-ms`) or `always` (every
+    /// batch, before its replies are released).
+    #[arg(long, env = "ROOKERY_FSYNC", value_enum, default_value_t = FsyncChoice::Interval)]
+    pub fsync: FsyncChoice,
+
+    /// With `--fsync interval`: the longest a committed batch waits for its fsync, in ms.
+    #[arg(long, env = "ROOKERY_FSYNC_MS", default_value_t = 5)]
+    pub fsync_ms: u64,
 
     /// Largest accepted HTTP request body, in bytes (larger: 413).
     #[arg(long, env = "ROOKERY_MAX_BODY_SIZE", default_value_t = 1 << 20)]
@@ -174,10 +197,27 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Which state store rooms use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreChoice {
+    Disk,
+    Memory,
+}
+
+/// When the disk store makes commits durable against power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncChoice {
+    /// Every `--fsync-ms`.
+    Interval,
+    /// Every batch, before its replies are released.
+    Always,
+}
+
 impl Config {
-    /// Defaults, listening on `127.0.0.1:0`: what tests and embedders start from.
+    /// Defaults, listening on `127.0.0.1:0` with the memory store: what tests and embedders
+    /// start from (nothing written to the working directory).
     pub fn local() -> Config {
-        Config::parse_from(["rookery", "--listen", "127.0.0.1:0"])
+        Config::parse_from(["rookery", "--listen", "127.0.0.1:0", "--store", "memory"])
     }
 
     /// The engine's limits, for one of `cores` cores.
@@ -190,6 +230,8 @@ impl Config {
             },
             presence_updates: self.presence_updates,
             presence_window_ms: self.presence_window_ms,
+            history_size: self.history_size,
+            history_ttl_ms: self.history_ttl_ms,
         }
     }
 
@@ -212,6 +254,9 @@ mod tests {
         assert_eq!(c.ping_interval_ms, 25_000);
         assert_eq!(c.ping_missed, 2);
         assert_eq!(c.max_message_size, 65_536);
+        assert_eq!(c.store, StoreChoice::Disk);
+        assert_eq!(c.data_dir, std::path::PathBuf::from("./rookery-data"));
+        assert_eq!((c.fsync, c.fsync_ms), (FsyncChoice::Interval, 5));
     }
 
     #[test]

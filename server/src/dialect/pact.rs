@@ -21,6 +21,9 @@ use std::str::FromStr;
 /// Longest accepted subscription topic, poll id, answer or counter id, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 
+/// Events a `history` request without a `limit` asks for (the history size caps it).
+pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+
 /// A decoded client frame.
 #[derive(Debug, PartialEq)]
 pub enum Inbound {
@@ -192,6 +195,44 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
             };
             Request::Counter { counter, delta }
         }
+        types::RESUME => {
+            let epoch = data.get("epoch").and_then(Value::as_str);
+            let seq = data.get("seq").and_then(Value::as_u64);
+            match (epoch, seq) {
+                (Some(epoch), Some(seq)) if !epoch.is_empty() && epoch.len() <= MAX_NAME_LEN => {
+                    Request::Resume {
+                        epoch: epoch.to_owned(),
+                        seq,
+                    }
+                }
+                _ => {
+                    return Err(invalid(
+                        &reference,
+                        "resume data must be {\"epoch\": string, \"seq\": non-negative integer}",
+                    ))
+                }
+            }
+        }
+        types::HISTORY => {
+            let field = |name: &str| match data.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(value) => value.as_u64().map(Some).ok_or(()),
+            };
+            match (&data, field("limit"), field("before")) {
+                (Value::Null | Value::Object(_), Ok(limit), Ok(before)) => Request::History {
+                    limit: limit.map_or(DEFAULT_HISTORY_LIMIT, |l| {
+                        usize::try_from(l).unwrap_or(usize::MAX)
+                    }),
+                    before,
+                },
+                _ => {
+                    return Err(invalid(
+                        &reference,
+                        "history data must be {\"limit\"?: non-negative integer, \"before\"?: seq}",
+                    ))
+                }
+            }
+        }
         types::CONFIG => Request::Config(match data {
             Value::String(s) => s,
             other => other.to_string(),
@@ -271,17 +312,30 @@ struct Envelope<'a, T: Serialize + ?Sized> {
     reference: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a T>,
+    /// The event's place in its room's stream (lasting events only, SPEC §5.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 /// `{"type": kind, "ref"?: reference, "data": data}` as a complete text frame.
 pub fn encode<T: Serialize + ?Sized>(kind: &str, reference: Option<&Value>, data: &T) -> Bytes {
-    let payload = serde_json::to_vec(&Envelope {
+    frame::text(&payload(kind, reference, data, None))
+}
+
+/// `{"type": kind, "ref"?: reference, "data": data, "seq"?: seq}` as JSON text.
+pub fn payload<T: Serialize + ?Sized>(
+    kind: &str,
+    reference: Option<&Value>,
+    data: &T,
+    seq: Option<u64>,
+) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
         kind,
         reference,
         data: Some(data),
+        seq,
     })
-    .expect("event data serializes");
-    frame::text(&payload)
+    .expect("event data serializes")
 }
 
 #[derive(Serialize)]
@@ -293,19 +347,27 @@ struct Emit<'a> {
     event_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     requires_ack: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 /// An emit as Pact members see it: `{"type":"broadcast","data":payload,"eventID":..}`, with
-/// `"requires_ack":true` when the emitter waits for acks (answered with `ack`).
-pub fn encode_emit(payload: &Value, event_id: &str, require_ack: bool) -> Bytes {
-    let payload = serde_json::to_vec(&Emit {
+/// `"requires_ack":true` when the emitter waits for acks (answered with `ack`), as JSON
+/// text.
+pub fn emit_payload(
+    payload: &Value,
+    event_id: &str,
+    require_ack: bool,
+    seq: Option<u64>,
+) -> Vec<u8> {
+    serde_json::to_vec(&Emit {
         kind: types::BROADCAST,
         data: payload,
         event_id,
         requires_ack: require_ack.then_some(true),
+        seq,
     })
-    .expect("emits serialize");
-    frame::text(&payload)
+    .expect("emits serialize")
 }
 
 /// `{"type":"ok","ref":..}`: the request was applied.
@@ -314,6 +376,7 @@ pub fn ok(reference: &Value) -> Bytes {
         kind: types::OK,
         reference: Some(reference),
         data: None,
+        seq: None,
     })
     .expect("ok serializes");
     frame::text(&payload)

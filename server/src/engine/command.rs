@@ -2,6 +2,7 @@
 //! messages into these, the shell adds the HTTP API's and the store's answers.
 
 use super::emit::{ReplyToken, Targets};
+use super::history::{History, Read};
 use super::member::Joiner;
 use super::outbox::Published;
 use super::snapshot::RoomSnapshot;
@@ -40,6 +41,10 @@ pub enum Request {
     Ack(String),
     /// A client heartbeat; only a `ref` makes it answer.
     Ping,
+    /// Replay what the member missed since this position (SPEC §5.3 `resume`).
+    Resume { epoch: String, seq: u64 },
+    /// A page of the room's history: up to `limit` events, before `before` if given.
+    History { limit: usize, before: Option<u64> },
 }
 
 /// An HTTP emit (websockets.do's `/:channel/emit`).
@@ -57,6 +62,9 @@ pub struct Emit {
 
 /// What the store answered for a room the engine asked to load.
 pub type LoadResult = Result<Option<RoomSnapshot>, String>;
+
+/// What the store answered for a page of history the engine asked for.
+pub type ReadResult = Result<History, String>;
 
 /// Everything a room owner can be asked to do.
 #[derive(Debug, Clone)]
@@ -122,6 +130,8 @@ pub enum Command {
         room: String,
         result: LoadResult,
     },
+    /// The store's answer to a read of history the engine asked for.
+    Read { read: Read, result: ReadResult },
     /// An event another node published (from the broker).
     Remote(Published),
     /// Time passes: expire ack deadlines.
@@ -143,6 +153,7 @@ impl Command {
             | Command::SetRole { room, .. }
             | Command::Loaded { room, .. } => Some(room),
             Command::Remote(published) => Some(&published.room),
+            Command::Read { read, .. } => Some(&read.room),
             Command::Tick => None,
         }
     }

@@ -97,6 +97,8 @@ pub enum ErrorCode {
     InvalidData,
     /// The request needs the admin role.
     Forbidden,
+    /// The store could not serve the request now; it may work later.
+    Unavailable,
 }
 
 /// A reply to one connection: the answer to its request, or what it is told on joining.
@@ -109,6 +111,21 @@ pub enum Reply {
         reference: Option<Value>,
         code: ErrorCode,
         message: String,
+    },
+    /// The answer to a `resume`: the missed events were replayed (`recovered`, `missed` of
+    /// them) or, when they could not be, fresh snapshots were sent; `pos` is the room's
+    /// position now.
+    Resumed {
+        reference: Option<Value>,
+        recovered: bool,
+        missed: u64,
+        pos: Position,
+    },
+    /// A page of the room's history, oldest first, and the room's position now.
+    History {
+        reference: Option<Value>,
+        events: Vec<Sequenced>,
+        pos: Position,
     },
     /// The member's own profile (on `login`, `profile`, a role change).
     Profile {

@@ -2,7 +2,8 @@
 //! protocol wants of the room ([`Traits`]), told by its dialect when it joins.
 
 use super::subscriptions::Subscriptions;
-use rookery_protocol::pact::{public_properties, Member, Profile, Role};
+use super::event::Sequenced;
+use rookery_protocol::pact::{public_properties, Member, Pos, Profile, Role};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -74,6 +75,9 @@ pub struct MemberState {
     /// Start of the current presence-update window, and updates made in it.
     presence_window_start: u64,
     presence_updates: u32,
+    /// While a `resume` waits for the store: the live events held back for after the
+    /// replay (boxed: most members never resume).
+    pub replay: Option<Box<Vec<Sequenced>>>,
 }
 
 impl MemberState {
@@ -89,6 +93,7 @@ impl MemberState {
             details: joiner.details.to_string().into_boxed_str(),
             presence_window_start: 0,
             presence_updates: 0,
+            replay: None,
         }
     }
 
@@ -111,14 +116,15 @@ impl MemberState {
         }
     }
 
-    /// The member as it sees itself.
-    pub fn profile(&self) -> Box<Profile> {
+    /// The member as it sees itself, with its room's position.
+    pub fn profile(&self, pos: Pos) -> Box<Profile> {
         Box::new(Profile {
             suffix: self.suffix,
             properties: self.properties.clone(),
             id: self.id().to_owned(),
             connection_details: serde_json::from_str(&self.details).unwrap_or(Value::Null),
             role: self.role,
+            pos: Some(pos),
         })
     }
 

@@ -13,6 +13,7 @@
 pub mod command;
 pub mod emit;
 pub mod event;
+pub mod history;
 pub mod member;
 pub mod outbox;
 pub mod poll;
@@ -21,6 +22,7 @@ pub mod snapshot;
 pub mod subscriptions;
 
 pub use command::{Command, Emit, LoadResult, Request};
+pub use history::{Entry, History, HistoryQuery, Read, ReadFor};
 pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 pub use member::{CodecId, Identity, Joiner, Traits};
 pub use outbox::{Audience, Change, Outbox, Published, Scope, Send};
@@ -42,6 +44,10 @@ pub struct Limits {
     /// Property/presence updates (Pact `login`, wsdo `PRESENCE`) per member per window.
     pub presence_updates: u32,
     pub presence_window_ms: u64,
+    /// Events a room's history keeps (a resume further back than this reloads instead).
+    pub history_size: usize,
+    /// How long history events count, in ms (0: no age bound).
+    pub history_ttl_ms: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +57,8 @@ impl Default for Limits {
             max_rooms: usize::MAX,
             presence_updates: 20,
             presence_window_ms: 10_000,
+            history_size: 100,
+            history_ttl_ms: 0,
         }
     }
 }
@@ -234,6 +242,7 @@ impl Engine {
                         ..
                     } => live.set_role(conn, role, reference, out),
                     Command::Remote(published) => live.deliver_remote(published, out),
+                    Command::Read { read, result } => live.read_done(read, result, out),
                     Command::Join { .. }
                     | Command::Emit { .. }
                     | Command::SetConfig { .. }

@@ -5,6 +5,7 @@
 
 use super::emit::{EmitOutcome, ReplyToken};
 use super::event::{Reply, Sequenced};
+use super::history::{Entry, Read};
 use super::member::CodecId;
 use crate::ids::ConnId;
 use rust_decimal::Decimal;
@@ -104,7 +105,7 @@ pub enum Change {
     /// A lasting event kept in the room's history (with its position).
     Append {
         room: String,
-        event: Sequenced,
+        entry: Entry,
     },
 }
 
@@ -144,6 +145,8 @@ pub struct Outbox {
     pub loads: Vec<String>,
     /// Events for other nodes (only when the engine has a broker feed).
     pub published: Vec<Published>,
+    /// Pages of history to read for members (answered with `Command::Read`).
+    pub reads: Vec<Read>,
 }
 
 impl Outbox {

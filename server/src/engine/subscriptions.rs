@@ -124,6 +124,26 @@ impl Subscriptions {
         }
     }
 
+    /// Every topic subscribed, as `subscribe` named them.
+    pub fn topics(&self) -> Vec<Topic> {
+        let mut topics = Vec::new();
+        for (kind, entry) in &self.kinds {
+            if entry.all {
+                topics.push(Topic {
+                    kind: kind.clone(),
+                    id: None,
+                });
+            }
+            for id in entry.ids.iter().flat_map(|ids| ids.iter()) {
+                topics.push(Topic {
+                    kind: kind.clone(),
+                    id: Some(id.clone()),
+                });
+            }
+        }
+        topics
+    }
+
     pub fn len(&self) -> usize {
         self.kinds
             .iter()

@@ -55,7 +55,8 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
             };
         }
         let store = &shard.node.store;
-        // The commit goes first: the loads below, sent after it, see what it changed.
+        // The commit goes first: the loads and reads below, sent after it, see what it
+        // changed.
         let commit =
             (!out.changes.is_empty()).then(|| store.commit(std::mem::take(&mut out.changes)));
         for room in out.loads.drain(..) {
@@ -65,6 +66,15 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
                 let result = pending.wait().await.map_err(|e| e.to_string());
                 let loaded = Command::Loaded { room, result };
                 let _ = own.send_async(ToOwner::Engine(loaded)).await;
+            });
+        }
+        for read in out.reads.drain(..) {
+            let pending = store.history(read.room.clone(), read.query);
+            let own = shard.node.mailboxes[shard.id].commands.clone();
+            monoio::spawn(async move {
+                let result = pending.wait().await.map_err(|e| e.to_string());
+                let answer = Command::Read { read, result };
+                let _ = own.send_async(ToOwner::Engine(answer)).await;
             });
         }
         for (room, reply) in details.drain(..) {

@@ -133,7 +133,7 @@ pub(super) async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<
         .store
         .history(channel.to_owned(), HistoryQuery::last(limit));
     match page.wait().await {
-        Ok(page) => http::json(200, &json!({"history": page.emitted()})),
+        Ok(page) => http::json(200, &json!({"history": crate::store::emitted(page)})),
         Err(e) => http::json_error(503, "unavailable", &e.to_string()),
     }
 }

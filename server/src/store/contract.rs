@@ -1,8 +1,8 @@
 //! The contract every [`StateStore`] passes: run [`check`] with a constructor of fresh, empty
 //! stores (keeping the history size given). A failure panics with what was expected.
 
-use super::{HistoryQuery, StateStore};
-use crate::engine::{Change, Position, RoomEvent, RoomSnapshot, Sequenced};
+use super::{Entry, HistoryQuery, StateStore};
+use crate::engine::{Change, Position, RoomEvent, RoomSnapshot, Scope, Sequenced};
 use rust_decimal::Decimal;
 use serde_json::json;
 use std::str::FromStr;
@@ -20,6 +20,7 @@ pub fn check(new: &mut NewStore<'_>) {
     history_reads_after_before_and_last(new(10).as_mut());
     history_is_bounded_oldest_first(new(3).as_mut());
     no_history_size_keeps_none(new(0).as_mut());
+    history_reads_only_events_since(new(10).as_mut());
 }
 
 fn change_counter(room: &str, counter: &str, value: &str) -> Change {
@@ -39,24 +40,33 @@ fn vote(room: &str, poll: &str, user: &str, answer: Option<&str>) -> Change {
     }
 }
 
-/// A chat event at `seq` of epoch `e1`.
-fn event(seq: u64) -> Sequenced {
-    Sequenced {
-        position: Some(Position {
-            epoch: "e1".into(),
-            seq,
-        }),
-        event: RoomEvent::Broadcast {
-            kind: "n".into(),
-            data: json!(seq),
+/// A broadcast at `seq` of epoch `e1`, made at `seq` × 1000 ms, for the room (odd seqs)
+/// or for members `a` and `b` (even ones).
+fn event(seq: u64) -> Entry {
+    Entry {
+        event: Sequenced {
+            position: Some(Position {
+                epoch: "e1".into(),
+                seq,
+            }),
+            event: RoomEvent::Broadcast {
+                kind: "n".into(),
+                data: json!({"seq": seq, "text": "exact \u{1F426} 0.1"}),
+            },
         },
+        scope: if seq % 2 == 1 {
+            Scope::Room
+        } else {
+            Scope::Members(vec!["a".into(), "b".into()])
+        },
+        at_ms: seq * 1000,
     }
 }
 
 fn append(room: &str, seq: u64) -> Change {
     Change::Append {
         room: room.into(),
-        event: event(seq),
+        entry: event(seq),
     }
 }
 
@@ -65,7 +75,7 @@ fn seqs(store: &mut dyn StateStore, room: &str, query: HistoryQuery) -> Vec<u64>
     history
         .events
         .iter()
-        .map(|e| e.position.as_ref().expect("kept events have positions").seq)
+        .map(|e| e.event.position.as_ref().expect("kept events have positions").seq)
         .collect()
 }
 
@@ -159,6 +169,7 @@ fn history_reads_after_before_and_last(store: &mut dyn StateStore) {
         after: Some(after),
         before: None,
         limit,
+        since_ms: None,
     };
     assert_eq!(seqs(store, "r", after(2, 100)), vec![3, 4, 5, 6]);
     assert_eq!(
@@ -171,6 +182,7 @@ fn history_reads_after_before_and_last(store: &mut dyn StateStore) {
         after: None,
         before: Some(5),
         limit: 2,
+        since_ms: None,
     };
     assert_eq!(seqs(store, "r", before), vec![3, 4]);
     assert_eq!(
@@ -197,4 +209,24 @@ fn no_history_size_keeps_none(store: &mut dyn StateStore) {
     assert!(seqs(store, "r", HistoryQuery::last(10)).is_empty());
     let snapshot = store.load("r").unwrap().unwrap();
     assert_eq!(snapshot.seq, 1, "the position is kept even without history");
+}
+
+fn history_reads_only_events_since(store: &mut dyn StateStore) {
+    let batch: Vec<Change> = (1..=6).map(|s| append("r", s)).collect();
+    store.commit(&batch).unwrap();
+    let since = |query: HistoryQuery| HistoryQuery {
+        since_ms: Some(3_000),
+        ..query
+    };
+    assert_eq!(
+        seqs(store, "r", since(HistoryQuery::last(10))),
+        vec![3, 4, 5, 6]
+    );
+    let resume = HistoryQuery {
+        after: Some(1),
+        ..since(HistoryQuery::last(10))
+    };
+    assert_eq!(seqs(store, "r", resume), vec![3, 4, 5, 6]);
+    let history = store.history("r", since(HistoryQuery::last(1))).unwrap();
+    assert_eq!(history.oldest, Some(3), "older events do not count as kept");
 }

@@ -1,15 +1,15 @@
 //! [`MemoryStore`]: every room's snapshot and recent history in a map. State survives a room
 //! emptying out, not the process. The server's only store until a durable one lands.
 
-use super::{History, HistoryQuery, StateStore, StoreError};
-use crate::engine::{Change, RoomSnapshot, Sequenced};
+use super::{Entry, History, HistoryQuery, StateStore, StoreError};
+use crate::engine::{Change, RoomSnapshot};
 use ahash::AHashMap;
 use std::collections::VecDeque;
 
 #[derive(Default)]
 struct Kept {
     snapshot: RoomSnapshot,
-    history: VecDeque<Sequenced>,
+    history: VecDeque<Entry>,
 }
 
 pub struct MemoryStore {
@@ -58,13 +58,13 @@ impl MemoryStore {
                 snapshot.epoch = Some(epoch.clone());
                 snapshot.seq = *seq;
             }
-            Change::Append { event, .. } => {
-                if let Some(position) = &event.position {
+            Change::Append { entry, .. } => {
+                if let Some(position) = &entry.event.position {
                     snapshot.epoch = Some(position.epoch.to_string());
                     snapshot.seq = snapshot.seq.max(position.seq);
                 }
                 if history_size > 0 {
-                    kept.history.push_back(event.clone());
+                    kept.history.push_back(entry.clone());
                     while kept.history.len() > history_size {
                         kept.history.pop_front();
                     }
@@ -90,16 +90,16 @@ impl StateStore for MemoryStore {
         let Some(kept) = self.rooms.get(room) else {
             return Ok(History::default());
         };
-        let seq = |e: &Sequenced| e.position.as_ref().map_or(0, |p| p.seq);
-        let oldest = kept.history.front().map(seq);
-        let matching = kept.history.iter().filter(|e| {
-            query.after.is_none_or(|after| seq(e) > after)
-                && query.before.is_none_or(|before| seq(e) < before)
+        let fresh = |e: &&Entry| query.since_ms.is_none_or(|since| e.at_ms >= since);
+        let oldest = kept.history.iter().find(fresh).map(Entry::seq);
+        let matching = kept.history.iter().filter(fresh).filter(|e| {
+            query.after.is_none_or(|after| e.seq() > after)
+                && query.before.is_none_or(|before| e.seq() < before)
         });
-        let events: Vec<Sequenced> = match query.after {
+        let events: Vec<Entry> = match query.after {
             Some(_) => matching.take(query.limit).cloned().collect(),
             None => {
-                let all: Vec<&Sequenced> = matching.collect();
+                let all: Vec<&Entry> = matching.collect();
                 let skip = all.len().saturating_sub(query.limit);
                 all.into_iter().skip(skip).cloned().collect()
             }

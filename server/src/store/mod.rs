@@ -12,7 +12,7 @@ pub mod worker;
 
 pub use memory::MemoryStore;
 
-use crate::engine::{Change, RoomEvent, RoomSnapshot, Sequenced};
+use crate::engine::{Change, RoomEvent, RoomSnapshot};
 
 /// Why a store could not do what it was asked. The caller decides what a failure means for
 /// the request behind it (a join is refused, an HTTP call answers 503).
@@ -26,50 +26,19 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Which part of a room's history to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryQuery {
-    /// Only events after this `seq`, oldest first, the first `limit` of them (resuming).
-    pub after: Option<u64>,
-    /// Only events before this `seq` (paging back).
-    pub before: Option<u64>,
-    /// At most this many events; without `after`, the newest ones (oldest first still).
-    pub limit: usize,
-}
+pub use crate::engine::history::{Entry, History, HistoryQuery};
 
-impl HistoryQuery {
-    /// The newest `limit` events.
-    pub fn last(limit: usize) -> HistoryQuery {
-        HistoryQuery {
-            after: None,
-            before: None,
-            limit,
-        }
-    }
-}
-
-/// A page of a room's history.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct History {
-    /// Oldest first, each with its position.
-    pub events: Vec<Sequenced>,
-    /// The `seq` of the oldest event the store still keeps for the room (`None`: none kept).
-    /// A resume from `seq` S is complete only if S + 1 >= this.
-    pub oldest: Option<u64>,
-}
-
-impl History {
-    /// The payloads of the page's emits and publishes, oldest first (what websockets.do's
-    /// `/history` lists).
-    pub fn emitted(self) -> Vec<serde_json::Value> {
-        self.events
-            .into_iter()
-            .filter_map(|e| match e.event {
-                RoomEvent::Publish { data, .. } => Some(data),
-                _ => None,
-            })
-            .collect()
-    }
+/// The payloads of a page's emits and publishes, oldest first (what websockets.do's
+/// `/history` lists).
+pub fn emitted(history: History) -> Vec<serde_json::Value> {
+    history
+        .events
+        .into_iter()
+        .filter_map(|e| match e.event.event {
+            RoomEvent::Publish { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Where rooms' durable state and history are kept.
@@ -83,4 +52,10 @@ pub trait StateStore: Send {
 
     /// A page of the room's history.
     fn history(&mut self, room: &str, query: HistoryQuery) -> Result<History, StoreError>;
+
+    /// Makes every commit so far durable against power loss (an fsync). A store that keeps
+    /// nothing across restarts has nothing to do.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -1,13 +1,15 @@
 //! Room events and replies as Pact frames (`{"type":..,"ref"?:..,"data":..}`).
 
-use super::{decimal_number, encode, encode_emit, error, ok, ping};
+use super::{decimal_number, emit_payload, encode, error, ok, payload, ping};
 use crate::dialect::session::{Actions, Session};
-use crate::dialect::{Peer, Refusal, Typed, Wire};
+use crate::dialect::{Peer, Refusal, Wire};
 use crate::engine::room::poll_topic;
-use crate::engine::{ErrorCode, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced};
+use crate::engine::{
+    ErrorCode, Position, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced,
+};
 use crate::http::Request;
 use bytes::{Bytes, BytesMut};
-use rookery_protocol::pact::{codes, types, Member, PublicUser};
+use rookery_protocol::pact::{codes, types, Member, Pos, PublicUser, Resumed};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -53,7 +55,7 @@ impl crate::dialect::Protocol for Pact {
     }
 
     fn event(&self, event: &Sequenced) -> Option<Wire> {
-        Some(Wire::Frame(event_frame(&event.event)))
+        Some(Wire::Frame(crate::frame::text(&event_json(event))))
     }
 
     fn reply(&self, reply: &Reply) -> Option<Wire> {
@@ -67,6 +69,37 @@ impl crate::dialect::Protocol for Pact {
             Reply::Profile { reference, profile } => {
                 encode(types::PROFILE, reference.as_ref(), profile)
             }
+            Reply::Resumed {
+                reference,
+                recovered,
+                missed,
+                pos,
+            } => {
+                let data = Resumed {
+                    recovered: *recovered,
+                    missed: *missed,
+                    pos: wire_pos(pos),
+                };
+                encode(types::RESUMED, reference.as_ref(), &data)
+            }
+            Reply::History {
+                reference,
+                events,
+                pos,
+            } => {
+                let events: Vec<Box<RawValue>> = events
+                    .iter()
+                    .map(|e| {
+                        let json = String::from_utf8(event_json(e)).expect("JSON is UTF-8");
+                        RawValue::from_string(json).expect("an event is JSON")
+                    })
+                    .collect();
+                let data = HistoryData {
+                    events,
+                    pos: wire_pos(pos),
+                };
+                encode(types::HISTORY, reference.as_ref(), &data)
+            }
             Reply::Welcome {
                 config, profile, ..
             } => {
@@ -76,7 +109,7 @@ impl crate::dialect::Protocol for Pact {
                 both.freeze()
             }
             Reply::TokenRefused { reason } => error(None, codes::INVALID_TOKEN, reason),
-            Reply::Snapshot(event) => event_frame(event),
+            Reply::Snapshot(event) => crate::frame::text(&event_payload(event, None)),
             Reply::Presence(snapshot) => encode(types::PRESENCE, None, snapshot),
             // A Pact member over the room limit is closed; publishes and acks answer `ok`
             // through `ref` instead.
@@ -95,6 +128,7 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::LimitExceeded => codes::LIMIT_EXCEEDED,
         ErrorCode::InvalidData => codes::INVALID_DATA,
         ErrorCode::Forbidden => codes::FORBIDDEN,
+        ErrorCode::Unavailable => codes::UNAVAILABLE,
     }
 }
 
@@ -122,27 +156,57 @@ struct Diff<'a> {
     count: usize,
 }
 
-/// A room event as the complete Pact frame its subscribers receive.
-fn event_frame(event: &RoomEvent) -> Bytes {
+#[derive(Serialize)]
+struct HistoryData {
+    events: Vec<Box<RawValue>>,
+    pos: Pos,
+}
+
+#[derive(Serialize)]
+struct Broadcast<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+/// A position as the wire carries it.
+fn wire_pos(position: &Position) -> Pos {
+    Pos {
+        epoch: position.epoch.to_string(),
+        seq: position.seq,
+    }
+}
+
+/// A room event as the JSON its subscribers receive, with its `seq` when it lasts.
+fn event_json(event: &Sequenced) -> Vec<u8> {
+    event_payload(&event.event, event.position.as_ref().map(|p| p.seq))
+}
+
+/// A room event's Pact JSON, with `seq` if given (a snapshot of state has none).
+fn event_payload(event: &RoomEvent, seq: Option<u64>) -> Vec<u8> {
     match event {
-        RoomEvent::Chat { message, user } => encode(types::CHAT, None, &Chat { message, user }),
+        RoomEvent::Chat { message, user } => {
+            payload(types::CHAT, None, &Chat { message, user }, seq)
+        }
         RoomEvent::Poll { kind, id, stats } => {
-            encode(poll_topic(*kind), None, &Tally { id, stats })
+            payload(poll_topic(*kind), None, &Tally { id, stats }, seq)
         }
         RoomEvent::Counter { id, value } => {
             let value = decimal_number(*value);
-            encode(types::COUNTER, None, &Counter { id, value })
+            payload(types::COUNTER, None, &Counter { id, value }, seq)
         }
-        RoomEvent::Config { config } => encode(types::CONFIG, None, config),
-        RoomEvent::Broadcast { kind, data } => crate::frame::text(
-            &serde_json::to_vec(&Typed { kind, data }).expect("broadcasts serialize"),
-        ),
+        RoomEvent::Config { config } => payload(types::CONFIG, None, config, seq),
+        RoomEvent::Broadcast { kind, data } => {
+            serde_json::to_vec(&Broadcast { kind, data, seq }).expect("broadcasts serialize")
+        }
         RoomEvent::Publish {
             data,
             event_id,
             requires_ack,
             ..
-        } => encode_emit(data, event_id, *requires_ack),
+        } => emit_payload(data, event_id, *requires_ack, seq),
         RoomEvent::Presence {
             change,
             member,
@@ -153,14 +217,11 @@ fn event_frame(event: &RoomEvent) -> Bytes {
                 PresenceChange::Left => types::PRESENCE_LEFT,
                 PresenceChange::Updated => types::PRESENCE_UPDATED,
             };
-            encode(
-                kind,
-                None,
-                &Diff {
-                    member,
-                    count: *count,
-                },
-            )
+            let diff = Diff {
+                member,
+                count: *count,
+            };
+            payload(kind, None, &diff, None)
         }
     }
 }

@@ -186,3 +186,48 @@ fn encoding_is_compact_and_exact() {
     assert_eq!(payload(&ok(&json!(3))), json!({"type":"ok","ref":3}));
     assert_eq!(payload(&ping(5)), json!({"type":"ping","data":5}));
 }
+
+#[test]
+fn resume_and_history_decode() {
+    assert_eq!(
+        request(r#"{"type":"resume","ref":1,"data":{"epoch":"e1","seq":42}}"#),
+        Request::Resume {
+            epoch: "e1".into(),
+            seq: 42
+        }
+    );
+    assert_eq!(
+        request(r#"{"type":"history","ref":1,"data":{"limit":10,"before":7}}"#),
+        Request::History {
+            limit: 10,
+            before: Some(7)
+        }
+    );
+    assert_eq!(
+        request(r#"{"type":"history"}"#),
+        Request::History {
+            limit: DEFAULT_HISTORY_LIMIT,
+            before: None
+        }
+    );
+}
+
+#[test]
+fn malformed_positions_are_invalid_data_with_the_ref() {
+    for text in [
+        r#"{"type":"resume","ref":"r"}"#,
+        r#"{"type":"resume","ref":"r","data":{"epoch":"e"}}"#,
+        r#"{"type":"resume","ref":"r","data":{"epoch":"","seq":1}}"#,
+        r#"{"type":"resume","ref":"r","data":{"epoch":7,"seq":1}}"#,
+        r#"{"type":"resume","ref":"r","data":{"epoch":"e","seq":-1}}"#,
+        r#"{"type":"resume","ref":"r","data":{"epoch":"e","seq":1.5}}"#,
+        r#"{"type":"resume","ref":"r","data":{"epoch":"e","seq":"3"}}"#,
+        r#"{"type":"history","ref":"r","data":{"limit":-1}}"#,
+        r#"{"type":"history","ref":"r","data":{"before":"x"}}"#,
+        r#"{"type":"history","ref":"r","data":[1]}"#,
+    ] {
+        let error = refused(text);
+        assert_eq!(error.code, codes::INVALID_DATA, "{text}");
+        assert_eq!(error.reference, Some(json!("r")), "{text}");
+    }
+}

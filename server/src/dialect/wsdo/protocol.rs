@@ -148,6 +148,8 @@ impl crate::dialect::Protocol for Wsdo {
             | Reply::JoinRefused { .. }
             | Reply::Snapshot(_)
             | Reply::Presence(_)
+            | Reply::Resumed { .. }
+            | Reply::History { .. }
             | Reply::Published => return None,
         };
         Some(Wire::Body(body))
@@ -173,7 +175,10 @@ fn listed(member: &Member) -> Value {
 fn code_name(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::RateLimited => codes::RATE_LIMITED,
-        ErrorCode::LimitExceeded | ErrorCode::InvalidData | ErrorCode::Forbidden => {
+        ErrorCode::LimitExceeded
+        | ErrorCode::InvalidData
+        | ErrorCode::Forbidden
+        | ErrorCode::Unavailable => {
             codes::INVALID_PAYLOAD
         }
     }

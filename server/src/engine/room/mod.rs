@@ -5,9 +5,11 @@
 //! members its [`Scope`] covers, or a [`Reply`] to one member, left in the [`Outbox`].
 
 mod publish;
+mod replay;
 mod requests;
 
 use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
+use super::history::Entry;
 use super::member::{Joiner, MemberState};
 use super::outbox::{Audience, Change, Outbox, Published, Scope};
 use super::poll::Poll;
@@ -15,7 +17,7 @@ use super::snapshot::RoomSnapshot;
 use super::Limits;
 use crate::ids::ConnId;
 use ahash::AHashMap;
-use rookery_protocol::pact::{types, Member, PresenceSnapshot};
+use rookery_protocol::pact::{types, Member, Pos, PresenceSnapshot};
 use rust_decimal::Decimal;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -39,6 +41,8 @@ pub struct Room {
     /// The stream's epoch and the last `seq` given to a lasting event.
     epoch: Arc<str>,
     seq: u64,
+    /// Members waiting for a replay from the store (their live events are held meanwhile).
+    replaying: usize,
 }
 
 /// What a command is applied with: the time, the limits, and whether events go to a broker.
@@ -101,6 +105,14 @@ impl Room {
         }
     }
 
+    /// The room's position as the wire carries it (in profiles).
+    pub fn wire_pos(&self) -> Pos {
+        Pos {
+            epoch: self.epoch.to_string(),
+            seq: self.seq,
+        }
+    }
+
     /// The change that keeps the room's position while it is idle.
     pub fn position_change(&self) -> Change {
         Change::Position {
@@ -139,7 +151,7 @@ impl Room {
         };
         let welcome = Reply::Welcome {
             config: self.config().to_owned(),
-            profile: member.profile(),
+            profile: member.profile(self.wire_pos()),
             members,
         };
         out.reply(conn, member.codec, welcome);
@@ -157,6 +169,9 @@ impl Room {
         let Some(member) = self.members.remove(&conn) else {
             return;
         };
+        if member.replay.is_some() {
+            self.replaying -= 1;
+        }
         self.presence_changed(PresenceChange::Left, member.public(), None, context, out);
         let remaining = match self.users.get_mut(member.user_id()) {
             Some(n) => {
@@ -203,17 +218,17 @@ impl Room {
     /// (and for the broker, when there is one).
     fn fan_out(&mut self, event: RoomEvent, scope: Scope, context: Context<'_>, out: &mut Outbox) {
         let audience = self.audience(&scope);
-        self.fan_out_to(event, audience, scope, false, context, out);
+        self.fan_out_to(event, audience, scope, context, out);
     }
 
-    /// [`Self::fan_out`] to an audience already chosen; with `keep`, also appends the event
-    /// to the room's history.
+    /// [`Self::fan_out`] to an audience already chosen. A lasting event is also appended to
+    /// the room's history (which moves the stored position with it, so a crash never hands
+    /// out a `seq` twice). Members in the middle of a replay get it after their replay.
     fn fan_out_to(
         &mut self,
         event: RoomEvent,
-        audience: Audience,
+        mut audience: Audience,
         scope: Scope,
-        keep: bool,
         context: Context<'_>,
         out: &mut Outbox,
     ) {
@@ -222,17 +237,24 @@ impl Room {
             self.position()
         });
         let sequenced = Sequenced { position, event };
+        if sequenced.position.is_some() {
+            out.changes.push(Change::Append {
+                room: self.name.clone(),
+                entry: Entry {
+                    event: sequenced.clone(),
+                    scope: scope.clone(),
+                    at_ms: context.now_ms,
+                },
+            });
+        }
+        if self.replaying > 0 {
+            self.hold_for_replay(&mut audience, &sequenced);
+        }
         if context.broker_feed {
             out.published.push(Published {
                 room: self.name.clone(),
                 event: sequenced.clone(),
                 scope,
-            });
-        }
-        if keep && sequenced.position.is_some() {
-            out.changes.push(Change::Append {
-                room: self.name.clone(),
-                event: sequenced.clone(),
             });
         }
         out.event(sequenced, audience);
@@ -249,25 +271,17 @@ impl Room {
         let mut audience = Audience::default();
         let mut add = |conn: &ConnId, m: &MemberState| audience.add(m.codec, *conn);
         match scope {
+            // The common scopes skip the per-member match.
             Scope::Room => self.members.iter().for_each(|(c, m)| add(c, m)),
             Scope::Topic { kind, id } => self
                 .members
                 .iter()
                 .filter(|(_, m)| m.subscriptions.wants(kind, id.as_deref()))
                 .for_each(|(c, m)| add(c, m)),
-            Scope::Members(ids) => self
+            scope => self
                 .members
                 .iter()
-                .filter(|(_, m)| ids.iter().any(|id| id == m.id()))
-                .for_each(|(c, m)| add(c, m)),
-            Scope::Presence { except } => self
-                .members
-                .iter()
-                .filter(|(c, m)| {
-                    Some(**c) != *except
-                        && (m.traits.always_sees_presence
-                            || m.subscriptions.wants(types::PRESENCE, None))
-                })
+                .filter(|(c, m)| covers(scope, **c, m))
                 .for_each(|(c, m)| add(c, m)),
         }
         audience
@@ -331,6 +345,19 @@ impl Room {
             ephemeral_polls: tallies(&self.ephemeral_polls),
             counters: self.counters.clone(),
             config: self.config().to_owned(),
+        }
+    }
+}
+
+/// Whether an event for `scope` reaches member `m` (connection `conn`).
+fn covers(scope: &Scope, conn: ConnId, m: &MemberState) -> bool {
+    match scope {
+        Scope::Room => true,
+        Scope::Topic { kind, id } => m.subscriptions.wants(kind, id.as_deref()),
+        Scope::Members(ids) => ids.iter().any(|id| id == m.id()),
+        Scope::Presence { except } => {
+            Some(conn) != *except
+                && (m.traits.always_sees_presence || m.subscriptions.wants(types::PRESENCE, None))
         }
     }
 }

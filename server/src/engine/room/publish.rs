@@ -64,7 +64,7 @@ impl Room {
             event_id: emit.event_id.clone(),
             requires_ack: emit.require_ack,
         };
-        self.fan_out_to(event, audience, scope, true, context, out);
+        self.fan_out_to(event, audience, scope, context, out);
         Ok(sent)
     }
 

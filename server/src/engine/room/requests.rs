@@ -11,7 +11,7 @@ use rookery_protocol::pact::{public_properties, types, PublicUser, Role};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
-type Refusal = (ErrorCode, String);
+pub(super) type Refusal = (ErrorCode, String);
 
 impl Room {
     /// Applies one request from `conn`. A request with `reference` gets exactly one direct
@@ -61,11 +61,12 @@ impl Room {
                 if !self.take_update(conn, context) {
                     return Err((ErrorCode::RateLimited, "too many logins: slow down".into()));
                 }
+                let pos = self.wire_pos();
                 let member = self.members.get_mut(&conn).expect("checked by apply");
                 member.properties = properties.clone();
                 let reply = Reply::Profile {
                     reference: reference.clone(),
-                    profile: member.profile(),
+                    profile: member.profile(pos),
                 };
                 out.reply(conn, member.codec, reply);
                 self.set_properties(conn, properties, context, out);
@@ -75,7 +76,7 @@ impl Room {
                 let member = &self.members[&conn];
                 let reply = Reply::Profile {
                     reference: reference.clone(),
-                    profile: member.profile(),
+                    profile: member.profile(self.wire_pos()),
                 };
                 out.reply(conn, member.codec, reply);
                 Ok(true)
@@ -150,6 +151,14 @@ impl Room {
                 self.require_admin(conn, "broadcast")?;
                 self.broadcast(to.as_deref(), kind, data, context, out);
                 Ok(false)
+            }
+            Request::Resume { epoch, seq } => {
+                self.resume(conn, reference, &epoch, seq, context, out)?;
+                Ok(true)
+            }
+            Request::History { limit, before } => {
+                self.read_history(conn, reference, limit, before, context, out);
+                Ok(true)
             }
             // Acks are the engine's (they may finish an emit); pings only answer.
             Request::Ping | Request::Ack(_) => Ok(false),
@@ -260,18 +269,19 @@ impl Room {
         reference: Option<Value>,
         out: &mut Outbox,
     ) {
+        let pos = self.wire_pos();
         if let Some(member) = self.members.get_mut(&conn) {
             member.role = role;
             let reply = Reply::Profile {
                 reference,
-                profile: member.profile(),
+                profile: member.profile(pos),
             };
             out.reply(conn, member.codec, reply);
         }
     }
 
     /// The current state of what `topic` covers, sent to a new subscriber at once.
-    fn send_snapshot(&self, conn: ConnId, topic: &Topic, out: &mut Outbox) {
+    pub(super) fn send_snapshot(&self, conn: ConnId, topic: &Topic, out: &mut Outbox) {
         let codec = self.members[&conn].codec;
         let matches = |id: &str| topic.id.as_deref().is_none_or(|wanted| wanted == id);
         let kind = match topic.kind.as_str() {

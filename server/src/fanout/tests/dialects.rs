@@ -60,7 +60,7 @@ fn emit_reaches_every_dialect_and_keeps_a_bounded_history() {
     let out = emit(&mut e, Targets::All, false, 0);
     assert_eq!(
         received(&out, conn(1))[0],
-        json!({"type":"broadcast","data":{"hello":"world"},"eventID":"evt_test0001"})
+        json!({"type":"broadcast","data":{"hello":"world"},"eventID":"evt_test0001","seq":1})
     );
     let data = &received(&out, conn(2))[0];
     assert_eq!(data["type"], "DATA");

@@ -4,6 +4,7 @@
 
 mod dialects;
 mod pact;
+mod resume;
 
 use crate::dialect::{wsdo, Dialect, Wire};
 use crate::engine::emit::{EmitOutcome, ReplyToken, Targets};
@@ -25,6 +26,9 @@ const ROOM: &str = "lobby";
 struct Engine {
     engine: engine::Engine,
     store: MemoryStore,
+    /// Reads of history are kept here instead of answered at once (see `answer_reads`).
+    hold_reads: bool,
+    held_reads: Vec<engine::Read>,
 }
 
 impl Engine {
@@ -34,6 +38,13 @@ impl Engine {
             self.store
                 .commit(&std::mem::take(&mut out.changes))
                 .unwrap();
+            for read in std::mem::take(&mut out.reads) {
+                if self.hold_reads {
+                    self.held_reads.push(read);
+                } else {
+                    self.answer(read, now, out);
+                }
+            }
             if out.loads.is_empty() {
                 break;
             }
@@ -55,7 +66,25 @@ impl Engine {
     /// The room's last `limit` emitted payloads, oldest first (websockets.do's `/history`).
     fn history(&mut self, room: &str, limit: usize) -> Vec<Value> {
         let page = self.store.history(room, HistoryQuery::last(limit)).unwrap();
-        page.emitted()
+        crate::store::emitted(page)
+    }
+
+    /// Answers one read from the store, as the shell does.
+    fn answer(&mut self, read: engine::Read, now: u64, out: &mut Outbox) {
+        let result = self
+            .store
+            .history(&read.room, read.query)
+            .map_err(|e| e.to_string());
+        self.handle(Command::Read { read, result }, now, out);
+    }
+
+    /// Answers the reads held back so far.
+    fn answer_reads(&mut self, now: u64) -> Outbox {
+        let mut out = Outbox::default();
+        for read in std::mem::take(&mut self.held_reads) {
+            self.answer(read, now, &mut out);
+        }
+        out
     }
 
     fn room_count(&self) -> usize {
@@ -72,6 +101,8 @@ fn engine() -> Engine {
     Engine {
         engine: engine::Engine::new(1),
         store: MemoryStore::new(2),
+        hold_reads: false,
+        held_reads: Vec::new(),
     }
 }
 

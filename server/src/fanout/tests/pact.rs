@@ -39,7 +39,7 @@ fn login_replaces_properties_and_keeps_private_ones_private() {
     let seen = received(&out, conn(2));
     assert_eq!(
         seen[0],
-        json!({"type":"chat","data":{"message":"hi","user":{"suffix":1,"properties":{"name":"ann"}}}})
+        json!({"type":"chat","data":{"message":"hi","user":{"suffix":1,"properties":{"name":"ann"}}},"seq":1})
     );
     assert_eq!(received(&out, conn(1)).len(), 1, "sender gets its own chat");
     // A second login replaces, not merges.
@@ -92,7 +92,7 @@ fn one_vote_per_user_moves_and_stats_drop_empty_answers() {
     let out = vote(&mut e, conn(2), false, "p", "goodbye");
     assert_eq!(
         received(&out, conn(2))[0],
-        json!({"type":"poll","data":{"id":"p","stats":{"goodbye":1,"hello":1}}})
+        json!({"type":"poll","data":{"id":"p","stats":{"goodbye":1,"hello":1}},"seq":2})
     );
     let out = vote(&mut e, conn(1), false, "p", "goodbye");
     assert_eq!(
@@ -132,7 +132,7 @@ fn ephemeral_votes_go_when_the_users_last_connection_leaves() {
     let out = leave(&mut e, conn(2));
     assert_eq!(
         received(&out, conn(3)),
-        vec![json!({"type":"ephemeralPoll","data":{"id":"e","stats":{"no":1}}})]
+        vec![json!({"type":"ephemeralPoll","data":{"id":"e","stats":{"no":1}},"seq":3})]
     );
     assert_eq!(e.details(ROOM).ephemeral_polls["e"].len(), 1);
 }
@@ -227,7 +227,7 @@ fn config_and_broadcast_need_admin() {
     let out = req(&mut e, conn(2), None, Request::Config("{\"a\":1}".into()));
     assert_eq!(
         received(&out, conn(1))[0],
-        json!({"type":"config","data":"{\"a\":1}"})
+        json!({"type":"config","data":"{\"a\":1}","seq":1})
     );
     let out = req(
         &mut e,
@@ -241,7 +241,7 @@ fn config_and_broadcast_need_admin() {
     );
     assert_eq!(
         received(&out, conn(1))[0],
-        json!({"type":"weather","data":{"sun":true}})
+        json!({"type":"weather","data":{"sun":true},"seq":2})
     );
     assert!(received(&out, conn(2)).is_empty());
 }
@@ -277,7 +277,7 @@ fn admin_commands_reach_members_and_config_persists_without_them() {
     );
     assert_eq!(
         received(&out, conn(1))[0],
-        json!({"type":"broadcast","data":{"anything":"can"}})
+        json!({"type":"broadcast","data":{"anything":"can"},"seq":1})
     );
 }
 
@@ -374,6 +374,6 @@ fn set_role_makes_an_admin_and_resends_the_profile() {
     let out = req(&mut e, conn(1), None, Request::Config("c".into()));
     assert_eq!(
         received(&out, conn(1))[0],
-        json!({"type":"config","data":"c"})
+        json!({"type":"config","data":"c","seq":1})
     );
 }
