@@ -16,11 +16,12 @@ site=$(mktemp -d)
 cp npm/demo/index.html "$site/"
 ( cd "$site" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent "$OLDPWD/$tarball" )
 slog=$(mktemp); wlog=$(mktemp)
-target/release/rookery --listen 127.0.0.1:0 >"$slog" 2>/dev/null &
+data=$(mktemp -d)
+target/release/rookery --listen 127.0.0.1:0 --data-dir "$data" >"$slog" 2>/dev/null &
 server=$!
 node npm/demo/serve.mjs "$site" >"$wlog" &
 web=$!
-trap 'kill $server $web 2>/dev/null || true' EXIT
+trap 'kill $server $web 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$slog" && grep -q serving "$wlog" && break; sleep 0.1; done
 addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$slog")
 page=$(sed -n 's/^serving on \(.*\)$/\1/p' "$wlog")

@@ -27,9 +27,10 @@ for types in "$scratch"/node_modules/rookery/{web,bundler}/rookery_client.d.ts; 
 done
 echo "types of the packed package: tsc --strict ok, no any"
 log=$(mktemp)
-target/release/rookery --listen 127.0.0.1:0 >"$log" 2>/dev/null &
+data=$(mktemp -d)
+target/release/rookery --listen 127.0.0.1:0 --data-dir "$data" >"$log" 2>/dev/null &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
 addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$log")
 ROOKERY_URL="ws://$addr" node --experimental-websocket npm/test/smoke.mjs "$scratch"

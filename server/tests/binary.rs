@@ -28,6 +28,7 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         .args(args)
         .envs(env.iter().copied())
         .env("ROOKERY_LOG", "warn")
+        .env("ROOKERY_DATA_DIR", fresh_data_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -122,4 +123,12 @@ fn a_bad_flag_is_refused_with_a_message() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cores"));
+}
+
+/// A data directory of this test's own (the disk store is the default).
+fn fresh_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("rookery-test-{}-{n}", std::process::id()))
 }

@@ -14,6 +14,7 @@ fn start(args: &[&str]) -> (Child, String) {
         .args(["--listen", "127.0.0.1:0", "--cores", "2"])
         .args(args)
         .env("ROOKERY_LOG", "warn")
+        .env("ROOKERY_DATA_DIR", fresh_data_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -166,4 +167,12 @@ fn sigterm_with_no_clients_exits_at_once() {
     signal(&child, "TERM");
     // At once: nothing to drain, long before the 60 s timeout.
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+}
+
+/// A data directory of this test's own (the disk store is the default).
+fn fresh_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("rookery-test-{}-{n}", std::process::id()))
 }

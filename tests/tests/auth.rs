@@ -83,10 +83,10 @@ fn authenticate_grants_admin_for_config_and_broadcast() {
     );
     assert_eq!(reply["type"], "profile");
     assert_eq!(reply["data"]["role"], "admin");
-    admin.send(json!({"type":"config","data":"{\"mode\":\"live\"}"}));
+    admin.send(json!({"type":"config","data":"{\"mode\":\"live\"}","seq":1}));
     assert_eq!(
         member.recv(),
-        json!({"type":"config","data":"{\"mode\":\"live\"}"})
+        json!({"type":"config","data":"{\"mode\":\"live\"}","seq":1})
     );
     assert_eq!(admin.recv_type("config")["data"], "{\"mode\":\"live\"}");
     admin.send(

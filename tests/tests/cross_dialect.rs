@@ -29,7 +29,10 @@ fn broadcast_and_emit_reach_all_four_dialects_in_their_own_format() {
         br#"{"type":"news","data":{"headline":"hi"}}"#,
     );
     assert_eq!(status, 200);
-    assert_eq!(pact.recv(), json!({"type":"news","data":{"headline":"hi"}}));
+    assert_eq!(
+        pact.recv(),
+        json!({"type":"news","data":{"headline":"hi"},"seq":1})
+    );
     let data = loop {
         let m = wsdo.recv();
         if m["type"] == "DATA" {

@@ -63,7 +63,7 @@ fn admin_broadcast_to_all_or_to_a_topic_in_every_dialect() {
     for c in [&mut subscribed, &mut other] {
         assert_eq!(
             c.recv_type("broadcast"),
-            json!({"type":"broadcast","data":{"anything":"can","be":["sent","by","the","server"]}})
+            json!({"type":"broadcast","data":{"anything":"can","be":["sent","by","the","server"]},"seq":1})
         );
     }
     let data = wsdo.recv_type("DATA");
@@ -110,7 +110,7 @@ fn admin_config_is_stored_and_sent_to_every_pact_member() {
     assert_eq!(status, 200);
     assert_eq!(
         a.recv(),
-        json!({"type":"config","data":"{\"theme\":\"dark\"}"})
+        json!({"type":"config","data":"{\"theme\":\"dark\"}","seq":1})
     );
     let (mut b, _) = {
         let mut c = Client::connect(addr, "/websocket?room=cfg");

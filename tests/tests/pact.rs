@@ -113,7 +113,7 @@ fn polls_count_one_vote_per_user_and_move_votes() {
     b.send(json!({"type":"poll","data":{"id":"test poll","answer":"hello"}}));
     assert_eq!(
         a.recv_type("poll"),
-        json!({"type":"poll","data":{"id":"test poll","stats":{"hello":1}}})
+        json!({"type":"poll","data":{"id":"test poll","stats":{"hello":1}},"seq":1})
     );
     a.send(json!({"type":"poll","data":{"id":"test poll","answer":"goodbye"}}));
     assert_eq!(
@@ -164,7 +164,7 @@ fn ephemeral_votes_leave_with_the_voter_even_on_abrupt_disconnect() {
     drop(voter);
     assert_eq!(
         watcher.recv_type("ephemeralPoll"),
-        json!({"type":"ephemeralPoll","data":{"id":"mood","stats":{"sad":1}}})
+        json!({"type":"ephemeralPoll","data":{"id":"mood","stats":{"sad":1}},"seq":3})
     );
 }
 

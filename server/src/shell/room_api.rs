@@ -2,7 +2,7 @@
 //! history.
 
 use super::admin_api::refusal;
-use super::mailbox::ToOwner;
+use super::mailbox::{now_ms, ToOwner};
 use super::shard::Shard;
 use crate::api;
 use crate::engine::emit::{EmitOutcome, ReplyToken};
@@ -128,12 +128,21 @@ pub(super) async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<
         }
     };
     // The store holds the history (an emit's answer waits for its commit, so it is there).
-    let page = shard
-        .node
-        .store
-        .history(channel.to_owned(), HistoryQuery::last(limit));
+    // It holds every lasting event: read all that counts and keep the newest emits.
+    let config = &shard.config;
+    let since_ms =
+        (config.history_ttl_ms > 0).then(|| now_ms().saturating_sub(config.history_ttl_ms));
+    let query = HistoryQuery {
+        since_ms,
+        ..HistoryQuery::last(config.history_size)
+    };
+    let page = shard.node.store.history(channel.to_owned(), query);
     match page.wait().await {
-        Ok(page) => http::json(200, &json!({"history": crate::store::emitted(page)})),
+        Ok(page) => {
+            let mut emitted = crate::store::emitted(page);
+            emitted.drain(..emitted.len().saturating_sub(limit));
+            http::json(200, &json!({ "history": emitted }))
+        }
         Err(e) => http::json_error(503, "unavailable", &e.to_string()),
     }
 }
