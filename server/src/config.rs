@@ -1,5 +1,7 @@
 //! Configuration: flags, then `ROOKERY_*` environment variables, then these defaults.
 
+pub use crate::store::StoreKind;
+
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 
@@ -172,8 +174,8 @@ pub struct Config {
 
     /// Where rooms' state and history live: `disk` (in `--data-dir`, survives restarts) or
     /// `memory` (lost when the process ends).
-    #[arg(long, env = "ROOKERY_STORE", value_enum, default_value_t = StoreChoice::Disk)]
-    pub store: StoreChoice,
+    #[arg(long, env = "ROOKERY_STORE", value_enum, default_value_t = StoreKind::Disk)]
+    pub store: StoreKind,
 
     /// The disk store's directory (created if missing; one process at a time).
     #[arg(long, env = "ROOKERY_DATA_DIR", default_value = "./rookery-data")]
@@ -195,13 +197,6 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
-}
-
-/// Which state store rooms use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreChoice {
-    Disk,
-    Memory,
 }
 
 /// When the disk store makes commits durable against power loss.
@@ -254,7 +249,7 @@ mod tests {
         assert_eq!(c.ping_interval_ms, 25_000);
         assert_eq!(c.ping_missed, 2);
         assert_eq!(c.max_message_size, 65_536);
-        assert_eq!(c.store, StoreChoice::Disk);
+        assert_eq!(c.store, StoreKind::Disk);
         assert_eq!(c.data_dir, std::path::PathBuf::from("./rookery-data"));
         assert_eq!((c.fsync, c.fsync_ms), (FsyncChoice::Interval, 5));
     }

@@ -55,7 +55,8 @@ fn fail(message: &str) -> ! {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROOKERY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The storage engine narrates its housekeeping at info: warnings are what matter.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

@@ -62,8 +62,6 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub backend_failures: Counter,
     pub backend_timeouts: Counter,
-    /// Commits the state store refused.
-    pub store_failures: Counter,
     closes: [Counter; COUNTED_CLOSE_CODES.len()],
 }
 
@@ -75,8 +73,17 @@ impl Metrics {
     }
 }
 
+/// How the state store is doing (it is shared by every core).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreHealth {
+    /// Failed commit and fsync attempts (each is retried until it succeeds).
+    pub failures: u64,
+    /// Whether the last attempt succeeded.
+    pub healthy: bool,
+}
+
 /// Renders every core's counters, summed, in the Prometheus text format.
-pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
+pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str, store: StoreHealth) -> String {
     let sum = |f: &dyn Fn(&Metrics) -> u64| cores.iter().map(|m| f(m)).sum::<u64>();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -154,8 +161,14 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str) -> String {
     metric(
         "rookery_store_failures_total",
         "counter",
-        "Batches of state changes the store failed to commit.",
-        sum(&|m| m.store_failures.get()),
+        "Failed store commit and fsync attempts (each is retried; replies wait for it).",
+        store.failures,
+    );
+    metric(
+        "rookery_store_healthy",
+        "gauge",
+        "1 while the store's last commit or fsync succeeded, else 0.",
+        u64::from(store.healthy),
     );
     metric(
         "rookery_slow_consumers_total",
@@ -220,9 +233,15 @@ mod tests {
         b.connections.add(3);
         b.connections.sub(1);
         a.closed_with(1009);
-        let text = render(&[a, b], "epoll");
+        let store = StoreHealth {
+            failures: 3,
+            healthy: false,
+        };
+        let text = render(&[a, b], "epoll", store);
         assert!(text.contains("\nrookery_connections 4\n"));
         assert!(text.contains("rookery_closes_total{code=\"1009\"} 1"));
         assert!(text.contains("rookery_io_driver{driver=\"epoll\"} 1"));
+        assert!(text.contains("\nrookery_store_failures_total 3\n"));
+        assert!(text.contains("\nrookery_store_healthy 0\n"));
     }
 }

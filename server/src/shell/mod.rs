@@ -72,6 +72,25 @@ impl ServerHandle {
     }
 }
 
+/// Opens the configured store on its own thread. A data directory that cannot be used
+/// (locked by another process, from another version, unreadable) stops the start with an
+/// error that says which and why, before anything in it is changed.
+fn open_store(config: &Config) -> io::Result<crate::store::worker::StoreHandle> {
+    use crate::config::FsyncChoice;
+    use crate::store::worker::{Durability, StoreHandle};
+    let store = crate::store::open(config.store, &config.data_dir, config.history_size)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let durability = match config.fsync {
+        FsyncChoice::Always => Durability::Always,
+        FsyncChoice::Interval => Durability::EveryMs(config.fsync_ms),
+    };
+    if config.store == crate::store::StoreKind::Disk {
+        let dir = config.data_dir.display();
+        tracing::info!(%dir, fsync = ?config.fsync, fsync_ms = config.fsync_ms, "disk store open");
+    }
+    StoreHandle::spawn(store, durability)
+}
+
 /// Picks the driver: io_uring when asked or available, else epoll.
 fn choose_driver(choice: DriverChoice) -> io::Result<&'static str> {
     let uring = monoio::utils::detect_uring();
@@ -117,8 +136,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     } else {
         None
     };
-    let store = crate::store::MemoryStore::new(config.history_size);
-    let store = crate::store::worker::StoreHandle::spawn(Box::new(store))?;
+    let store = open_store(&config)?;
     let node = Arc::new(Node {
         store,
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),

@@ -88,11 +88,11 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
             });
         }
         if let Some(commit) = commit {
-            if commit.wait().await.is_err() {
-                // The worker logged why. The rooms' state in memory stays authoritative
-                // while they are live; what a failed commit loses is told in
-                // docs/RELIABILITY.md.
-                shard.metrics.store_failures.inc();
+            // The store retries a failed commit until it succeeds, so what waits here is
+            // never released before its state is stored. An error means the store's
+            // thread is gone: the process is ending.
+            if let Err(error) = commit.wait().await {
+                tracing::error!(%error, "a commit was not answered");
             }
         }
         for (token, outcome) in out.outcomes.drain(..) {

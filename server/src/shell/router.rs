@@ -74,12 +74,18 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
         {
             http::json(503, &json!({"status": "draining"}))
         }
+        ("GET", ["readyz"]) if !shard.node.store.healthy() => {
+            http::json(503, &json!({"status": "store unavailable"}))
+        }
         ("GET", ["readyz"]) => http::json(200, &json!({"status": "ready"})),
-        ("GET", ["metrics"]) => http::response(
-            200,
-            "text/plain; version=0.0.4",
-            metrics::render(&shard.node.metrics, shard.node.driver).as_bytes(),
-        ),
+        ("GET", ["metrics"]) => {
+            let store = metrics::StoreHealth {
+                failures: shard.node.store.failures(),
+                healthy: shard.node.store.healthy(),
+            };
+            let text = metrics::render(&shard.node.metrics, shard.node.driver, store);
+            http::response(200, "text/plain; version=0.0.4", text.as_bytes())
+        }
         ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&shard, room).await,
         ("POST", ["api", "rooms", room, "broadcast"]) if !room.is_empty() => {
             match admin(&shard, &req) {

@@ -75,7 +75,13 @@ fn seqs(store: &mut dyn StateStore, room: &str, query: HistoryQuery) -> Vec<u64>
     history
         .events
         .iter()
-        .map(|e| e.event.position.as_ref().expect("kept events have positions").seq)
+        .map(|e| {
+            e.event
+                .position
+                .as_ref()
+                .expect("kept events have positions")
+                .seq
+        })
         .collect()
 }
 

@@ -7,12 +7,15 @@
 //! store never stalls a socket. Every implementation passes the same [`contract`] suite.
 
 pub mod contract;
+mod disk;
 mod memory;
 pub mod worker;
 
+pub use disk::DiskStore;
 pub use memory::MemoryStore;
 
 use crate::engine::{Change, RoomEvent, RoomSnapshot};
+use std::path::Path;
 
 /// Why a store could not do what it was asked. The caller decides what a failure means for
 /// the request behind it (a join is refused, an HTTP call answers 503).
@@ -58,4 +61,26 @@ pub trait StateStore: Send {
     fn sync(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// Which store keeps rooms' state (`--store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// [`DiskStore`]: a directory that survives restarts (and, once synced, power loss).
+    Disk,
+    /// [`MemoryStore`]: nothing survives the process; for tests and throwaway servers.
+    Memory,
+}
+
+/// Opens the configured store: a [`DiskStore`] in `dir`, or a [`MemoryStore`] (which ignores
+/// `dir`), each keeping up to `history_size` events per room.
+pub fn open(
+    kind: StoreKind,
+    dir: &Path,
+    history_size: usize,
+) -> Result<Box<dyn StateStore>, StoreError> {
+    Ok(match kind {
+        StoreKind::Disk => Box::new(DiskStore::open(dir, history_size)?),
+        StoreKind::Memory => Box::new(MemoryStore::new(history_size)),
+    })
 }
