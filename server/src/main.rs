@@ -44,6 +44,9 @@ fn main() {
     } else {
         tracing::info!("every connection closed: exiting");
     }
+    if let Err(error) = server.sync_store() {
+        tracing::error!(%error, "the store's last fsync failed");
+    }
     std::process::exit(0);
 }
 

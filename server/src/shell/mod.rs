@@ -61,6 +61,12 @@ impl ServerHandle {
         }
     }
 
+    /// Fsyncs every commit made so far (the last step of a graceful shutdown: the store's
+    /// thread is not joined, so its own last fsync may not run before the process exits).
+    pub fn sync_store(&self) -> Result<(), crate::store::StoreError> {
+        self.node.store.sync().wait_blocking()
+    }
+
     /// Open WebSocket connections on every core.
     pub fn open_connections(&self) -> u64 {
         self.node.open_connections()

@@ -182,6 +182,11 @@ impl<T> Pending<T> {
     pub async fn wait(self) -> Result<T, StoreError> {
         gone(self.0.recv_async().await)
     }
+
+    /// Blocks the thread until the answer comes (outside the cores: the shutdown path).
+    pub fn wait_blocking(self) -> Result<T, StoreError> {
+        gone(self.0.recv())
+    }
 }
 
 /// The store's thread.
