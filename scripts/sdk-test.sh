@@ -19,9 +19,18 @@ fi
 
 cargo build --release -p rookery --bin rookery
 log=$(mktemp)
-target/release/rookery --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 >"$log" 2>/dev/null &
+# A data directory of its own (the default, ./rookery-data, must not land in the repo), for a
+# server that has one.
+store=()
+data=""
+if target/release/rookery --help 2>/dev/null | grep -q -- '--data-dir'; then
+  data=$(mktemp -d)
+  store=(--data-dir "$data")
+fi
+target/release/rookery --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 \
+  "${store[@]}" >"$log" 2>/dev/null &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server 2>/dev/null || true; [ -z "$data" ] || rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
 addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$log")
 echo "rookery for the SDK tests at $addr"

@@ -4,11 +4,14 @@
 //! The logic lives in [`core`] (no IO, tested natively); this module is the browser shell:
 //! the WebSocket, timers, JS promises and callbacks. Every request carries a `ref`; its
 //! promise settles on the server's direct reply, or rejects with an `Error` whose `code` is
-//! the server's error code (or `timeout`, `disconnected`, `offline_queue_full`, `closed`).
+//! the server's error code (or `timeout`, `disconnected`, `offline_queue_full`, `closed`,
+//! `invalid_data` for data refused before sending).
 
 pub mod core;
 
-use crate::core::{Core, Data, Effect, Failure, Incoming, Outgoing, Settings, State};
+use crate::core::{
+    endpoint, whole, write_pos, Core, Data, Effect, Failure, Incoming, Outgoing, Settings, State,
+};
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -35,6 +38,34 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
 }
 export type ConnectionState = "connecting" | "connected" | "disconnected";
+/** What comes with a state change (the second argument of `onState`'s callback). */
+export interface StateInfo {
+  /** With `"connected"` after a reconnect: `true` when every event missed while away was
+   *  replayed (in order, without duplicates); `false` when the state was reloaded from
+   *  snapshots instead (an `onDiscontinuity` event comes too). Absent on the first connect. */
+  recovered?: boolean;
+  /** With `"disconnected"`: the WebSocket close code (1006: no close frame, or never opened). */
+  code?: number;
+  /** With `"disconnected"`: why, when known (e.g. `could not connect to ws://…`). */
+  reason?: string;
+  /** With `"disconnected"`: the URL the client connects to. */
+  url?: string;
+}
+/** A room's stream position: `seq` grows by one per lasting event; `epoch` changes when the
+ *  room's history is lost or reset. */
+export interface Pos { epoch: string; seq: number; }
+/** Events may have been missed: the app should refetch what it shows (e.g. `history()`).
+ *  `not_recovered`: the server could not replay them and sent fresh snapshots;
+ *  `epoch_changed`: the room's history was reset; `resume_failed`: the server refused or did
+ *  not answer the resume; `no_position`: the server never sent a position to resume from. */
+export interface Discontinuity {
+  reason: "not_recovered" | "epoch_changed" | "resume_failed" | "no_position";
+  /** The position known now. */
+  pos?: Pos;
+}
+/** Options of `history()`: up to `limit` events (default and cap: the server's; `0` gives
+ *  the position alone), before `seq` `before` (absent: the latest). Non-negative integers. */
+export interface HistoryOptions { limit?: number; before?: number; }
 /** What can travel in a frame. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 export interface Profile {
@@ -43,6 +74,8 @@ export interface Profile {
   properties: Record<string, unknown>;
   connectionDetails: Record<string, unknown>;
   role: "user" | "admin";
+  /** The room's position when the profile was sent. */
+  pos?: Pos;
 }
 export interface Member { id: string; suffix: number; properties: Record<string, unknown>; }
 export interface PollStats { id: string; stats: Record<string, number>; }
@@ -50,9 +83,31 @@ export interface CounterValue { id: string; value: number; }
 export interface PresenceDiff { member: Member; count: number; }
 /** A `chat` event. */
 export interface ChatMessage { user: Member; message: JsonValue; }
-/** A rejected request: `code` is the server's error code, or `timeout`, `disconnected`,
- *  `offline_queue_full`, `closed`. */
-export interface RookeryError extends Error { code: string; }
+/** Lasting room events as sent (each with its `seq`): `history()` returns them. Admin
+ *  broadcasts carry the `type` their sender chose; compare `type` as a string for those. */
+export interface ChatEvent { type: "chat"; data: ChatMessage; seq: number; }
+export interface PollEvent { type: "poll" | "ephemeralPoll"; data: PollStats; seq: number; }
+export interface CounterEvent { type: "counter"; data: CounterValue; seq: number; }
+export interface ConfigEvent { type: "config"; data: string; seq: number; }
+/** An emit (`/:channel/emit`, `/api/notify`) or a broadcast. */
+export interface BroadcastEvent {
+  type: "broadcast"; data: JsonValue; eventID?: string; requires_ack?: boolean; seq: number;
+}
+export type RoomEvent = ChatEvent | PollEvent | CounterEvent | ConfigEvent | BroadcastEvent;
+/** A page of history, oldest first, and the room's position now. */
+export interface HistoryPage { events: RoomEvent[]; pos: Pos; }
+/** A rejected request, or a connection error (`onError`): `code` is the server's error
+ *  code, or `timeout`, `disconnected`, `offline_queue_full`, `closed`, `invalid_data` (data
+ *  refused before sending), `invalid_url`, `connect_failed` (with the `url` tried). */
+export interface RookeryError extends Error { code: string; url?: string; }
+/* The methods with optional arguments, merged into the class below. */
+export interface RookeryClient {
+  /** A page of the room's lasting events, oldest first, each as it was sent (with `seq`),
+   *  and the room's position. */
+  history(options?: HistoryOptions): Promise<HistoryPage>;
+  /** A poll handle; `options.ephemeral` for an ephemeral poll. */
+  poll(id: string, options?: { ephemeral?: boolean }): Poll;
+}
 "#;
 
 #[wasm_bindgen]
@@ -76,11 +131,27 @@ impl Data for JsValue {
     fn string(text: &str) -> JsValue {
         text.into()
     }
+    fn number(value: f64) -> JsValue {
+        value.into()
+    }
+    fn object(fields: &[(&str, JsValue)]) -> JsValue {
+        let object = Object::new();
+        for (key, value) in fields {
+            set(&object, key, value);
+        }
+        object.into()
+    }
     fn as_text(&self) -> Option<String> {
         self.as_string()
     }
-    fn text_at(&self, key: &str) -> Option<String> {
-        get(self, key).as_string()
+    fn as_number(&self) -> Option<f64> {
+        self.as_f64()
+    }
+    fn as_bool(&self) -> Option<bool> {
+        JsValue::as_bool(self)
+    }
+    fn at(&self, key: &str) -> Option<JsValue> {
+        Some(get(self, key)).filter(|v| !v.is_null() && !v.is_undefined())
     }
 }
 
@@ -96,18 +167,15 @@ fn set(target: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(target, &key.into(), value);
 }
 
-/// Reads a server frame's `type`, `ref` and `data`.
+/// Reads a server frame's `type`, `ref`, `data` and `seq`.
 fn read(text: &str) -> Incoming<JsValue> {
     let frame = JSON::parse(text).unwrap_or(JsValue::NULL);
-    let reference = get(&frame, "ref")
-        .as_f64()
-        .filter(|r| *r >= 0.0 && r.fract() == 0.0)
-        .map(|r| r as u64);
     let data = get(&frame, "data");
     Incoming {
         kind: get(&frame, "type").as_string().unwrap_or_default(),
-        reference,
+        reference: get(&frame, "ref").as_f64().and_then(whole),
         data: (!data.is_undefined()).then_some(data),
+        seq: get(&frame, "seq").as_f64().and_then(whole),
     }
 }
 
@@ -124,6 +192,14 @@ fn print(frame: &Outgoing<JsValue>) -> Option<String> {
     JSON::stringify(&object).ok()?.as_string()
 }
 
+/// The client's own events, apart from server topics.
+#[derive(Clone, Copy, PartialEq)]
+enum Hook {
+    State,
+    Discontinuity,
+    Error,
+}
+
 /// Who listens to a topic: an app callback, or a handle keeping its own state.
 #[derive(Clone)]
 enum Listener {
@@ -133,6 +209,8 @@ enum Listener {
 
 struct Inner {
     url: String,
+    /// `url` as errors and states show it: a token in it as `***`.
+    shown_url: String,
     core: Core<JsValue>,
     socket: Option<WebSocket>,
     /// The socket's callbacks, kept alive while it is open.
@@ -142,7 +220,9 @@ struct Inner {
     /// Topic, listener id, listener.
     listeners: Vec<(String, u32, Listener)>,
     next_listener: u32,
-    state_listeners: Vec<Function>,
+    hooks: Vec<(Hook, Function)>,
+    /// How the last socket closed: code and reason, for the `disconnected` state.
+    close: (u16, String),
     connected_waiters: Vec<Function>,
     timer: Option<JsValue>,
     ticker: Option<(JsValue, Closure<dyn FnMut()>)>,
@@ -195,7 +275,7 @@ fn apply(shared: &Shared, effects: Vec<Effect<JsValue>>) {
                 };
                 settle(shared, reference, result);
             }
-            Effect::Event { topic, data } => {
+            Effect::Event { topic, data, seq } => {
                 let listeners: Vec<Listener> = shared
                     .borrow()
                     .listeners
@@ -204,33 +284,72 @@ fn apply(shared: &Shared, effects: Vec<Effect<JsValue>>) {
                     .map(|(_, _, l)| l.clone())
                     .collect();
                 let data = data.unwrap_or(JsValue::UNDEFINED);
+                let seq = seq.map_or(JsValue::UNDEFINED, |s| (s as f64).into());
                 for listener in listeners {
                     match listener {
                         Listener::Js(f) => {
-                            let _ = f.call1(&JsValue::NULL, &data);
+                            let _ = f.call2(&JsValue::NULL, &data, &seq);
                         }
                         Listener::Rust(f) => f(&data),
                     }
                 }
             }
-            Effect::State(state) => {
-                let (listeners, waiters) = {
+            Effect::State { state, recovered } => {
+                let info = Object::new();
+                let waiters = {
                     let mut inner = shared.borrow_mut();
-                    let waiters = if state == State::Connected {
+                    if let Some(recovered) = recovered {
+                        set(&info, "recovered", &recovered.into());
+                    }
+                    if state == State::Disconnected {
+                        set(&info, "code", &inner.close.0.into());
+                        if !inner.close.1.is_empty() {
+                            set(&info, "reason", &inner.close.1.as_str().into());
+                        }
+                        set(&info, "url", &inner.shown_url.as_str().into());
+                    }
+                    if state == State::Connected {
                         std::mem::take(&mut inner.connected_waiters)
                     } else {
                         Vec::new()
-                    };
-                    (inner.state_listeners.clone(), waiters)
+                    }
                 };
-                for f in listeners {
-                    let _ = f.call1(&JsValue::NULL, &state.name().into());
-                }
+                call_hooks(shared, Hook::State, &state.name().into(), &info);
                 for f in waiters {
                     let _ = f.call0(&JsValue::NULL);
                 }
             }
+            Effect::Discontinuity { reason, pos } => {
+                let info = Object::new();
+                set(&info, "reason", &reason.into());
+                if let Some(pos) = pos {
+                    set(&info, "pos", &write_pos::<JsValue>(&pos));
+                }
+                call_hooks(shared, Hook::Discontinuity, &info, &JsValue::UNDEFINED);
+            }
+            Effect::ConnectFailed => {
+                let url = shared.borrow().shown_url.clone();
+                let message = String::from("could not connect to ") + &url;
+                let error = js_error(&Failure::new("connect_failed", &message));
+                set(error.unchecked_ref(), "url", &url.as_str().into());
+                shared.borrow_mut().close.1 = message;
+                call_hooks(shared, Hook::Error, &error, &JsValue::UNDEFINED);
+            }
         }
+    }
+}
+
+/// Calls the app's callbacks of `hook` with `(a, b)`.
+fn call_hooks(shared: &Shared, hook: Hook, a: &JsValue, b: &JsValue) {
+    let hooks: Vec<Function> = shared
+        .borrow()
+        .hooks
+        .iter()
+        .filter(|(h, _)| *h == hook)
+        .map(|(_, f)| f.clone())
+        .collect();
+    for f in hooks {
+        let _ = f.call2(&JsValue::NULL, a, b);
     }
 }
 
@@ -242,10 +361,11 @@ fn open(shared: &Shared) {
     let socket = match WebSocket::new(&url) {
         Ok(socket) => socket,
         Err(_) => {
-            let (delay, effects) = shared
-                .borrow_mut()
-                .core
-                .closed_socket(js_sys::Math::random());
+            let (delay, effects) = {
+                let mut inner = shared.borrow_mut();
+                inner.close = (1006, String::new());
+                inner.core.closed_socket(js_sys::Math::random())
+            };
             apply(shared, effects);
             return schedule_reconnect(shared, delay);
         }
@@ -271,10 +391,12 @@ fn open(shared: &Shared) {
     };
     let on_close = {
         let shared = shared.clone();
-        Closure::<dyn FnMut(JsValue)>::new(move |_event: JsValue| {
+        Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            let event: web_sys::CloseEvent = event.unchecked_into();
             let (delay, effects) = {
                 let mut inner = shared.borrow_mut();
                 inner.socket = None;
+                inner.close = (event.code(), event.reason());
                 inner.core.closed_socket(js_sys::Math::random())
             };
             apply(&shared, effects);
@@ -308,29 +430,29 @@ fn schedule_reconnect(shared: &Shared, delay: Option<u64>) {
 /// Makes a request and returns the promise settled by its reply. Data JSON cannot print
 /// (a cycle, a BigInt) is rejected at once with code `invalid_data`; `undefined` is `null`.
 fn request(shared: &Shared, kind: &'static str, data: Option<JsValue>) -> Promise {
-    let shared = shared.clone();
     let data = data.map(|d| if d.is_undefined() { JsValue::NULL } else { d });
-    Promise::new(&mut move |resolve, reject| {
-        if let Some(data) = &data {
-            if JSON::stringify(data).is_err() {
-                let failure = Failure {
-                    code: "invalid_data".into(),
-                    message: "the data cannot be sent as JSON".into(),
-                };
-                let _ = reject.call1(&JsValue::NULL, &js_error(&failure));
-                return;
-            }
-        }
-        let (reference, effects) = shared
-            .borrow_mut()
-            .core
-            .request(kind, data.clone(), now_ms());
+    let printable = data.as_ref().is_none_or(|d| JSON::stringify(d).is_ok());
+    let mut inner = shared.borrow_mut();
+    let made = if printable {
+        inner.core.request(kind, data, now_ms())
+    } else {
+        inner.core.refuse("the data cannot be sent as JSON")
+    };
+    drop(inner);
+    promise(shared, made)
+}
+
+/// The promise of a request the core made (`reference`), settled by its reply or refusal:
+/// registered, then the core's effects carried out.
+fn promise(shared: &Shared, (reference, effects): (u64, Vec<Effect<JsValue>>)) -> Promise {
+    let promise = Promise::new(&mut |resolve, reject| {
         shared
             .borrow_mut()
             .promises
             .push((reference, resolve, reject));
-        apply(&shared, effects);
-    })
+    });
+    apply(shared, effects);
+    promise
 }
 
 fn listen(shared: &Shared, topic: &str, listener: Listener) -> u32 {
@@ -361,17 +483,11 @@ fn number(options: &JsValue, key: &str) -> Option<f64> {
     get(options, key).as_f64()
 }
 
-/// Appends `key=value` (value URI-encoded) to a query string.
-fn query(url: &mut String, key: &str, value: &str) {
-    url.push(if url.contains('?') { '&' } else { '?' });
-    url.push_str(key);
-    url.push('=');
-    url.push_str(&String::from(js_sys::encode_uri_component(value)));
-}
-
 #[wasm_bindgen]
 impl RookeryClient {
-    /// Connects to `url` (e.g. `ws://localhost:8080`) and keeps the connection up.
+    /// Connects to `url` and keeps the connection up. `ws://host:port`, `…/`, and the
+    /// endpoint itself `…/websocket` all work, with or without a query string (`http(s)://`
+    /// stands for `ws(s)://`); anything else throws (`invalid_url`).
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: &str,
@@ -380,12 +496,9 @@ impl RookeryClient {
         let Some(room) = get(&options, "room").as_string() else {
             return Err(js_sys::Error::new("options.room is required").into());
         };
-        let mut full = String::from(url.trim_end_matches('/'));
-        full.push_str("/websocket");
-        query(&mut full, "room", &room);
-        if let Some(token) = get(&options, "token").as_string() {
-            query(&mut full, "token", &token);
-        }
+        let token = get(&options, "token").as_string();
+        let full = endpoint(url, &room, token.as_deref()).map_err(|f| js_error(&f))?;
+        let shown_url = endpoint(url, &room, token.as_ref().map(|_| "***")).unwrap_or_default();
         let defaults = Settings::default();
         let millis = |key, default: u64| number(&options, key).map_or(default, |v| v as u64);
         let settings = Settings {
@@ -396,13 +509,15 @@ impl RookeryClient {
         };
         let inner = Rc::new(RefCell::new(Inner {
             url: full,
+            shown_url,
             core: Core::new(settings),
             socket: None,
             callbacks: Vec::new(),
             promises: Vec::new(),
             listeners: Vec::new(),
             next_listener: 0,
-            state_listeners: Vec::new(),
+            hooks: Vec::new(),
+            close: (0, String::new()),
             connected_waiters: Vec::new(),
             timer: None,
             ticker: None,
@@ -430,14 +545,51 @@ impl RookeryClient {
         Ok(RookeryClient { inner })
     }
 
-    /// Calls `callback(state)` on every state change.
+    /// Calls `callback(state, info)` on every state change: `info.recovered` on a
+    /// reconnect's `"connected"`, the close `code`, `reason` and `url` on `"disconnected"`.
     #[wasm_bindgen(js_name = onState)]
     pub fn on_state(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "(state: ConnectionState) => void")]
+        #[wasm_bindgen(unchecked_param_type = "(state: ConnectionState, info: StateInfo) => void")]
         callback: Function,
     ) {
-        self.inner.borrow_mut().state_listeners.push(callback);
+        self.inner.borrow_mut().hooks.push((Hook::State, callback));
+    }
+
+    /// Calls `callback(discontinuity)` when events may have been missed: state was reloaded
+    /// from snapshots after a reconnect, or the room's history was reset.
+    #[wasm_bindgen(js_name = onDiscontinuity)]
+    pub fn on_discontinuity(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(discontinuity: Discontinuity) => void")]
+        callback: Function,
+    ) {
+        self.inner
+            .borrow_mut()
+            .hooks
+            .push((Hook::Discontinuity, callback));
+    }
+
+    /// Calls `callback(error)` on connection errors: `connect_failed` when a socket closed
+    /// before it ever opened (server unreachable, or not a Rookery endpoint), with the `url`.
+    #[wasm_bindgen(js_name = onError)]
+    pub fn on_error(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(error: RookeryError) => void")] callback: Function,
+    ) {
+        self.inner.borrow_mut().hooks.push((Hook::Error, callback));
+    }
+
+    /// A page of the room's lasting events, oldest first, each as it was sent (with `seq`).
+    /// (Typed in `TYPES`, where its options can be optional.)
+    #[wasm_bindgen(skip_typescript)]
+    pub fn history(&self, options: Option<JsValue>) -> Promise {
+        let made = self
+            .inner
+            .borrow_mut()
+            .core
+            .history(options.as_ref(), now_ms());
+        promise(&self.inner, made)
     }
 
     /// The current state.
@@ -484,12 +636,14 @@ impl RookeryClient {
         request(&self.inner, "chat", Some(message))
     }
 
-    /// Subscribes to `topic` (`"chat"`, `"poll:id"`, a broadcast topic…): `callback(data)`
-    /// for each event. Restored after every reconnect.
+    /// Subscribes to `topic` (`"chat"`, `"poll:id"`, a broadcast topic…): `callback(data,
+    /// seq)` for each event (`seq`: its place in the room's stream, lasting events only).
+    /// Restored after every reconnect, resuming where it left off.
     pub fn subscribe(
         &self,
         topic: &str,
-        #[wasm_bindgen(unchecked_param_type = "(data: unknown) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "(data: unknown, seq?: number) => void")]
+        callback: Function,
     ) -> Subscription {
         let id = listen(&self.inner, topic, Listener::Js(callback));
         hold(&self.inner, topic);
@@ -500,14 +654,13 @@ impl RookeryClient {
         }
     }
 
-    /// A poll handle; `options.ephemeral` for an ephemeral poll.
-    pub fn poll(
-        &self,
-        id: &str,
-        #[wasm_bindgen(unchecked_param_type = "{ ephemeral?: boolean } | undefined")]
-        options: JsValue,
-    ) -> Poll {
-        let ephemeral = get(&options, "ephemeral").as_bool().unwrap_or(false);
+    /// A poll handle; `options.ephemeral` for an ephemeral poll. (Typed in `TYPES`, where its
+    /// options can be optional.)
+    #[wasm_bindgen(skip_typescript)]
+    pub fn poll(&self, id: &str, options: Option<JsValue>) -> Poll {
+        let ephemeral = options
+            .and_then(|o| get(&o, "ephemeral").as_bool())
+            .unwrap_or(false);
         let kind = if ephemeral { "ephemeralPoll" } else { "poll" };
         let stats = Rc::new(RefCell::new(JsValue::from(Object::new())));
         let keep = stats.clone();
@@ -595,6 +748,7 @@ impl RookeryClient {
             if let Some((id, _)) = inner.ticker.take() {
                 clear_interval(&id);
             }
+            inner.close = (1000, "closed by the app".into());
             (inner.socket.clone(), inner.core.close())
         };
         apply(&self.inner, effects);
@@ -692,11 +846,12 @@ impl Poll {
         self.stats.borrow().clone()
     }
 
-    /// `callback({id, stats})` on every change.
+    /// `callback({id, stats}, seq)` on every change (`seq` absent on snapshots).
     #[wasm_bindgen(js_name = onUpdate)]
     pub fn on_update(
         &mut self,
-        #[wasm_bindgen(unchecked_param_type = "(update: PollStats) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "(update: PollStats, seq?: number) => void")]
+        callback: Function,
     ) {
         self.handle.on(callback);
     }
@@ -717,13 +872,16 @@ pub struct Counter {
 
 #[wasm_bindgen]
 impl Counter {
-    /// Adds `delta` (negative to subtract).
+    /// Adds `delta` (negative to subtract). Anything but a finite number is rejected
+    /// (`invalid_data`) and not sent.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn add(&self, delta: f64) -> Promise {
-        let change = Object::new();
-        set(&change, "id", &self.id.as_str().into());
-        set(&change, "value", &delta.into());
-        request(&self.handle.inner, "counter", Some(change.into()))
+    pub fn add(&self, #[wasm_bindgen(unchecked_param_type = "number")] delta: JsValue) -> Promise {
+        let inner = &self.handle.inner;
+        let made = inner
+            .borrow_mut()
+            .core
+            .counter_add(&self.id, delta.as_f64(), now_ms());
+        promise(inner, made)
     }
 
     #[wasm_bindgen(getter)]
@@ -731,11 +889,12 @@ impl Counter {
         *self.value.borrow()
     }
 
-    /// `callback({id, value})` on every change.
+    /// `callback({id, value}, seq)` on every change (`seq` absent on snapshots).
     #[wasm_bindgen(js_name = onChange)]
     pub fn on_change(
         &mut self,
-        #[wasm_bindgen(unchecked_param_type = "(change: CounterValue) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "(change: CounterValue, seq?: number) => void")]
+        callback: Function,
     ) {
         self.handle.on(callback);
     }

@@ -65,6 +65,19 @@ fn collector() -> (Function, Rc<RefCell<Vec<JsValue>>>) {
     (f.into_js_value().unchecked_into(), seen)
 }
 
+/// The two arguments of each call.
+type Calls = Rc<RefCell<Vec<(JsValue, JsValue)>>>;
+
+/// Collects the two arguments of each call.
+fn collector2() -> (Function, Calls) {
+    let seen: Calls = Rc::default();
+    let keep = seen.clone();
+    let f = Closure::<dyn FnMut(JsValue, JsValue)>::new(move |a: JsValue, b: JsValue| {
+        keep.borrow_mut().push((a, b))
+    });
+    (f.into_js_value().unchecked_into(), seen)
+}
+
 fn get(v: &JsValue, key: &str) -> JsValue {
     Reflect::get(v, &key.into()).unwrap()
 }
@@ -93,8 +106,8 @@ async fn two_clients_see_each_others_chat_votes_counters_and_presence() {
     assert_eq!(get(&chat, "message"), "hello");
     assert!(get(&get(&get(&chat, "user"), "properties"), "_secret").is_undefined());
 
-    let poll_b = b.poll("p", JsValue::UNDEFINED);
-    let poll_a = a.poll("p", JsValue::UNDEFINED);
+    let poll_b = b.poll("p", None);
+    let poll_a = a.poll("p", None);
     sleep(100).await;
     wait(poll_a.vote("yes".into())).await.unwrap();
     eventually("b sees the vote", || get(&poll_b.stats(), "yes") == 1).await;
@@ -102,8 +115,8 @@ async fn two_clients_see_each_others_chat_votes_counters_and_presence() {
     let counter_a = a.counter("c");
     let counter_b = b.counter("c");
     sleep(100).await;
-    wait(counter_b.add(2.5)).await.unwrap();
-    wait(counter_b.add(-1.0)).await.unwrap();
+    wait(counter_b.add(2.5.into())).await.unwrap();
+    wait(counter_b.add((-1.0).into())).await.unwrap();
     eventually("a sees the counter", || counter_a.value() == 1.5).await;
 
     let mut presence = a.presence();
@@ -125,7 +138,7 @@ async fn two_clients_see_each_others_chat_votes_counters_and_presence() {
 async fn a_server_error_rejects_the_promise_with_its_code() {
     let client = RookeryClient::new(URL, options(&room("errors"))).unwrap();
     wait(client.connected()).await.unwrap();
-    let poll = client.poll("p", JsValue::UNDEFINED);
+    let poll = client.poll("p", None);
     let error = wait(poll.vote(JsValue::NULL)).await.unwrap_err();
     assert_eq!(get(&error, "code"), "invalid_data");
     assert!(error.is_instance_of::<js_sys::Error>());
@@ -184,7 +197,7 @@ async fn every_handle_calls_back_and_releasing_or_unsubscribing_stops_it() {
     assert!(get(&profile, "connectionDetails").is_object());
 
     // Poll (ephemeral) and counter callbacks receive the event's data.
-    let mut poll = a.poll("e", options_with("ephemeral", true.into()));
+    let mut poll = a.poll("e", Some(options_with("ephemeral", true.into())));
     let (on_poll, polls) = collector();
     poll.on_update(on_poll);
     let mut counter = a.counter("k");
@@ -192,12 +205,12 @@ async fn every_handle_calls_back_and_releasing_or_unsubscribing_stops_it() {
     counter.on_change(on_counter);
     sleep(100).await;
     wait(
-        b.poll("e", options_with("ephemeral", true.into()))
+        b.poll("e", Some(options_with("ephemeral", true.into())))
             .vote("no".into()),
     )
     .await
     .unwrap();
-    wait(b.counter("k").add(3.0)).await.unwrap();
+    wait(b.counter("k").add(3.into())).await.unwrap();
     eventually("poll update", || {
         polls
             .borrow()
@@ -238,7 +251,7 @@ async fn every_handle_calls_back_and_releasing_or_unsubscribing_stops_it() {
     counter.release();
     sleep(100).await;
     wait(b.chat("two".into())).await.unwrap();
-    wait(b.counter("k").add(1.0)).await.unwrap();
+    wait(b.counter("k").add(1.into())).await.unwrap();
     b.close();
     eventually("b leaves", || {
         leaves.borrow().len() == 1 && presence.count() == 1
@@ -279,4 +292,260 @@ fn options_with(key: &str, value: JsValue) -> JsValue {
     let o = Object::new();
     Reflect::set(&o, &key.into(), &value).unwrap();
     o.into()
+}
+
+#[wasm_bindgen_test]
+async fn a_dropped_connection_resumes_without_losing_duplicating_or_reordering_events() {
+    let name = room("resume");
+    let listener = RookeryClient::new(URL, options(&name)).unwrap();
+    let speaker = RookeryClient::new(URL, options(&name)).unwrap();
+    let (on_state, states) = collector2();
+    listener.on_state(on_state);
+    let (on_gap, gaps) = collector();
+    listener.on_discontinuity(on_gap);
+    let (on_chat, chats) = collector2();
+    let _sub = listener.subscribe("chat", on_chat);
+    let counter = listener.counter("n");
+    wait(listener.connected()).await.unwrap();
+    wait(speaker.connected()).await.unwrap();
+    sleep(100).await;
+    // (`connecting` was reported in the constructor, before `onState`.)
+    let first = states.borrow().clone();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, "connected");
+    assert!(
+        get(&first[0].1, "recovered").is_undefined(),
+        "no `recovered` on the first connect"
+    );
+
+    // Messages flow while the listener's connection drops (a frame over the test server's
+    // 4 KiB limit: the server closes with 1009) and comes back.
+    const N: usize = 80;
+    let mut sent = Vec::new();
+    let mut drop = None;
+    for i in 0..N {
+        sent.push(speaker.chat((i as u32).into()));
+        if i % 4 == 0 {
+            sent.push(speaker.counter("n").add(1.into()));
+        }
+        if i == 20 {
+            drop = Some(listener.chat("x".repeat(5000).into()));
+        }
+        sleep(5).await;
+    }
+    for promise in sent {
+        wait(promise).await.unwrap();
+    }
+    let dropped = wait(drop.unwrap()).await.unwrap_err();
+    assert_eq!(get(&dropped, "code"), "disconnected");
+    eventually("every chat arrives", || chats.borrow().len() >= N).await;
+    sleep(200).await;
+
+    let chats = chats.borrow();
+    let messages: Vec<f64> = chats
+        .iter()
+        .map(|(data, _)| get(data, "message").as_f64().unwrap())
+        .collect();
+    let expected: Vec<f64> = (0..N).map(|i| i as f64).collect();
+    assert_eq!(messages, expected, "nothing lost, duplicated or reordered");
+    let seqs: Vec<f64> = chats.iter().map(|(_, seq)| seq.as_f64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seqs increase: {seqs:?}"
+    );
+    assert_eq!(
+        counter.value(),
+        (N / 4) as f64,
+        "every counter change applied"
+    );
+    let states = states.borrow();
+    let disconnected = states
+        .iter()
+        .find(|(s, _)| s == "disconnected")
+        .expect("the connection dropped");
+    assert_eq!(get(&disconnected.1, "code"), 1009);
+    let (last, info) = states.last().unwrap();
+    assert_eq!(last, "connected");
+    assert_eq!(get(info, "recovered"), true, "resumed with every event");
+    assert!(gaps.borrow().is_empty(), "no discontinuity");
+    listener.close();
+    speaker.close();
+}
+
+#[wasm_bindgen_test]
+async fn history_returns_the_rooms_lasting_events_with_their_seq() {
+    let client = RookeryClient::new(URL, options(&room("history"))).unwrap();
+    wait(client.connected()).await.unwrap();
+    wait(client.chat("one".into())).await.unwrap();
+    wait(client.chat("two".into())).await.unwrap();
+    wait(client.counter("c").add(2.into())).await.unwrap();
+
+    let page = wait(client.history(None)).await.unwrap();
+    let events: Vec<JsValue> = js_sys::Array::from(&get(&page, "events")).iter().collect();
+    let types: Vec<String> = events
+        .iter()
+        .map(|e| get(e, "type").as_string().unwrap())
+        .collect();
+    assert_eq!(types, ["chat", "chat", "counter"]);
+    assert_eq!(get(&get(&events[0], "data"), "message"), "one");
+    assert_eq!(get(&get(&events[2], "data"), "value"), 2);
+    let seqs: Vec<f64> = events
+        .iter()
+        .map(|e| get(e, "seq").as_f64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {seqs:?}"
+    );
+    let pos = get(&page, "pos");
+    assert!(get(&pos, "epoch").is_string());
+    assert_eq!(get(&pos, "seq").as_f64(), Some(seqs[2]));
+
+    let o = Object::new();
+    Reflect::set(&o, &"limit".into(), &1.into()).unwrap();
+    Reflect::set(&o, &"before".into(), &seqs[2].into()).unwrap();
+    let page = wait(client.history(Some(o.into()))).await.unwrap();
+    let events = js_sys::Array::from(&get(&page, "events"));
+    assert_eq!(events.length(), 1);
+    assert_eq!(get(&get(&events.get(0), "data"), "message"), "two");
+
+    let page = wait(client.history(Some(options_with("limit", 0.into()))))
+        .await
+        .unwrap();
+    assert_eq!(js_sys::Array::from(&get(&page, "events")).length(), 0);
+    assert_eq!(get(&get(&page, "pos"), "seq").as_f64(), Some(seqs[2]));
+    let error = wait(client.history(Some(options_with("limit", 2.5.into()))))
+        .await
+        .unwrap_err();
+    assert_eq!(get(&error, "code"), "invalid_data");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn every_url_form_connects_and_a_wrong_one_says_so() {
+    let name = room("urls");
+    for url in [
+        URL.to_owned(),
+        format!("{URL}/"),
+        format!("{URL}/websocket"),
+        format!("{URL}/websocket?unused=1"),
+    ] {
+        let client = RookeryClient::new(&url, options(&name)).unwrap();
+        wait(client.connected()).await.unwrap();
+        let profile = wait(client.profile()).await.unwrap();
+        assert!(get(&profile, "id").is_string(), "{url}");
+        client.close();
+    }
+
+    // Not a WebSocket endpoint (404 on upgrade) and nothing listening: both are errors
+    // naming the URL, on `onError` and on the `disconnected` state.
+    // A token in the URL shown is masked.
+    for url in [format!("{URL}/nothing-here"), "ws://127.0.0.1:9".to_owned()] {
+        let o = options(&name);
+        Reflect::set(&o, &"token".into(), &"s3cret".into()).unwrap();
+        let client = RookeryClient::new(&url, o).unwrap();
+        let (on_error, errors) = collector();
+        client.on_error(on_error);
+        let (on_state, states) = collector2();
+        client.on_state(on_state);
+        eventually("a connect error", || !errors.borrow().is_empty()).await;
+        let error = errors.borrow()[0].clone();
+        assert_eq!(get(&error, "code"), "connect_failed", "{url}");
+        let tried = get(&error, "url").as_string().unwrap();
+        assert!(
+            tried.starts_with(&url) && tried.contains("/websocket?room="),
+            "{tried}"
+        );
+        assert!(tried.ends_with("&token=***"), "{tried}");
+        let message = get(&error, "message").as_string().unwrap();
+        assert!(
+            message.contains(&tried) && !message.contains("s3cret"),
+            "{message}"
+        );
+        assert!(error.is_instance_of::<js_sys::Error>());
+        eventually("disconnected", || {
+            states.borrow().iter().any(|(s, _)| s == "disconnected")
+        })
+        .await;
+        let states = states.borrow();
+        let (_, info) = states.iter().find(|(s, _)| s == "disconnected").unwrap();
+        assert!(get(info, "reason").as_string().unwrap().contains(&url));
+        assert_eq!(get(info, "url").as_string().unwrap(), tried);
+        client.close();
+    }
+
+    let error = RookeryClient::new("localhost:8080", options(&name))
+        .err()
+        .expect("not a ws:// URL");
+    assert_eq!(get(&error, "code"), "invalid_url");
+}
+
+#[wasm_bindgen_test]
+async fn a_counter_change_that_is_not_a_finite_number_is_refused_unsent() {
+    let name = room("nan");
+    let client = RookeryClient::new(URL, options(&name)).unwrap();
+    wait(client.connected()).await.unwrap();
+    let counter = client.counter("c");
+    sleep(100).await;
+    for bad in [
+        JsValue::from(f64::NAN),
+        JsValue::from(f64::INFINITY),
+        JsValue::from(f64::NEG_INFINITY),
+        JsValue::from("x"),
+        JsValue::UNDEFINED,
+    ] {
+        let error = wait(counter.add(bad.clone())).await.unwrap_err();
+        assert_eq!(get(&error, "code"), "invalid_data", "{bad:?}");
+    }
+    wait(counter.add(1.5.into())).await.unwrap();
+    eventually("the valid change", || counter.value() == 1.5).await;
+    let page = wait(client.history(None)).await.unwrap();
+    assert_eq!(
+        js_sys::Array::from(&get(&page, "events")).length(),
+        1,
+        "nothing else was sent"
+    );
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_resume_past_the_history_window_reloads_and_reports_a_discontinuity() {
+    let name = room("window");
+    let listener = RookeryClient::new(URL, options(&name)).unwrap();
+    let speaker = RookeryClient::new(URL, options(&name)).unwrap();
+    let (on_state, states) = collector2();
+    listener.on_state(on_state);
+    let (on_gap, gaps) = collector();
+    listener.on_discontinuity(on_gap);
+    let (on_chat, chats) = collector2();
+    let _sub = listener.subscribe("chat", on_chat);
+    wait(listener.connected()).await.unwrap();
+    wait(speaker.connected()).await.unwrap();
+    sleep(100).await;
+    // More lasting events than the server's history holds (`--history-size`, 100 by
+    // default), none of them covered by the listener's subscriptions: its position falls out
+    // of the window.
+    let counter = speaker.counter("many");
+    for _ in 0..150 {
+        wait(counter.add(1.into())).await.unwrap();
+    }
+    let _ = wait(listener.chat("x".repeat(5000).into())).await;
+    eventually("reconnected", || {
+        let s = states.borrow();
+        s.iter().any(|(s, _)| s == "disconnected")
+            && s.last().is_some_and(|(s, _)| s == "connected")
+    })
+    .await;
+    let (_, info) = states.borrow().last().unwrap().clone();
+    assert_eq!(get(&info, "recovered"), false);
+    let gap = gaps.borrow().first().cloned().expect("a discontinuity");
+    assert_eq!(get(&gap, "reason"), "not_recovered");
+    assert!(get(&get(&gap, "pos"), "seq").as_f64().unwrap() >= 150.0);
+    // Live again: the next chat arrives once.
+    wait(speaker.chat("after".into())).await.unwrap();
+    eventually("the chat after", || chats.borrow().len() == 1).await;
+    sleep(100).await;
+    assert_eq!(chats.borrow().len(), 1);
+    listener.close();
+    speaker.close();
 }

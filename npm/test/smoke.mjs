@@ -22,17 +22,32 @@ await a.connected();
 await b.connected();
 const profile = await a.login({ name: 'node', _secret: 1 });
 if (profile.properties.name !== 'node') fail('login');
-const got = new Promise((resolve) => b.subscribe('chat', resolve));
+const got = new Promise((resolve) => b.subscribe('chat', (data, seq) => resolve({ data, seq })));
 await new Promise((r) => setTimeout(r, 100));
 await a.chat('hello from the packed package');
-const chat = await got;
+const { data: chat, seq } = await got;
 if (chat.message !== 'hello from the packed package') fail('chat');
+if (!Number.isInteger(seq)) fail(`chat seq ${seq}`);
 if (chat.user.properties._secret !== undefined) fail('private property leaked');
 const counter = b.counter('n');
 await new Promise((r) => setTimeout(r, 100));
 await a.counter('n').add(2.5);
 for (let i = 0; i < 100 && counter.value !== 2.5; i++) await new Promise((r) => setTimeout(r, 20));
 if (counter.value !== 2.5) fail(`counter ${counter.value}`);
+try {
+  await a.counter('n').add(NaN);
+  fail('add(NaN) resolved');
+} catch (e) {
+  if (e.code !== 'invalid_data') fail(`add(NaN): error code ${e.code}`);
+}
+// The endpoint's own URL works as well as the server's; history holds what was said.
+const c = new pkg.RookeryClient(`${url}/websocket`, { room });
+await c.connected();
+const page = await c.history({ limit: 10 });
+const said = page.events.find((e) => e.type === 'chat');
+if (said?.data.message !== 'hello from the packed package' || said.seq !== seq) fail('history');
+if (typeof page.pos.epoch !== 'string') fail('history pos');
+c.close();
 try {
   await a.poll('p').vote(null);
   fail('a bad vote resolved');
