@@ -70,6 +70,10 @@ impl DecodeError {
 
 /// Decodes one text frame. `text` is scratch space: simd-json parses in place.
 pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
+    // simd-json reads numbers as f64, which would round a counter's value
+    // (12345678901234567.89 → 12345678901234568): a frame that may be a counter keeps its
+    // text, so the value can be read exactly from it.
+    let original = may_be_counter(text).then(|| text.to_vec());
     let none = None;
     let value: Value = simd_json::serde::from_slice(text)
         .map_err(|e| DecodeError::new(&none, codes::INVALID_JSON, format!("invalid JSON: {e}")))?;
@@ -182,6 +186,16 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
                     };
                     let delta = match change.get("value") {
                         None | Some(Value::Null) => Decimal::ONE,
+                        Some(Value::Number(_)) => original
+                            .as_deref()
+                            .and_then(counter_value_text)
+                            .and_then(|text| decimal_text(&text))
+                            .ok_or_else(|| {
+                                invalid(
+                                    &reference,
+                                    "counter value must be a number or numeric string",
+                                )
+                            })?,
                         Some(value) => decimal(value).ok_or_else(|| {
                             invalid(
                                 &reference,
@@ -286,17 +300,42 @@ fn name(value: Option<&Value>) -> Option<String> {
     (!text.is_empty() && text.len() <= MAX_NAME_LEN).then_some(text)
 }
 
-/// An exact decimal from a JSON number or a numeric string.
+/// An exact decimal from a numeric string (a number is read from the frame's text, see
+/// [`counter_value_text`]).
 fn decimal(value: &Value) -> Option<Decimal> {
-    let text = match value {
-        // f64's Display is the shortest text that round-trips, so 17.75 stays 17.75.
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_owned(),
-        _ => return None,
-    };
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
+    match value {
+        Value::String(s) => decimal_text(s.trim()),
+        _ => None,
+    }
+}
+
+/// An exact decimal from its text: plain (`-15.14`) or scientific (`1.5e3`).
+fn decimal_text(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
         .ok()
+}
+
+/// Whether a frame may be a `counter` (then its text is kept for an exact value).
+fn may_be_counter(text: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"counter\"";
+    text.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+/// The text of `data.value` in a counter frame, exactly as the client wrote it.
+fn counter_value_text(frame: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Frame<'a> {
+        #[serde(borrow)]
+        data: Option<Data<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data<'a> {
+        #[serde(borrow)]
+        value: Option<&'a RawValue>,
+    }
+    let frame: Frame<'_> = serde_json::from_slice(frame).ok()?;
+    Some(frame.data?.value?.get().to_owned())
 }
 
 /// A decimal as a JSON number, written exactly (no binary floating point on the way).

@@ -42,9 +42,15 @@ pub enum Request {
     /// A client heartbeat; only a `ref` makes it answer.
     Ping,
     /// Replay what the member missed since this position (SPEC §5.3 `resume`).
-    Resume { epoch: String, seq: u64 },
+    Resume {
+        epoch: String,
+        seq: u64,
+    },
     /// A page of the room's history: up to `limit` events, before `before` if given.
-    History { limit: usize, before: Option<u64> },
+    History {
+        limit: usize,
+        before: Option<u64>,
+    },
 }
 
 /// An HTTP emit (websockets.do's `/:channel/emit`).
@@ -131,7 +137,10 @@ pub enum Command {
         result: LoadResult,
     },
     /// The store's answer to a read of history the engine asked for.
-    Read { read: Read, result: ReadResult },
+    Read {
+        read: Read,
+        result: ReadResult,
+    },
     /// An event another node published (from the broker).
     Remote(Published),
     /// Time passes: expire ack deadlines.

@@ -1,8 +1,8 @@
 //! One connection's membership of a room: who it is, what it subscribed to, and what its
 //! protocol wants of the room ([`Traits`]), told by its dialect when it joins.
 
-use super::subscriptions::Subscriptions;
 use super::event::Sequenced;
+use super::subscriptions::Subscriptions;
 use rookery_protocol::pact::{public_properties, Member, Pos, Profile, Role};
 use serde_json::{Map, Value};
 use std::sync::Arc;

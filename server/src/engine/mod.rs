@@ -22,8 +22,8 @@ pub mod snapshot;
 pub mod subscriptions;
 
 pub use command::{Command, Emit, LoadResult, Request};
-pub use history::{Entry, History, HistoryQuery, Read, ReadFor};
 pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
+pub use history::{Entry, History, HistoryQuery, Read, ReadFor};
 pub use member::{CodecId, Identity, Joiner, Traits};
 pub use outbox::{Audience, Change, Outbox, Published, Scope, Send};
 pub use room::RoomDetails;

@@ -231,3 +231,25 @@ fn malformed_positions_are_invalid_data_with_the_ref() {
         assert_eq!(error.reference, Some(json!("r")), "{text}");
     }
 }
+
+#[test]
+fn counter_numbers_keep_every_digit() {
+    for (text, exact) in [
+        ("12345678901234567.89", "12345678901234567.89"),
+        ("0.1", "0.1"),
+        ("-15.14", "-15.14"),
+        ("1.5e3", "1500"),
+        ("18446744073709551615", "18446744073709551615"),
+    ] {
+        let frame = format!(r#"{{"type":"counter","data":{{"id":"c","value":{text}}}}}"#);
+        let Request::Counter { delta, .. } = request(&frame) else {
+            panic!("{frame}")
+        };
+        assert_eq!(delta.normalize().to_string(), exact, "{frame}");
+    }
+    // simd-json refuses integer literals beyond 64 bits: send those as strings.
+    let frame = r#"{"type":"counter","data":{"value":79228162514264337593543950335}}"#;
+    assert_eq!(refused(frame).code, codes::INVALID_JSON);
+    let frame = r#"{"type":"counter","data":{"value":"79228162514264337593543950335"}}"#;
+    assert!(matches!(request(frame), Request::Counter { .. }));
+}

@@ -178,8 +178,6 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::LimitExceeded
         | ErrorCode::InvalidData
         | ErrorCode::Forbidden
-        | ErrorCode::Unavailable => {
-            codes::INVALID_PAYLOAD
-        }
+        | ErrorCode::Unavailable => codes::INVALID_PAYLOAD,
     }
 }
