@@ -268,3 +268,36 @@ fn malformed_http_requests_get_json_errors() {
     let (status, _) = http_json(addr, "GET", "/x/listen", &[], b"");
     assert_eq!(status, 400);
 }
+
+#[test]
+fn room_history_lists_lasting_events_as_pact_members_got_them() {
+    let addr = server(2);
+    let (mut a, _) = Client::pact(addr, "hist");
+    a.call(json!({"type":"subscribe","data":"chat"}), "s");
+    for n in 1..=3 {
+        a.call(
+            json!({"type":"chat","data":format!("m{n}")}),
+            &format!("c{n}"),
+        );
+    }
+    let (status, body) = http_json(addr, "GET", "/api/rooms/hist/history?limit=2", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["data"]["message"], "m2");
+    assert_eq!(events[0]["seq"], 2);
+    assert_eq!(events[1]["seq"], 3);
+    assert_eq!(body["pos"]["seq"], 3);
+    assert!(body["pos"]["epoch"].is_string());
+    let (_, older) = http_json(addr, "GET", "/api/rooms/hist/history?before=2", &[], b"");
+    assert_eq!(older["events"].as_array().unwrap().len(), 1);
+    assert_eq!(older["events"][0]["data"]["message"], "m1");
+    let (status, empty) = http_json(addr, "GET", "/api/rooms/nobody/history", &[], b"");
+    assert_eq!((status, empty), (200, json!({"events": [], "pos": null})));
+    for bad in ["limit=-1", "limit=x", "before=1.5"] {
+        let path = format!("/api/rooms/hist/history?{bad}");
+        let (status, body) = http_json(addr, "GET", &path, &[], b"");
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{bad}: {body}");
+    }
+}

@@ -5,7 +5,7 @@
 mod protocol;
 mod session;
 
-pub use protocol::{room_details, Pact};
+pub use protocol::{history_page, room_details, Pact};
 
 use crate::engine::subscriptions::Topic;
 use crate::engine::Request;

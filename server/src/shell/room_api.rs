@@ -5,8 +5,9 @@ use super::admin_api::refusal;
 use super::mailbox::{now_ms, ToOwner};
 use super::shard::Shard;
 use crate::api;
+use crate::dialect::pact;
 use crate::engine::emit::{EmitOutcome, ReplyToken};
-use crate::engine::Emit;
+use crate::engine::{Emit, Position, Scope};
 use crate::http::{self, Request};
 use crate::ids::{new_event_id, random_u64};
 use crate::store::HistoryQuery;
@@ -23,6 +24,59 @@ pub(super) async fn room_details(shard: &Shard, room: &str) -> Vec<u8> {
         Some(json) => http::response(200, "application/json", json.as_bytes()),
         None => unavailable(),
     }
+}
+
+/// `GET /api/rooms/:room/history?limit=L&before=S`: the room's lasting events from the store,
+/// as Pact members received them, oldest first (emits aimed at chosen members left out).
+pub(super) async fn room_history(shard: &Shard, room: &str, req: &Request) -> Vec<u8> {
+    let number = |name: &str| match req.query_param(name) {
+        None => Ok(None),
+        Some(text) => text.parse::<u64>().map(Some).map_err(|_| name.to_owned()),
+    };
+    let (limit, before) = match (number("limit"), number("before")) {
+        (Ok(limit), Ok(before)) => (limit, before),
+        (Err(name), _) | (_, Err(name)) => {
+            let message = format!("{name} must be a non-negative integer");
+            return http::json_error(400, "invalid_query", &message);
+        }
+    };
+    let config = &shard.config;
+    let limit = limit.map_or(pact::DEFAULT_HISTORY_LIMIT, |l| {
+        l.min(usize::MAX as u64) as usize
+    });
+    let query = HistoryQuery {
+        before,
+        since_ms: since_ms(config.history_ttl_ms),
+        ..HistoryQuery::last(limit.min(config.history_size))
+    };
+    let store = &shard.node.store;
+    // The snapshot is read first: the page read after it is at least as new.
+    let snapshot = store.load(room.to_owned());
+    let page = store.history(room.to_owned(), query);
+    let (snapshot, page) = match (snapshot.wait().await, page.wait().await) {
+        (Ok(snapshot), Ok(page)) => (snapshot, page),
+        (Err(e), _) | (_, Err(e)) => return http::json_error(503, "unavailable", &e.to_string()),
+    };
+    let events: Vec<_> = page
+        .events
+        .into_iter()
+        .filter(|e| !matches!(e.scope, Scope::Members(_)))
+        .map(|e| e.event)
+        .collect();
+    let pos = snapshot.and_then(|s| {
+        let epoch = s.epoch?;
+        Some(Position {
+            epoch: epoch.into(),
+            seq: s.seq,
+        })
+    });
+    let body = pact::history_page(&events, pos.as_ref());
+    http::response(200, "application/json", body.as_bytes())
+}
+
+/// The oldest time history may come from (`--history-ttl-ms`; 0: no bound).
+fn since_ms(ttl_ms: u64) -> Option<u64> {
+    (ttl_ms > 0).then(|| now_ms().saturating_sub(ttl_ms))
 }
 
 pub(super) async fn ask<T>(

@@ -4,7 +4,7 @@
 use super::admin_api::{admin, admin_broadcast, admin_config, disconnect, notify, slip_control};
 use super::mailbox::now_ms;
 use super::metrics;
-use super::room_api::{emit, history, room_details};
+use super::room_api::{emit, history, room_details, room_history};
 use super::shard::Shard;
 use crate::dialect::Dialect;
 use crate::http::{self, Request};
@@ -87,6 +87,9 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
             http::response(200, "text/plain; version=0.0.4", text.as_bytes())
         }
         ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&shard, room).await,
+        ("GET", ["api", "rooms", room, "history"]) if !room.is_empty() => {
+            room_history(&shard, room, &req).await
+        }
         ("POST", ["api", "rooms", room, "broadcast"]) if !room.is_empty() => {
             match admin(&shard, &req) {
                 Err(refusal) => refusal,

@@ -226,6 +226,29 @@ fn event_payload(event: &RoomEvent, seq: Option<u64>) -> Vec<u8> {
     }
 }
 
+/// The body of `GET /api/rooms/:room/history`: the events as Pact members received them
+/// (each with its `seq`), oldest first, and the room's position (`null` for a room the
+/// store knows nothing of).
+pub fn history_page(events: &[Sequenced], pos: Option<&Position>) -> String {
+    let events: Vec<Box<RawValue>> = events
+        .iter()
+        .map(|e| {
+            let json = String::from_utf8(event_json(e)).expect("JSON is UTF-8");
+            RawValue::from_string(json).expect("an event is JSON")
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct Body {
+        events: Vec<Box<RawValue>>,
+        pos: Option<Pos>,
+    }
+    let body = Body {
+        events,
+        pos: pos.map(wire_pos),
+    };
+    serde_json::to_string(&body).expect("a page serializes")
+}
+
 /// The body of `GET /api/rooms/:room`: Pact-style room details, counters exact.
 pub fn room_details(details: &RoomDetails) -> String {
     #[derive(Serialize)]

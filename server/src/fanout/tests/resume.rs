@@ -253,3 +253,44 @@ fn history_pages_back_and_hides_what_was_for_others() {
     let theirs = received(&history(&mut e, conn(2), 1, None), conn(2));
     assert_eq!(theirs[0]["data"]["events"], json!([]));
 }
+
+#[test]
+fn events_older_than_the_ttl_are_not_replayed() {
+    let limits = engine::Limits {
+        history_ttl_ms: 1_000,
+        ..engine::Limits::default()
+    };
+    let mut e = engine();
+    e.engine = engine::Engine::new(1).with_limits(limits);
+    let (epoch, _) = joined_pos(&join(&mut e, conn(1), "u1"), conn(1));
+    sub(&mut e, conn(1), "chat");
+    join(&mut e, conn(2), "u2");
+    // `req` runs at time 1: this chat is made at 1 ms; at 5,000 ms it is too old.
+    chat(&mut e, conn(2), "old");
+    let mut out = Outbox::default();
+    let request = Request::Resume {
+        epoch: epoch.clone(),
+        seq: 0,
+    };
+    let command = Command::Request {
+        conn: conn(1),
+        room: ROOM.into(),
+        reference: None,
+        request,
+    };
+    e.handle(command, 5_000, &mut out);
+    let got = received(&out, conn(1));
+    assert_eq!(got.last().unwrap()["data"]["recovered"], false, "{got:?}");
+    // Within the TTL it replays.
+    let mut out = Outbox::default();
+    let command = Command::Request {
+        conn: conn(1),
+        room: ROOM.into(),
+        reference: None,
+        request: Request::Resume { epoch, seq: 0 },
+    };
+    e.handle(command, 500, &mut out);
+    let got = received(&out, conn(1));
+    assert_eq!(got[0]["data"]["message"], "old");
+    assert_eq!(got.last().unwrap()["data"]["recovered"], true);
+}
