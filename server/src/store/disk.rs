@@ -16,7 +16,8 @@
 //! R ++ 0x03                         → u64 BE seq ++ epoch   the stream position
 //! R ++ 0x04 ++ name(poll) ++ name(user) → len-prefixed poll ++ len-prefixed user ++ answer
 //! R ++ 0x05 ++ name(counter)        → len-prefixed counter ++ the exact decimal as a string
-//! R ++ 0x10                         → u64 BE count ++ u64 BE oldest seq   (history bounds)
+//! R ++ 0x10                         → u64 BE count ++ u64 BE oldest seq ++ u64 BE newest seq
+//!                                                 (history bounds)
 //! R ++ 0x11 ++ u64 BE seq           → u64 BE at_ms ++ the entry as JSON
 //! name(s)     = u32 BE byte length of s ++ s      (or ++ SHA-256(s) when s is long)
 //! ```
@@ -371,9 +372,8 @@ impl Db {
         Ok(found.then_some(snapshot))
     }
 
-    /// The room's history bounds: how many events it keeps and the oldest one's `seq`
-    /// (`None`: it keeps none).
-    fn bounds(&self, room: &str, prefix: &[u8]) -> Result<Option<(u64, u64)>, StoreError> {
+    /// The room's history bounds (`None`: it keeps none).
+    fn bounds(&self, room: &str, prefix: &[u8]) -> Result<Option<Bounds>, StoreError> {
         let value = self
             .rooms
             .get(key(prefix, BOUNDS, &[]))
@@ -382,15 +382,18 @@ impl Db {
             return Ok(None);
         };
         let bounds = u64_at(&value, 0).zip(u64_at(&value, 8));
-        match bounds.ok_or_else(|| self.corrupt(room, "unreadable history bounds"))? {
-            (0, _) => Ok(None),
-            bounds => Ok(Some(bounds)),
-        }
+        let (count, oldest) =
+            bounds.ok_or_else(|| self.corrupt(room, "unreadable history bounds"))?;
+        Ok((count > 0).then_some(Bounds {
+            count,
+            oldest,
+            newest: u64_at(&value, 16),
+        }))
     }
 
     fn history(&self, room: &str, query: HistoryQuery) -> Result<History, StoreError> {
         let prefix = room_prefix(room);
-        let Some((_, first)) = self.bounds(room, &prefix)? else {
+        let Some(Bounds { oldest: first, .. }) = self.bounds(room, &prefix)? else {
             return Ok(History::default());
         };
         let fresh = |at_ms: u64| query.since_ms.is_none_or(|since| at_ms >= since);
@@ -577,6 +580,10 @@ impl Writes<'_> {
     /// Adds the batch's appended events to the room's history, keeping the newest
     /// `history_size` of what it held and what is added: the oldest are deleted (or, if
     /// among the new ones, never written).
+    ///
+    /// The common case reads one key: a room whose kept events are exactly
+    /// `oldest..=newest` (as appends leave them) and a batch of newer events trims by
+    /// arithmetic. Anything else (an event appended again, a gap) walks the kept events.
     fn trim(
         &mut self,
         room: &str,
@@ -584,8 +591,56 @@ impl Writes<'_> {
         events: Events,
         history_size: u64,
     ) -> Result<(), StoreError> {
+        let bounds = self.db.bounds(room, prefix)?;
+        let dense = match &bounds {
+            None => true,
+            Some(b) => b.newest.is_some_and(|newest| {
+                newest.checked_sub(b.oldest) == Some(b.count - 1)
+                    && events.keys().next().is_none_or(|first| *first > newest)
+            }),
+        };
+        if !dense {
+            return self.trim_walking(room, prefix, events, history_size, bounds);
+        }
+        let (count, oldest, newest) =
+            bounds.map_or((0, 0, 0), |b| (b.count, b.oldest, b.newest.expect("dense")));
+        let total = count + events.len() as u64;
+        let excess = total.saturating_sub(history_size);
+        let dropped_old = excess.min(count);
+        for seq in oldest..oldest + dropped_old {
+            self.set(history_key(prefix, seq), None);
+        }
+        let mut new = events
+            .into_iter()
+            .skip((excess - dropped_old) as usize)
+            .peekable();
+        let kept = total - excess;
+        let first_new = new.peek().map(|(seq, _)| *seq);
+        let oldest = if dropped_old < count {
+            oldest + dropped_old
+        } else {
+            first_new.unwrap_or(0)
+        };
+        let mut newest = newest;
+        for (seq, value) in new {
+            newest = newest.max(seq);
+            self.set(history_key(prefix, seq), Some(value));
+        }
+        self.set_bounds(prefix, kept, oldest, newest);
+        Ok(())
+    }
+
+    /// [`Self::trim`] for a history that is not one dense run: walks the kept events.
+    fn trim_walking(
+        &mut self,
+        room: &str,
+        prefix: &[u8],
+        events: Events,
+        history_size: u64,
+        bounds: Option<Bounds>,
+    ) -> Result<(), StoreError> {
         let db = self.db;
-        let (count, first) = db.bounds(room, prefix)?.unwrap_or((0, 0));
+        let (count, first) = bounds.map_or((0, 0), |b| (b.count, b.oldest));
         let mut added = 0;
         for seq in events.keys() {
             let replaces = count > 0
@@ -598,9 +653,27 @@ impl Writes<'_> {
         let total = count + added;
         let mut excess = total.saturating_sub(history_size);
         let kept = total - excess;
+        let end = key(prefix, HISTORY + 1, &[]);
+        // The newest kept event before this batch (the last key of the range).
+        let mut newest = match count > 0 {
+            false => 0,
+            true => match db
+                .rooms
+                .range(history_key(prefix, first)..end.clone())
+                .next_back()
+            {
+                None => 0,
+                Some(guard) => {
+                    let k = guard
+                        .key()
+                        .map_err(|e| db.failed("reading before a commit", e))?;
+                    u64_at(&k, k.len().saturating_sub(8))
+                        .ok_or_else(|| db.corrupt(room, "an unreadable history key"))?
+                }
+            },
+        };
         // Walk the kept events (from the oldest) and the new ones together, oldest first,
         // dropping `excess` of them.
-        let end = key(prefix, HISTORY + 1, &[]);
         let mut kept_seqs = (count > 0)
             .then(|| db.rooms.range(history_key(prefix, first)..end))
             .into_iter()
@@ -644,18 +717,34 @@ impl Writes<'_> {
             (o, y) => o.or(y).unwrap_or(0),
         };
         for (seq, value) in new {
+            newest = newest.max(seq);
             self.set(history_key(prefix, seq), Some(value));
         }
+        self.set_bounds(prefix, kept, oldest, newest);
+        Ok(())
+    }
+
+    /// Writes the room's history bounds (removes them when nothing is kept).
+    fn set_bounds(&mut self, prefix: &[u8], kept: u64, oldest: u64, newest: u64) {
         let bounds_key = key(prefix, BOUNDS, &[]);
         if kept == 0 {
             self.set(bounds_key, None);
         } else {
             let mut value = kept.to_be_bytes().to_vec();
             value.extend_from_slice(&oldest.to_be_bytes());
+            value.extend_from_slice(&newest.to_be_bytes());
             self.set(bounds_key, Some(value));
         }
-        Ok(())
     }
+}
+
+/// A room's history bounds: how many events it keeps, the oldest one's `seq` and the newest
+/// one's (`None` in bounds written without it: then the kept events are walked).
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    count: u64,
+    oldest: u64,
+    newest: Option<u64>,
 }
 
 /// Opens (or, for a new store, creates) a keyspace.
@@ -862,6 +951,42 @@ mod tests {
 
     fn long(c: char) -> String {
         std::iter::repeat_n(c, 70_000).collect()
+    }
+
+    #[test]
+    fn gaps_and_appends_again_keep_the_bounds_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = DiskStore::open(dir.path(), 3).unwrap();
+        let seqs = |store: &mut DiskStore| {
+            let page = store.history("r", HistoryQuery::last(10)).unwrap();
+            let seqs: Vec<u64> = page.events.iter().map(Entry::seq).collect();
+            (seqs, page.oldest)
+        };
+        store.commit(&[append("r", 1), append("r", 2)]).unwrap();
+        store.commit(&[append("r", 3)]).unwrap();
+        assert_eq!(seqs(&mut store), (vec![1, 2, 3], Some(1)));
+        // A gap: trimmed by arithmetic still, but the run is no longer dense.
+        store.commit(&[append("r", 7)]).unwrap();
+        assert_eq!(seqs(&mut store), (vec![2, 3, 7], Some(2)));
+        // So the next trims walk the kept events.
+        store.commit(&[append("r", 8)]).unwrap();
+        assert_eq!(seqs(&mut store), (vec![3, 7, 8], Some(3)));
+        store.commit(&[append("r", 7)]).unwrap();
+        assert_eq!(
+            seqs(&mut store),
+            (vec![3, 7, 8], Some(3)),
+            "7 again replaces"
+        );
+        store.commit(&[append("r", 9), append("r", 10)]).unwrap();
+        assert_eq!(seqs(&mut store), (vec![8, 9, 10], Some(8)));
+        // Dense again: one batch larger than the history.
+        store
+            .commit(&(11..=16).map(|s| append("r", s)).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(seqs(&mut store), (vec![14, 15, 16], Some(14)));
+        drop(store);
+        let mut store = DiskStore::open(dir.path(), 3).unwrap();
+        assert_eq!(seqs(&mut store), (vec![14, 15, 16], Some(14)));
     }
 
     #[test]
