@@ -372,6 +372,20 @@ impl Db {
         Ok(found.then_some(snapshot))
     }
 
+    /// The `seq` of the room's stored position (0 when it has none).
+    fn stored_seq(&self, room: &str, prefix: &[u8]) -> Result<u64, StoreError> {
+        let value = self
+            .rooms
+            .get(key(prefix, POSITION, &[]))
+            .map_err(|e| self.failed("reading before a commit", e))?;
+        match value {
+            None => Ok(0),
+            Some(value) => Ok(position(&value)
+                .ok_or_else(|| self.corrupt(room, "an unreadable position"))?
+                .1),
+        }
+    }
+
     /// The room's history bounds (`None`: it keeps none).
     fn bounds(&self, room: &str, prefix: &[u8]) -> Result<Option<Bounds>, StoreError> {
         let value = self
@@ -479,29 +493,42 @@ type Keys = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// A room's appended events: `seq` → stored value.
 type Events = BTreeMap<u64, Vec<u8>>;
 
+/// What one commit does to one room beyond single keys: its position and appended events.
+struct RoomPlan {
+    prefix: Vec<u8>,
+    /// The position the batch leaves (`None`: untouched).
+    position: Option<(String, u64)>,
+    /// Whether anything was appended (the events are empty when no history is kept).
+    appended: bool,
+    events: Events,
+}
+
 impl Writes<'_> {
     fn plan(db: &Db, history_size: usize, changes: &[Change]) -> Result<Keys, StoreError> {
         let mut writes = Writes {
             db,
             keys: BTreeMap::new(),
         };
-        // Appended events per room (by room prefix), trimmed once the batch is planned.
-        let mut appended: BTreeMap<Vec<u8>, (&str, Events)> = BTreeMap::new();
-        let mut prefix = Vec::new();
-        let mut last_room = None;
+        // What the batch does to each room's position and history, written once per room
+        // at the end (a batch interleaves rooms; each room's keys are built once).
+        let mut rooms: ahash::AHashMap<&str, RoomPlan> = ahash::AHashMap::new();
         for change in changes {
             let room = change.room();
-            if last_room != Some(room) {
-                prefix = room_prefix(room);
-                last_room = Some(room);
-                writes.set(key(&prefix, EXISTS, &[]), Some(Vec::new()));
-            }
+            let plan = rooms.entry(room).or_insert_with(|| RoomPlan {
+                prefix: room_prefix(room),
+                position: None,
+                appended: false,
+                events: BTreeMap::new(),
+            });
+            let prefix = &plan.prefix;
             match change {
                 Change::Suffix { suffix, .. } => {
-                    writes.set(key(&prefix, SUFFIX, &[]), Some(suffix.to_be_bytes().into()));
+                    let k = key(prefix, SUFFIX, &[]);
+                    writes.set(k, Some(suffix.to_be_bytes().into()));
                 }
                 Change::Config { config, .. } => {
-                    writes.set(key(&prefix, CONFIG, &[]), Some(config.as_bytes().into()));
+                    let k = key(prefix, CONFIG, &[]);
+                    writes.set(k, Some(config.as_bytes().into()));
                 }
                 Change::Vote {
                     poll, user, answer, ..
@@ -514,67 +541,51 @@ impl Writes<'_> {
                         value.extend_from_slice(answer.as_bytes());
                         value
                     });
-                    writes.set(key(&prefix, VOTE, &names), value);
+                    writes.set(key(prefix, VOTE, &names), value);
                 }
                 Change::Counter { counter, value, .. } => {
                     let mut stored = with_length(counter);
                     stored.extend_from_slice(value.to_string().as_bytes());
-                    writes.set(key(&prefix, COUNTER, &name(counter)), Some(stored));
+                    writes.set(key(prefix, COUNTER, &name(counter)), Some(stored));
                 }
                 Change::Position { epoch, seq, .. } => {
-                    writes.set(
-                        key(&prefix, POSITION, &[]),
-                        Some(position_value(epoch, *seq)),
-                    );
+                    plan.position = Some((epoch.clone(), *seq));
                 }
                 Change::Append { entry, .. } => {
+                    plan.appended = true;
                     if let Some(at) = &entry.event.position {
                         // An appended event moves the position with it (never back).
-                        let k = key(&prefix, POSITION, &[]);
-                        let seq = match writes.get(&k)? {
-                            Some(value) => {
-                                position(&value)
-                                    .ok_or_else(|| db.corrupt(room, "an unreadable position"))?
-                                    .1
-                            }
-                            None => 0,
+                        let seq = match &plan.position {
+                            Some((_, seq)) => *seq,
+                            None => db.stored_seq(room, prefix)?,
                         };
-                        writes.set(k, Some(position_value(&at.epoch, seq.max(at.seq))));
+                        plan.position = Some((at.epoch.to_string(), seq.max(at.seq)));
                     }
-                    let (_, events) = appended
-                        .entry(prefix.clone())
-                        .or_insert_with(|| (room, BTreeMap::new()));
                     if history_size > 0 {
                         let mut value = entry.at_ms.to_be_bytes().to_vec();
                         serde_json::to_writer(&mut value, entry).map_err(|e| {
                             db.corrupt(room, &format!("an event that cannot be encoded: {e}"))
                         })?;
-                        events.insert(entry.seq(), value);
+                        plan.events.insert(entry.seq(), value);
                     }
                 }
             }
         }
-        for (prefix, (room, events)) in appended {
-            writes.trim(room, &prefix, events, history_size as u64)?;
+        for (room, plan) in rooms {
+            writes.set(key(&plan.prefix, EXISTS, &[]), Some(Vec::new()));
+            if let Some((epoch, seq)) = &plan.position {
+                let value = position_value(epoch, *seq);
+                writes.set(key(&plan.prefix, POSITION, &[]), Some(value));
+            }
+            if plan.appended {
+                writes.trim(room, &plan.prefix, plan.events, history_size as u64)?;
+            }
         }
         Ok(writes.keys)
     }
 
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
         self.keys.insert(key, value);
-    }
-
-    /// The key's value as this batch leaves it so far.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.keys.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => Ok(self
-                .db
-                .rooms
-                .get(key)
-                .map_err(|e| self.db.failed("reading before a commit", e))?
-                .map(|value| value.to_vec())),
-        }
     }
 
     /// Adds the batch's appended events to the room's history, keeping the newest
