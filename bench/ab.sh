@@ -15,6 +15,8 @@
 #   AB_QUIET=0.2        before each run, wait until the rest of the machine uses less than
 #                       this many cores (measured over 2 s) ...
 #   AB_QUIET_WAIT=60    ... for at most this many seconds (0: do not wait), then run anyway
+#   AB_WORKLOADS=w1,w2,w3,w4  the workloads run (`--workloads`; the table reads W1, W2, W3);
+#                       W5 (durable writes) is left out unless named here
 #   AB_ORDER=abba       A B, B A, A B, ... instead of A B, A B, ...: anything that favours
 #                       the first or second run of a round then weighs on both sides
 #   AB_NICE=-20         niceness of the bench, its servers and workers (default -20 as root,
@@ -58,6 +60,11 @@ case ${AB_MODE:-quick} in
     full) mode_args=(--runs 1) ;;
     *) echo "AB_MODE is quick or full" >&2; exit 2 ;;
 esac
+# A load generator from before `--workloads` runs every workload it has (W1 to W4).
+workload_args=()
+if "$bench" run --help 2>/dev/null | grep -q -- '--workloads'; then
+    workload_args=(--workloads "${AB_WORKLOADS:-w1,w2,w3,w4}")
+fi
 case ${AB_ORDER:=abab} in
     abab | abba) ;;
     *) echo "AB_ORDER is abab or abba" >&2; exit 2 ;;
@@ -165,7 +172,7 @@ for ((r = 1; r <= rounds; r++)); do
         # script ends the bench and the servers and workers it started).
         setsid --wait bash -c 'n=$1; shift
             [[ $n == 0 ]] || echo "$n" >/proc/self/autogroup 2>/dev/null || true
-            exec nice -n "$n" "$@"' _ "$nice_level" "$dir/rookery-bench" run "${mode_args[@]}" \
+            exec nice -n "$n" "$@"' _ "$nice_level" "$dir/rookery-bench" run "${mode_args[@]}" "${workload_args[@]}" \
             --systems rookery --bin-dir "$dir/$side" --out "$report" >/dev/null 2>"$log" &
         bench_pid=$!
         trap 'kill -KILL -- -"$bench_pid" 2>/dev/null; exit 130' INT TERM

@@ -94,6 +94,135 @@ pub fn cpu_seconds_of(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds (user + system) of each thread of process `pid`, summed by the thread's
+/// group: `core` (`rookery-core-N`, the IO cores), `store` (`rookery-store`, the store's
+/// thread), `fjall` (`fjall:worker`, the disk store's flush and compaction threads) and
+/// `other` (the main thread, the backend thread, anything else), from
+/// `/proc/PID/task/*/stat`. A thread that ended between two samples takes its time with it.
+pub fn thread_cpu_of(pid: u32) -> ThreadCpu {
+    let mut cpu = ThreadCpu::default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return cpu;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let seconds = (ticks(11) + ticks(12)) / 100.0;
+        if name.starts_with("rookery-core") {
+            cpu.core += seconds;
+        } else if name == "rookery-store" {
+            cpu.store += seconds;
+        } else if name.starts_with("fjall") {
+            cpu.fjall += seconds;
+        } else {
+            cpu.other += seconds;
+        }
+    }
+    cpu
+}
+
+/// Per-thread-group CPU seconds of a server process (see [`thread_cpu_of`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThreadCpu {
+    pub core: f64,
+    pub store: f64,
+    pub fjall: f64,
+    pub other: f64,
+}
+
+impl ThreadCpu {
+    /// What was used between `before` and `self`.
+    pub fn since(&self, before: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            core: (self.core - before.core).max(0.0),
+            store: (self.store - before.store).max(0.0),
+            fjall: (self.fjall - before.fjall).max(0.0),
+            other: (self.other - before.other).max(0.0),
+        }
+    }
+}
+
+/// Busy and total CPU ticks of the whole machine so far (`/proc/stat`; iowait counts as
+/// idle), for the load the rest of the machine put on it during a measurement.
+pub fn machine_ticks() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0.0, 0.0);
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    (busy, busy + at(3) + at(4))
+}
+
+/// A fresh, not yet existing directory for one server's disk store (`--data-dir`), under
+/// `root`; removed with everything in it when dropped. Never in the repository.
+pub struct DataDir {
+    pub path: std::path::PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: &std::path::Path) -> DataDir {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = root.join(format!(
+            "rookery-bench-data-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        DataDir { path }
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Whether `binary --help` mentions `flag` (a server built before `--store` existed has
+/// only the memory store: it is started without the flag).
+pub fn supports_flag(binary: &str, flag: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashMap<(String, String), bool>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap();
+    let key = (binary.to_owned(), flag.to_owned());
+    if let Some(&known) = seen.get_or_insert_with(HashMap::new).get(&key) {
+        return known;
+    }
+    let help = Command::new(binary)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let found = help
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .any(|w| w == flag);
+    seen.as_mut().unwrap().insert(key, found);
+    found
+}
+
 /// `method path` with `body`; returns status and body text.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("server reachable");

@@ -19,10 +19,12 @@ pub enum System {
 }
 
 impl System {
+    /// `rookery` and its variants (`rookery-disk`, …) speak Pact; everything else relays.
     pub fn parse(name: &str) -> System {
-        match name {
-            "rookery" => System::Rookery,
-            _ => System::Relay,
+        if name == "rookery" || name.starts_with("rookery-") {
+            System::Rookery
+        } else {
+            System::Relay
         }
     }
 
@@ -63,9 +65,30 @@ type Ws =
 
 /// Connects, subscribing where the system needs it.
 pub async fn connect(system: System, addr: &str, room: &str) -> Option<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(system.url(addr, room))
-        .await
-        .ok()?;
+    connect_with(system, addr, room, None, false).await
+}
+
+/// W5's connections: `TCP_NODELAY` (a write is not held back by Nagle's algorithm while an
+/// earlier one is unacknowledged) and a 4 KiB read buffer (tungstenite's default 128 KiB
+/// buffer is zeroed on every read, which made `memset` half of the load generator's time
+/// when each read brings one small `ok`).
+pub async fn connect_for_writes(system: System, addr: &str, room: &str) -> Option<Ws> {
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    connect_with(system, addr, room, Some(config), true).await
+}
+
+async fn connect_with(
+    system: System,
+    addr: &str,
+    room: &str,
+    config: Option<tokio_tungstenite::tungstenite::protocol::WebSocketConfig>,
+    nodelay: bool,
+) -> Option<Ws> {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(system.url(addr, room), config, nodelay)
+            .await
+            .ok()?;
     if system == System::Rookery {
         ws.send(Message::text(
             r#"{"type":"subscribe","data":"chat","ref":1}"#,
@@ -219,6 +242,231 @@ pub async fn publish(mut ws: Ws, rates: Vec<f64>, size: usize, members: f64, tal
     }
 }
 
+/// W5: what one writer worker's connections did during the measured window.
+pub struct Writes {
+    /// Sending starts (warm-up included).
+    pub begin: Instant,
+    /// The measured window: acknowledgements received in it count, with their latency.
+    pub measure_from: Instant,
+    pub end: Instant,
+    /// Writes sent in the window.
+    pub sent: Cell<u64>,
+    /// `ok`s for this connection's refs received in the window.
+    pub acked: Cell<u64>,
+    /// `ok`s received at any time (a check that every write was answered).
+    pub acked_total: Cell<u64>,
+    pub sent_total: Cell<u64>,
+    /// `error` replies, and the first one's text.
+    pub errors: Cell<u64>,
+    pub first_error: RefCell<Option<String>>,
+    /// Client send → `ok` latency of the window's acks, in µs.
+    pub latency: RefCell<Histogram<u64>>,
+    /// Connections that ended early (closed or failed).
+    pub broken: Cell<u64>,
+}
+
+impl Writes {
+    pub fn new(begin: Instant, measure_from: Instant, end: Instant) -> Writes {
+        Writes {
+            begin,
+            measure_from,
+            end,
+            sent: Cell::new(0),
+            acked: Cell::new(0),
+            acked_total: Cell::new(0),
+            sent_total: Cell::new(0),
+            errors: Cell::new(0),
+            first_error: RefCell::new(None),
+            latency: RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()),
+            broken: Cell::new(0),
+        }
+    }
+}
+
+/// The kinds of durable write W5 sends, in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// `counter` +1 on counter `c`.
+    Counter,
+    /// A vote in poll `p`, alternating `a` and `b` so that every vote moves the tally.
+    Poll,
+    /// A 128-byte chat message (W2's payload), appended to the room's history.
+    Chat,
+}
+
+impl WriteKind {
+    pub fn parse(name: &str) -> Option<WriteKind> {
+        match name {
+            "counter" => Some(WriteKind::Counter),
+            "poll" => Some(WriteKind::Poll),
+            "chat" => Some(WriteKind::Chat),
+            _ => None,
+        }
+    }
+
+    /// The request with `ref` `r`; `n` counts this connection's writes of this kind.
+    pub fn request(self, r: u64, n: u64) -> String {
+        match self {
+            WriteKind::Counter => {
+                format!(r#"{{"type":"counter","ref":{r},"data":{{"id":"c","value":1}}}}"#)
+            }
+            WriteKind::Poll => {
+                let answer = if n.is_multiple_of(2) { "a" } else { "b" };
+                format!(r#"{{"type":"poll","ref":{r},"data":{{"id":"p","answer":"{answer}"}}}}"#)
+            }
+            WriteKind::Chat => {
+                let mut text = format!("T{}:", now_us());
+                while text.len() < 128 {
+                    text.push('x');
+                }
+                format!(r#"{{"type":"chat","ref":{r},"data":"{text}"}}"#)
+            }
+        }
+    }
+}
+
+/// The `ref` of a direct reply, and whether it is an `ok` (else an `error`); `None` for
+/// anything else (events, `ping`, …).
+pub fn reply_ref(frame: &str) -> Option<(u64, bool)> {
+    let ok = frame.contains(r#""type":"ok""#);
+    if !ok && !frame.contains(r#""type":"error""#) {
+        return None;
+    }
+    let start = frame.find(r#""ref":"#)? + 6;
+    let digits = &frame[start..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    Some((digits[..end].parse().ok()?, ok))
+}
+
+/// W5: one connection sending durable writes (`kinds` in turn, each with a fresh `ref`)
+/// with at most `window` unanswered at once, at `rate` writes/s (`0`: as fast as the
+/// window allows), from `writes.begin` to `writes.end`; `phase` (0..1) spreads the
+/// connections' send times. Each `ok` frees a slot; its latency is from the moment the
+/// write was handed to the socket to the moment the `ok` was read.
+pub async fn write(
+    mut ws: Ws,
+    kinds: Rc<[WriteKind]>,
+    window: usize,
+    rate: f64,
+    phase: f64,
+    writes: Rc<Writes>,
+) {
+    use futures_util::FutureExt;
+    use std::collections::HashMap;
+    let window = window.max(1);
+    let mut pending: HashMap<u64, Instant> = HashMap::with_capacity(window * 2);
+    // Refs above the subscribe's (1).
+    let mut next_ref = 1_000u64;
+    let mut sent = 0u64;
+    let mut of_kind = vec![0u64; kinds.len()];
+    let mut broken = false;
+    loop {
+        let now = Instant::now();
+        if now >= writes.end {
+            break;
+        }
+        let since = now.saturating_duration_since(writes.begin).as_secs_f64();
+        let due = if rate > 0.0 {
+            ((since * rate + phase) as u64).saturating_sub(sent)
+        } else {
+            u64::MAX
+        };
+        let n = (window.saturating_sub(pending.len()) as u64).min(due);
+        for _ in 0..n {
+            let k = (sent % kinds.len() as u64) as usize;
+            let text = kinds[k].request(next_ref, of_kind[k]);
+            of_kind[k] += 1;
+            if ws.feed(Message::text(text)).await.is_err() {
+                broken = true;
+                break;
+            }
+            pending.insert(next_ref, Instant::now());
+            next_ref += 1;
+            sent += 1;
+            writes.sent_total.set(writes.sent_total.get() + 1);
+            if Instant::now() >= writes.measure_from {
+                writes.sent.set(writes.sent.get() + 1);
+            }
+        }
+        if broken || (n > 0 && ws.flush().await.is_err()) {
+            broken = true;
+            break;
+        }
+        // Wait for a reply, or (at a set rate) until the next write is due.
+        let wait_until = if rate > 0.0 && pending.len() < window {
+            let next = (sent as f64 + 1.0 - phase) / rate;
+            (writes.begin + Duration::from_secs_f64(next.max(0.0))).min(writes.end)
+        } else {
+            writes.end
+        };
+        let first = match tokio::time::timeout_at(wait_until.into(), ws.next()).await {
+            Err(_) => continue,
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => {
+                broken = true;
+                break;
+            }
+        };
+        // That reply, and every other one already here.
+        let mut message = Some(first);
+        while let Some(m) = message.take() {
+            if let Message::Text(text) = m {
+                take_reply(&text, &mut pending, &writes);
+            }
+            match ws.next().now_or_never() {
+                Some(Some(Ok(m))) => message = Some(m),
+                Some(_) => {
+                    broken = true;
+                    break;
+                }
+                None => {}
+            }
+        }
+        if broken {
+            break;
+        }
+    }
+    // Let the writes in flight be answered (they count in no window), then close.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !broken && !pending.is_empty() {
+        match tokio::time::timeout_at(deadline.into(), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => take_reply(&text, &mut pending, &writes),
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    if broken {
+        writes.broken.set(writes.broken.get() + 1);
+    }
+    let _ = ws.close(None).await;
+}
+
+fn take_reply(text: &str, pending: &mut std::collections::HashMap<u64, Instant>, writes: &Writes) {
+    let Some((r, ok)) = reply_ref(text) else {
+        return;
+    };
+    let Some(sent_at) = pending.remove(&r) else {
+        return;
+    };
+    if !ok {
+        writes.errors.set(writes.errors.get() + 1);
+        writes
+            .first_error
+            .borrow_mut()
+            .get_or_insert_with(|| text.to_owned());
+        return;
+    }
+    writes.acked_total.set(writes.acked_total.get() + 1);
+    let now = Instant::now();
+    if now >= writes.measure_from && now < writes.end {
+        writes.acked.set(writes.acked.get() + 1);
+        let us = now.duration_since(sent_at).as_micros() as u64;
+        let _ = writes.latency.borrow_mut().record(us.max(1));
+    }
+}
+
 fn ws_split(
     ws: &mut Ws,
 ) -> (
@@ -243,5 +491,24 @@ mod tests {
         );
         let sent = sent_us(&echoed).unwrap();
         assert!(now_us() - sent < 1_000_000);
+    }
+
+    #[test]
+    fn replies_give_their_ref() {
+        assert_eq!(reply_ref(r#"{"type":"ok","ref":1234}"#), Some((1234, true)));
+        assert_eq!(
+            reply_ref(r#"{"type":"error","ref":7,"data":{"code":"invalid_data"}}"#),
+            Some((7, false))
+        );
+        assert_eq!(
+            reply_ref(r#"{"type":"counter","data":{"id":"c","value":3},"seq":4}"#),
+            None
+        );
+        let v: serde_json::Value = serde_json::from_str(&WriteKind::Poll.request(5, 1)).unwrap();
+        assert_eq!(v["data"]["answer"], "b");
+        let v: serde_json::Value = serde_json::from_str(&WriteKind::Counter.request(6, 0)).unwrap();
+        assert_eq!(v["ref"], 6);
+        assert_eq!(System::parse("rookery-disk"), System::Rookery);
+        assert_eq!(System::parse("raw"), System::Relay);
     }
 }

@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// One process's share of a load; prints a JSON result line.
     Worker(WorkerArgs),
+    /// W5: connections sending durable writes (Pact `counter`/`poll` with a `ref`),
+    /// counting the `ok`s; prints `start`, `end` and a JSON result line.
+    Writer(WriterArgs),
     /// The comparison: every system, every workload, repeated; writes the results.
     Run(report::RunArgs),
 }
@@ -59,6 +62,135 @@ pub struct WorkerArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct WriterArgs {
+    #[arg(long, default_value = "rookery")]
+    system: String,
+    #[arg(long)]
+    addr: String,
+    /// Rooms `<prefix>-0` … `<prefix>-(rooms-1)`; connection `i` is in room `i mod rooms`.
+    #[arg(long, default_value = "w5")]
+    prefix: String,
+    #[arg(long, default_value_t = 20)]
+    rooms: usize,
+    #[arg(long, default_value_t = 200)]
+    connections: usize,
+    /// Most writes per connection waiting for their `ok`.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Offered writes/s over all connections; 0: each connection keeps its window full.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// What each connection sends, in turn: `counter` (+1), `poll` (a vote that moves),
+    /// `chat` (128 bytes, W2's payload).
+    #[arg(long, value_delimiter = ',', default_value = "counter,poll")]
+    kinds: Vec<String>,
+    /// Seconds of writes before the measured window (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 200)]
+    wave: usize,
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// W5's worker: connects, writes (warm-up, then the measured window), prints `start` and
+/// `end` at the window's edges (the driver samples the server's CPU there), then a JSON
+/// result line.
+async fn writer(args: WriterArgs) {
+    let system = System::parse(&args.system);
+    let kinds: Rc<[load::WriteKind]> = args
+        .kinds
+        .iter()
+        .map(|k| load::WriteKind::parse(k).unwrap_or_else(|| panic!("unknown write kind {k}")))
+        .collect();
+    let started = Instant::now();
+    let mut connections = Vec::with_capacity(args.connections);
+    let mut failed = 0usize;
+    let rooms = args.rooms.max(1);
+    for chunk in (0..args.connections)
+        .collect::<Vec<_>>()
+        .chunks(args.wave.max(1))
+    {
+        let connecting: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let url_room = format!("{}-{}", args.prefix, i % rooms);
+                let addr = args.addr.clone();
+                tokio::task::spawn_local(async move {
+                    load::connect_for_writes(system, &addr, &url_room).await
+                })
+            })
+            .collect();
+        for c in connecting {
+            match c.await.ok().flatten() {
+                Some(ws) => connections.push(ws),
+                None => failed += 1,
+            }
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    let begin = Instant::now() + Duration::from_millis(100);
+    let measure_from = begin + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.seconds);
+    let writes = Rc::new(load::Writes::new(begin, measure_from, end));
+    let count = connections.len().max(1);
+    let per_connection = args.rate / count as f64;
+    let mut tasks = Vec::new();
+    for (i, ws) in connections.into_iter().enumerate() {
+        let task = load::write(
+            ws,
+            kinds.clone(),
+            args.window,
+            per_connection,
+            i as f64 / count as f64,
+            writes.clone(),
+        );
+        tasks.push(tokio::task::spawn_local(task));
+    }
+    tokio::time::sleep_until(measure_from.into()).await;
+    println!("start");
+    let cpu_from = own_cpu_seconds();
+    tokio::time::sleep_until(end.into()).await;
+    println!("end");
+    let client_cpu = own_cpu_seconds() - cpu_from;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let h = writes.latency.borrow();
+    let result = serde_json::json!({
+        "connected": args.connections - failed,
+        "failed": failed,
+        "connect_secs": connect_secs,
+        "seconds": args.seconds,
+        "sent": writes.sent.get(),
+        "acked": writes.acked.get(),
+        "sent_total": writes.sent_total.get(),
+        "acked_total": writes.acked_total.get(),
+        "errors": writes.errors.get(),
+        "first_error": writes.first_error.borrow().clone(),
+        "broken": writes.broken.get(),
+        "p50_us": h.value_at_quantile(0.5),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+        "mean_us": h.mean(),
+        "client_cpu_s": client_cpu,
+    });
+    println!("{result}");
 }
 
 /// Connects, runs the schedule, and prints `start`, a `step K` line as each step ends
@@ -203,6 +335,13 @@ fn main() {
                 .build()
                 .unwrap();
             tokio::task::LocalSet::new().block_on(&runtime, worker(args));
+        }
+        Command::Writer(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tokio::task::LocalSet::new().block_on(&runtime, writer(args));
         }
         Command::Run(args) => report::run(args),
     }

@@ -9,7 +9,7 @@
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use rookery_bench::{http, metric, ServerProcess};
+use rookery_bench::{http, metric, DataDir, ServerProcess};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +37,13 @@ struct Args {
     /// Rooms.
     #[arg(long, default_value_t = 40)]
     rooms: usize,
+    /// The server's store: `memory`, or `disk` in a fresh directory under the system's
+    /// temporary directory (removed at the end), never the server's default `./rookery-data`.
+    /// With `disk` the server's memory includes fjall's memtable (up to 64 MiB before a
+    /// flush) and block cache, which fill over the first minutes: short rounds see them as
+    /// growth.
+    #[arg(long, default_value = "memory", value_parser = ["memory", "disk"])]
+    store: String,
 }
 
 /// What the clients know they did (only operations the server acknowledged).
@@ -257,20 +264,24 @@ fn verify(args: &Args, addr: &str, record: &Record) -> Vec<String> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let server = ServerProcess::start(
-        &args.server,
-        &[
-            "--cores".into(),
-            args.cores.to_string(),
-            "--max-message-rate".into(),
-            "0".into(),
-        ],
-    );
+    let mut server_args: Vec<String> = vec![
+        "--cores".into(),
+        args.cores.to_string(),
+        "--max-message-rate".into(),
+        "0".into(),
+        "--store".into(),
+        args.store.clone(),
+    ];
+    let data = (args.store == "disk").then(|| DataDir::new(&std::env::temp_dir()));
+    if let Some(data) = &data {
+        server_args.extend(["--data-dir".into(), data.path.display().to_string()]);
+    }
+    let server = ServerProcess::start(&args.server, &server_args);
     let addr = server.addr.clone();
     let record = Arc::new(Mutex::new(Record::default()));
     let baseline = server.rss();
-    println!("soak: {} rounds of {} s, {} connections at once, {} rooms, {} cores; server RSS at start {} KiB",
-        args.rounds, args.seconds, args.connections, args.rooms, args.cores, baseline / 1024);
+    println!("soak: {} rounds of {} s, {} connections at once, {} rooms, {} cores, {} store; server RSS at start {} KiB",
+        args.rounds, args.seconds, args.connections, args.rooms, args.cores, args.store, baseline / 1024);
     let mut after_rounds = Vec::new();
     let mut failed = false;
     for r in 1..=args.rounds {
@@ -320,6 +331,9 @@ async fn main() {
     );
     if failed || grew {
         println!("soak: FAILED");
+        // exit skips destructors: stop the server, then remove its data directory.
+        drop(server);
+        drop(data);
         std::process::exit(1);
     }
     println!("soak: passed");
