@@ -13,7 +13,8 @@
 //! R ++ 0x00                         → ""          the room exists (anything was committed)
 //! R ++ 0x01                         → u64 BE      the Pact suffix counter
 //! R ++ 0x02                         → config string
-//! R ++ 0x03                         → u64 BE seq ++ epoch   the stream position
+//! R ++ 0x03                         → u64 BE seq ++ epoch   the stream position (its seq
+//!                                     may trail the newest history event, which then is it)
 //! R ++ 0x04 ++ name(poll) ++ name(user) → len-prefixed poll ++ len-prefixed user ++ answer
 //! R ++ 0x05 ++ name(counter)        → len-prefixed counter ++ the exact decimal as a string
 //! R ++ 0x10                         → u64 BE count ++ u64 BE oldest seq ++ u64 BE newest seq
@@ -96,6 +97,27 @@ pub struct DiskStore {
     history_size: usize,
     /// `None` after a write failed and fjall refused further writes: reopened on next use.
     db: Option<Db>,
+    /// Rooms' positions and history bounds as committed, so a commit need not read them
+    /// back (emptied when the database is reopened, and when it grows past
+    /// [`META_CACHE_MAX`] rooms).
+    meta: MetaCache,
+}
+
+/// Rooms' [`RoomMeta`] by room prefix.
+type MetaCache = ahash::AHashMap<Vec<u8>, RoomMeta>;
+
+/// Most rooms whose [`RoomMeta`] a store keeps in memory (about 100 bytes each).
+const META_CACHE_MAX: usize = 100_000;
+
+/// What a commit needs to know of a room besides its changes: its stored position and
+/// history bounds.
+#[derive(Debug, Clone, Default)]
+struct RoomMeta {
+    /// The stored position's epoch (`None`: none stored) and `seq` — which the history's
+    /// newest event may be ahead of, see [`Db::load`].
+    epoch: Option<String>,
+    seq: u64,
+    bounds: Option<Bounds>,
 }
 
 impl DiskStore {
@@ -113,6 +135,7 @@ impl DiskStore {
             dir: dir.to_path_buf(),
             history_size,
             db: Some(db),
+            meta: ahash::AHashMap::new(),
         })
     }
 
@@ -134,6 +157,7 @@ impl DiskStore {
     fn write_failed(&mut self, what: &str, error: fjall::Error) -> StoreError {
         tracing::error!(dir = %self.dir.display(), %error, "{what} failed; the store will reopen");
         self.db = None;
+        self.meta.clear();
         unavailable(&self.dir, what, error)
     }
 }
@@ -148,8 +172,18 @@ impl StateStore for DiskStore {
             return Ok(());
         }
         let history_size = self.history_size;
+        if self.meta.len() > META_CACHE_MAX {
+            self.meta.clear();
+        }
+        let meta = std::mem::take(&mut self.meta);
         let db = self.db()?;
-        let writes = Writes::plan(db, history_size, changes)?;
+        let (writes, known) = match Writes::plan(db, &meta, history_size, changes) {
+            Ok(planned) => planned,
+            Err(error) => {
+                self.meta = meta;
+                return Err(error);
+            }
+        };
         let mut batch = db.database.batch().durability(Some(PersistMode::Buffer));
         for (k, value) in writes {
             match value {
@@ -157,9 +191,15 @@ impl StateStore for DiskStore {
                 None => batch.remove(&db.rooms, k),
             }
         }
-        batch
-            .commit()
-            .map_err(|error| self.write_failed("a commit", error))
+        match batch.commit() {
+            Ok(()) => {
+                self.meta = meta;
+                self.meta.extend(known);
+                Ok(())
+            }
+            // What the batch would have made known is not so: forget it all.
+            Err(error) => Err(self.write_failed("a commit", error)),
+        }
     }
 
     fn history(&mut self, room: &str, query: HistoryQuery) -> Result<History, StoreError> {
@@ -334,7 +374,9 @@ impl Db {
     fn load(&self, room: &str) -> Result<Option<RoomSnapshot>, StoreError> {
         let prefix = room_prefix(room);
         let start = key(&prefix, EXISTS, &[]);
-        let end = key(&prefix, BOUNDS, &[]);
+        // The bounds too: the newest kept event is the position when it is ahead of the
+        // position key (appends move the position without rewriting that key).
+        let end = key(&prefix, BOUNDS + 1, &[]);
         let mut snapshot = RoomSnapshot::default();
         let mut found = false;
         for guard in self.rooms.range(start..end) {
@@ -351,7 +393,13 @@ impl Db {
                 POSITION => {
                     let (epoch, seq) = position(&value).ok_or_else(bad)?;
                     snapshot.epoch = Some(epoch.into());
-                    snapshot.seq = seq;
+                    snapshot.seq = snapshot.seq.max(seq);
+                }
+                BOUNDS => {
+                    // Sorted after the position: its epoch is already known.
+                    if let Some(newest) = u64_at(&value, 16) {
+                        snapshot.seq = snapshot.seq.max(newest);
+                    }
                 }
                 VOTE => {
                     let (poll, rest) = name_at(&value).ok_or_else(bad)?;
@@ -372,18 +420,25 @@ impl Db {
         Ok(found.then_some(snapshot))
     }
 
-    /// The `seq` of the room's stored position (0 when it has none).
-    fn stored_seq(&self, room: &str, prefix: &[u8]) -> Result<u64, StoreError> {
+    /// The room's stored position and history bounds.
+    fn meta(&self, room: &str, prefix: &[u8]) -> Result<RoomMeta, StoreError> {
         let value = self
             .rooms
             .get(key(prefix, POSITION, &[]))
             .map_err(|e| self.failed("reading before a commit", e))?;
-        match value {
-            None => Ok(0),
-            Some(value) => Ok(position(&value)
-                .ok_or_else(|| self.corrupt(room, "an unreadable position"))?
-                .1),
-        }
+        let (epoch, seq) = match value {
+            None => (None, 0),
+            Some(value) => {
+                let (epoch, seq) =
+                    position(&value).ok_or_else(|| self.corrupt(room, "an unreadable position"))?;
+                (Some(epoch.to_owned()), seq)
+            }
+        };
+        Ok(RoomMeta {
+            epoch,
+            seq,
+            bounds: self.bounds(room, prefix)?,
+        })
     }
 
     /// The room's history bounds (`None`: it keeps none).
@@ -490,6 +545,9 @@ struct Writes<'a> {
 /// Keys to write, each with its value (`None`: removed).
 type Keys = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// What a committed batch makes known of its rooms: prefix and meta.
+type Known = Vec<(Vec<u8>, RoomMeta)>;
+
 /// A room's appended events: `seq` → stored value.
 type Events = BTreeMap<u64, Vec<u8>>;
 
@@ -500,11 +558,22 @@ struct RoomPlan {
     position: Option<(String, u64)>,
     /// Whether anything was appended (the events are empty when no history is kept).
     appended: bool,
+    /// Whether a `Change::Position` set the position (then its key is written).
+    positioned: bool,
+    /// Whether the batch writes any value for the room (else its existence key is).
+    wrote_value: bool,
     events: Events,
 }
 
 impl Writes<'_> {
-    fn plan(db: &Db, history_size: usize, changes: &[Change]) -> Result<Keys, StoreError> {
+    /// The keys a batch of changes writes, and what the rooms' [`RoomMeta`] will be once
+    /// it is committed. `meta` is what is known of rooms already; others are read.
+    fn plan(
+        db: &Db,
+        meta: &MetaCache,
+        history_size: usize,
+        changes: &[Change],
+    ) -> Result<(Keys, Known), StoreError> {
         let mut writes = Writes {
             db,
             keys: BTreeMap::new(),
@@ -518,17 +587,17 @@ impl Writes<'_> {
                 prefix: room_prefix(room),
                 position: None,
                 appended: false,
+                positioned: false,
+                wrote_value: false,
                 events: BTreeMap::new(),
             });
             let prefix = &plan.prefix;
-            match change {
+            let (k, value) = match change {
                 Change::Suffix { suffix, .. } => {
-                    let k = key(prefix, SUFFIX, &[]);
-                    writes.set(k, Some(suffix.to_be_bytes().into()));
+                    (key(prefix, SUFFIX, &[]), Some(suffix.to_be_bytes().into()))
                 }
                 Change::Config { config, .. } => {
-                    let k = key(prefix, CONFIG, &[]);
-                    writes.set(k, Some(config.as_bytes().into()));
+                    (key(prefix, CONFIG, &[]), Some(config.as_bytes().into()))
                 }
                 Change::Vote {
                     poll, user, answer, ..
@@ -541,25 +610,35 @@ impl Writes<'_> {
                         value.extend_from_slice(answer.as_bytes());
                         value
                     });
-                    writes.set(key(prefix, VOTE, &names), value);
+                    (key(prefix, VOTE, &names), value)
                 }
                 Change::Counter { counter, value, .. } => {
                     let mut stored = with_length(counter);
                     stored.extend_from_slice(value.to_string().as_bytes());
-                    writes.set(key(prefix, COUNTER, &name(counter)), Some(stored));
+                    (key(prefix, COUNTER, &name(counter)), Some(stored))
                 }
                 Change::Position { epoch, seq, .. } => {
                     plan.position = Some((epoch.clone(), *seq));
+                    plan.positioned = true;
+                    plan.wrote_value = true;
+                    continue;
                 }
                 Change::Append { entry, .. } => {
                     plan.appended = true;
+                    plan.wrote_value = true;
                     if let Some(at) = &entry.event.position {
-                        // An appended event moves the position with it (never back).
-                        let seq = match &plan.position {
-                            Some((_, seq)) => *seq,
-                            None => db.stored_seq(room, prefix)?,
+                        let epoch = match &plan.position {
+                            Some((epoch, _)) if **epoch == *at.epoch => None,
+                            _ => Some(at.epoch.to_string()),
                         };
-                        plan.position = Some((at.epoch.to_string(), seq.max(at.seq)));
+                        let seq = plan.position.as_ref().map_or(0, |(_, seq)| *seq);
+                        match epoch {
+                            Some(epoch) => plan.position = Some((epoch, seq.max(at.seq))),
+                            None => {
+                                let position = plan.position.as_mut().expect("matched");
+                                position.1 = position.1.max(at.seq);
+                            }
+                        }
                     }
                     if history_size > 0 {
                         let mut value = entry.at_ms.to_be_bytes().to_vec();
@@ -568,20 +647,59 @@ impl Writes<'_> {
                         })?;
                         plan.events.insert(entry.seq(), value);
                     }
+                    continue;
                 }
-            }
+            };
+            plan.wrote_value |= value.is_some();
+            writes.set(k, value);
         }
+        let mut known = Vec::new();
         for (room, plan) in rooms {
-            writes.set(key(&plan.prefix, EXISTS, &[]), Some(Vec::new()));
-            if let Some((epoch, seq)) = &plan.position {
-                let value = position_value(epoch, *seq);
-                writes.set(key(&plan.prefix, POSITION, &[]), Some(value));
+            if !plan.wrote_value {
+                // Only removals: mark the room as known all the same.
+                writes.set(key(&plan.prefix, EXISTS, &[]), Some(Vec::new()));
             }
+            if plan.position.is_none() && !plan.appended {
+                continue;
+            }
+            let mut room_meta = match meta.get(&plan.prefix) {
+                Some(cached) => cached.clone(),
+                None => db.meta(room, &plan.prefix)?,
+            };
+            // The stored position, as `Db::load` reads it.
+            let stored_seq = room_meta
+                .seq
+                .max(room_meta.bounds.and_then(|b| b.newest).unwrap_or(0));
             if plan.appended {
-                writes.trim(room, &plan.prefix, plan.events, history_size as u64)?;
+                room_meta.bounds = writes.trim(
+                    room,
+                    &plan.prefix,
+                    plan.events,
+                    history_size as u64,
+                    room_meta.bounds,
+                )?;
             }
+            if let Some((epoch, mut seq)) = plan.position {
+                if !plan.positioned {
+                    // Appends move the position, never back.
+                    seq = seq.max(stored_seq);
+                }
+                // The position key is rewritten when its epoch changes, when the room goes
+                // idle (a `Change::Position`) or when no history carries the newest `seq`;
+                // otherwise the history's bounds carry it (see `Db::load`).
+                let carried = room_meta.bounds.and_then(|b| b.newest) == Some(seq)
+                    && room_meta.epoch.as_deref() == Some(epoch.as_str())
+                    && !plan.positioned;
+                if !carried {
+                    let value = position_value(&epoch, seq);
+                    writes.set(key(&plan.prefix, POSITION, &[]), Some(value));
+                    room_meta.seq = seq;
+                }
+                room_meta.epoch = Some(epoch);
+            }
+            known.push((plan.prefix, room_meta));
         }
-        Ok(writes.keys)
+        Ok((writes.keys, known))
     }
 
     fn set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
@@ -601,8 +719,8 @@ impl Writes<'_> {
         prefix: &[u8],
         events: Events,
         history_size: u64,
-    ) -> Result<(), StoreError> {
-        let bounds = self.db.bounds(room, prefix)?;
+        bounds: Option<Bounds>,
+    ) -> Result<Option<Bounds>, StoreError> {
         let dense = match &bounds {
             None => true,
             Some(b) => b.newest.is_some_and(|newest| {
@@ -637,8 +755,7 @@ impl Writes<'_> {
             newest = newest.max(seq);
             self.set(history_key(prefix, seq), Some(value));
         }
-        self.set_bounds(prefix, kept, oldest, newest);
-        Ok(())
+        Ok(self.set_bounds(prefix, kept, oldest, newest))
     }
 
     /// [`Self::trim`] for a history that is not one dense run: walks the kept events.
@@ -649,7 +766,7 @@ impl Writes<'_> {
         events: Events,
         history_size: u64,
         bounds: Option<Bounds>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Bounds>, StoreError> {
         let db = self.db;
         let (count, first) = bounds.map_or((0, 0), |b| (b.count, b.oldest));
         let mut added = 0;
@@ -731,21 +848,26 @@ impl Writes<'_> {
             newest = newest.max(seq);
             self.set(history_key(prefix, seq), Some(value));
         }
-        self.set_bounds(prefix, kept, oldest, newest);
-        Ok(())
+        Ok(self.set_bounds(prefix, kept, oldest, newest))
     }
 
-    /// Writes the room's history bounds (removes them when nothing is kept).
-    fn set_bounds(&mut self, prefix: &[u8], kept: u64, oldest: u64, newest: u64) {
+    /// Writes the room's history bounds (removes them when nothing is kept), and returns
+    /// them.
+    fn set_bounds(&mut self, prefix: &[u8], kept: u64, oldest: u64, newest: u64) -> Option<Bounds> {
         let bounds_key = key(prefix, BOUNDS, &[]);
         if kept == 0 {
             self.set(bounds_key, None);
-        } else {
-            let mut value = kept.to_be_bytes().to_vec();
-            value.extend_from_slice(&oldest.to_be_bytes());
-            value.extend_from_slice(&newest.to_be_bytes());
-            self.set(bounds_key, Some(value));
+            return None;
         }
+        let mut value = kept.to_be_bytes().to_vec();
+        value.extend_from_slice(&oldest.to_be_bytes());
+        value.extend_from_slice(&newest.to_be_bytes());
+        self.set(bounds_key, Some(value));
+        Some(Bounds {
+            count: kept,
+            oldest,
+            newest: Some(newest),
+        })
     }
 }
 
@@ -962,6 +1084,40 @@ mod tests {
 
     fn long(c: char) -> String {
         std::iter::repeat_n(c, 70_000).collect()
+    }
+
+    #[test]
+    fn the_newest_event_carries_the_position_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let position = |store: &mut DiskStore| {
+            let snapshot = store.load("r").unwrap().unwrap();
+            (snapshot.epoch.unwrap(), snapshot.seq)
+        };
+        let mut store = DiskStore::open(dir.path(), 3).unwrap();
+        store.commit(&[append("r", 1)]).unwrap();
+        for seq in 2..=8 {
+            // Appends after the first leave the position key alone: the bounds carry it.
+            store.commit(&[append("r", seq)]).unwrap();
+            assert_eq!(position(&mut store), ("ep".to_owned(), seq));
+        }
+        drop(store);
+        let mut store = DiskStore::open(dir.path(), 3).unwrap();
+        assert_eq!(position(&mut store), ("ep".to_owned(), 8));
+        // A room going idle writes its position as it is.
+        let idle = Change::Position {
+            room: "r".into(),
+            epoch: "ep".into(),
+            seq: 8,
+        };
+        store.commit(&[idle, append("r", 9)]).unwrap();
+        assert_eq!(position(&mut store), ("ep".to_owned(), 9));
+        // Without history, every append writes the position.
+        drop(store);
+        let mut store = DiskStore::open(dir.path(), 0).unwrap();
+        store.commit(&[append("r", 10)]).unwrap();
+        drop(store);
+        let mut store = DiskStore::open(dir.path(), 0).unwrap();
+        assert_eq!(position(&mut store), ("ep".to_owned(), 10));
     }
 
     #[test]
