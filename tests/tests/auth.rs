@@ -83,7 +83,7 @@ fn authenticate_grants_admin_for_config_and_broadcast() {
     );
     assert_eq!(reply["type"], "profile");
     assert_eq!(reply["data"]["role"], "admin");
-    admin.send(json!({"type":"config","data":"{\"mode\":\"live\"}","seq":1}));
+    admin.send(json!({"type":"config","data":"{\"mode\":\"live\"}"}));
     assert_eq!(
         member.recv(),
         json!({"type":"config","data":"{\"mode\":\"live\"}","seq":1})
@@ -94,7 +94,7 @@ fn authenticate_grants_admin_for_config_and_broadcast() {
     );
     assert_eq!(
         member.recv(),
-        json!({"type":"weather","data":{"rain":false}})
+        json!({"type":"weather","data":{"rain":false},"seq":2})
     );
     admin.send(json!({"type":"broadcast","data":{"type":"broadcast","data":{"all":1}}}));
     assert_eq!(member.recv_type("broadcast")["data"], json!({"all":1}));

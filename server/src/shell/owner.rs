@@ -1,6 +1,11 @@
 //! A core's room-owner task: applies commands to the rooms this core owns, commits what
 //! they changed to the store, and only then releases what they sent (so nobody sees a reply
 //! or an event before the state it depends on is committed).
+//!
+//! Applying and releasing overlap: while one batch's commit is with the store, the owner
+//! applies the next ones (up to [`IN_FLIGHT`] batches wait to be released), and a releaser
+//! task releases each batch once its commit is answered, in the order they were made —
+//! the store answers a core's commits in the order they were sent.
 
 use super::mailbox::{now_ms, ToOwner};
 use super::shard::Shard;
@@ -8,18 +13,35 @@ use crate::dialect::pact;
 use crate::engine::emit::{EmitOutcome, ReplyToken};
 use crate::engine::{Command, Engine, Outbox, RoomDetails};
 use crate::ids::random_u64;
+use crate::store::worker::Pending;
 use ahash::AHashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 /// Most commands applied before their effects are carried out.
 const MAX_BATCH: usize = 256;
 
+/// Most applied batches waiting for their commit before the owner waits too.
+const IN_FLIGHT: usize = 2;
+
+/// Requests waiting for an emit's outcome, by the token the engine answers with.
+type Waiting = Rc<RefCell<AHashMap<ReplyToken, flume::Sender<EmitOutcome>>>>;
+
+/// An applied batch on its way out: its commit (if it changed anything) and its effects.
+struct Applied {
+    commit: Option<Pending<()>>,
+    out: Outbox,
+}
+
 /// Applies commands for the rooms this core owns, batch by batch.
 pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
     let mut engine = Engine::new(random_u64()).with_limits(shard.config.engine_limits(shard.cores));
+    let waiting: Waiting = Rc::default();
+    let (applied, to_release) = flume::bounded::<Applied>(IN_FLIGHT);
+    let (spent, reusable) = flume::unbounded::<Outbox>();
+    monoio::spawn(release(shard.clone(), to_release, waiting.clone(), spent));
     let mut out = Outbox::default();
-    let mut waiting: AHashMap<ReplyToken, flume::Sender<EmitOutcome>> = AHashMap::new();
     let mut next_token = 0u64;
     let mut details = Vec::new();
     while let Ok(first) = commands.recv_async().await {
@@ -37,7 +59,7 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
                 } => {
                     next_token += 1;
                     emit.reply = ReplyToken(next_token);
-                    waiting.insert(emit.reply, reply);
+                    waiting.borrow_mut().insert(emit.reply, reply);
                     engine.handle(Command::Emit { room, emit }, now, &mut out);
                 }
                 ToOwner::Details { room, reply } => match engine.details(&room) {
@@ -87,6 +109,30 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
                 }
             });
         }
+        shard.metrics.rooms.set(engine.room_count() as u64);
+        shard.metrics.pending_acks.set(engine.pending_acks() as u64);
+        // A node running alone has no broker: the engine's feed is off, nothing is here.
+        out.published.clear();
+        let next = reusable.try_recv().unwrap_or_default();
+        let batch = Applied {
+            commit,
+            out: std::mem::replace(&mut out, next),
+        };
+        if applied.send_async(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Releases applied batches in order, each once its commit is answered: answers emits,
+/// then closes and delivers (`Shard::dispatch`). Hands each emptied outbox back for reuse.
+async fn release(
+    shard: Rc<Shard>,
+    batches: flume::Receiver<Applied>,
+    waiting: Waiting,
+    spent: flume::Sender<Outbox>,
+) {
+    while let Ok(Applied { commit, mut out }) = batches.recv_async().await {
         if let Some(commit) = commit {
             // The store retries a failed commit until it succeeds, so what waits here is
             // never released before its state is stored. An error means the store's
@@ -99,15 +145,12 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
             if matches!(outcome, EmitOutcome::AckTimeout { .. }) {
                 shard.metrics.ack_timeouts.inc();
             }
-            if let Some(reply) = waiting.remove(&token) {
+            if let Some(reply) = waiting.borrow_mut().remove(&token) {
                 let _ = reply.try_send(outcome);
             }
         }
-        // A node running alone has no broker: the engine's feed is off, nothing is here.
-        out.published.clear();
-        shard.metrics.rooms.set(engine.room_count() as u64);
-        shard.metrics.pending_acks.set(engine.pending_acks() as u64);
         shard.dispatch(&mut out).await;
+        let _ = spent.try_send(out);
     }
 }
 
