@@ -17,12 +17,13 @@ cp npm/demo/index.html "$site/"
 ( cd "$site" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent "$OLDPWD/$tarball" )
 slog=$(mktemp); wlog=$(mktemp)
 data=$(mktemp -d)
-target/release/rookery --listen 127.0.0.1:0 --data-dir "$data" >"$slog" 2>/dev/null &
+"${CARGO_TARGET_DIR:-target}/release/rookery" --listen 127.0.0.1:0 --data-dir "$data" >"$slog" 2>/dev/null &
 server=$!
 node npm/demo/serve.mjs "$site" >"$wlog" &
 web=$!
 trap 'kill $server $web 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$slog" && grep -q serving "$wlog" && break; sleep 0.1; done
 addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$slog")
+[ -n "$addr" ] || { echo "rookery did not start:" >&2; cat "$slog" >&2; exit 1; }
 page=$(sed -n 's/^serving on \(.*\)$/\1/p' "$wlog")
 node npm/demo/demo.test.mjs "$page" "ws://$addr"

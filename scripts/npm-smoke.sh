@@ -28,9 +28,10 @@ done
 echo "types of the packed package: tsc --strict ok, no any"
 log=$(mktemp)
 data=$(mktemp -d)
-target/release/rookery --listen 127.0.0.1:0 --data-dir "$data" >"$log" 2>/dev/null &
+"${CARGO_TARGET_DIR:-target}/release/rookery" --listen 127.0.0.1:0 --data-dir "$data" >"$log" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
 addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$log")
+[ -n "$addr" ] || { echo "rookery did not start:" >&2; cat "$log" >&2; exit 1; }
 ROOKERY_URL="ws://$addr" node --experimental-websocket npm/test/smoke.mjs "$scratch"

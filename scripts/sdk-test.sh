@@ -23,15 +23,16 @@ log=$(mktemp)
 # server that has one.
 store=()
 data=""
-if target/release/rookery --help 2>/dev/null | grep -q -- '--data-dir'; then
+if "${CARGO_TARGET_DIR:-target}/release/rookery" --help 2>/dev/null | grep -q -- '--data-dir'; then
   data=$(mktemp -d)
   store=(--data-dir "$data")
 fi
-target/release/rookery --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 \
+"${CARGO_TARGET_DIR:-target}/release/rookery" --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 \
   "${store[@]}" >"$log" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true; [ -z "$data" ] || rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
 addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$log")
+[ -n "$addr" ] || { echo "rookery did not start:" >&2; cat "$log" >&2; exit 1; }
 echo "rookery for the SDK tests at $addr"
 ROOKERY_TEST_URL="ws://$addr" wasm-pack test --headless --chrome --mode no-install client-wasm

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p rookery -p rookery-bench --bin rookery --bin soak
-exec target/release/soak --server target/release/rookery "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/soak" --server "${CARGO_TARGET_DIR:-target}/release/rookery" "$@"
