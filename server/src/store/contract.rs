@@ -23,7 +23,8 @@ pub fn check(new: &mut NewStore<'_>) {
     history_reads_only_events_since(new(10).as_mut());
 }
 
-fn change_counter(room: &str, counter: &str, value: &str) -> Change {
+/// A counter's new value (exact decimal text).
+pub(super) fn change_counter(room: &str, counter: &str, value: &str) -> Change {
     Change::Counter {
         room: room.into(),
         counter: counter.into(),
@@ -31,7 +32,8 @@ fn change_counter(room: &str, counter: &str, value: &str) -> Change {
     }
 }
 
-fn vote(room: &str, poll: &str, user: &str, answer: Option<&str>) -> Change {
+/// A user's vote (`None` retracts it).
+pub(super) fn vote(room: &str, poll: &str, user: &str, answer: Option<&str>) -> Change {
     Change::Vote {
         room: room.into(),
         poll: poll.into(),

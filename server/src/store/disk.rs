@@ -1011,22 +1011,7 @@ mod tests {
     use std::io::{BufRead, BufReader};
     use std::time::Instant;
 
-    fn counter(room: &str, counter: &str, value: &str) -> Change {
-        Change::Counter {
-            room: room.into(),
-            counter: counter.into(),
-            value: Decimal::from_str(value).unwrap(),
-        }
-    }
-
-    fn vote(room: &str, poll: &str, user: &str, answer: Option<&str>) -> Change {
-        Change::Vote {
-            room: room.into(),
-            poll: poll.into(),
-            user: user.into(),
-            answer: answer.map(Into::into),
-        }
-    }
+    use crate::store::contract::{change_counter as counter, vote};
 
     fn append(room: &str, seq: u64) -> Change {
         Change::Append {

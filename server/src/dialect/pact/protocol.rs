@@ -87,15 +87,8 @@ impl crate::dialect::Protocol for Pact {
                 events,
                 pos,
             } => {
-                let events: Vec<Box<RawValue>> = events
-                    .iter()
-                    .map(|e| {
-                        let json = String::from_utf8(event_json(e)).expect("JSON is UTF-8");
-                        RawValue::from_string(json).expect("an event is JSON")
-                    })
-                    .collect();
                 let data = HistoryData {
-                    events,
+                    events: events_json(events),
                     pos: wire_pos(pos),
                 };
                 encode(types::HISTORY, reference.as_ref(), &data)
@@ -171,6 +164,17 @@ struct Broadcast<'a> {
     seq: Option<u64>,
 }
 
+/// Events as the JSON their members received, for a page of history.
+fn events_json(events: &[Sequenced]) -> Vec<Box<RawValue>> {
+    events
+        .iter()
+        .map(|e| {
+            let json = String::from_utf8(event_json(e)).expect("JSON is UTF-8");
+            RawValue::from_string(json).expect("an event is JSON")
+        })
+        .collect()
+}
+
 /// A position as the wire carries it.
 fn wire_pos(position: &Position) -> Pos {
     Pos {
@@ -230,13 +234,7 @@ fn event_payload(event: &RoomEvent, seq: Option<u64>) -> Vec<u8> {
 /// (each with its `seq`), oldest first, and the room's position (`null` for a room the
 /// store knows nothing of).
 pub fn history_page(events: &[Sequenced], pos: Option<&Position>) -> String {
-    let events: Vec<Box<RawValue>> = events
-        .iter()
-        .map(|e| {
-            let json = String::from_utf8(event_json(e)).expect("JSON is UTF-8");
-            RawValue::from_string(json).expect("an event is JSON")
-        })
-        .collect();
+    let events = events_json(events);
     #[derive(Serialize)]
     struct Body {
         events: Vec<Box<RawValue>>,
