@@ -51,6 +51,15 @@ impl HistoryQuery {
             since_ms: None,
         }
     }
+
+    /// The same query, counting only events made within `ttl_ms` of `now_ms`
+    /// (`--history-ttl-ms`; 0 keeps them for ever).
+    pub fn within_ttl(self, now_ms: u64, ttl_ms: u64) -> HistoryQuery {
+        HistoryQuery {
+            since_ms: (ttl_ms > 0).then(|| now_ms.saturating_sub(ttl_ms)),
+            ..self
+        }
+    }
 }
 
 /// A page of a room's history.

@@ -83,21 +83,11 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
             (!out.changes.is_empty()).then(|| store.commit(std::mem::take(&mut out.changes)));
         for room in out.loads.drain(..) {
             let pending = store.load(room.clone());
-            let own = shard.node.mailboxes[shard.id].commands.clone();
-            monoio::spawn(async move {
-                let result = pending.wait().await.map_err(|e| e.to_string());
-                let loaded = Command::Loaded { room, result };
-                let _ = own.send_async(ToOwner::Engine(loaded)).await;
-            });
+            answer_engine(&shard, pending, |result| Command::Loaded { room, result });
         }
         for read in out.reads.drain(..) {
             let pending = store.history(read.room.clone(), read.query);
-            let own = shard.node.mailboxes[shard.id].commands.clone();
-            monoio::spawn(async move {
-                let result = pending.wait().await.map_err(|e| e.to_string());
-                let answer = Command::Read { read, result };
-                let _ = own.send_async(ToOwner::Engine(answer)).await;
-            });
+            answer_engine(&shard, pending, |result| Command::Read { read, result });
         }
         for (room, reply) in details.drain(..) {
             let pending = store.load(room.clone());
@@ -122,6 +112,20 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
             return;
         }
     }
+}
+
+/// Brings the store's answer back to this core's engine, as the command `answer` makes of
+/// it, without holding up the owner meanwhile.
+fn answer_engine<T: 'static>(
+    shard: &Shard,
+    pending: Pending<T>,
+    answer: impl FnOnce(Result<T, String>) -> Command + 'static,
+) {
+    let own = shard.node.mailboxes[shard.id].commands.clone();
+    monoio::spawn(async move {
+        let result = pending.wait().await.map_err(|e| e.to_string());
+        let _ = own.send_async(ToOwner::Engine(answer(result))).await;
+    });
 }
 
 /// Releases applied batches in order, each once its commit is answered: answers emits,

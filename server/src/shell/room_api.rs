@@ -42,13 +42,13 @@ pub(super) async fn room_history(shard: &Shard, room: &str, req: &Request) -> Ve
     };
     let config = &shard.config;
     let limit = limit.map_or(pact::DEFAULT_HISTORY_LIMIT, |l| {
-        l.min(usize::MAX as u64) as usize
+        usize::try_from(l).unwrap_or(usize::MAX)
     });
     let query = HistoryQuery {
         before,
-        since_ms: since_ms(config.history_ttl_ms),
         ..HistoryQuery::last(limit.min(config.history_size))
-    };
+    }
+    .within_ttl(now_ms(), config.history_ttl_ms);
     let store = &shard.node.store;
     // The snapshot is read first: the page read after it is at least as new.
     let snapshot = store.load(room.to_owned());
@@ -72,11 +72,6 @@ pub(super) async fn room_history(shard: &Shard, room: &str, req: &Request) -> Ve
     });
     let body = pact::history_page(&events, pos.as_ref());
     http::response(200, "application/json", body.as_bytes())
-}
-
-/// The oldest time history may come from (`--history-ttl-ms`; 0: no bound).
-fn since_ms(ttl_ms: u64) -> Option<u64> {
-    (ttl_ms > 0).then(|| now_ms().saturating_sub(ttl_ms))
 }
 
 pub(super) async fn ask<T>(
@@ -184,12 +179,7 @@ pub(super) async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<
     // The store holds the history (an emit's answer waits for its commit, so it is there).
     // It holds every lasting event: read all that counts and keep the newest emits.
     let config = &shard.config;
-    let since_ms =
-        (config.history_ttl_ms > 0).then(|| now_ms().saturating_sub(config.history_ttl_ms));
-    let query = HistoryQuery {
-        since_ms,
-        ..HistoryQuery::last(config.history_size)
-    };
+    let query = HistoryQuery::last(config.history_size).within_ttl(now_ms(), config.history_ttl_ms);
     let page = shard.node.store.history(channel.to_owned(), query);
     match page.wait().await {
         Ok(page) => {

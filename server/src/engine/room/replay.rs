@@ -63,9 +63,9 @@ impl Room {
             query: HistoryQuery {
                 after: Some(seq),
                 before: Some(self.seq + 1),
-                limit: missed as usize,
-                since_ms: since_ms(context),
-            },
+                ..HistoryQuery::last(missed as usize)
+            }
+            .within_ttl(context.now_ms, context.limits.history_ttl_ms),
             purpose: ReadFor::Resume {
                 reference: reference.clone(),
                 after: seq,
@@ -101,11 +101,10 @@ impl Room {
             room: self.name.clone(),
             conn,
             query: HistoryQuery {
-                after: None,
                 before,
-                limit,
-                since_ms: since_ms(context),
-            },
+                ..HistoryQuery::last(limit)
+            }
+            .within_ttl(context.now_ms, context.limits.history_ttl_ms),
             purpose: ReadFor::History {
                 reference: reference.clone(),
             },
@@ -261,10 +260,4 @@ fn visible(scope: &Scope, member: &MemberState) -> bool {
         Scope::Members(ids) => ids.iter().any(|id| id == member.id()),
         _ => true,
     }
-}
-
-/// The oldest time history may come from (`--history-ttl-ms`; 0 keeps it for ever).
-fn since_ms(context: Context<'_>) -> Option<u64> {
-    let ttl = context.limits.history_ttl_ms;
-    (ttl > 0).then(|| context.now_ms.saturating_sub(ttl))
 }

@@ -229,17 +229,25 @@ fn emit(e: &mut Engine, targets: Targets, require_ack: bool, now: u64) -> Outbox
 }
 
 fn req(e: &mut Engine, c: ConnId, reference: Option<Value>, request: Request) -> Outbox {
+    req_at(e, c, reference, request, 1)
+}
+
+/// A member's request handled at time `now`.
+fn req_at(
+    e: &mut Engine,
+    c: ConnId,
+    reference: Option<Value>,
+    request: Request,
+    now: u64,
+) -> Outbox {
     let mut out = Outbox::default();
-    e.handle(
-        Command::Request {
-            conn: c,
-            room: ROOM.into(),
-            reference,
-            request,
-        },
-        1,
-        &mut out,
-    );
+    let command = Command::Request {
+        conn: c,
+        room: ROOM.into(),
+        reference,
+        request,
+    };
+    e.handle(command, now, &mut out);
     out
 }
 

@@ -8,11 +8,16 @@ fn chat(e: &mut Engine, c: ConnId, text: &str) -> Outbox {
 }
 
 fn resume(e: &mut Engine, c: ConnId, epoch: &str, seq: u64) -> Outbox {
+    resume_at(e, c, epoch, seq, 1)
+}
+
+/// A `resume` (ref `"r"`) handled at time `now`.
+fn resume_at(e: &mut Engine, c: ConnId, epoch: &str, seq: u64, now: u64) -> Outbox {
     let request = Request::Resume {
         epoch: epoch.into(),
         seq,
     };
-    req(e, c, Some(json!("r")), request)
+    req_at(e, c, Some(json!("r")), request, now)
 }
 
 fn history(e: &mut Engine, c: ConnId, limit: usize, before: Option<u64>) -> Outbox {
@@ -267,30 +272,10 @@ fn events_older_than_the_ttl_are_not_replayed() {
     join(&mut e, conn(2), "u2");
     // `req` runs at time 1: this chat is made at 1 ms; at 5,000 ms it is too old.
     chat(&mut e, conn(2), "old");
-    let mut out = Outbox::default();
-    let request = Request::Resume {
-        epoch: epoch.clone(),
-        seq: 0,
-    };
-    let command = Command::Request {
-        conn: conn(1),
-        room: ROOM.into(),
-        reference: None,
-        request,
-    };
-    e.handle(command, 5_000, &mut out);
-    let got = received(&out, conn(1));
+    let got = received(&resume_at(&mut e, conn(1), &epoch, 0, 5_000), conn(1));
     assert_eq!(got.last().unwrap()["data"]["recovered"], false, "{got:?}");
     // Within the TTL it replays.
-    let mut out = Outbox::default();
-    let command = Command::Request {
-        conn: conn(1),
-        room: ROOM.into(),
-        reference: None,
-        request: Request::Resume { epoch, seq: 0 },
-    };
-    e.handle(command, 500, &mut out);
-    let got = received(&out, conn(1));
+    let got = received(&resume_at(&mut e, conn(1), &epoch, 0, 500), conn(1));
     assert_eq!(got[0]["data"]["message"], "old");
     assert_eq!(got.last().unwrap()["data"]["recovered"], true);
 }
