@@ -1,4 +1,5 @@
-//! Configuration: flags, then `ROOKERY_*` environment variables, then these defaults.
+//! Configuration: flags, then `ROOKERY_*` environment variables, then the `--config` file
+//! ([`crate::config_file`]), then these defaults.
 
 pub use crate::store::StoreKind;
 
@@ -197,6 +198,23 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+
+    /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
+    /// `info,rookery::access=off`). Reloaded on SIGHUP.
+    #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
+    pub log: String,
+}
+
+/// The log filter by default: the storage engine narrates its housekeeping at info, and
+/// warnings are what matter from it.
+pub const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+
+/// Accepts a log filter only if `tracing` can parse it, so a typo is an error at start.
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// When the disk store makes commits durable against power loss.

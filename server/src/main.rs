@@ -1,17 +1,26 @@
-//! The `rookery` binary: parse the configuration, set up logging, run every core, and
-//! shut down gracefully on SIGTERM/SIGINT (a second signal exits at once).
+//! The `rookery` binary: read the configuration (flags, `ROOKERY_*`, `--config` file), set
+//! up logging, run every core, reload what can be reloaded on SIGHUP, and shut down
+//! gracefully on SIGTERM/SIGINT (a second signal exits at once).
 
-use clap::Parser;
-use rookery::config::{Config, LogFormat};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use rookery::config_file::{self, Loaded, Subcommands};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use std::io::IsTerminal;
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let config = Config::parse();
-    init_logging(config.log_format);
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let loaded = config_file::load(&args).unwrap_or_else(|e| e.exit());
+    if loaded.cli.command == Some(Subcommands::CheckConfig) {
+        print!("{}", config_file::report(&loaded));
+        std::process::exit(0);
+    }
+    let config = loaded.cli.config.clone();
+    let logs = rookery::logging::init(config.log_format, &config.log);
+    if let Some(path) = &loaded.cli.config_file {
+        tracing::info!(file = %path.display(), "configuration read");
+    }
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => fail(&format!("cannot handle signals: {e}")),
     };
@@ -22,13 +31,21 @@ fn main() {
     // A line machines can read: scripts and tests wait for it to learn the port.
     println!("rookery listening on {} ({})", server.addr, server.driver);
 
-    let first = signals.forever().next();
+    let mut current = loaded;
+    let first = loop {
+        match signals.forever().next() {
+            Some(SIGHUP) => current = reload(&args, current, &logs),
+            other => break other,
+        }
+    };
     tracing::info!(signal = ?first, "draining: closing every connection");
     server.shutdown();
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            tracing::warn!(signal, "second signal: exiting now");
-            std::process::exit(1);
+        for signal in signals.forever() {
+            if signal != SIGHUP {
+                tracing::warn!(signal, "second signal: exiting now");
+                std::process::exit(1);
+            }
         }
     });
     let deadline = Instant::now() + Duration::from_millis(server.config().shutdown_timeout_ms);
@@ -50,27 +67,48 @@ fn main() {
     std::process::exit(0);
 }
 
+/// SIGHUP: reads the configuration again (the same flags, the environment the process
+/// started with, the file as it is now). The log filter takes effect at once; any other
+/// changed setting is logged as needing a restart. A configuration that no longer parses
+/// changes nothing and is logged as an error. Returns the configuration now in force.
+fn reload(args: &[OsString], current: Loaded, logs: &rookery::logging::LogReload) -> Loaded {
+    let next = match config_file::load(args) {
+        Ok(next) => next,
+        Err(error) => {
+            tracing::error!(%error, "reload: the configuration is invalid; nothing changed");
+            return current;
+        }
+    };
+    let mut applied = current.clone();
+    for (old, new) in current.settings.iter().zip(&next.settings) {
+        if old.value == new.value {
+            continue;
+        }
+        if new.key == "log" {
+            match logs.set(&next.cli.config.log) {
+                Ok(()) => {
+                    applied.cli.config.log = next.cli.config.log.clone();
+                    applied
+                        .settings
+                        .iter_mut()
+                        .find(|s| s.key == "log")
+                        .expect("log")
+                        .value = new.value.clone();
+                    tracing::info!(log = %next.cli.config.log, "reload: new log filter");
+                }
+                Err(error) => tracing::error!(%error, "reload: the log filter was refused"),
+            }
+        } else {
+            let key = &new.key;
+            tracing::warn!(%key, "reload: this setting changed; it takes effect on restart");
+        }
+    }
+    tracing::info!("reload done");
+    applied
+}
+
 fn fail(message: &str) -> ! {
     tracing::error!("{message}");
     eprintln!("rookery: {message}");
     std::process::exit(1);
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROOKERY_LOG")
-        // The storage engine narrates its housekeeping at info: warnings are what matter.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
