@@ -14,6 +14,16 @@ fn rookery(env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// A started server, killed when the test ends, passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn write(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("rookery.toml");
     std::fs::write(&path, text).unwrap();
@@ -73,17 +83,17 @@ fn the_file_is_named_by_a_variable_too_and_configures_the_server() {
         dir.path(),
         "listen = \"127.0.0.1:0\"\ncores = 1\ndriver = \"epoll\"\nstore = \"memory\"\nlog = \"warn\"\n",
     );
-    let mut child = rookery(&[("ROOKERY_CONFIG", file.to_str().unwrap())])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        rookery(&[("ROOKERY_CONFIG", file.to_str().unwrap())])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         line.starts_with("rookery listening on 127.0.0.1:"),
         "{line}"
@@ -169,18 +179,21 @@ fn sighup_reloads_the_log_filter_and_names_what_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let base = "listen = \"127.0.0.1:0\"\nstore = \"memory\"\nlog_format = \"text\"\n";
     let file = write(dir.path(), &format!("{base}log = \"warn\"\ncores = 1\n"));
-    let mut child = rookery(&[])
-        .arg("--config")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut running = Running(
+        rookery(&[])
+            .arg("--config")
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut running.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let lines = lines_of(&mut child);
+    let lines = lines_of(child);
     let hup = |child: &Child| {
         let ok = Command::new("kill")
             .args(["-HUP", &child.id().to_string()])
@@ -193,16 +206,14 @@ fn sighup_reloads_the_log_filter_and_names_what_needs_a_restart() {
         dir.path(),
         &format!("{base}log = \"info\"\ncores = \"two\"\n"),
     );
-    hup(&child);
+    hup(child);
     let refused = wait_for(&lines, "reload: the configuration is invalid");
     assert!(refused.contains("`cores`"), "{refused}");
     // A valid one: the filter now lets info through, and the core count waits for a restart.
     write(dir.path(), &format!("{base}log = \"info\"\ncores = 2\n"));
-    hup(&child);
+    hup(child);
     let restart = wait_for(&lines, "takes effect on restart");
     assert!(restart.contains("cores"), "{restart}");
     wait_for(&lines, "reload: new log filter");
     wait_for(&lines, "reload done");
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -202,10 +202,16 @@ fn ops_endpoints_and_metrics() {
     assert!(value("rookery_connections_total") >= 1);
     assert_eq!(value("rookery_rooms"), 1);
     assert!(value("rookery_messages_in_total") >= 3);
-    assert!(value("rookery_error_frames_total") >= 1);
+    assert!(
+        text.contains("rookery_error_frames_total{dialect=\"pact\"} 1\n"),
+        "{text}"
+    );
     assert!(value("rookery_fanout_deliveries_total") >= 3);
     assert!(value("rookery_bytes_out_total") > 0);
-    assert!(text.contains("rookery_io_driver{driver=\""));
+    assert!(text.contains("rookery_io_driver_info{driver=\""));
+    assert!(value("rookery_io_uring_available") <= 1);
+    assert_eq!(value("rookery_send_queue_bytes"), 0);
+    assert!(text.contains("rookery_build_info{version=\""));
     assert_eq!(value("rookery_cores"), 2);
     a.send_text(&"x".repeat(70_000));
     assert_eq!(a.expect_close().0, 1009);

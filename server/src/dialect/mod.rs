@@ -66,6 +66,17 @@ impl Dialect {
         Dialect::Slip,
     ];
 
+    /// The dialect's name in docs, logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Pact => "pact",
+            Dialect::Wsdo => "wsdo",
+            Dialect::Jac => "jac",
+            Dialect::Lambda => "lambda",
+            Dialect::Slip => "slip",
+        }
+    }
+
     /// Position in [`Dialect::ALL`].
     pub fn index(self) -> usize {
         self as usize

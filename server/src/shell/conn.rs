@@ -184,9 +184,19 @@ impl Conn {
         self.state.get()
     }
 
+    /// Sets the connection's unsent byte count, and the core's gauge with it.
+    fn set_queued(&self, bytes: usize) {
+        let before = self.queued_bytes.replace(bytes);
+        if bytes >= before {
+            self.metrics.queued_bytes.add((bytes - before) as u64);
+        } else {
+            self.metrics.queued_bytes.sub((before - bytes) as u64);
+        }
+    }
+
     fn enqueue(&self, frame: OutFrame) {
         let len: usize = frame.iter().map(Bytes::len).sum();
-        self.queued_bytes.set(self.queued_bytes.get() + len);
+        self.set_queued(self.queued_bytes.get() + len);
         let mut queue = self.queue.borrow_mut();
         if queue.capacity() == 0 {
             *queue = spares::take_queue();
@@ -226,7 +236,7 @@ impl Conn {
         if self.queued_bytes.get() + len > self.max_outbound {
             self.metrics.slow_consumers.inc();
             self.queue.borrow_mut().clear();
-            self.queued_bytes.set(0);
+            self.set_queued(0);
             let reason = format!(
                 "slow consumer: more than {} bytes queued",
                 self.max_outbound
@@ -390,11 +400,19 @@ impl Conn {
                 }
             }
         }
-        self.queued_bytes.set(self.queued_bytes.get() - bytes);
+        self.set_queued(self.queued_bytes.get() - bytes);
         if queue.is_empty() {
             spares::give_queue(std::mem::take(&mut *queue));
         }
         !batch.is_empty()
+    }
+}
+
+impl Drop for Conn {
+    /// Whatever was still queued (a socket that failed, a session that ended) leaves the
+    /// core's queued-bytes gauge with the connection.
+    fn drop(&mut self) {
+        self.set_queued(0);
     }
 }
 

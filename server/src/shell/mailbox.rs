@@ -88,6 +88,8 @@ pub struct Node {
     pub mailboxes: Vec<Mailbox>,
     pub metrics: Vec<Arc<Metrics>>,
     pub driver: &'static str,
+    /// Whether the kernel let this process set up io_uring (exported in `/metrics`).
+    pub uring_available: bool,
     /// Set on SIGTERM/SIGINT: `readyz` answers 503, no new connection is admitted.
     pub draining: std::sync::atomic::AtomicBool,
     pub seats: super::admission::Seats,

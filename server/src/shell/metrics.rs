@@ -1,9 +1,15 @@
 //! Per-core counters, read by `GET /metrics` on any core.
 //!
+//! Names follow Prometheus' conventions (`rookery_` prefix, base units, `_total` on
+//! counters, `_info` on constant-1 metrics whose labels carry the information), and every
+//! label takes values from a fixed set (close codes, dialects, drivers, the version):
+//! nothing a client chooses (rooms, users, connections) becomes a label.
+//!
 //! Each core writes only its own counters, so an increment is a relaxed load and store of
 //! a value no other core writes: no locked read-modify-write, no cache line bouncing
 //! between writers. Readers on other cores see a recent value, which is all Prometheus needs.
 
+use crate::dialect::Dialect;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -54,7 +60,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub deliveries: Counter,
     pub http_requests: Counter,
-    pub error_frames: Counter,
+    /// Bytes queued to connections and not yet written (a gauge).
+    pub queued_bytes: Counter,
     pub ack_timeouts: Counter,
     pub slow_consumers: Counter,
     pub pending_acks: Counter,
@@ -63,9 +70,15 @@ pub struct Metrics {
     pub backend_failures: Counter,
     pub backend_timeouts: Counter,
     closes: [Counter; COUNTED_CLOSE_CODES.len()],
+    error_frames: [Counter; Dialect::COUNT],
 }
 
 impl Metrics {
+    /// Counts an error frame sent to a client of `dialect` for bad input.
+    pub fn error_frame(&self, dialect: Dialect) {
+        self.error_frames[dialect.index()].inc();
+    }
+
     pub fn closed_with(&self, code: u16) {
         if let Some(i) = COUNTED_CLOSE_CODES.iter().position(|c| *c == code) {
             self.closes[i].inc();
@@ -82,8 +95,18 @@ pub struct StoreHealth {
     pub healthy: bool,
 }
 
+/// What the node runs on, for the `_info` metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Runtime {
+    /// The io driver in use: `io_uring` or `epoll`.
+    pub driver: &'static str,
+    /// Whether the kernel let this process set up io_uring (false under Docker's default
+    /// seccomp profile, for one): with `--driver auto` and false, the node fell back.
+    pub uring_available: bool,
+}
+
 /// Renders every core's counters, summed, in the Prometheus text format.
-pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str, store: StoreHealth) -> String {
+pub fn render(cores: &[std::sync::Arc<Metrics>], runtime: Runtime, store: StoreHealth) -> String {
     let sum = |f: &dyn Fn(&Metrics) -> u64| cores.iter().map(|m| f(m)).sum::<u64>();
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
@@ -147,10 +170,10 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str, store: StoreHealt
         sum(&|m| m.http_requests.get()),
     );
     metric(
-        "rookery_error_frames_total",
-        "counter",
-        "Error frames sent for bad input.",
-        sum(&|m| m.error_frames.get()),
+        "rookery_send_queue_bytes",
+        "gauge",
+        "Bytes queued to connections, not yet written to their sockets.",
+        sum(&|m| m.queued_bytes.get()),
     );
     metric(
         "rookery_ack_timeouts_total",
@@ -211,7 +234,27 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], driver: &str, store: StoreHealt
         let n = sum(&|m| m.closes[i].get());
         let _ = writeln!(out, "rookery_closes_total{{code=\"{code}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP rookery_io_driver The io driver in use.\n# TYPE rookery_io_driver gauge\nrookery_io_driver{{driver=\"{driver}\"}} 1");
+    let _ = writeln!(out, "# HELP rookery_error_frames_total Error frames sent for bad input, by dialect.\n# TYPE rookery_error_frames_total counter");
+    for dialect in Dialect::ALL {
+        let n = sum(&|m| m.error_frames[dialect.index()].get());
+        let name = dialect.name();
+        let _ = writeln!(out, "rookery_error_frames_total{{dialect=\"{name}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rookery_io_driver_info The io driver in use (io_uring, or epoll as the fallback).\n# TYPE rookery_io_driver_info gauge\nrookery_io_driver_info{{driver=\"{}\"}} 1",
+        runtime.driver
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rookery_io_uring_available 1 when the kernel lets this process use io_uring, else 0 (e.g. blocked by a container's seccomp profile).\n# TYPE rookery_io_uring_available gauge\nrookery_io_uring_available {}",
+        u8::from(runtime.uring_available)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rookery_build_info The running build.\n# TYPE rookery_build_info gauge\nrookery_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     let _ = writeln!(
         out,
         "# HELP rookery_cores Runtime threads.\n# TYPE rookery_cores gauge\nrookery_cores {}",
@@ -233,14 +276,25 @@ mod tests {
         b.connections.add(3);
         b.connections.sub(1);
         a.closed_with(1009);
+        a.error_frame(Dialect::Jac);
+        b.error_frame(Dialect::Jac);
+        b.queued_bytes.add(10);
         let store = StoreHealth {
             failures: 3,
             healthy: false,
         };
-        let text = render(&[a, b], "epoll", store);
+        let runtime = Runtime {
+            driver: "epoll",
+            uring_available: false,
+        };
+        let text = render(&[a, b], runtime, store);
         assert!(text.contains("\nrookery_connections 4\n"));
         assert!(text.contains("rookery_closes_total{code=\"1009\"} 1"));
-        assert!(text.contains("rookery_io_driver{driver=\"epoll\"} 1"));
+        assert!(text.contains("rookery_io_driver_info{driver=\"epoll\"} 1"));
+        assert!(text.contains("\nrookery_io_uring_available 0\n"));
+        assert!(text.contains("rookery_error_frames_total{dialect=\"jac\"} 2"));
+        assert!(text.contains("rookery_error_frames_total{dialect=\"pact\"} 0"));
+        assert!(text.contains("\nrookery_send_queue_bytes 10\n"));
         assert!(text.contains("\nrookery_store_failures_total 3\n"));
         assert!(text.contains("\nrookery_store_healthy 0\n"));
     }

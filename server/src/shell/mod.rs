@@ -97,27 +97,48 @@ fn open_store(config: &Config) -> io::Result<crate::store::worker::StoreHandle> 
     StoreHandle::spawn(store, durability)
 }
 
-/// Picks the driver: io_uring when asked or available, else epoll.
-fn choose_driver(choice: DriverChoice) -> io::Result<&'static str> {
+/// Picks the driver: io_uring when asked or available, else epoll. Returns it and whether
+/// io_uring is available at all. A fallback is logged as a warning that says why and what
+/// to do, since it costs throughput and an operator may not expect it (Docker's and
+/// containerd's default seccomp profiles block io_uring; see docs/DEPLOY.md).
+fn choose_driver(choice: DriverChoice) -> io::Result<(&'static str, bool)> {
     let uring = monoio::utils::detect_uring();
-    match choice {
-        DriverChoice::Uring if !uring => Err(io::Error::other(
-            "io_uring was requested but is not available on this kernel",
-        )),
-        DriverChoice::Uring => Ok("io_uring"),
-        DriverChoice::Auto if uring => Ok("io_uring"),
-        DriverChoice::Auto | DriverChoice::Epoll => Ok("epoll"),
-    }
+    let driver = match choice {
+        DriverChoice::Uring if !uring => {
+            return Err(io::Error::other(
+                "io_uring was requested (--driver uring) but this process cannot use it: \
+                 the kernel lacks it, or a seccomp profile (Docker's default, for one) blocks \
+                 it; see docs/DEPLOY.md#containers",
+            ))
+        }
+        DriverChoice::Uring => "io_uring",
+        DriverChoice::Auto if uring => "io_uring",
+        DriverChoice::Auto => {
+            tracing::warn!(
+                "io_uring is not available to this process (blocked by a seccomp profile such \
+                 as Docker's default, or missing from the kernel): falling back to epoll; \
+                 see docs/DEPLOY.md#containers"
+            );
+            "epoll"
+        }
+        DriverChoice::Epoll => {
+            tracing::info!("running on epoll (--driver epoll)");
+            "epoll"
+        }
+    };
+    Ok((driver, uring))
 }
 
 /// Starts every core and returns once all of them are listening.
 pub fn start(config: Config) -> io::Result<ServerHandle> {
     let cores = config.core_count();
-    let driver = choose_driver(config.driver)?;
-    tracing::info!(driver, cores, "starting rookery");
-    if driver == "epoll" {
-        tracing::warn!("io_uring unavailable or disabled: running on epoll");
-    }
+    let (driver, uring_available) = choose_driver(config.driver)?;
+    tracing::info!(
+        driver,
+        cores,
+        version = env!("CARGO_PKG_VERSION"),
+        "starting rookery"
+    );
     let mut mailboxes = Vec::with_capacity(cores);
     let mut receivers = Vec::with_capacity(cores);
     for _ in 0..cores {
@@ -150,6 +171,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         mailboxes,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
         driver,
+        uring_available,
         config,
         draining: Default::default(),
         seats: Default::default(),

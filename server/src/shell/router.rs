@@ -83,7 +83,11 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
                 failures: shard.node.store.failures(),
                 healthy: shard.node.store.healthy(),
             };
-            let text = metrics::render(&shard.node.metrics, shard.node.driver, store);
+            let runtime = metrics::Runtime {
+                driver: shard.node.driver,
+                uring_available: shard.node.uring_available,
+            };
+            let text = metrics::render(&shard.node.metrics, runtime, store);
             http::response(200, "text/plain; version=0.0.4", text.as_bytes())
         }
         ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&shard, room).await,

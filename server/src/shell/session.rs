@@ -73,7 +73,7 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
                 conn.send(frame, now);
             }
             Action::Refuse(frame) => {
-                shard.metrics.error_frames.inc();
+                shard.metrics.error_frame(conn.dialect);
                 conn.send(frame, now);
             }
             Action::Command(command) => shard.command(command).await,

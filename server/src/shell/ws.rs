@@ -253,7 +253,7 @@ async fn process_frames(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
             }
             Ok(Message::Binary(_)) => {
                 shard.metrics.messages_in.inc();
-                shard.metrics.error_frames.inc();
+                shard.metrics.error_frame(conn.dialect);
                 if let Some(frame) = session::refusal(conn, Refusal::Binary) {
                     conn.send(frame, now_ms());
                 }
@@ -293,7 +293,7 @@ fn admit_message(shard: &Shard, conn: &Conn) -> bool {
             shard.metrics.rate_limited.inc();
             if first {
                 if let Some(frame) = session::refusal(conn, Refusal::RateLimited) {
-                    shard.metrics.error_frames.inc();
+                    shard.metrics.error_frame(conn.dialect);
                     conn.send(frame, now);
                 }
             }
