@@ -19,6 +19,13 @@ impl ConnId {
     }
 }
 
+/// `CORE.SEQ`: how logs name a connection.
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.shard(), self.0 & 0xFFFF_FFFF_FFFF)
+    }
+}
+
 /// Fixed seeds, so every core (and every node running the same build) agrees on room owners.
 const SEEDS: [u64; 4] = [
     0x5eed_f00d_0000_0001,
@@ -41,6 +48,7 @@ mod tests {
     fn conn_id_round_trips_its_core() {
         let id = ConnId::new(3, 42);
         assert_eq!(id.shard(), 3);
+        assert_eq!(id.to_string(), "3.42");
         assert_ne!(ConnId::new(2, 42), id);
     }
 

@@ -69,6 +69,10 @@ pub struct Conn {
     ws: RefCell<Option<Box<WsState>>>,
     /// The largest message (and frame) accepted, for making that state.
     max_message: usize,
+    /// When the session opened (for the access log's duration).
+    pub opened_ms: u64,
+    /// The close code the server sent (0: none yet), for the access log.
+    close_code: Cell<u16>,
 }
 
 impl Conn {
@@ -103,6 +107,8 @@ impl Conn {
             drain_at_ms: Cell::new(None),
             ws: RefCell::new(None),
             max_message,
+            opened_ms: now_ms,
+            close_code: Cell::new(0),
         }
     }
 
@@ -182,6 +188,11 @@ impl Conn {
 
     pub fn state(&self) -> State {
         self.state.get()
+    }
+
+    /// The close code the server sent, if it started the close.
+    pub fn close_code(&self) -> Option<u16> {
+        Some(self.close_code.get()).filter(|c| *c != 0)
     }
 
     /// Sets the connection's unsent byte count, and the core's gauge with it.
@@ -296,6 +307,8 @@ impl Conn {
         }
         self.state.set(State::Closing { since_ms: now_ms });
         self.metrics.closed_with(code.into());
+        self.close_code.set(code.into());
+        super::access::ws_close(self, code.into(), reason);
         self.with_ws(|ws| {
             let frame = CloseFrame {
                 code,

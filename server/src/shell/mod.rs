@@ -2,6 +2,7 @@
 //! request heads and handing sockets to their protocol. Thin by design: the rules live in
 //! the engine and the dialects.
 
+pub mod access;
 pub mod admin_api;
 pub mod admission;
 pub mod batch;
@@ -283,9 +284,10 @@ async fn serve_request(
                     Box::pin(upgrade).await
                 }
                 Some(Err(refusal)) => {
+                    access::http(peer, &req.method, &req.path, &refusal, 0);
                     let _ = stream.write_all(refusal).await;
                 }
-                None => Box::pin(router::route(shard, stream, req)).await,
+                None => Box::pin(router::route(shard, stream, peer, req)).await,
             };
         }
         Ok(Err(Some(refusal))) => refusal,

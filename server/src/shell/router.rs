@@ -11,6 +11,7 @@ use crate::http::{self, Request};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 /// A WebSocket endpoint's dialect and room, or the 400 response refusing the request.
@@ -53,7 +54,8 @@ fn decoded_segments(req: &Request) -> Vec<String> {
 
 /// Serves one request whose head (and body) has been read, and which is no upgrade to a
 /// WebSocket endpoint ([`upgrade_target`]).
-pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
+pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, req: Request) {
+    let started = std::time::Instant::now();
     let owned = decoded_segments(&req);
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     if !req.wants_upgrade() {
@@ -133,5 +135,7 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, req: Request) {
         ) => http::json_error(405, "method_not_allowed", "method not allowed"),
         _ => http::json_error(404, "not_found", "no such route"),
     };
+    let micros = started.elapsed().as_micros();
+    super::access::http(peer, method, &req.path, &response, micros);
     let _ = stream.write_all(response).await;
 }

@@ -24,7 +24,7 @@ impl Shard {
             let next = match conn.state() {
                 State::Dead => continue,
                 State::Closing { since_ms } if now >= since_ms + self.config.close_grace_ms => {
-                    tracing::debug!(conn = id.0, "close grace over: shutting the socket down");
+                    tracing::debug!(conn = %id, "close grace over: shutting the socket down");
                     conn.shut_down();
                     continue;
                 }
@@ -36,7 +36,7 @@ impl Shard {
                 State::Open => {
                     let silent = now.saturating_sub(conn.last_seen_ms.get());
                     if silent >= interval * u64::from(self.config.ping_missed) {
-                        tracing::debug!(conn = id.0, silent, "ping timeout");
+                        tracing::debug!(conn = %id, silent, "ping timeout");
                         self.ping_timeout(&conn, now);
                         now + self.config.close_grace_ms
                     } else {

@@ -2,6 +2,7 @@
 //! under the connection limits, the user's token, the dialect's public id and greeting,
 //! SLIP's backend consent, registering the connection and joining its room.
 
+use super::access::ws_refused;
 use super::conn::Conn;
 use super::mailbox::now_ms;
 use super::session;
@@ -70,9 +71,11 @@ pub(super) async fn open(
     dialect: Dialect,
     room: Option<String>,
 ) -> Option<Session> {
+    let refused = |response: &[u8]| ws_refused(peer, dialect, &req.path, response);
     let accept = match accept_upgrade(&req) {
         Ok(accept) => accept,
         Err(refusal) => {
+            refused(&refusal);
             let _ = stream.write_all(refusal).await;
             return None;
         }
@@ -81,6 +84,7 @@ pub(super) async fn open(
         Ok(admission) => admission,
         Err(refusal) => {
             let response = http::json_error(503, refusal.code, &refusal.message);
+            refused(&response);
             let _ = stream.write_all(response).await;
             return None;
         }
@@ -103,12 +107,14 @@ pub(super) async fn open(
             match protocol.on_consent(answer) {
                 Ok(actions) => actions,
                 Err(refusal) => {
+                    refused(&refusal);
                     let _ = stream.write_all(refusal).await;
                     return None;
                 }
             }
         }
         Err(refusal) => {
+            refused(&refusal);
             let _ = stream.write_all(refusal).await;
             return None;
         }
@@ -131,6 +137,7 @@ pub(super) async fn open(
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     shard.register(conn.clone());
+    super::access::ws_open(&conn, peer, room.as_deref());
     let (reader, writer) = stream.into_split();
 
     // The dialect's greeting. A refused token is told either here or in the room's

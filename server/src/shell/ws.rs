@@ -226,7 +226,7 @@ async fn after_bytes(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
 /// Leaves the connection's rooms once its socket is done.
 async fn close(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     let id = conn.id;
-    tracing::debug!(conn = id.0, "session over");
+    super::access::ws_end(conn, now_ms());
     shard.unregister(id);
     conn.mark_dead();
     for room in conn.rooms() {
