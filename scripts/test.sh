@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh machine: formatting, lints, the
 # engine's unit tests, and the integration tests against the real server on 127.0.0.1.
-# It installs what it needs first: the rustfmt and clippy components here, and for the SDK's
+# It installs what it needs first: the rustfmt and clippy components here, for the SDK's
 # browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
-# (scripts/sdk-test.sh).
+# (scripts/sdk-test.sh), and for the package test cargo-deb, systemd-analyze and promtool
+# (scripts/deploy-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,6 @@ step "npm package: pack, install, size, smoke test in Node against a real server
 
 step "demo page: two headless Chromium pages against a real server (Playwright)"
 ./scripts/demo-test.sh
+
+step "Debian package: build, dpkg -i, the installed unit and server (systemd-analyze, promtool, the demo page), purge"
+./scripts/deploy-test.sh

@@ -81,3 +81,70 @@ fn the_send_queue_gauge_returns_to_zero() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Every `expr` of a Grafana dashboard JSON, wherever it is.
+fn exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    serde_json::Value::String(s) if k == "expr" => out.push(s.clone()),
+                    _ => exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/grafana/rookery.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut all = Vec::new();
+    exprs(&dashboard, &mut all);
+    assert!(all.len() > 10, "{all:?}");
+    let addr = server(1);
+    let (_, text) = http(addr, "GET", "/metrics", &[], b"");
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let mut used = BTreeSet::new();
+    for expr in &all {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("rookery_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            used.insert(name);
+        }
+    }
+    for name in &used {
+        assert!(
+            exported.contains(name.as_str()),
+            "the dashboard uses {name}, which /metrics does not export"
+        );
+    }
+    for wanted in [
+        "rookery_connections",
+        "rookery_fanout_deliveries_total",
+        "rookery_send_queue_bytes",
+        "rookery_slow_consumers_total",
+        "rookery_error_frames_total",
+        "rookery_store_healthy",
+    ] {
+        assert!(
+            used.contains(wanted),
+            "the dashboard has no panel on {wanted}"
+        );
+    }
+}
