@@ -46,8 +46,8 @@ fn setting(report: &str, key: &str) -> String {
 /// `Key=` lines of the unit (the last one wins, as in systemd).
 fn unit_value(unit: &str, key: &str) -> String {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("the unit has no {key}="))
         .to_owned()
 }
@@ -108,8 +108,8 @@ fn the_dockerfile_is_multi_stage_non_root_and_runs_what_the_unit_runs() {
     assert!(lines.iter().filter(|l| l.starts_with("FROM ")).count() >= 2);
     let user = lines
         .iter()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("a USER");
     assert!(
         !user.starts_with('0') && !user.starts_with("root"),
