@@ -121,6 +121,20 @@ fn the_dockerfile_is_multi_stage_non_root_and_runs_what_the_unit_runs() {
         .expect("an ENTRYPOINT");
     let entry: Vec<String> = serde_json::from_str(entry).unwrap();
     assert_eq!(entry.join(" "), unit_value(&unit, "ExecStart"));
+    // `docker stop` kills 10 s after SIGTERM: the drain must be over by then.
+    let drain_ms: u64 = dockerfile
+        .split("ROOKERY_SHUTDOWN_TIMEOUT_MS=")
+        .nth(1)
+        .expect("the image sets ROOKERY_SHUTDOWN_TIMEOUT_MS")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        drain_ms + 2_000 <= 10_000,
+        "drain {drain_ms} ms vs docker stop's 10 s"
+    );
     // What the runtime stage copies from the build context exists.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for line in lines
