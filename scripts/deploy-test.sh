@@ -79,9 +79,12 @@ report=$(runuser -u rookery -- /usr/bin/rookery check-config --config /etc/rooke
 grep -q '^data_dir = "/var/lib/rookery" *# config file$' <<<"$report" || fail "check-config: $report"
 grep -q '^store = "disk"' <<<"$report" || fail "check-config: $report"
 
-step "systemd-analyze verify"
+step "systemd-analyze verify, systemd-analyze security"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $verify"
 if grep -q rookery <<<"$verify"; then fail "systemd-analyze verify warns: $verify"; fi
+exposure=$(systemd-analyze security --offline=true "$unit" 2>&1 | sed -n 's/.*Overall exposure level for rookery.service: \([0-9.]*\).*/\1/p')
+[ -n "$exposure" ] || fail "systemd-analyze security gave no exposure level"
+awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || fail "the unit's exposure is $exposure (over 2.0)"
 
 # What `systemctl start rookery` runs: ExecStart, as User, in WorkingDirectory. The address
 # comes from ROOKERY_LISTEN (a variable beats the file) so that a free port is used.
