@@ -56,7 +56,7 @@ pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
 
 /// Tells the backend the connection closed.
 pub fn on_close(session: &Session<'_>, out: &mut Actions) {
-    tracing::debug!(conn = %session.peer.public_id, "telling the SLIP backend");
+    tracing::debug!(client = %session.peer.public_id, "telling the SLIP backend");
     post(session, close_body(), IGNORE, out);
 }
 
@@ -75,14 +75,19 @@ pub fn on_backend(
         Ok(answer) if (200..300).contains(&answer.status) => match parse_events(&answer.body) {
             Some(events) => apply(events, out),
             None => {
-                let conn = session.peer.public_id;
-                tracing::warn!(%conn, "invalid commands from the SLIP backend");
+                let client = session.peer.public_id;
+                tracing::warn!(%client, "invalid commands from the SLIP backend");
             }
         },
         Ok(answer) => {
-            tracing::warn!(status = answer.status, "the SLIP backend refused an event");
+            let client = session.peer.public_id;
+            let status = answer.status;
+            tracing::warn!(%client, status, "the SLIP backend refused an event");
         }
-        Err(e) => tracing::warn!(error = %e, "the SLIP backend did not answer"),
+        Err(e) => {
+            let client = session.peer.public_id;
+            tracing::warn!(%client, error = %e, "the SLIP backend did not answer");
+        }
     }
 }
 
