@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod logging;
 pub mod ratelimit;
+pub mod sdnotify;
 pub mod shell;
 pub mod store;
 pub mod wheel;

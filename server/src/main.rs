@@ -1,8 +1,9 @@
 //! The `rookery` binary: read the configuration (flags, `ROOKERY_*`, `--config` file), set
-//! up logging, run every core, reload what can be reloaded on SIGHUP, and shut down
-//! gracefully on SIGTERM/SIGINT (a second signal exits at once).
+//! up logging, run every core, tell systemd when it is ready, reload what can be reloaded
+//! on SIGHUP, and shut down gracefully on SIGTERM/SIGINT (a second signal exits at once).
 
 use rookery::config_file::{self, Loaded, Subcommands};
+use rookery::sdnotify;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::ffi::OsString;
@@ -30,15 +31,22 @@ fn main() {
     };
     // A line machines can read: scripts and tests wait for it to learn the port.
     println!("rookery listening on {} ({})", server.addr, server.driver);
+    let status = format!("listening on {} ({})", server.addr, server.driver);
+    sdnotify::notify(&format!("READY=1\nSTATUS={status}"));
 
     let mut current = loaded;
     let first = loop {
         match signals.forever().next() {
-            Some(SIGHUP) => current = reload(&args, current, &logs),
+            Some(SIGHUP) => {
+                sdnotify::reloading();
+                current = reload(&args, current, &logs);
+                sdnotify::notify(&format!("READY=1\nSTATUS={status}"));
+            }
             other => break other,
         }
     };
     tracing::info!(signal = ?first, "draining: closing every connection");
+    sdnotify::notify("STOPPING=1\nSTATUS=draining");
     server.shutdown();
     std::thread::spawn(move || {
         for signal in signals.forever() {

@@ -79,6 +79,7 @@ fn the_unit_runs_the_packaged_binary_and_config_and_outlasts_the_drain() {
     assert_eq!(unit_value(&unit, "StateDirectory"), "rookery");
     assert_eq!(unit_value(&unit, "WorkingDirectory"), "/var/lib/rookery");
     assert_eq!(unit_value(&unit, "User"), "rookery");
+    assert_eq!(unit_value(&unit, "Type"), "notify");
     assert_eq!(unit_value(&unit, "Restart"), "on-failure");
     assert_eq!(unit_value(&unit, "KillSignal"), "SIGTERM");
     assert_eq!(unit_value(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
