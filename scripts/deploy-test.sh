@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian package, installed and run as docs/DEPLOY.md tells an operator to:
 #   build it (scripts/deb.sh), `dpkg -i` it, check every file, the user, the data directory
-#   and the enabled unit; `rookery --version` and `rookery check-config` from the installed
+#   and the enabled unit; install it again over an edited config (kept); `rookery --version` and `rookery check-config` from the installed
 #   package; `systemd-analyze verify` on the installed unit; then what `systemctl start`
 #   would do — the unit's ExecStart as its User in its WorkingDirectory — with a real client
 #   (the demo page in headless Chromium), `promtool check metrics` on /metrics, SIGHUP
@@ -78,6 +78,12 @@ report=$(runuser -u rookery -- /usr/bin/rookery check-config --config /etc/rooke
   || fail "check-config refused the packaged config"
 grep -q '^data_dir = "/var/lib/rookery" *# config file$' <<<"$report" || fail "check-config: $report"
 grep -q '^store = "disk"' <<<"$report" || fail "check-config: $report"
+
+step "reinstall (the upgrade path) keeps an edited config"
+echo '# edited by the operator' >>/etc/rookery/rookery.toml
+dpkg -i "$deb" >/dev/null
+grep -qx '# edited by the operator' /etc/rookery/rookery.toml || fail "the edited config was replaced"
+[ "$(stat -c '%U:%G %a' /etc/rookery/rookery.toml)" = "root:rookery 640" ] || fail "config mode after upgrade"
 
 step "systemd-analyze verify, systemd-analyze security"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $verify"
