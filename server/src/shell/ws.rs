@@ -246,6 +246,10 @@ async fn process_frames(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
                 shard.metrics.messages_in.inc();
                 session::text(shard, conn, text.as_bytes()).await;
             }
+            Ok(Message::Binary(data)) if conn.dialect.protocol().takes_binary() => {
+                shard.metrics.messages_in.inc();
+                session::binary(shard, conn, &data).await;
+            }
             Ok(Message::Binary(_)) if conn.dialect.protocol().binary_closes() => {
                 shard.metrics.messages_in.inc();
                 conn.close(CloseCode::Unsupported, "text frames only", now_ms());
