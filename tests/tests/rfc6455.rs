@@ -291,3 +291,65 @@ fn the_echo_endpoint_sends_every_message_back_with_its_opcode() {
     let (status, _) = raw_http(plain, request.as_bytes());
     assert_eq!(status, 404, "the echo endpoint is off unless asked for");
 }
+
+/// Autobahn 5.6, 5.7, 5.19, 5.20 (found by the suite): a ping that arrives while a
+/// fragmented message is being completed was answered only after the completed message had
+/// been handled, when the rest of the message came in the same read. RFC 6455 §5.5.2 wants
+/// the pong "as soon as practical": it must come first.
+#[test]
+fn a_ping_inside_a_fragmented_message_is_answered_before_the_message_is_handled() {
+    let addr = echo_server(|_| {});
+    let mut c = RawClient::connect(addr, "/echo");
+    for (kind, first, last) in [
+        (TEXT, &b"fragment1"[..], &b"fragment2"[..]),
+        (BINARY, b"\x01", b"\x02"),
+    ] {
+        c.send_together(&[(kind, first), (FIN | PING, b"pongme!"), (FIN | CONT, last)]);
+        assert_eq!(
+            c.read_frame(),
+            (PONG, b"pongme!".to_vec()),
+            "the pong comes first"
+        );
+        assert_eq!(c.read_frame(), (kind, [first, last].concat()));
+    }
+    // Two pings inside one message, each answered, in order, before it.
+    c.send_together(&[
+        (TEXT, b"a"),
+        (FIN | PING, b"1"),
+        (CONT, b"b"),
+        (FIN | PING, b"2"),
+        (FIN | CONT, b"c"),
+    ]);
+    assert_eq!(c.read_frame(), (PONG, b"1".to_vec()));
+    assert_eq!(c.read_frame(), (PONG, b"2".to_vec()));
+    assert_eq!(c.read_frame(), (TEXT, b"abc".to_vec()));
+}
+
+/// The same in a room dialect whose messages wait on a backend (SLIP): the pong is not held
+/// while the backend answers the message the ping interrupted.
+#[test]
+fn a_ping_is_not_held_behind_a_backend_call() {
+    let backend = TestBackend::start(|r| {
+        let kind = r.json()[0]["type"].as_str().unwrap_or("").to_owned();
+        match kind.as_str() {
+            "OPEN" => (200, json!([{"type":"ACCEPT"}]).to_string(), Duration::ZERO),
+            "TEXT" => {
+                let data = r.json()[0]["data"].as_str().unwrap_or("").to_owned();
+                let answer = json!([{"type":"TEXT","data":data}]).to_string();
+                // A slow backend: the pong must not wait for it.
+                (200, answer, Duration::from_millis(500))
+            }
+            _ => (200, "[]".into(), Duration::ZERO),
+        }
+    });
+    let target = backend.url.clone();
+    let addr = server_with(1, move |c| c.slip_target_url = Some(target));
+    let mut c = RawClient::connect(addr, "/slip");
+    c.send_together(&[(TEXT, b"hel"), (FIN | PING, b"p"), (FIN | CONT, b"lo")]);
+    assert_eq!(
+        c.read_frame(),
+        (PONG, b"p".to_vec()),
+        "the pong comes first"
+    );
+    assert_eq!(c.read_frame(), (TEXT, b"hello".to_vec()));
+}
