@@ -53,7 +53,7 @@ pub struct Config {
     pub ping_missed: u32,
 
     /// Bound on a connection's unsent outbound bytes; past it the connection is closed with
-    /// 1008 (slow consumer).
+    /// 1008 (slow consumer). At least `--max-message-size`.
     #[arg(long, env = "ROOKERY_MAX_OUTBOUND_BYTES", default_value_t = 1 << 20)]
     pub max_outbound_bytes: usize,
 
@@ -239,6 +239,15 @@ impl Config {
     /// Checks the settings against each other, before anything starts: the error names the
     /// flags and says why.
     pub fn check(&self) -> Result<(), String> {
+        if self.max_outbound_bytes < self.max_message_size {
+            return Err(format!(
+                "--max-outbound-bytes ({}) is less than --max-message-size ({}): a \
+                 connection's send queue must hold at least one message of the largest size, \
+                 or anything queued behind such a message closes it as a slow consumer; \
+                 raise --max-outbound-bytes to at least {} or lower --max-message-size",
+                self.max_outbound_bytes, self.max_message_size, self.max_message_size
+            ));
+        }
         if let Some(path) = &self.echo_path {
             check_echo_path(path)?;
         }
@@ -300,6 +309,22 @@ mod tests {
             c.echo_path, None,
             "the echo endpoint is off unless asked for"
         );
+        assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_message_must_fit_the_outbound_bound() {
+        let c = Config::parse_from(["rookery", "--max-message-size", "16777216"]);
+        let error = c.check().unwrap_err();
+        assert!(error.contains("--max-outbound-bytes (1048576)"), "{error}");
+        assert!(error.contains("--max-message-size (16777216)"), "{error}");
+        let c = Config::parse_from([
+            "rookery",
+            "--max-message-size",
+            "16777216",
+            "--max-outbound-bytes",
+            "16777216",
+        ]);
         assert_eq!(c.check(), Ok(()));
     }
 

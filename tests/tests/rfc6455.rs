@@ -353,3 +353,52 @@ fn a_ping_is_not_held_behind_a_backend_call() {
     );
     assert_eq!(c.read_frame(), (TEXT, b"hello".to_vec()));
 }
+
+/// Found with the suite's 16 MiB messages: a frame larger than `--max-outbound-bytes` closed
+/// its own connection as a slow consumer (1008), so one legitimate message of the largest
+/// size allowed could not be sent back (an echo frame is the message plus its header; a
+/// room's event is the message plus its envelope). A frame onto an empty queue is taken.
+#[test]
+fn one_message_of_the_largest_size_does_not_close_its_connection() {
+    const LIMIT: usize = 256 * 1024;
+    let addr = echo_server(|c| {
+        c.max_message_size = LIMIT;
+        c.max_outbound_bytes = LIMIT;
+    });
+    let mut c = RawClient::connect(addr, "/echo");
+    let big = vec![b'x'; LIMIT];
+    for kind in [TEXT, BINARY] {
+        c.send_raw(FIN | kind, &big, true);
+        let (op, echo) = c.read_frame();
+        assert_eq!(
+            (op, echo.len()),
+            (kind, LIMIT),
+            "sent back whole, not closed"
+        );
+        assert!(echo == big, "sent back unchanged");
+    }
+    // A room's event carries the message in an envelope: larger than the message.
+    let addr = server_with(1, |c| {
+        c.max_message_size = LIMIT;
+        c.max_outbound_bytes = LIMIT;
+    });
+    let mut c = client(addr, "largest");
+    let text = "y".repeat(LIMIT - 32);
+    c.send_raw(FIN | TEXT, &chat(&text), true);
+    let (op, event) = c.next_frame_skipping(&[PING, PONG]);
+    assert_eq!(op, TEXT);
+    assert!(event.len() > LIMIT, "the event is larger than the bound");
+    assert_eq!(json(&event)["data"]["message"], text.as_str());
+}
+
+/// The two limits are checked against each other at startup: a bound on outbound bytes
+/// below the largest message refuses to start, naming both flags.
+#[test]
+fn an_outbound_bound_below_the_message_size_refuses_to_start() {
+    let mut config = rookery::Config::local();
+    config.max_message_size = 16 << 20;
+    let error = rookery::start(config).err().expect("refused");
+    let error = error.to_string();
+    assert!(error.contains("--max-outbound-bytes"), "{error}");
+    assert!(error.contains("--max-message-size"), "{error}");
+}
