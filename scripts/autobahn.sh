@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 tool="${AUTOBAHN_TOOL:-$root/../shared/tools/autobahn/run.sh}"
-if [ ! -x "$tool" ]; then
+if [ ! -e "$tool" ]; then
   cat <<EOF
 autobahn: the Autobahn|Testsuite runner was not found at $tool.
   To run the suite, set AUTOBAHN_TOOL to a runner with the interface
@@ -30,6 +30,11 @@ autobahn: the Autobahn|Testsuite runner was not found at $tool.
 autobahn: skipped
 EOF
   exit 0
+fi
+
+if [ ! -x "$tool" ]; then
+  echo "autobahn: $tool exists but is not executable" >&2
+  exit 2
 fi
 
 variants=("$@")
