@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh machine: formatting, lints, the
-# engine's unit tests, and the integration tests against the real server on 127.0.0.1.
+# engine's unit tests, the integration tests against the real server on 127.0.0.1, and the
+# Autobahn|Testsuite against its echo endpoint (skipped when the suite's runner is absent).
 # It installs what it needs first: the rustfmt and clippy components here, for the SDK's
 # browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
 # (scripts/sdk-test.sh), and for the package test cargo-deb, systemd-analyze and promtool
@@ -21,6 +22,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit and integration)"
 cargo test --workspace --locked
+
+step "Autobahn|Testsuite: RFC 6455 conformance through the echo endpoint (3 variants)"
+./scripts/autobahn.sh
 
 step "SDK browser tests (headless Chromium against a real server)"
 ./scripts/sdk-test.sh

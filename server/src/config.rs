@@ -54,7 +54,7 @@ pub struct Config {
     pub ping_missed: u32,
 
     /// Bound on a connection's unsent outbound bytes; past it the connection is closed with
-    /// 1008 (slow consumer).
+    /// 1008 (slow consumer). At least `--max-message-size`.
     #[arg(long, env = "ROOKERY_MAX_OUTBOUND_BYTES", default_value_t = 1 << 20)]
     pub max_outbound_bytes: usize,
 
@@ -199,6 +199,12 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
+    /// Serve a WebSocket echo endpoint at this exact path (e.g. `/echo`): every message is
+    /// sent back as it came, through the same connection path as a room's. For conformance
+    /// runs (the Autobahn|Testsuite); off unless set.
+    #[arg(long, env = "ROOKERY_ECHO_PATH")]
+    pub echo_path: Option<String>,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -248,12 +254,59 @@ impl Config {
         }
     }
 
+    /// Checks the settings against each other, before anything starts: the error names the
+    /// flags and says why.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_outbound_bytes < self.max_message_size {
+            return Err(format!(
+                "--max-outbound-bytes ({}) is less than --max-message-size ({}): a \
+                 connection's send queue must hold at least one message of the largest size, \
+                 or anything queued behind such a message closes it as a slow consumer; \
+                 raise --max-outbound-bytes to at least {} or lower --max-message-size",
+                self.max_outbound_bytes, self.max_message_size, self.max_message_size
+            ));
+        }
+        if let Some(path) = &self.echo_path {
+            check_echo_path(path)?;
+        }
+        Ok(())
+    }
+
     /// The number of cores to run, at least 1.
     pub fn core_count(&self) -> usize {
         self.cores
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1)
     }
+}
+
+/// The echo endpoint's path must be a plain absolute path that names no dialect's endpoint
+/// (it would shadow it).
+fn check_echo_path(path: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("--echo-path {path:?}: {why}"));
+    if !path.starts_with('/') || path.len() < 2 {
+        return bad("must be an absolute path below / (e.g. /echo)");
+    }
+    if path.contains(['?', '#']) || path.chars().any(|c| c.is_ascii_control() || c == ' ') {
+        return bad("must be a plain path: no query, fragment, space or control character");
+    }
+    let decoded: Vec<String> = path[1..]
+        .split('/')
+        .map(crate::http::decode_segment)
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    let req = crate::http::Request {
+        method: "GET".into(),
+        path: path.to_owned(),
+        query: Vec::new(),
+        headers: Vec::new(),
+        version: 1,
+        body: Vec::new(),
+    };
+    if let Some((dialect, _)) = crate::dialect::Dialect::of_endpoint(&segments, &req, 0) {
+        return bad(&format!("is the {dialect:?} dialect's endpoint"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -270,6 +323,50 @@ mod tests {
         assert_eq!(c.store, StoreKind::Disk);
         assert_eq!(c.data_dir, std::path::PathBuf::from("./rookery-data"));
         assert_eq!((c.fsync, c.fsync_ms), (FsyncChoice::Interval, 5));
+        assert_eq!(
+            c.echo_path, None,
+            "the echo endpoint is off unless asked for"
+        );
+        assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_message_must_fit_the_outbound_bound() {
+        let c = Config::parse_from(["rookery", "--max-message-size", "16777216"]);
+        let error = c.check().unwrap_err();
+        assert!(error.contains("--max-outbound-bytes (1048576)"), "{error}");
+        assert!(error.contains("--max-message-size (16777216)"), "{error}");
+        let c = Config::parse_from([
+            "rookery",
+            "--max-message-size",
+            "16777216",
+            "--max-outbound-bytes",
+            "16777216",
+        ]);
+        assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn the_echo_path_is_checked() {
+        let with = |path: &str| {
+            Config::parse_from(["rookery", "--echo-path", path])
+                .check()
+                .map_err(|e| assert!(e.contains("--echo-path"), "{e}"))
+        };
+        assert_eq!(with("/echo"), Ok(()));
+        assert_eq!(with("/conformance/echo"), Ok(()));
+        for bad in [
+            "",
+            "/",
+            "echo",
+            "/echo?x=1",
+            "/e cho",
+            "/websocket",
+            "/slip",
+            "/room/listen",
+        ] {
+            assert!(with(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub enum LoadError {
     Cli(clap::Error),
     /// The file is missing, unreadable, not TOML, or has a key or value that is wrong.
     File(String),
+    /// Each setting is fine but together they are not ([`Config::check`]).
+    Settings(String),
 }
 
 impl LoadError {
@@ -124,7 +126,7 @@ impl LoadError {
     pub fn exit(self) -> ! {
         match self {
             LoadError::Cli(e) => e.exit(),
-            LoadError::File(message) => {
+            LoadError::File(message) | LoadError::Settings(message) => {
                 eprintln!("rookery: {message}");
                 std::process::exit(2)
             }
@@ -136,7 +138,7 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LoadError::Cli(e) => write!(f, "{e}"),
-            LoadError::File(m) => f.write_str(m),
+            LoadError::File(m) | LoadError::Settings(m) => f.write_str(m),
         }
     }
 }
@@ -180,6 +182,7 @@ where
             .map_err(LoadError::Cli)?
     };
     let cli = Cli::from_arg_matches(&matches).map_err(LoadError::Cli)?;
+    cli.config.check().map_err(LoadError::Settings)?;
     let settings = settings(&cmd, &matches, &from_file);
     Ok(Loaded { cli, settings })
 }
@@ -455,6 +458,12 @@ mod tests {
         );
         let e = error("log = \"info,[\"\n");
         assert!(e.contains("`log`: invalid value"), "{e}");
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_together_are_refused() {
+        let e = error("max_outbound_bytes = 100\nmax_message_size = 200\n");
+        assert!(e.contains("--max-outbound-bytes (100) is less than"), "{e}");
     }
 
     #[test]

@@ -8,10 +8,20 @@ use bytes::Bytes;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 
-/// A final text frame carrying `payload` (which must be UTF-8 JSON).
+/// A final text frame carrying `payload` (which must be UTF-8: JSON, for every dialect but
+/// the echo endpoint).
 pub fn text(payload: &[u8]) -> Bytes {
+    data(Data::Text, payload)
+}
+
+/// A final binary frame carrying `payload` (only the echo endpoint sends binary).
+pub fn binary(payload: &[u8]) -> Bytes {
+    data(Data::Binary, payload)
+}
+
+fn data(kind: Data, payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() + 10);
-    write_text_header(payload.len(), &mut out);
+    write_header(kind, payload.len(), &mut out);
     out.extend_from_slice(payload);
     Bytes::from(out)
 }
@@ -20,13 +30,13 @@ pub fn text(payload: &[u8]) -> Bytes {
 /// after it as buffers of its own).
 pub fn text_header(len: usize) -> Bytes {
     let mut out = Vec::with_capacity(10);
-    write_text_header(len, &mut out);
+    write_header(Data::Text, len, &mut out);
     Bytes::from(out)
 }
 
-fn write_text_header(len: usize, out: &mut Vec<u8>) {
+fn write_header(kind: Data, len: usize, out: &mut Vec<u8>) {
     let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
+        opcode: OpCode::Data(kind),
         ..FrameHeader::default()
     };
     header
@@ -76,6 +86,13 @@ mod tests {
         let f = text(&[b'a'; 300]);
         assert_eq!(&f[..4], &[0x81, 126, 1, 44]);
         assert_eq!(f.len(), 304);
+    }
+
+    #[test]
+    fn binary_frame_has_the_binary_opcode() {
+        let f = binary(&[0, 0xff]);
+        assert_eq!(&f[..], &[0x82, 2, 0, 0xff]);
+        assert_eq!(&binary(&[7; 70_000])[..2], &[0x82, 127]);
     }
 
     #[test]

@@ -1380,7 +1380,7 @@ fn made_store(name: &str) -> DataDir {
     dir
 }
 
-/// The store's format marker (server/src/store/disk.rs): the file `rookery.format`, read
+/// The store's format marker (server/src/store/disk/mod.rs): the file `rookery.format`, read
 /// before the database is opened.
 #[test]
 fn a_store_marked_with_another_format_is_refused_and_left_unchanged() {
@@ -1388,7 +1388,7 @@ fn a_store_marked_with_another_format_is_refused_and_left_unchanged() {
     let marker = dir.path().join("rookery.format");
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap(),
-        "rookery-store/1\n",
+        "rookery-store/2\n",
         "the marker is where the store's documentation says"
     );
     std::fs::write(&marker, "rookery-store/999\n").unwrap();
@@ -1421,7 +1421,7 @@ fn a_database_of_another_format_is_refused_and_left_unchanged() {
             .unwrap();
         assert_eq!(
             meta.get("format").unwrap().as_deref(),
-            Some(&b"rookery-store/1"[..]),
+            Some(&b"rookery-store/2"[..]),
             "the key is where the store's documentation says"
         );
         meta.insert("format", "rookery-store/999").unwrap();

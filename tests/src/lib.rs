@@ -291,6 +291,32 @@ pub fn raw_http_within(addr: SocketAddr, request: &[u8], wait: Duration) -> (u16
     (status, body)
 }
 
+/// One client frame: `first` is the first header byte (FIN, RSV bits, opcode), masked or
+/// not as `masked` says.
+pub fn raw_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut f = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => f.push(mask_bit | n as u8),
+        n if n < 65536 => {
+            f.push(mask_bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(mask_bit | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        f.extend_from_slice(payload);
+    }
+    f
+}
+
 /// A raw TCP WebSocket client, for frames a well-behaved library refuses to send.
 pub struct RawClient {
     pub stream: TcpStream,
@@ -323,27 +349,19 @@ impl RawClient {
     /// Sends one frame: `first` is the first header byte (FIN, RSV bits, opcode), masked
     /// or not as `masked` says.
     pub fn send_raw(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut f = vec![first];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => f.push(mask_bit | n as u8),
-            n if n < 65536 => {
-                f.push(mask_bit | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(mask_bit | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-            f.extend_from_slice(&mask);
-            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        } else {
-            f.extend_from_slice(payload);
-        }
-        self.stream.write_all(&f).unwrap();
+        self.stream
+            .write_all(&raw_frame(first, payload, masked))
+            .unwrap();
+    }
+
+    /// Sends masked frames (`(first header byte, payload)` each) in one write, so that they
+    /// reach the server together and are handled in one read.
+    pub fn send_together(&mut self, frames: &[(u8, &[u8])]) {
+        let bytes: Vec<u8> = frames
+            .iter()
+            .flat_map(|(first, payload)| raw_frame(*first, payload, true))
+            .collect();
+        self.stream.write_all(&bytes).unwrap();
     }
 
     /// Reads frames until one that is not a ping/pong/heartbeat text, answering nothing;

@@ -358,11 +358,30 @@ const CYCLES: u64 = 1000;
 
 #[test]
 fn a_thousand_random_disconnects_resume_exactly_inside_the_window() {
+    resume_cycles("resume cycles", None);
+}
+
+/// The same against the disk store (the default): replays come from its history log.
+#[test]
+fn a_thousand_random_disconnects_resume_exactly_from_the_disk_store() {
+    let dir = std::env::temp_dir().join(format!("rookery-recovery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    resume_cycles("resume cycles on disk", Some(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`CYCLES`] random disconnects and resumes of one subscriber while a publisher writes,
+/// with the store in `data_dir` (`None`: the memory store).
+fn resume_cycles(seed: &str, data_dir: Option<&std::path::Path>) {
     let started = Instant::now();
-    let mut rng = Rng::seeded("resume cycles");
+    let mut rng = Rng::seeded(seed);
     let addr = server_with(2, |c| {
         c.history_size = HISTORY as usize;
         c.max_message_rate = 0;
+        if let Some(dir) = data_dir {
+            c.store = rookery::store::StoreKind::Disk;
+            c.data_dir = dir.to_path_buf();
+        }
     });
     let room = "resume-cycles";
     let (mut publisher, profile) = Publisher::new(addr, room);

@@ -8,6 +8,7 @@
 //! looks in its frames. The fan-out edge (`crate::fanout`) encodes each event once per
 //! dialect present among its recipients.
 
+pub mod echo;
 pub mod jac;
 pub mod lambda;
 pub mod pact;
@@ -41,6 +42,8 @@ pub enum Dialect {
     Lambda,
     /// SLIP Sockets (seed 003): a backend decides, over HTTP.
     Slip,
+    /// The echo endpoint for conformance runs (`--echo-path`): messages come back as sent.
+    Echo,
 }
 
 /// Every dialect's protocol, in the order of [`Dialect::ALL`]: the one place a dialect is
@@ -51,11 +54,12 @@ static PROTOCOLS: [&(dyn Protocol + Sync); Dialect::COUNT] = [
     &jac::Jac,
     &lambda::Lambda,
     &slip::Slip,
+    &echo::Echo,
 ];
 
 impl Dialect {
     /// How many dialects there are.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// Every dialect, in the order of [`Dialect::index`].
     pub const ALL: [Dialect; Dialect::COUNT] = [
@@ -64,6 +68,7 @@ impl Dialect {
         Dialect::Jac,
         Dialect::Lambda,
         Dialect::Slip,
+        Dialect::Echo,
     ];
 
     /// The dialect's name in docs, logs and metric labels.
@@ -74,6 +79,7 @@ impl Dialect {
             Dialect::Jac => "jac",
             Dialect::Lambda => "lambda",
             Dialect::Slip => "slip",
+            Dialect::Echo => "echo",
         }
     }
 
@@ -210,6 +216,15 @@ pub trait Protocol {
 
     /// The frame refusing a message; `None` drops it silently.
     fn refusal(&self, refusal: Refusal, peer: &Peer<'_>) -> Option<Bytes>;
+
+    /// Whether binary messages are this dialect's to handle ([`Protocol::on_binary`]); the
+    /// default: no, every dialect but the echo is JSON text, and the shell refuses them.
+    fn takes_binary(&self) -> bool {
+        false
+    }
+
+    /// What one binary message leads to, for a dialect that [`Protocol::takes_binary`].
+    fn on_binary(&self, _session: &Session<'_>, _data: &[u8], _out: &mut Actions) {}
 
     /// A binary frame closes the connection (1003) instead of being refused.
     fn binary_closes(&self) -> bool {

@@ -222,6 +222,11 @@ impl Conn {
     /// Queues a frame for this connection. Past the outbound bound the connection is a slow
     /// consumer: its unsent frames are dropped and it is closed with 1008. Returns whether
     /// the frame was queued.
+    ///
+    /// The bound is on the backlog: a frame onto an empty queue is always taken, however
+    /// large. Alone it says nothing about the consumer's pace, and a room's event is larger
+    /// than the message it carries, so one message of the largest size allowed never closes
+    /// its recipient.
     pub fn send(&self, frame: Bytes, now_ms: u64) -> bool {
         self.send_parts(smallvec::smallvec![frame], now_ms)
     }
@@ -244,7 +249,8 @@ impl Conn {
             return false;
         }
         let len: usize = frame.iter().map(Bytes::len).sum();
-        if self.queued_bytes.get() + len > self.max_outbound {
+        let queued = self.queued_bytes.get();
+        if queued > 0 && queued + len > self.max_outbound {
             self.metrics.slow_consumers.inc();
             self.queue.borrow_mut().clear();
             self.set_queued(0);

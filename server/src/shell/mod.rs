@@ -132,6 +132,7 @@ fn choose_driver(choice: DriverChoice) -> io::Result<(&'static str, bool)> {
 
 /// Starts every core and returns once all of them are listening.
 pub fn start(config: Config) -> io::Result<ServerHandle> {
+    config.check().map_err(io::Error::other)?;
     let cores = config.core_count();
     let (driver, uring_available) = choose_driver(config.driver)?;
     tracing::info!(
@@ -278,7 +279,8 @@ async fn serve_request(
         // Boxed: the upgrade's or the handler's state is made only once the request is
         // here, not while the task waits for it, and each is only as large as it needs.
         Ok(Ok((req, leftover))) => {
-            return match router::upgrade_target(&req) {
+            let echo_path = shard.config.echo_path.as_deref();
+            return match router::upgrade_target(&req, echo_path) {
                 Some(Ok((dialect, room))) => {
                     let upgrade = ws::serve_ws(shard, stream, peer, req, leftover, dialect, room);
                     Box::pin(upgrade).await

@@ -31,12 +31,21 @@ fn websocket_target(segments: &[&str], req: &Request) -> Option<WebSocketTarget>
     Some(Ok((dialect, room)))
 }
 
+/// Whether `req` is for the echo endpoint (`--echo-path`, when set): the exact path, any
+/// query.
+fn is_echo(req: &Request, echo_path: Option<&str>) -> bool {
+    echo_path == Some(req.path.as_str())
+}
+
 /// The WebSocket endpoint `req` upgrades to (`None`: it is no upgrade to one, and
 /// [`route`] serves it). Kept apart from `route` so that an upgrade runs without
 /// `route`'s state, which is sized for every HTTP handler (~3 KB).
-pub fn upgrade_target(req: &Request) -> Option<WebSocketTarget> {
+pub fn upgrade_target(req: &Request, echo_path: Option<&str>) -> Option<WebSocketTarget> {
     if !req.wants_upgrade() {
         return None;
+    }
+    if is_echo(req, echo_path) {
+        return Some(Ok((Dialect::Echo, None)));
     }
     let owned = decoded_segments(req);
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
@@ -133,6 +142,9 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, re
             | [_, "emit"]
             | [_, "history"],
         ) => http::json_error(405, "method_not_allowed", "method not allowed"),
+        _ if is_echo(&req, shard.config.echo_path.as_deref()) => {
+            http::json_error(400, "expected_websocket", "expected websocket")
+        }
         _ => http::json_error(404, "not_found", "no such route"),
     };
     let micros = started.elapsed().as_micros();

@@ -31,6 +31,16 @@ pub async fn text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
     carry_out(shard, conn, actions).await;
 }
 
+/// Handles one binary message of `conn`, whose dialect [`takes_binary`] messages.
+///
+/// [`takes_binary`]: crate::dialect::Protocol::takes_binary
+pub async fn binary(shard: &Rc<Shard>, conn: &Rc<Conn>, data: &[u8]) {
+    let mut actions = Actions::new();
+    let protocol = conn.dialect.protocol();
+    with_session(shard, conn, |s| protocol.on_binary(s, data, &mut actions));
+    carry_out(shard, conn, actions).await;
+}
+
 /// Handles the end of `conn`'s session (after it left its rooms).
 pub async fn closed(shard: &Rc<Shard>, conn: &Rc<Conn>) {
     let mut actions = Actions::new();

@@ -246,6 +246,10 @@ async fn process_frames(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
                 shard.metrics.messages_in.inc();
                 session::text(shard, conn, text.as_bytes()).await;
             }
+            Ok(Message::Binary(data)) if conn.dialect.protocol().takes_binary() => {
+                shard.metrics.messages_in.inc();
+                session::binary(shard, conn, &data).await;
+            }
             Ok(Message::Binary(_)) if conn.dialect.protocol().binary_closes() => {
                 shard.metrics.messages_in.inc();
                 conn.close(CloseCode::Unsupported, "text frames only", now_ms());
@@ -258,7 +262,14 @@ async fn process_frames(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
                     conn.send(frame, now_ms());
                 }
             }
-            Ok(_) => {} // ping, pong, close: tungstenite queued what the protocol requires.
+            Ok(Message::Ping(_)) => {
+                // RFC 6455 §5.5.2: a pong goes out "as soon as practical". Queued now, it
+                // is not held behind what the rest of this read leads to: the end of a
+                // fragmented message the ping interrupted may follow in the same read, and
+                // handling it may wait (on a backend, on a room owner).
+                conn.flush_protocol();
+            }
+            Ok(_) => {} // pong, close: tungstenite queued what the protocol requires.
             Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 conn.flush_protocol();
                 return true;

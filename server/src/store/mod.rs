@@ -8,6 +8,7 @@
 
 pub mod contract;
 mod disk;
+mod log_index;
 mod memory;
 pub mod worker;
 
@@ -61,7 +62,18 @@ pub trait StateStore: Send {
     fn sync(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// A way to do what [`StateStore::sync`] does from another thread, while this store
+    /// goes on committing (`None`: there is none; `sync` is the only way). An fsync takes
+    /// milliseconds; with this, `--fsync interval` never holds commits up meanwhile.
+    fn background_sync(&self) -> Option<SyncFn> {
+        None
+    }
 }
+
+/// Makes durable everything a store committed before the call (see
+/// [`StateStore::background_sync`]).
+pub type SyncFn = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
 
 /// Which store keeps rooms' state (`--store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -11,7 +11,12 @@
 //! A commit is answered once the store's `commit` returned, which for a [`DiskStore`] means
 //! the OS has it (a killed process loses nothing). What a power cut may take depends on the
 //! [`Durability`] the thread was given: [`Durability::Always`] fsyncs every batch before
-//! answering it; [`Durability::EveryMs`] answers first and fsyncs within that many ms.
+//! answering it; [`Durability::EveryMs`] answers first and fsyncs within that many ms. An
+//! fsync takes milliseconds (3.6 ms median here); under `EveryMs`, a store that offers a
+//! [`StateStore::background_sync`] is fsynced by a second thread, `rookery-fsync`, while
+//! this one goes on committing — done inline, every fsync held every core's commits up
+//! for its whole length (W3 on disk: 57 % of the memory store's deliveries/s with the
+//! fsync every 5 ms, ~100 % with it every second).
 //!
 //! # Failures
 //!
@@ -20,12 +25,12 @@
 //! from 10 ms to 1 s) until it is stored, while the cores waiting on it stay blocked (and
 //! everything queued behind it waits). A failed fsync is retried the same way, committing
 //! again everything since the last good fsync first, since the OS may have dropped what the
-//! failed fsync did not write. [`StoreHandle::healthy`] and [`StoreHandle::failures`] tell
+//! failed fsync did not write (a failed background fsync is retried so, on this thread). [`StoreHandle::healthy`] and [`StoreHandle::failures`] tell
 //! monitoring about it.
 //!
 //! [`DiskStore`]: super::DiskStore
 
-use super::{History, HistoryQuery, StateStore, StoreError};
+use super::{History, HistoryQuery, StateStore, StoreError, SyncFn};
 use crate::engine::{Change, RoomSnapshot};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +55,8 @@ enum Job {
     Sync {
         reply: Answer<()>,
     },
+    /// The background fsync asked for last is done (from `rookery-fsync`).
+    Synced(Result<(), StoreError>),
 }
 
 /// Most jobs taken off the queue at once.
@@ -113,6 +120,10 @@ impl StoreHandle {
             healthy: AtomicBool::new(true),
             failures: AtomicU64::new(0),
         });
+        let syncer = match (durability, store.background_sync()) {
+            (Durability::EveryMs(_), Some(sync)) => Some(spawn_syncer(sync, jobs.downgrade())?),
+            _ => None,
+        };
         let worker = Worker {
             store,
             durability,
@@ -121,6 +132,9 @@ impl StoreHandle {
             waiting: Vec::new(),
             unsynced: Vec::new(),
             last_sync: Instant::now(),
+            syncer,
+            syncing: None,
+            inline_syncs: 0,
         };
         std::thread::Builder::new()
             .name("rookery-store".into())
@@ -201,6 +215,37 @@ struct Worker {
     /// Changes committed since the last good fsync, committed again if an fsync fails.
     unsynced: Vec<Change>,
     last_sync: Instant,
+    /// Asks `rookery-fsync` for a background fsync (`None`: fsyncs are done inline).
+    syncer: Option<flume::Sender<()>>,
+    /// The background fsync under way: how many of `unsynced` it covers, and the
+    /// `inline_syncs` when it started (an inline fsync since then covered them already).
+    syncing: Option<(usize, u64)>,
+    /// Inline fsyncs that worked.
+    inline_syncs: u64,
+}
+
+/// Starts `rookery-fsync`, which runs `sync` each time it is asked and answers on the
+/// store thread's own queue (holding it only weakly, so the queue still closes when the
+/// last [`StoreHandle`] goes). It ends when the store thread drops the returned sender.
+fn spawn_syncer(
+    mut sync: SyncFn,
+    answers: flume::WeakSender<Job>,
+) -> std::io::Result<flume::Sender<()>> {
+    let (ask, asked) = flume::unbounded::<()>();
+    std::thread::Builder::new()
+        .name("rookery-fsync".into())
+        .spawn(move || {
+            while asked.recv().is_ok() {
+                let result = sync();
+                match answers.upgrade() {
+                    Some(queue) => {
+                        let _ = queue.send(Job::Synced(result));
+                    }
+                    None => break,
+                }
+            }
+        })?;
+    Ok(ask)
 }
 
 impl Worker {
@@ -215,7 +260,7 @@ impl Worker {
                 Some(due) => match queue.recv_timeout(due) {
                     Ok(job) => job,
                     Err(flume::RecvTimeoutError::Timeout) => {
-                        self.sync(None);
+                        self.start_sync();
                         continue;
                     }
                     Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -242,6 +287,7 @@ impl Worker {
                         self.sync(None);
                         let _ = reply.send(Ok(()));
                     }
+                    Job::Synced(result) => self.synced(result),
                     other => {
                         self.commit();
                         serve(self.store.as_mut(), other);
@@ -250,7 +296,7 @@ impl Worker {
             }
             self.commit();
             if self.sync_due_in() == Some(Duration::ZERO) {
-                self.sync(None);
+                self.start_sync();
             }
         }
         if !self.unsynced.is_empty() {
@@ -261,6 +307,8 @@ impl Worker {
     /// How long until unsynced commits are due for an fsync (`None`: nothing is due).
     fn sync_due_in(&self) -> Option<Duration> {
         match self.durability {
+            // One background fsync at a time: the next one is due once it is answered.
+            Durability::EveryMs(_) if self.syncing.is_some() => None,
             Durability::EveryMs(ms) if !self.unsynced.is_empty() => {
                 let due = self.last_sync + Duration::from_millis(ms);
                 Some(due.saturating_duration_since(Instant::now()))
@@ -288,17 +336,69 @@ impl Worker {
         }
     }
 
+    /// Starts a due fsync: in the background when there is a syncer (the answer comes as a
+    /// [`Job::Synced`]), else inline.
+    fn start_sync(&mut self) {
+        let Some(syncer) = &self.syncer else {
+            self.sync(None);
+            return;
+        };
+        if self.syncing.is_some() || self.unsynced.is_empty() {
+            return;
+        }
+        self.last_sync = Instant::now();
+        if syncer.send(()).is_ok() {
+            self.syncing = Some((self.unsynced.len(), self.inline_syncs));
+        } else {
+            // The syncer is gone (it never ends first): fsync here.
+            self.syncer = None;
+            self.sync(None);
+        }
+    }
+
+    /// A background fsync's answer: what it covered is durable, or (if it failed) is
+    /// committed again and fsynced here, retrying until it works.
+    fn synced(&mut self, result: Result<(), StoreError>) {
+        let Some((covered, inline_syncs)) = self.syncing.take() else {
+            return;
+        };
+        if inline_syncs != self.inline_syncs {
+            // An inline fsync since it started made all of that durable already.
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.unsynced.drain(..covered.min(self.unsynced.len()));
+                self.health.healthy.store(true, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.health.failures.fetch_add(1, Ordering::Relaxed);
+                self.health.healthy.store(false, Ordering::Relaxed);
+                tracing::error!(%error, changes = covered, "a background fsync failed; committing again and fsyncing here");
+                self.sync_after_failure(None);
+            }
+        }
+    }
+
     /// Fsyncs every commit so far, retrying (at most `attempts` times, or until it works):
     /// before each retry, the changes since the last good fsync are committed again, since
     /// a failed fsync may have lost them. Returns whether it worked.
     fn sync(&mut self, attempts: Option<u32>) -> bool {
+        self.sync_from(false, attempts)
+    }
+
+    /// [`Self::sync`] after an fsync failed elsewhere: commits again first.
+    fn sync_after_failure(&mut self, attempts: Option<u32>) -> bool {
+        self.sync_from(true, attempts)
+    }
+
+    fn sync_from(&mut self, mut retrying: bool, attempts: Option<u32>) -> bool {
         if self.unsynced.is_empty() {
             self.last_sync = Instant::now();
             return true;
         }
         let unsynced = &self.unsynced;
         let store = &mut self.store;
-        let mut retrying = false;
         let done = retry(&self.health, "an fsync", unsynced.len(), attempts, || {
             if std::mem::replace(&mut retrying, true) {
                 store.commit(unsynced)?;
@@ -307,6 +407,7 @@ impl Worker {
         });
         if done {
             self.unsynced.clear();
+            self.inline_syncs += 1;
         }
         self.last_sync = Instant::now();
         done
@@ -357,7 +458,9 @@ fn serve(store: &mut dyn StateStore, job: Job) {
         Job::History { room, query, reply } => {
             let _ = reply.send(store.history(&room, query));
         }
-        Job::Commit { .. } | Job::Sync { .. } => unreachable!("commits and syncs are handled"),
+        Job::Commit { .. } | Job::Sync { .. } | Job::Synced(_) => {
+            unreachable!("commits and syncs are handled")
+        }
     }
 }
 
@@ -465,6 +568,114 @@ mod tests {
             self.note('s');
             Ok(())
         }
+    }
+
+    /// Ends a [`Background`] store's fsync under way, as it says.
+    type Decide = flume::Sender<Result<(), StoreError>>;
+
+    /// A [`Flaky`] store with a background fsync that notes `b` when it starts and then
+    /// waits for the test to say how it ends.
+    struct Background {
+        flaky: Flaky,
+        outcome: flume::Receiver<Result<(), StoreError>>,
+        events: flume::Sender<char>,
+    }
+
+    impl Background {
+        /// The store, what it saw, what it hears, and how the test ends its fsyncs.
+        fn new() -> (Background, Arc<Mutex<Seen>>, flume::Receiver<char>, Decide) {
+            let (flaky, seen, heard) = Flaky::new(Seen::default());
+            let (decide, outcome) = flume::unbounded();
+            let events = flaky.events.clone();
+            (
+                Background {
+                    flaky,
+                    outcome,
+                    events,
+                },
+                seen,
+                heard,
+                decide,
+            )
+        }
+    }
+
+    impl StateStore for Background {
+        fn load(&mut self, room: &str) -> Result<Option<RoomSnapshot>, StoreError> {
+            self.flaky.load(room)
+        }
+        fn commit(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+            self.flaky.commit(changes)
+        }
+        fn history(&mut self, room: &str, query: HistoryQuery) -> Result<History, StoreError> {
+            self.flaky.history(room, query)
+        }
+        fn sync(&mut self) -> Result<(), StoreError> {
+            self.flaky.sync()
+        }
+        fn background_sync(&self) -> Option<SyncFn> {
+            let outcome = self.outcome.clone();
+            let events = self.events.clone();
+            Some(Box::new(move || {
+                let _ = events.send('b');
+                outcome.recv().unwrap_or(Ok(()))
+            }))
+        }
+    }
+
+    #[test]
+    fn commits_go_on_while_a_background_fsync_is_under_way() {
+        let (store, seen, heard, decide) = Background::new();
+        let store = StoreHandle::spawn(Box::new(store), Durability::EveryMs(0)).unwrap();
+        block(async {
+            store.commit(counter(1)).wait().await.unwrap();
+        });
+        assert_eq!(heard.recv().unwrap(), 'c');
+        assert_eq!(
+            heard.recv().unwrap(),
+            'b',
+            "an fsync started in the background"
+        );
+        // It has not ended: commits are answered all the same.
+        block(async {
+            for n in 2..=4 {
+                store.commit(counter(n)).wait().await.unwrap();
+            }
+        });
+        assert_eq!(seen.lock().unwrap().calls, "cccc", "no inline fsync");
+        decide.send(Ok(())).unwrap();
+        // The commits after it get a background fsync of their own.
+        assert_eq!(heard.iter().find(|c| *c != 'c'), Some('b'));
+        decide.send(Ok(())).unwrap();
+        assert_eq!(store.failures(), 0);
+        assert!(store.healthy());
+    }
+
+    #[test]
+    fn a_failed_background_fsync_commits_again_and_fsyncs_inline() {
+        let (store, seen, heard, decide) = Background::new();
+        let store = StoreHandle::spawn(Box::new(store), Durability::EveryMs(0)).unwrap();
+        block(async {
+            store.commit(counter(1)).wait().await.unwrap();
+        });
+        assert_eq!(heard.recv().unwrap(), 'c');
+        assert_eq!(heard.recv().unwrap(), 'b');
+        decide
+            .send(Err(StoreError::Unavailable("the disk is full".into())))
+            .unwrap();
+        // The commit again, then an fsync on the store thread.
+        assert_eq!(heard.recv().unwrap(), 'c');
+        assert_eq!(heard.recv().unwrap(), 's');
+        // A commit after it is answered once the store thread is past the fsync.
+        block(async {
+            store.commit(counter(2)).wait().await.unwrap();
+        });
+        assert!(seen.lock().unwrap().calls.starts_with("ccsc"));
+        assert_eq!(store.failures(), 1);
+        assert!(
+            store.healthy(),
+            "healthy again once the inline fsync worked"
+        );
     }
 
     #[test]
