@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// load generator stays on core 1). Default: `0,all`; `0` with --quick.
     #[arg(long, value_delimiter = ',')]
     pub w5_server_cpus: Option<Vec<String>>,
+    /// Stepped loads (W2, W3): each step offers this many times the one before. 2 doubles
+    /// (the default: few steps); e.g. 1.19 (2^¼) pins a saturated rate down four times more
+    /// finely, with about four times the steps.
+    #[arg(long, default_value_t = 2.0)]
+    pub step_factor: f64,
     /// Where the binaries are.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: String,
@@ -382,19 +387,20 @@ impl Used {
 }
 
 /// Deliveries/s offered by each step of a schedule: from `first` (25 k; 50 k in `--quick`,
-/// which skips a step to stay under 2 minutes), doubling, up to 12.8 M (past every system's
-/// capacity on this machine).
-fn schedule(first: f64) -> Vec<f64> {
-    (0..10)
-        .map(|k| 25_000.0 * f64::from(1u32 << k))
-        .filter(|d| *d >= first)
+/// which skips a step to stay under 2 minutes), each `factor` times the last (`--step-factor`,
+/// 2 by default), up to 12.8 M (past every system's capacity on this machine).
+fn schedule(first: f64, factor: f64) -> Vec<f64> {
+    let factor = factor.max(1.01);
+    std::iter::successors(Some(25_000.0), |d| Some(d * factor))
+        .take_while(|d| *d <= 12_800_000.0 * 1.0001)
+        .filter(|d| *d >= first * 0.9999)
         .collect()
 }
 
 /// The schedule as publish rates, for `per_message` deliveries per published message and
 /// `publishers` publishers.
-fn rates(first: f64, per_message: f64, publishers: f64) -> String {
-    schedule(first)
+fn rates(first: f64, factor: f64, per_message: f64, publishers: f64) -> String {
+    schedule(first, factor)
         .iter()
         .map(|d| format!("{:.3}", d / per_message / publishers))
         .collect::<Vec<_>>()
@@ -597,7 +603,7 @@ pub fn run(args: RunArgs) {
                         &[
                             ("--prefix", format!("w2-{r}")),
                             ("--publishers", "1".into()),
-                            ("--rates", rates(first, n as f64, 1.0)),
+                            ("--rates", rates(first, args.step_factor, n as f64, 1.0)),
                             ("--step-seconds", step.into()),
                             ("--stop-below", "0.9".into()),
                         ],
@@ -691,7 +697,7 @@ pub fn run(args: RunArgs) {
                         ("--prefix", format!("w3-{r}")),
                         ("--rooms", (w3_subscribers / 10).to_string()),
                         ("--publishers", "100".into()),
-                        ("--rates", rates(first, 10.0, 100.0)),
+                        ("--rates", rates(first, args.step_factor, 10.0, 100.0)),
                         ("--step-seconds", step.into()),
                         ("--stop-below", "0.9".into()),
                     ],
