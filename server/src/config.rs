@@ -205,6 +205,18 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_ECHO_PATH")]
     pub echo_path: Option<String>,
 
+    /// Web origins whose pages may open WebSockets and call the HTTP API from a browser,
+    /// comma-separated: `scheme://host[:port]`, `*` for any, `https://*.example.com` for
+    /// subdomains, `http://localhost:*` for any port. The server's own origin is always
+    /// allowed. The default allows pages on this machine only (docs/SECURITY.md).
+    #[arg(long, env = "ROOKERY_ALLOWED_ORIGINS", default_value = crate::origin::DEFAULT_ALLOWED_ORIGINS)]
+    pub allowed_origins: String,
+
+    /// Refuse requests that carry no `Origin` header (clients that are not browsers send
+    /// none, and are let through otherwise).
+    #[arg(long, env = "ROOKERY_REQUIRE_ORIGIN")]
+    pub require_origin: bool,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -269,7 +281,16 @@ impl Config {
         if let Some(path) = &self.echo_path {
             check_echo_path(path)?;
         }
+        self.origin_policy()?;
         Ok(())
+    }
+
+    /// `--allowed-origins` and `--require-origin`, parsed (the error names the bad rule).
+    pub fn origin_policy(&self) -> Result<crate::origin::OriginPolicy, String> {
+        crate::origin::OriginPolicy::parse(
+            std::slice::from_ref(&self.allowed_origins),
+            self.require_origin,
+        )
     }
 
     /// The number of cores to run, at least 1.

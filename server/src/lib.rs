@@ -18,6 +18,7 @@ pub mod frame;
 pub mod http;
 pub mod ids;
 pub mod logging;
+pub mod origin;
 pub mod ratelimit;
 pub mod sdnotify;
 pub mod shell;

@@ -95,6 +95,8 @@ pub struct Node {
     pub seats: super::admission::Seats,
     /// The state store, on its own thread.
     pub store: StoreHandle,
+    /// Which web pages may talk to this server (`--allowed-origins`).
+    pub origins: crate::origin::OriginPolicy,
 }
 
 impl Node {

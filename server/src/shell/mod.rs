@@ -31,6 +31,7 @@ use self::shard::Shard;
 use self::ticker::run_ticker;
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
+use crate::origin::Verdict;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use std::io;
@@ -165,8 +166,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     } else {
         None
     };
+    let origins = config
+        .origin_policy()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
     let node = Arc::new(Node {
+        origins,
         store,
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
         backend,
@@ -279,6 +284,16 @@ async fn serve_request(
         // Boxed: the upgrade's or the handler's state is made only once the request is
         // here, not while the task waits for it, and each is only as large as it needs.
         Ok(Ok((req, leftover))) => {
+            // A page from an origin that is not allowed gets nothing else (origin.rs).
+            let origin = match shard.node.origins.check(&req) {
+                Verdict::Refused(refusal) => {
+                    access::http(peer, &req.method, &req.path, &refusal, 0);
+                    let _ = stream.write_all(refusal).await;
+                    return;
+                }
+                Verdict::Allowed(origin) => Some(origin),
+                Verdict::NoOrigin => None,
+            };
             let echo_path = shard.config.echo_path.as_deref();
             return match router::upgrade_target(&req, echo_path) {
                 Some(Ok((dialect, room))) => {
@@ -289,7 +304,7 @@ async fn serve_request(
                     access::http(peer, &req.method, &req.path, &refusal, 0);
                     let _ = stream.write_all(refusal).await;
                 }
-                None => Box::pin(router::route(shard, stream, peer, req)).await,
+                None => Box::pin(router::route(shard, stream, peer, req, origin)).await,
             };
         }
         Ok(Err(Some(refusal))) => refusal,

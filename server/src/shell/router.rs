@@ -62,8 +62,15 @@ fn decoded_segments(req: &Request) -> Vec<String> {
 }
 
 /// Serves one request whose head (and body) has been read, and which is no upgrade to a
-/// WebSocket endpoint ([`upgrade_target`]).
-pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, req: Request) {
+/// WebSocket endpoint ([`upgrade_target`]). `origin`: the allowed web page it came from,
+/// whose browser gets the CORS headers that let it read the answer.
+pub async fn route(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    origin: Option<String>,
+) {
     let started = std::time::Instant::now();
     let owned = decoded_segments(&req);
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
@@ -72,6 +79,10 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, re
     }
     let method = req.method.as_str();
     let response = match (method, segments.as_slice()) {
+        // A CORS preflight from an allowed page (others were refused before routing).
+        ("OPTIONS", _) if origin.is_some() => {
+            crate::origin::preflight(origin.as_deref().unwrap_or(""))
+        }
         (_, segments) if Dialect::of_endpoint(segments, &req, now_ms()).is_some() => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }
@@ -146,6 +157,10 @@ pub async fn route(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, re
             http::json_error(400, "expected_websocket", "expected websocket")
         }
         _ => http::json_error(404, "not_found", "no such route"),
+    };
+    let response = match &origin {
+        Some(origin) if method != "OPTIONS" => crate::origin::with_cors(response, origin),
+        _ => response,
     };
     let micros = started.elapsed().as_micros();
     super::access::http(peer, method, &req.path, &response, micros);
