@@ -63,12 +63,17 @@ impl Verifier {
     }
 }
 
+/// A SLIP token's claims. `iss` and `aud` scope it and are required; `iat` and `exp` are
+/// optional, as RFC 7519 has them (a backend signing with PyJWT gets no `iat` unless it
+/// asks): `exp`, when present, is checked.
 #[derive(serde::Serialize, Deserialize)]
 struct SlipClaims {
     iss: String,
     aud: String,
-    iat: u64,
-    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
 }
 
 /// A SLIP token (HS256, issuer `slip-sockets`, audience `aud`, valid one minute).
@@ -76,8 +81,8 @@ pub fn slip_token(secret: &str, aud: &str, now_s: u64) -> String {
     let claims = SlipClaims {
         iss: crate::dialect::slip::ISSUER.into(),
         aud: aud.into(),
-        iat: now_s,
-        exp: now_s + 60,
+        iat: Some(now_s),
+        exp: Some(now_s + 60),
     };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -87,9 +92,11 @@ pub fn slip_token(secret: &str, aud: &str, now_s: u64) -> String {
     .expect("HS256 signing cannot fail")
 }
 
-/// Checks a SLIP token: signature, issuer `slip-sockets`, audience `aud`, not expired.
+/// Checks a SLIP token: signature, issuer `slip-sockets`, audience `aud`, and not expired
+/// when it has an `exp` (no registered claim but those two is required).
 pub fn verify_slip_token(secret: &str, aud: &str, token: &str) -> bool {
     let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["iss", "aud"]);
     validation.set_issuer(&[crate::dialect::slip::ISSUER]);
     validation.set_audience(&[aud]);
     validation.leeway = 0;
@@ -207,6 +214,38 @@ mod tests {
         assert!(
             !verify_slip_token("s", "ControlEvent", &foreign),
             "wrong issuer"
+        );
+        // Optional registered claims stay optional (PyJWT signs no `iat` by default).
+        let iss = crate::dialect::slip::ISSUER;
+        let no_iat = token(json!({"iss":iss,"aud":"ControlEvent","exp":now+60}), "s");
+        assert!(verify_slip_token("s", "ControlEvent", &no_iat), "no iat");
+        let bare = token(json!({"iss":iss,"aud":"ControlEvent"}), "s");
+        assert!(
+            verify_slip_token("s", "ControlEvent", &bare),
+            "no iat, no exp"
+        );
+        let no_aud = token(json!({"iss":iss,"exp":now+60}), "s");
+        assert!(
+            !verify_slip_token("s", "ControlEvent", &no_aud),
+            "aud is required"
+        );
+        let no_iss = token(json!({"aud":"ControlEvent","exp":now+60}), "s");
+        assert!(
+            !verify_slip_token("s", "ControlEvent", &no_iss),
+            "iss is required"
+        );
+        let expired = token(json!({"iss":iss,"aud":"ControlEvent","exp":now-5}), "s");
+        assert!(
+            !verify_slip_token("s", "ControlEvent", &expired),
+            "exp is checked"
+        );
+        let odd_iat = token(
+            json!({"iss":iss,"aud":"ControlEvent","iat":"yesterday"}),
+            "s",
+        );
+        assert!(
+            !verify_slip_token("s", "ControlEvent", &odd_iat),
+            "a malformed iat"
         );
     }
 

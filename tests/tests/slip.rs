@@ -258,6 +258,46 @@ fn the_control_api_checks_its_token_and_body() {
     }
 }
 
+/// A backend signing as PyJWT does by default (no `iat`), or with no `exp` at all, is
+/// accepted: RFC 7519 makes both optional (`iss` and `aud` scope the token and stay required).
+#[test]
+fn the_control_api_takes_tokens_without_optional_claims() {
+    let backend = friendly_backend();
+    let addr = slip_server(&backend.url);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let commands = json!([{"target":"nobody","event":{"type":"TEXT","data":"t"}}]);
+    for claims in [
+        json!({"iss":"slip-sockets","aud":"ControlEvent","exp":now + 60}),
+        json!({"iss":"slip-sockets","aud":"ControlEvent"}),
+    ] {
+        let (status, body) = control(addr, Some(&sign(claims.clone())), &commands);
+        assert_eq!(status, 200, "{claims}: {body}");
+    }
+    for claims in [
+        json!({"iss":"slip-sockets","exp":now + 60}),
+        json!({"aud":"ControlEvent","exp":now + 60}),
+        json!({"iss":"slip-sockets","aud":"ControlEvent","exp":now - 5}),
+    ] {
+        let (status, body) = control(addr, Some(&sign(claims.clone())), &commands);
+        assert_eq!(
+            (status, body),
+            (403, json!({"message":"Invalid token"})),
+            "{claims}"
+        );
+    }
+}
+
 #[test]
 fn the_upgrade_is_refused_as_the_seed_did_when_the_backend_says_no_or_fails() {
     let cases: Vec<(Answer, u16)> = vec![
