@@ -295,7 +295,9 @@ fn claim(dir: &Path) -> Result<(), StoreError> {
         Ok(marker) if marker.trim_ascii_end() == FORMAT.as_bytes() => Ok(()),
         Ok(marker) => Err(StoreError::Corrupt(format!(
             "the store directory {shown} holds a Rookery store of another format: its \
-             {MARKER_FILE} says {:?}, this build reads {FORMAT:?}; nothing in it was changed",
+             {MARKER_FILE} says {:?}, this build reads {FORMAT:?}; nothing in it was changed \
+             (there is no conversion between formats: to start afresh, move it aside or point \
+             --data-dir elsewhere)",
             String::from_utf8_lossy(marker.trim_ascii_end())
         ))),
         Err(e) if e.kind() == ErrorKind::NotFound && names.is_empty() => write_marker(dir),
