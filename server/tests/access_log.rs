@@ -2,21 +2,15 @@
 //! and ended, the connection id carried from one to the other, and no query string (it may
 //! hold a token).
 
+mod common;
+
+use common::{listening, Running};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 use tungstenite::Message;
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Waits (generously) for a log line containing every one of `needles`.
 fn wait_for(lines: &mpsc::Receiver<String>, needles: &[&str]) -> String {
@@ -48,11 +42,7 @@ fn requests_and_connections_are_logged_with_the_connection_id() {
             .spawn()
             .unwrap(),
     );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.split(' ').nth(3).unwrap().to_owned();
+    let (addr, _) = listening(&mut server.0);
     let (tx, lines) = mpsc::channel();
     let stderr = server.0.stderr.take().unwrap();
     std::thread::spawn(move || {

@@ -1,7 +1,8 @@
 //! The real `rookery` binary: started as a process on `127.0.0.1:0`, configured by flags and
 //! `ROOKERY_*` environment variables, spoken to by a real WebSocket client.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -33,18 +34,11 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let rest = line
-        .strip_prefix("rookery listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let (addr, driver) = rest.trim().split_once(' ').unwrap();
+    let (addr, driver) = common::listening(&mut child);
     Server {
         child,
-        addr: addr.to_owned(),
-        driver: driver.trim_matches(|c| c == '(' || c == ')').to_owned(),
+        addr,
+        driver,
     }
 }
 

@@ -3,6 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+mod common;
+
+use common::{listening, signal, Running};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -12,16 +15,6 @@ fn rookery(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rookery"));
     cmd.env_clear().envs(env.iter().copied());
     cmd
-}
-
-/// A started server, killed when the test ends, passed or not.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn write(dir: &Path, text: &str) -> PathBuf {
@@ -90,15 +83,9 @@ fn the_file_is_named_by_a_variable_too_and_configures_the_server() {
             .spawn()
             .unwrap(),
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with("rookery listening on 127.0.0.1:"),
-        "{line}"
-    );
-    assert!(line.trim_end().ends_with("(epoll)"), "{line}");
+    let (addr, driver) = listening(&mut child.0);
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert_eq!(driver, "epoll");
 }
 
 #[test]
@@ -189,18 +176,9 @@ fn sighup_reloads_the_log_filter_and_names_what_needs_a_restart() {
             .unwrap(),
     );
     let child = &mut running.0;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    listening(child);
     let lines = lines_of(child);
-    let hup = |child: &Child| {
-        let ok = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
+    let hup = |child: &Child| signal(child, "HUP");
     // An invalid file changes nothing (and the error is a warning-level line or above).
     write(
         dir.path(),

@@ -4,10 +4,13 @@
 //! so (startup line, a warning in the log, `/metrics`); with `--driver uring` it must refuse
 //! to start with a message that says why.
 
+mod common;
+
+use common::{listening, Running};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// `io_uring_setup`: the same number on every architecture (the unified syscall table).
@@ -68,15 +71,6 @@ fn confined(args: &[&str]) -> Command {
     cmd
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -99,15 +93,8 @@ fn auto_falls_back_to_epoll_and_says_so() {
             .spawn()
             .unwrap(),
     );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let rest = line
-        .strip_prefix("rookery listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    let (addr, driver) = rest.trim().split_once(' ').unwrap();
-    assert_eq!(driver, "(epoll)");
+    let (addr, driver) = listening(&mut server.0);
+    assert_eq!(driver, "epoll");
 
     // The log says why before the server listens (every line before "listening" is here).
     let mut log = String::new();
@@ -121,7 +108,7 @@ fn auto_falls_back_to_epoll_and_says_so() {
     assert!(log.contains("falling back to epoll"), "{log}");
     assert!(log.contains("seccomp"), "{log}");
 
-    let metrics = get(addr, "/metrics");
+    let metrics = get(&addr, "/metrics");
     assert!(
         metrics.contains("\nrookery_io_driver_info{driver=\"epoll\"} 1\n"),
         "{metrics}"

@@ -2,7 +2,10 @@
 //! refused, every client closed with 1001 within the jitter window) and exits; a second
 //! signal exits at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{listening, signal};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,26 +22,8 @@ fn start(args: &[&str]) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .strip_prefix("rookery listening on ")
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (addr, _) = listening(&mut child);
     (child, addr)
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn get(addr: &str, path: &str) -> u16 {

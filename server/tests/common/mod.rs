@@ -1,0 +1,42 @@
+//! What the tests of the real `rookery` binary share (each test file is a crate of its own
+//! and uses part of it): a started process that is killed when the test ends, passed or
+//! not; the address and driver its first line announces; a signal sent to it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command};
+
+/// A started server, killed (and reaped) when the test ends.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the server's first line on its (piped) stdout, "rookery listening on ADDR (DRIVER)",
+/// and returns `ADDR` and `DRIVER` (without the parentheses).
+pub fn listening(child: &mut Child) -> (String, String) {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    let rest = line
+        .strip_prefix("rookery listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (addr, driver) = rest.trim().split_once(' ').unwrap();
+    let driver = driver.trim_matches(|c| c == '(' || c == ')');
+    (addr.to_owned(), driver.to_owned())
+}
+
+/// Sends signal `name` (`TERM`, `HUP`, …) to the process.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {}", child.id());
+}
