@@ -60,7 +60,7 @@ pub fn sent_us(frame: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects, subscribing where the system needs it.
@@ -158,11 +158,15 @@ impl Tally {
 
     /// Counts a delivery sent at `sent_us`, received now.
     fn record(&self, sent_us: u64) {
+        self.record_at(sent_us, now_us());
+    }
+
+    /// Counts a delivery sent at `sent_us`, received at `now` (µs since the epoch).
+    pub fn record_at(&self, sent_us: u64, now: u64) {
         if let Some(step) = self.step_at(sent_us) {
             let cell = &self.delivered_by_send[step];
             cell.set(cell.get() + 1);
         }
-        let now = now_us();
         let Some(step) = self.step_at(now) else {
             return;
         };

@@ -5,7 +5,13 @@
 
 use clap::{Parser, Subcommand};
 use rookery_bench::load::{self, System, Tally};
-use rookery_bench::report;
+use rookery_bench::{reader, report};
+
+/// A subscriber of a stepped load, by how it reads (`--reader`).
+enum Subscriber {
+    Raw(reader::RawConn),
+    Tungstenite(load::Ws),
+}
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +68,11 @@ pub struct WorkerArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+    /// How subscribers read: `raw` (one epoll set, frames followed by their headers; the
+    /// default: cheap enough not to be the ceiling) or `tungstenite` (a tokio-tungstenite
+    /// task per subscriber, as before; its ceiling is near 3 M deliveries/s here).
+    #[arg(long, default_value = "raw")]
+    reader: String,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -197,8 +208,13 @@ async fn writer(args: WriterArgs) {
 /// (the driver samples the server's CPU time at those lines), then a JSON result line.
 async fn worker(args: WorkerArgs) {
     let system = System::parse(&args.system);
+    let raw = match args.reader.as_str() {
+        "raw" => true,
+        "tungstenite" => false,
+        other => panic!("unknown --reader {other} (raw or tungstenite)"),
+    };
     let started = Instant::now();
-    let mut subscribers = Vec::with_capacity(args.subscribers);
+    let mut subscribers: Vec<(usize, Subscriber)> = Vec::with_capacity(args.subscribers);
     let mut failed = 0usize;
     for chunk in (0..args.subscribers)
         .collect::<Vec<_>>()
@@ -211,9 +227,16 @@ async fn worker(args: WorkerArgs) {
                 let url_room = format!("{}-{room}", args.prefix);
                 let addr = args.addr.clone();
                 tokio::task::spawn_local(async move {
-                    load::connect(system, &addr, &url_room)
-                        .await
-                        .map(|ws| (room, ws))
+                    let subscriber = if raw {
+                        reader::connect(system, &addr, &url_room)
+                            .await
+                            .map(Subscriber::Raw)
+                    } else {
+                        load::connect(system, &addr, &url_room)
+                            .await
+                            .map(Subscriber::Tungstenite)
+                    };
+                    subscriber.map(|s| (room, s))
                 })
             })
             .collect();
@@ -251,8 +274,21 @@ async fn worker(args: WorkerArgs) {
     let tally = Rc::new(Tally::new(steps, load::now_us() + 100_000, step_us));
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for (i, (_, ws)) in subscribers.into_iter().enumerate() {
-        let task = load::subscribe(ws, tally.clone(), done.clone(), reading(i));
+    let mut raw_readers = Vec::new();
+    // W4's slow subscribers stay open, never read, until the end.
+    let mut idle = Vec::new();
+    for (i, (_, subscriber)) in subscribers.into_iter().enumerate() {
+        match subscriber {
+            Subscriber::Raw(conn) if reading(i) => raw_readers.push(conn),
+            Subscriber::Raw(conn) => idle.push(conn),
+            Subscriber::Tungstenite(ws) => {
+                let task = load::subscribe(ws, tally.clone(), done.clone(), reading(i));
+                tasks.push(tokio::task::spawn_local(task));
+            }
+        }
+    }
+    if !raw_readers.is_empty() {
+        let task = reader::read_all(raw_readers, tally.clone(), done.clone());
         tasks.push(tokio::task::spawn_local(task));
     }
     for (room, ws) in publishers {
@@ -298,6 +334,7 @@ async fn worker(args: WorkerArgs) {
     for t in tasks {
         let _ = t.await;
     }
+    drop(idle);
     let latency = tally.latency.borrow();
     let results: Vec<_> = (0..ran)
         .map(|k| {

@@ -17,11 +17,12 @@ pub struct RunArgs {
     pub runs: usize,
     /// Systems to compare: rookery (`--store memory`), rookery-disk (`--store disk`, fsync
     /// every 5 ms, a fresh data directory per start), rookery-disk-always (the same with
-    /// `--fsync always`), tokio, node, nchan, raw (the ceiling).
+    /// `--fsync always`), tokio, tokio-tuned, uws (uWebSockets, built by
+    /// bench/peers/install.sh), node, nchan, raw (the ceiling).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "rookery,rookery-disk,tokio,node,nchan,raw"
+        default_value = "rookery,rookery-disk,tokio,tokio-tuned,uws,node,nchan,raw"
     )]
     pub systems: Vec<String>,
     /// Workloads: w1 idle, w2 fanout, w3 many rooms, w4 slow consumers (runs at W2's
@@ -59,6 +60,12 @@ pub struct RunArgs {
     /// finely, with about four times the steps.
     #[arg(long, default_value_t = 2.0)]
     pub step_factor: f64,
+    /// How the load generator's subscribers read: `raw` (one epoll set per worker, frames
+    /// followed by their headers; cheap enough to saturate every server here) or
+    /// `tungstenite` (a tokio-tungstenite task per subscriber: the generator of results
+    /// before the uWS comparison, whose own ceiling was ~3 M deliveries/s).
+    #[arg(long, default_value = "raw")]
+    pub reader: String,
     /// Where the binaries are.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: String,
@@ -116,6 +123,8 @@ fn start(system: &str, run: &RunArgs) -> Target {
     let bin_dir = &run.bin_dir;
     let server = match system {
         "tokio" => start_peer(&[&format!("{bin_dir}/peer_tokio")]),
+        "tokio-tuned" => start_peer(&[&format!("{bin_dir}/peer_tokio_tuned")]),
+        "uws" => start_peer(&["bench/peers/uws/peer_uws", "--listen", "127.0.0.1:0"]),
         "raw" => start_peer(&[&format!("{bin_dir}/peer_raw")]),
         "node" => start_peer(&["node", "bench/peers/ws-relay.js", "--listen", "127.0.0.1:0"]),
         "nchan" => start_nchan(),
@@ -171,7 +180,12 @@ fn start_peer(command: &[&str]) -> ServerProcess {
         .env("TOKIO_WORKER_THREADS", "1")
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("peer starts");
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (bench/peers/install.sh builds the peers)",
+                command[0]
+            )
+        });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -602,6 +616,7 @@ pub fn run(args: RunArgs) {
                         &target,
                         &[
                             ("--prefix", format!("w2-{r}")),
+                            ("--reader", args.reader.clone()),
                             ("--publishers", "1".into()),
                             ("--rates", rates(first, args.step_factor, n as f64, 1.0)),
                             ("--step-seconds", step.into()),
@@ -651,6 +666,7 @@ pub fn run(args: RunArgs) {
                         &target,
                         &[
                             ("--prefix", format!("w4-{r}")),
+                            ("--reader", args.reader.clone()),
                             ("--publishers", "1".into()),
                             ("--rates", format!("{rate},{rate}")),
                             ("--step-seconds", step.into()),
@@ -695,6 +711,7 @@ pub fn run(args: RunArgs) {
                     &target,
                     &[
                         ("--prefix", format!("w3-{r}")),
+                        ("--reader", args.reader.clone()),
                         ("--rooms", (w3_subscribers / 10).to_string()),
                         ("--publishers", "100".into()),
                         ("--rates", rates(first, args.step_factor, 10.0, 100.0)),
