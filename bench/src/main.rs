@@ -10,7 +10,7 @@ use rookery_bench::{reader, report};
 /// A subscriber of a stepped load, by how it reads (`--reader`).
 enum Subscriber {
     Raw(reader::RawConn),
-    Tungstenite(load::Ws),
+    Tungstenite(Box<load::Ws>),
 }
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -234,7 +234,7 @@ async fn worker(args: WorkerArgs) {
                     } else {
                         load::connect(system, &addr, &url_room)
                             .await
-                            .map(Subscriber::Tungstenite)
+                            .map(|ws| Subscriber::Tungstenite(Box::new(ws)))
                     };
                     subscriber.map(|s| (room, s))
                 })
@@ -282,7 +282,7 @@ async fn worker(args: WorkerArgs) {
             Subscriber::Raw(conn) if reading(i) => raw_readers.push(conn),
             Subscriber::Raw(conn) => idle.push(conn),
             Subscriber::Tungstenite(ws) => {
-                let task = load::subscribe(ws, tally.clone(), done.clone(), reading(i));
+                let task = load::subscribe(*ws, tally.clone(), done.clone(), reading(i));
                 tasks.push(tokio::task::spawn_local(task));
             }
         }
