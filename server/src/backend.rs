@@ -60,6 +60,17 @@ pub struct Backend {
     policy: BackendPolicy,
 }
 
+/// Makes rustls's ring provider the process's default, once: reqwest is built without a
+/// provider of its own (`rustls-no-provider`, so that the aws-lc C library is not built), and
+/// its clients take the default. A provider installed before (by another part of the
+/// process) is kept.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Backend {
     /// Starts the backend thread. `queue` bounds requests waiting to be started.
     pub fn start(policy: BackendPolicy, queue: usize) -> std::io::Result<Backend> {
@@ -68,6 +79,7 @@ impl Backend {
             .enable_time()
             .enable_io()
             .build()?;
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(policy.timeout)
             .pool_idle_timeout(Duration::from_secs(30))

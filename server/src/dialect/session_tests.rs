@@ -32,6 +32,7 @@ fn with_session<T>(
         now_ms: 1_000,
         config,
         verifier: &verifier,
+        keys_awaited: false,
     })
 }
 

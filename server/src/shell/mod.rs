@@ -8,6 +8,7 @@ pub mod admission;
 pub mod batch;
 pub mod conn;
 pub mod deliveries;
+pub mod expiry;
 pub mod handshakes;
 pub mod mailbox;
 pub mod memstream;
@@ -169,11 +170,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let origins = config
         .origin_policy()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let verifier = crate::auth::Verifier::from_config(&config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
     let node = Arc::new(Node {
         origins,
         store,
-        verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
+        verifier,
         backend,
         mailboxes,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
