@@ -26,7 +26,8 @@ pub struct BackendResponse {
     pub body: Vec<u8>,
 }
 
-/// Why there is no answer.
+/// Why there is no answer. Never names the URL: it may carry a key, and these reach
+/// clients (a jac walker's error) and logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     #[error("the backend did not answer in time")]
@@ -144,7 +145,7 @@ async fn attempt_all(
                         body: body.to_vec(),
                     }),
                     Err(e) if e.is_timeout() => Err(BackendError::Timeout),
-                    Err(e) => Err(BackendError::Failed(e.to_string())),
+                    Err(e) => Err(BackendError::Failed(e.without_url().to_string())),
                 };
             }
             Err(e) if e.is_timeout() => return Err(BackendError::Timeout),
@@ -155,8 +156,10 @@ async fn attempt_all(
                 let left = job.deadline.saturating_duration_since(Instant::now());
                 tokio::time::sleep(pause.min(left)).await;
             }
-            Err(e) if e.is_connect() => return Err(BackendError::Unreachable(e.to_string())),
-            Err(e) => return Err(BackendError::Failed(e.to_string())),
+            Err(e) if e.is_connect() => {
+                return Err(BackendError::Unreachable(e.without_url().to_string()))
+            }
+            Err(e) => return Err(BackendError::Failed(e.without_url().to_string())),
         }
     }
 }
