@@ -166,7 +166,7 @@ pub fn jwt_payload_base64(token: &str) -> Option<String> {
             c => c,
         })
         .collect();
-    while text.len() % 4 != 0 {
+    while !text.len().is_multiple_of(4) {
         text.push('=');
     }
     Some(text)
