@@ -27,7 +27,9 @@ if "${CARGO_TARGET_DIR:-target}/release/rookery" --help 2>/dev/null | grep -q --
   data=$(mktemp -d)
   store=(--data-dir "$data")
 fi
+# The JWT secret signs the short-lived tokens of the getToken tests (client-wasm/tests/browser.rs).
 "${CARGO_TARGET_DIR:-target}/release/rookery" --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 \
+  --jwt-secret sdk-test-secret --token-grace-ms 3000 \
   "${store[@]}" >"$log" 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null || true; [ -z "$data" ] || rm -rf "$data"' EXIT

@@ -31,6 +31,9 @@ fn main() {
     };
     // A line machines can read: scripts and tests wait for it to learn the port.
     println!("rookery listening on {} ({})", server.addr, server.driver);
+    if let Some(admin) = server.admin_addr {
+        println!("rookery admin listening on {admin}");
+    }
     let status = format!("listening on {} ({})", server.addr, server.driver);
     sdnotify::notify(&format!("READY=1\nSTATUS={status}"));
 

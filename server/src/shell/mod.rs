@@ -8,6 +8,7 @@ pub mod admission;
 pub mod batch;
 pub mod conn;
 pub mod deliveries;
+pub mod expiry;
 pub mod handshakes;
 pub mod mailbox;
 pub mod memstream;
@@ -47,6 +48,8 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// The io driver the cores run on: `"io_uring"` or `"epoll"`.
     pub driver: &'static str,
+    /// The operator listener's address (`--admin-listen`), when there is one.
+    pub admin_addr: Option<SocketAddr>,
     node: Arc<Node>,
 }
 
@@ -169,11 +172,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let origins = config
         .origin_policy()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let verifier = crate::auth::Verifier::from_config(&config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
     let node = Arc::new(Node {
         origins,
         store,
-        verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
+        verifier,
         backend,
         mailboxes,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
@@ -185,9 +190,11 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     });
 
     let mut addr = node.config.listen;
+    let mut admin_addr = None;
     // Core 0 binds first, so that with port 0 every other core binds the same real port.
     for (id, (crx, drx)) in receivers.into_iter().enumerate() {
-        let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
+        type Bound = io::Result<(SocketAddr, Option<SocketAddr>)>;
+        let (bound_tx, bound_rx) = mpsc::channel::<Bound>();
         let node = node.clone();
         let listen = addr;
         // Core threads run for the life of the process: their handles are not kept.
@@ -195,20 +202,32 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             .name(format!("rookery-core-{id}"))
             .spawn(move || {
                 let body = async move {
-                    let listener = match bind(listen) {
+                    // The operator listener (`--admin-listen`) is core 0's alone: its
+                    // traffic is a scrape now and then.
+                    let admin_listen = node.config.admin_listen.filter(|_| id == 0);
+                    let listeners = bind(listen).and_then(|public| {
+                        let admin = admin_listen.map(bind_admin).transpose()?;
+                        Ok((public, admin))
+                    });
+                    let (listener, admin) = match listeners {
                         Ok(l) => l,
                         Err(e) => {
                             let _ = bound_tx.send(Err(e));
                             return;
                         }
                     };
-                    let _ = bound_tx.send(listener.local_addr());
+                    let admin_bound = admin.as_ref().map(TcpListener::local_addr).transpose();
+                    let bound = listener.local_addr().and_then(|a| Ok((a, admin_bound?)));
+                    let _ = bound_tx.send(bound);
                     let shard = Shard::new(id, node);
+                    if let Some(admin) = admin {
+                        monoio::spawn(accept_loop(shard.clone(), admin, Listener::Admin));
+                    }
                     monoio::spawn(run_engine(shard.clone(), crx));
                     monoio::spawn(run_deliveries(shard.clone(), drx));
                     monoio::spawn(run_ticker(shard.clone()));
                     monoio::spawn(run_engine_clock(shard.clone()));
-                    accept_loop(shard, listener).await;
+                    accept_loop(shard, listener, Listener::Public).await;
                 };
                 let result = if driver == "io_uring" {
                     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -225,13 +244,22 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                     tracing::error!(shard = id, error = %e, "runtime failed");
                 }
             })?;
-        let bound = bound_rx
+        let (bound, admin) = bound_rx
             .recv()
             .map_err(|_| io::Error::other("core thread died before binding"))??;
         addr = bound;
+        admin_addr = admin_addr.or(admin);
     }
     tracing::info!(%addr, "listening");
-    Ok(ServerHandle { addr, driver, node })
+    if let Some(admin) = admin_addr {
+        tracing::info!(%admin, "operator routes (/metrics, the admin API) listening");
+    }
+    Ok(ServerHandle {
+        addr,
+        driver,
+        admin_addr,
+        node,
+    })
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -239,12 +267,29 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind_with_config(addr, &opts)
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// The operator listener: one socket, never shared (no `SO_REUSEPORT`, so an address in use
+/// is an error at start, naming the flag).
+fn bind_admin(addr: SocketAddr) -> io::Result<TcpListener> {
+    let opts = ListenerOpts::new().reuse_port(false).backlog(64);
+    TcpListener::bind_with_config(addr, &opts)
+        .map_err(|e| io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}")))
+}
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: everything, but the operator routes when `--admin-listen` is set.
+    Public,
+    /// `--admin-listen`: the operator routes and the health checks only.
+    Admin,
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: Listener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve_socket(shard.clone(), stream, peer));
+                monoio::spawn(serve_socket(shard.clone(), stream, peer, kind));
             }
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -256,7 +301,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Reads a request (within the handshake timeout) and routes it.
-async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, kind: Listener) {
     let max_body = shard.config.max_body_size;
     let ticket = shard.handshakes.start(
         stream.as_raw_fd(),
@@ -270,7 +315,7 @@ async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr)
     };
     // Boxed: while it waits for the request (a connect storm has thousands waiting), the
     // task holds only the wait's state.
-    Box::pin(serve_request(shard, stream, peer, request)).await;
+    Box::pin(serve_request(shard, stream, peer, request, kind)).await;
 }
 
 /// Serves what [`read_request`] read (or answers why there is nothing to serve).
@@ -279,6 +324,7 @@ async fn serve_request(
     mut stream: TcpStream,
     peer: SocketAddr,
     request: Result<ReadRequest, TimedOut>,
+    kind: Listener,
 ) {
     let refusal = match request {
         // Boxed: the upgrade's or the handler's state is made only once the request is
@@ -294,6 +340,13 @@ async fn serve_request(
                 Verdict::Allowed(origin) => Some(origin),
                 Verdict::NoOrigin => None,
             };
+            // With --admin-listen each listener serves its own routes only (router.rs).
+            if !router::serves(&req, kind, shard.config.admin_listen.is_some()) {
+                let refusal = http::json_error(404, "not_found", "no such route");
+                access::http(peer, &req.method, &req.path, &refusal, 0);
+                let _ = stream.write_all(refusal).await;
+                return;
+            }
             let echo_path = shard.config.echo_path.as_deref();
             return match router::upgrade_target(&req, echo_path) {
                 Some(Ok((dialect, room))) => {
