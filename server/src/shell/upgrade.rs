@@ -12,8 +12,7 @@ use crate::dialect::Dialect;
 use crate::engine::Identity;
 use crate::http::{self, Request};
 use bytes::Bytes;
-use monoio::io::{AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::Splitable;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -65,7 +64,7 @@ fn identify(shard: &Shard, req: &Request) -> Result<Option<String>, String> {
 /// room. `None` when the upgrade is refused (the refusal has been written).
 pub(super) async fn open(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: super::tls::Socket,
     peer: SocketAddr,
     req: Request,
     dialect: Dialect,
@@ -76,7 +75,7 @@ pub(super) async fn open(
         Ok(accept) => accept,
         Err(refusal) => {
             refused(&refusal);
-            let _ = stream.write_all(refusal).await;
+            socket.answer(refusal).await;
             return None;
         }
     };
@@ -85,7 +84,7 @@ pub(super) async fn open(
         Err(refusal) => {
             let response = http::json_error(503, refusal.code, &refusal.message);
             refused(&response);
-            let _ = stream.write_all(response).await;
+            socket.answer(response).await;
             return None;
         }
     };
@@ -108,25 +107,27 @@ pub(super) async fn open(
                 Ok(actions) => actions,
                 Err(refusal) => {
                     refused(&refusal);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                     return None;
                 }
             }
         }
         Err(refusal) => {
             refused(&refusal);
-            let _ = stream.write_all(refusal).await;
+            socket.answer(refusal).await;
             return None;
         }
     };
     drop(req);
     let identity = Arc::new(Identity { public_id, user });
+    let super::tls::Socket { stream, tls } = socket;
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
         dialect,
         identity.clone(),
         stream.as_raw_fd(),
+        tls,
         config.max_outbound_bytes,
         shard.metrics.clone(),
         config.max_message_size,

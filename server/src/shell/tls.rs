@@ -1,0 +1,217 @@
+//! TLS on the shell's own IO: rustls's sans-IO `ServerConnection`, fed at exactly the two
+//! points where bytes cross the socket.
+//!
+//! - **In:** after the one non-blocking `recv` into the stack buffer (`recv.rs`), the
+//!   ciphertext goes through [`TlsConn::take`] (`read_tls`, `process_new_packets`), and the
+//!   plaintext it yields is what the plain path would have had: the request head's buffer,
+//!   or tungstenite's `MemStream`.
+//! - **Out:** the frames of one batch (what the plain path writes with one `writev`) are
+//!   encrypted together by [`TlsConn::seal`] (one `write_vectored` into rustls, which packs
+//!   them into as few records as fit, then `write_tls`), and the ciphertext is written with
+//!   one write, through the same batch, partial writes and all.
+//!
+//! Why not an async TLS stream around the socket (monoio-rustls and the like): the shell
+//! does not read through a stream. It waits for readiness and reads into a stack buffer so
+//! that an idle connection holds no read buffer and no pending read, and it writes the
+//! core's shared `Bytes` with vectored writes; a stream adapter would put a pending owned
+//! read (and its buffer) under every idle connection and a second copy of every frame in
+//! its write path. Here a plain connection's path is unchanged (its `Option` is `None`),
+//! and a TLS connection adds only the encryption and the one copy of ciphertext out of
+//! rustls's buffer.
+//!
+//! Memory: a TLS connection holds its `ServerConnection` boxed for its whole life:
+//! measured in `docs/SECURITY.md#tls` (its record layer's keys, and the buffers rustls keeps:
+//! the incoming record buffer shrinks back to 4 KiB after a read that left no partial
+//! record).
+
+use bytes::Bytes;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+use rustls::{ServerConfig, ServerConnection};
+use std::io::{BufRead, IoSlice, Write};
+use std::sync::Arc;
+
+/// What reading some ciphertext came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Took {
+    /// Taken; any plaintext was handed over.
+    Fine,
+    /// The peer sent `close_notify`: nothing more will come.
+    Closed,
+    /// Not TLS, or TLS the server refuses (an old version, a bad record, a failed
+    /// handshake): the connection is over; an alert may be waiting in [`TlsConn::drain`].
+    Failed,
+}
+
+/// One connection's TLS state.
+pub struct TlsConn {
+    conn: ServerConnection,
+    /// Whether any byte came from the peer yet (the first says whether it speaks TLS).
+    heard: bool,
+    failed: bool,
+}
+
+impl TlsConn {
+    /// A new server side of a handshake, boxed (a plain connection's `Option` stays one
+    /// pointer wide).
+    pub fn new(config: &Arc<ServerConfig>) -> Option<Box<TlsConn>> {
+        match ServerConnection::new(config.clone()) {
+            Ok(mut conn) => {
+                // The connection's own queue is bounded (`--max-outbound-bytes`), and a
+                // batch is encrypted whole: no second bound in rustls.
+                conn.set_buffer_limit(None);
+                Some(Box::new(TlsConn {
+                    conn,
+                    heard: false,
+                    failed: false,
+                }))
+            }
+            Err(error) => {
+                tracing::error!(%error, "TLS: cannot start a connection");
+                None
+            }
+        }
+    }
+
+    /// Whether the handshake is still under way (nothing can be said to the client yet).
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Whether rustls has records to send (handshake messages, alerts, a key update).
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Whether `first`, the first bytes a client sent, is plain HTTP (a request line) rather
+    /// than a TLS record (whose first byte is a content type, 20 to 24).
+    pub fn is_plain_http(&self, first: &[u8]) -> bool {
+        !self.heard && first.first().is_some_and(u8::is_ascii_uppercase)
+    }
+
+    /// Decrypts `ciphertext`; the plaintext goes to `plain`, in order.
+    pub fn take(&mut self, mut ciphertext: &[u8], mut plain: impl FnMut(&[u8])) -> Took {
+        self.heard = true;
+        if self.failed {
+            return Took::Failed;
+        }
+        while !ciphertext.is_empty() {
+            match self.conn.read_tls(&mut ciphertext) {
+                Ok(0) => return Took::Closed,
+                Ok(_) => {}
+                Err(_) => return self.fail(),
+            }
+            let state = match self.conn.process_new_packets() {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::debug!(%error, "TLS: connection refused");
+                    return self.fail();
+                }
+            };
+            let closed = state.peer_has_closed();
+            let mut reader = self.conn.reader();
+            while let Ok(chunk) = reader.fill_buf() {
+                if chunk.is_empty() {
+                    break;
+                }
+                let n = chunk.len();
+                plain(chunk);
+                reader.consume(n);
+            }
+            if closed {
+                return Took::Closed;
+            }
+        }
+        Took::Fine
+    }
+
+    fn fail(&mut self) -> Took {
+        self.failed = true;
+        Took::Failed
+    }
+
+    /// Encrypts `frames`, in order, appending their records (and anything else rustls has
+    /// to send) to `out`.
+    pub fn seal(&mut self, frames: &[Bytes], out: &mut Vec<u8>) {
+        if !self.failed {
+            let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+            let mut rest = &mut slices[..];
+            let mut writer = self.conn.writer();
+            while !rest.is_empty() {
+                // All of it (no buffer limit), unless the keys must be updated first:
+                // rustls then takes the rest after the key update.
+                match writer.write_vectored(rest) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                }
+            }
+        }
+        self.drain(out);
+    }
+
+    /// Appends what rustls has to send to `out`.
+    pub fn drain(&mut self, out: &mut Vec<u8>) {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(out) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Says `close_notify`: appends the alert (after anything else pending) to `out`.
+    pub fn close(&mut self, out: &mut Vec<u8>) {
+        if !self.failed && !self.conn.is_handshaking() {
+            self.conn.send_close_notify();
+        }
+        self.drain(out);
+    }
+}
+
+/// A socket before its request is served: the stream and, on a TLS listener, its TLS state.
+/// Everything written to it is a final answer (HTTP responses close the connection; an
+/// upgrade's session writes through its `Conn`).
+pub struct Socket {
+    pub stream: TcpStream,
+    pub tls: Option<Box<TlsConn>>,
+}
+
+impl Socket {
+    /// Writes `response` and ends the conversation: encrypted and followed by
+    /// `close_notify` over TLS; nothing when the TLS handshake never finished (there is no
+    /// key to say anything with).
+    pub async fn answer(&mut self, response: Vec<u8>) {
+        let bytes = match &mut self.tls {
+            None => response,
+            Some(tls) if tls.is_handshaking() => {
+                let mut out = Vec::new();
+                tls.drain(&mut out);
+                out
+            }
+            Some(tls) => {
+                let mut out = Vec::with_capacity(response.len() + 64);
+                tls.seal(&[Bytes::from(response)], &mut out);
+                tls.close(&mut out);
+                out
+            }
+        };
+        if !bytes.is_empty() {
+            let _ = self.stream.write_all(bytes).await;
+        }
+    }
+
+    /// Writes what rustls has to send now (handshake messages, an alert). False when the
+    /// write failed.
+    pub async fn flush_tls(&mut self) -> bool {
+        let Some(tls) = &mut self.tls else {
+            return true;
+        };
+        if !tls.wants_write() {
+            return true;
+        }
+        let mut out = Vec::new();
+        tls.drain(&mut out);
+        let (result, _) = self.stream.write_all(out).await;
+        result.is_ok()
+    }
+}
