@@ -62,6 +62,9 @@ pub struct WorkerArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+    /// Connect with `wss://`, trusting the PEM certificate in this file.
+    #[arg(long)]
+    tls_ca: Option<String>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -96,6 +99,9 @@ pub struct WriterArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+    /// Connect with `wss://`, trusting the PEM certificate in this file.
+    #[arg(long)]
+    tls_ca: Option<String>,
 }
 
 /// CPU seconds (user + system) this process used so far.
@@ -111,6 +117,9 @@ fn own_cpu_seconds() -> f64 {
 /// `end` at the window's edges (the driver samples the server's CPU there), then a JSON
 /// result line.
 async fn writer(args: WriterArgs) {
+    if let Some(ca) = &args.tls_ca {
+        load::use_tls(ca);
+    }
     let system = System::parse(&args.system);
     let kinds: Rc<[load::WriteKind]> = args
         .kinds
@@ -196,6 +205,9 @@ async fn writer(args: WriterArgs) {
 /// Connects, runs the schedule, and prints `start`, a `step K` line as each step ends
 /// (the driver samples the server's CPU time at those lines), then a JSON result line.
 async fn worker(args: WorkerArgs) {
+    if let Some(ca) = &args.tls_ca {
+        load::use_tls(ca);
+    }
     let system = System::parse(&args.system);
     let started = Instant::now();
     let mut subscribers = Vec::with_capacity(args.subscribers);

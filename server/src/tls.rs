@@ -9,7 +9,10 @@
 //! are rustls's defaults (AEAD only, forward secrecy only). ALPN offers `http/1.1`, the only
 //! HTTP this server speaks (WebSocket upgrades included). Session resumption uses stateless
 //! tickets (keys rotated by rustls every 6 hours) so that a reconnect storm costs less than
-//! full handshakes, and needs no state per client on the server. No 0-RTT data (replayable).
+//! full handshakes, and needs no state per client on the server (no session-id cache). A
+//! reload also replaces the ticket keys: a session made under the old certificate cannot be
+//! resumed, so after a reload (a renewal, or a key that leaked) every client proves the
+//! server with the new certificate. No 0-RTT data (replayable).
 //!
 //! Key material is never logged nor put in an error: errors name the file and what is wrong
 //! with it; the log names the certificate by its SHA-256 fingerprint.
@@ -17,7 +20,7 @@
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::path::{Path, PathBuf};
@@ -117,10 +120,48 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
+/// The ticket keys (rustls's rotating ticketer), replaced whole on reload.
+#[derive(Debug)]
+struct Tickets {
+    current: RwLock<Arc<dyn ProducesTickets>>,
+}
+
+impl Tickets {
+    fn fresh() -> Result<Arc<dyn ProducesTickets>, String> {
+        rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS: {e}"))
+    }
+
+    fn get(&self) -> Arc<dyn ProducesTickets> {
+        self.current
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+impl ProducesTickets for Tickets {
+    fn enabled(&self) -> bool {
+        self.get().enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.get().lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.get().encrypt(plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.get().decrypt(cipher)
+    }
+}
+
 /// What the cores share: the rustls configuration and the certificate behind it.
 pub struct Tls {
     pub config: Arc<ServerConfig>,
     store: Arc<CertStore>,
+    tickets: Arc<Tickets>,
     files: RwLock<TlsFiles>,
 }
 
@@ -142,20 +183,32 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(store.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS: {e}"))?;
+        let tickets = Arc::new(Tickets {
+            current: RwLock::new(Tickets::fresh()?),
+        });
+        config.ticketer = tickets.clone();
+        config.session_storage = Arc::new(NoServerSessionStorage {});
         Ok(Tls {
             config: Arc::new(config),
             store,
+            tickets,
             files: RwLock::new(files.clone()),
         })
     }
 
     /// Reads the certificate and key again (from `files`, the paths now configured): new
-    /// handshakes get them; open connections keep theirs. A file that is bad now changes
-    /// nothing and says why. Returns the new certificate's fingerprint.
+    /// handshakes get them, and new ticket keys (no session of the old certificate is
+    /// resumed); open connections keep theirs. A file that is bad now changes nothing and
+    /// says why. Returns the new certificate's fingerprint.
     pub fn reload(&self, files: &TlsFiles) -> Result<String, String> {
         let certified = load(files)?;
         let fingerprint = fingerprint(&certified);
+        let tickets = Tickets::fresh()?;
+        *self
+            .tickets
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = tickets;
         *self
             .store
             .current
