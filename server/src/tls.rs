@@ -162,7 +162,6 @@ pub struct Tls {
     pub config: Arc<ServerConfig>,
     store: Arc<CertStore>,
     tickets: Arc<Tickets>,
-    files: RwLock<TlsFiles>,
 }
 
 impl Tls {
@@ -192,7 +191,6 @@ impl Tls {
             config: Arc::new(config),
             store,
             tickets,
-            files: RwLock::new(files.clone()),
         })
     }
 
@@ -204,22 +202,18 @@ impl Tls {
         let certified = load(files)?;
         let fingerprint = fingerprint(&certified);
         let tickets = Tickets::fresh()?;
-        *self
-            .tickets
-            .current
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = tickets;
+        // The certificate first: a ticket made between the two swaps is made with the old
+        // keys, which are about to go, so it never resumes a session of the old certificate.
         *self
             .store
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner()) = certified;
-        *self.files.write().unwrap_or_else(|p| p.into_inner()) = files.clone();
+        *self
+            .tickets
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = tickets;
         Ok(fingerprint)
-    }
-
-    /// The files the certificate in force was read from.
-    pub fn files(&self) -> TlsFiles {
-        self.files.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

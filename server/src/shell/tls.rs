@@ -215,3 +215,172 @@ impl Socket {
         result.is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use std::io::Read;
+
+    /// The server's configuration with a certificate made for the test, and the certificate.
+    fn server_config() -> (Arc<ServerConfig>, CertificateDer<'static>) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::tls::TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert, made.cert.pem()).unwrap();
+        std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
+        let tls = crate::tls::Tls::new(&files).unwrap();
+        (tls.config.clone(), made.cert.der().clone())
+    }
+
+    /// A server-side `TlsConn` and a rustls client, handshake done in memory.
+    fn pair() -> (Box<TlsConn>, ClientConnection) {
+        let (server_config, cert) = server_config();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut server = TlsConn::new(&server_config).unwrap();
+        while client.is_handshaking() || server.is_handshaking() {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            assert_eq!(server.take(&to_server, |_| {}), Took::Fine);
+            let mut to_client = Vec::new();
+            server.drain(&mut to_client);
+            client.read_tls(&mut &to_client[..]).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        (server, client)
+    }
+
+    /// The records in `bytes`: (content type, length) of each.
+    fn records(mut bytes: &[u8]) -> Vec<(u8, usize)> {
+        let mut out = Vec::new();
+        while bytes.len() >= 5 {
+            let len = u16::from_be_bytes([bytes[3], bytes[4]]) as usize;
+            out.push((bytes[0], len));
+            bytes = &bytes[5 + len..];
+        }
+        assert!(bytes.is_empty(), "whole records");
+        out
+    }
+
+    fn client_reads(client: &mut ClientConnection, ciphertext: &[u8]) -> Vec<u8> {
+        let mut input = ciphertext;
+        let mut plain = Vec::new();
+        while !input.is_empty() {
+            client.read_tls(&mut input).unwrap();
+            client.process_new_packets().unwrap();
+            let mut chunk = Vec::new();
+            let _ = client.reader().read_to_end(&mut chunk);
+            plain.extend(chunk);
+        }
+        plain
+    }
+
+    #[test]
+    fn a_batch_of_frames_is_sealed_into_as_few_records_as_fit() {
+        let (mut server, mut client) = pair();
+        let frames: Vec<Bytes> = (0..100)
+            .map(|i| Bytes::from(format!("frame {i};")))
+            .collect();
+        let mut out = Vec::new();
+        server.seal(&frames, &mut out);
+        assert_eq!(records(&out).len(), 1, "100 small frames, one record");
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(client_reads(&mut client, &out), expected);
+
+        let big = vec![Bytes::from(vec![7u8; 40_000]), Bytes::from_static(b"tail")];
+        let mut out = Vec::new();
+        server.seal(&big, &mut out);
+        assert_eq!(records(&out).len(), 3, "16 KiB records");
+        let plain = client_reads(&mut client, &out);
+        assert_eq!(plain.len(), 40_004);
+        assert!(plain.ends_with(b"tail"));
+    }
+
+    #[test]
+    fn what_the_client_sends_comes_out_whole_in_any_pieces() {
+        let (mut server, mut client) = pair();
+        let message = vec![b'm'; 50_000];
+        client.writer().write_all(&message).unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        // Fed in reads of odd sizes, as the socket may hand them over.
+        let mut plain = Vec::new();
+        for piece in wire.chunks(1_000 + 7) {
+            assert_eq!(
+                server.take(piece, |p| plain.extend_from_slice(p)),
+                Took::Fine
+            );
+        }
+        assert_eq!(plain, message);
+        // close_notify ends it; what came before it is still handed over.
+        client.writer().write_all(b"last").unwrap();
+        client.send_close_notify();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let mut plain = Vec::new();
+        assert_eq!(
+            server.take(&wire, |p| plain.extend_from_slice(p)),
+            Took::Closed
+        );
+        assert_eq!(plain, b"last");
+    }
+
+    #[test]
+    fn garbage_fails_and_leaves_an_alert_to_send() {
+        let (mut server, _) = pair();
+        assert_eq!(
+            server.take(&[0x17, 0x03, 0x03, 0x00, 0x03, 1, 2, 3], |_| {}),
+            Took::Failed
+        );
+        let mut out = Vec::new();
+        server.drain(&mut out);
+        // TLS 1.3 encrypts its alerts: an application-data record from the outside.
+        assert_eq!(records(&out).len(), 1, "an alert");
+        assert_eq!(server.take(b"more", |_| {}), Took::Failed, "stays failed");
+    }
+
+    #[test]
+    fn plain_http_is_told_from_a_client_hello_before_anything_else() {
+        let (config, _) = server_config();
+        let mut fresh = TlsConn::new(&config).unwrap();
+        assert!(fresh.is_plain_http(b"GET /healthz HTTP/1.1\r\n"));
+        assert!(fresh.is_plain_http(b"POST /x/emit HTTP/1.1\r\n"));
+        assert!(!fresh.is_plain_http(&[0x16, 0x03, 0x01, 0x00, 0x05]));
+        assert!(!fresh.is_plain_http(b""));
+        assert_eq!(
+            fresh.take(&[0x16, 0x03, 0x01], |_| {}),
+            Took::Fine,
+            "a partial record"
+        );
+        assert!(!fresh.is_plain_http(b"GET"), "only the first bytes tell");
+    }
+
+    #[test]
+    #[ignore = "prints the size of a TLS connection's state: cargo test -- --ignored --nocapture"]
+    fn size_of_a_connections_tls_state() {
+        println!(
+            "ServerConnection: {} bytes; TlsConn: {} bytes",
+            std::mem::size_of::<ServerConnection>(),
+            std::mem::size_of::<TlsConn>()
+        );
+    }
+}
