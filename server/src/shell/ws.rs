@@ -33,8 +33,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 /// Runs a session of `dialect` on `socket`, whose request head was `req`; `leftover` holds
-/// bytes the client sent after the head (plaintext: over TLS, already decrypted). `room` is the room joined at once (none for
-/// Lambda, which joins by message).
+/// bytes the client sent after the head (plaintext: over TLS, already decrypted). `room` is
+/// the room joined at once (none for Lambda, which joins by message).
 ///
 /// The upgrade runs here, in the request's task; the open session then runs as a task of
 /// its own, which holds only [`Session`] and a pending readiness wait while idle.
