@@ -429,7 +429,8 @@ async fn read_request(socket: &mut tls::Socket, max_body: usize) -> ReadRequest 
             }
             _ => {}
         }
-        if !socket.flush_tls().await {
+        // Boxed: a plain socket's waiting task keeps no room for a write it never makes.
+        if !Box::pin(socket.flush_tls()).await {
             return Err(None);
         }
     }
