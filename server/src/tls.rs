@@ -84,6 +84,13 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = read_file("--tls-key", path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         let why = match e {
+            rustls::pki_types::pem::Error::NoItemsFound
+                if bytes.windows(23).any(|w| w == b"ENCRYPTED PRIVATE KEY--") =>
+            {
+                "an encrypted private key: give the decrypted key (`openssl pkey -in KEY \
+                 -out KEY.pem` asks for its passphrase)"
+                    .to_owned()
+            }
             rustls::pki_types::pem::Error::NoItemsFound => {
                 "no PEM private key in it (expected PKCS#8, PKCS#1 or SEC1)".to_owned()
             }

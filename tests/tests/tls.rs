@@ -262,6 +262,12 @@ fn the_server_refuses_to_start_with_bad_tls_files() {
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
+    let encrypted = dir.path().join("encrypted.pem");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let missing = dir.path().join("missing.pem");
     let start = |cert_path: Option<&std::path::Path>, key_path: Option<&std::path::Path>| {
         let mut config = rookery::Config::local();
@@ -285,6 +291,10 @@ fn the_server_refuses_to_start_with_bad_tls_files() {
         ),
         (start(Some(&c), Some(&junk)), "no PEM private key in it"),
         (start(Some(&c), Some(&c)), "no PEM private key in it"),
+        (
+            start(Some(&c), Some(&encrypted)),
+            "an encrypted private key",
+        ),
         (
             start(Some(&c), Some(&other.key_path())),
             "is not the key of the certificate",
