@@ -73,6 +73,9 @@ pub struct WorkerArgs {
     /// task per subscriber, as before; its ceiling is near 3 M deliveries/s here).
     #[arg(long, default_value = "raw")]
     reader: String,
+    /// Connect with `wss://`, trusting the PEM certificate in this file.
+    #[arg(long)]
+    tls_ca: Option<String>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -107,6 +110,9 @@ pub struct WriterArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+    /// Connect with `wss://`, trusting the PEM certificate in this file.
+    #[arg(long)]
+    tls_ca: Option<String>,
 }
 
 /// CPU seconds (user + system) this process used so far.
@@ -122,6 +128,9 @@ fn own_cpu_seconds() -> f64 {
 /// `end` at the window's edges (the driver samples the server's CPU there), then a JSON
 /// result line.
 async fn writer(args: WriterArgs) {
+    if let Some(ca) = &args.tls_ca {
+        load::use_tls(ca);
+    }
     let system = System::parse(&args.system);
     let kinds: Rc<[load::WriteKind]> = args
         .kinds
@@ -207,9 +216,13 @@ async fn writer(args: WriterArgs) {
 /// Connects, runs the schedule, and prints `start`, a `step K` line as each step ends
 /// (the driver samples the server's CPU time at those lines), then a JSON result line.
 async fn worker(args: WorkerArgs) {
+    if let Some(ca) = &args.tls_ca {
+        load::use_tls(ca);
+    }
     let system = System::parse(&args.system);
+    // The raw reader speaks plain TCP only: over TLS subscribers read with tungstenite.
     let raw = match args.reader.as_str() {
-        "raw" => true,
+        "raw" => args.tls_ca.is_none(),
         "tungstenite" => false,
         other => panic!("unknown --reader {other} (raw or tungstenite)"),
     };

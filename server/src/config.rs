@@ -246,6 +246,15 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_REQUIRE_ORIGIN")]
     pub require_origin: bool,
 
+    /// TLS: the certificate chain (PEM, end-entity first). With `--tls-key`, every listener
+    /// serves `https://` and `wss://` only (TLS 1.2 and 1.3). Re-read on SIGHUP.
+    #[arg(long, env = "ROOKERY_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS: the private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1). Re-read on SIGHUP.
+    #[arg(long, env = "ROOKERY_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -312,7 +321,23 @@ impl Config {
         }
         self.origin_policy()?;
         crate::auth::Verifier::check_config(self)?;
+        if let Some(files) = self.tls_files()? {
+            crate::tls::load(&files)?;
+        }
         Ok(())
+    }
+
+    /// `--tls-cert` and `--tls-key`: both or neither (`None`: plain `http://` and `ws://`).
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (Some(_), None) => Err("--tls-cert is set without --tls-key: TLS needs both".into()),
+            (None, Some(_)) => Err("--tls-key is set without --tls-cert: TLS needs both".into()),
+        }
     }
 
     /// `--allowed-origins` and `--require-origin`, parsed (the error names the bad rule).

@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod sdnotify;
 pub mod shell;
 pub mod store;
+pub mod tls;
 pub mod wheel;
 
 pub use config::Config;

@@ -21,6 +21,7 @@ pub mod router;
 pub mod session;
 pub mod shard;
 pub mod ticker;
+pub mod tls;
 pub mod upgrade;
 pub mod ws;
 pub mod wsstate;
@@ -33,7 +34,6 @@ use self::ticker::run_ticker;
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
 use crate::origin::Verdict;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
@@ -80,6 +80,21 @@ impl ServerHandle {
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.node.config
+    }
+
+    /// Whether the listeners speak TLS.
+    pub fn tls(&self) -> bool {
+        self.node.tls.is_some()
+    }
+
+    /// Reads the TLS certificate and key again, from `files` (SIGHUP): new handshakes get
+    /// them, open connections keep theirs. A bad file changes nothing; the error says why.
+    /// Returns the new certificate's SHA-256 fingerprint.
+    pub fn reload_tls(&self, files: &crate::tls::TlsFiles) -> Result<String, String> {
+        match &self.node.tls {
+            Some(tls) => tls.reload(files),
+            None => Err("TLS is off: --tls-cert and --tls-key take effect on restart".into()),
+        }
     }
 }
 
@@ -169,14 +184,23 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     } else {
         None
     };
+    let tls = match config.tls_files() {
+        Ok(Some(files)) => Some(crate::tls::Tls::new(&files)),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    }
+    .transpose()
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let origins = config
         .origin_policy()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        .over_tls(tls.is_some());
     let verifier = crate::auth::Verifier::from_config(&config)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
     let node = Arc::new(Node {
         origins,
+        tls,
         store,
         verifier,
         backend,
@@ -300,14 +324,22 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: Listener) {
     }
 }
 
-/// Reads a request (within the handshake timeout) and routes it.
-async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, kind: Listener) {
+/// Reads a request (within the handshake timeout, TLS handshake included) and routes it.
+async fn serve_socket(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, kind: Listener) {
     let max_body = shard.config.max_body_size;
     let ticket = shard.handshakes.start(
         stream.as_raw_fd(),
         now_ms() + shard.config.handshake_timeout_ms,
     );
-    let request = read_request(&mut stream, max_body).await;
+    let tls = match &shard.node.tls {
+        None => None,
+        Some(tls) => match tls::TlsConn::new(&tls.config) {
+            Some(conn) => Some(conn),
+            None => return,
+        },
+    };
+    let mut socket = tls::Socket { stream, tls };
+    let request = read_request(&mut socket, max_body).await;
     let request = if ticket.finish() {
         Err(TimedOut)
     } else {
@@ -315,13 +347,13 @@ async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr,
     };
     // Boxed: while it waits for the request (a connect storm has thousands waiting), the
     // task holds only the wait's state.
-    Box::pin(serve_request(shard, stream, peer, request, kind)).await;
+    Box::pin(serve_request(shard, socket, peer, request, kind)).await;
 }
 
 /// Serves what [`read_request`] read (or answers why there is nothing to serve).
 async fn serve_request(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: tls::Socket,
     peer: SocketAddr,
     request: Result<ReadRequest, TimedOut>,
     kind: Listener,
@@ -334,7 +366,7 @@ async fn serve_request(
             let origin = match shard.node.origins.check(&req) {
                 Verdict::Refused(refusal) => {
                     access::http(peer, &req.method, &req.path, &refusal, 0);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                     return;
                 }
                 Verdict::Allowed(origin) => Some(origin),
@@ -344,27 +376,31 @@ async fn serve_request(
             if !router::serves(&req, kind, shard.config.admin_listen.is_some()) {
                 let refusal = http::json_error(404, "not_found", "no such route");
                 access::http(peer, &req.method, &req.path, &refusal, 0);
-                let _ = stream.write_all(refusal).await;
+                socket.answer(refusal).await;
                 return;
             }
             let echo_path = shard.config.echo_path.as_deref();
             return match router::upgrade_target(&req, echo_path) {
                 Some(Ok((dialect, room))) => {
-                    let upgrade = ws::serve_ws(shard, stream, peer, req, leftover, dialect, room);
+                    let upgrade = ws::serve_ws(shard, socket, peer, req, leftover, dialect, room);
                     Box::pin(upgrade).await
                 }
                 Some(Err(refusal)) => {
                     access::http(peer, &req.method, &req.path, &refusal, 0);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                 }
-                None => Box::pin(router::route(shard, stream, peer, req, origin)).await,
+                None => Box::pin(router::route(shard, socket, peer, req, origin)).await,
             };
         }
         Ok(Err(Some(refusal))) => refusal,
-        Ok(Err(None)) => return,
+        Ok(Err(None)) => {
+            // A TLS client refused (an alert may be waiting) or gone.
+            socket.flush_tls().await;
+            return;
+        }
         Err(_) => http::json_error(408, "timeout", "request not received in time"),
     };
-    let _ = stream.write_all(refusal).await;
+    socket.answer(refusal).await;
 }
 
 /// The request head did not arrive within the handshake timeout.
@@ -373,10 +409,15 @@ struct TimedOut;
 type ReadRequest = Result<(http::Request, Vec<u8>), Option<Vec<u8>>>;
 
 /// The request (head and `Content-Length` body) and any bytes after it;
-/// `Err(Some(response))` for a bad request, `Err(None)` when the peer went away.
-async fn read_request(stream: &mut TcpStream, max_body: usize) -> ReadRequest {
+/// `Err(Some(response))` for a bad request, `Err(None)` when the peer went away (or, over
+/// TLS, failed the handshake).
+///
+/// Over TLS the same loop runs the handshake: each read's ciphertext is decrypted into the
+/// request's buffer (`tls::TlsConn::take`) and what rustls answers (its handshake flights)
+/// is written before the next wait, so the handshake deadline covers the TLS handshake too.
+async fn read_request(socket: &mut tls::Socket, max_body: usize) -> ReadRequest {
     let mut buf = Vec::new();
-    let fd = stream.as_raw_fd();
+    let fd = socket.stream.as_raw_fd();
     let mut head: Option<(http::Request, usize, usize)> = None;
     loop {
         if head.is_none() {
@@ -408,10 +449,41 @@ async fn read_request(stream: &mut TcpStream, max_body: usize) -> ReadRequest {
             }
         }
         // On readiness, so that no read buffer is held while the client takes its time.
-        if stream.readable(false).await.is_err() {
+        if socket.stream.readable(false).await.is_err() {
             return Err(None);
         }
-        if let recv::Received::End = recv::recv_now(fd, |bytes| buf.extend_from_slice(bytes)) {
+        let Some(tls) = &mut socket.tls else {
+            if let recv::Received::End = recv::recv_now(fd, |bytes| buf.extend_from_slice(bytes)) {
+                return Err(None);
+            }
+            continue;
+        };
+        let mut took = tls::Took::Fine;
+        let mut plain_http = false;
+        let received = recv::recv_now(fd, |bytes| {
+            if tls.is_plain_http(bytes) {
+                plain_http = true;
+            } else {
+                took = tls.take(bytes, |plain| buf.extend_from_slice(plain));
+            }
+        });
+        if plain_http {
+            // Plain HTTP to a TLS port: told so in plain HTTP, which it can read.
+            socket.tls = None;
+            return Err(Some(http::json_error(
+                400,
+                "tls_required",
+                "this port speaks TLS: use https:// or wss://",
+            )));
+        }
+        match (received, took) {
+            (recv::Received::End, _) | (_, tls::Took::Closed | tls::Took::Failed) => {
+                return Err(None)
+            }
+            _ => {}
+        }
+        // Boxed: a plain socket's waiting task keeps no room for a write it never makes.
+        if !Box::pin(socket.flush_tls()).await {
             return Err(None);
         }
     }

@@ -8,8 +8,6 @@ use super::room_api::{emit, history, room_details, room_history};
 use super::shard::Shard;
 use crate::dialect::Dialect;
 use crate::http::{self, Request};
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -101,7 +99,7 @@ fn decoded_segments(req: &Request) -> Vec<String> {
 /// whose browser gets the CORS headers that let it read the answer.
 pub async fn route(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: super::tls::Socket,
     peer: SocketAddr,
     req: Request,
     origin: Option<String>,
@@ -199,5 +197,5 @@ pub async fn route(
     };
     let micros = started.elapsed().as_micros();
     super::access::http(peer, method, &req.path, &response, micros);
-    let _ = stream.write_all(response).await;
+    socket.answer(response).await;
 }

@@ -13,8 +13,7 @@ use crate::dialect::Dialect;
 use crate::engine::Identity;
 use crate::http::{self, Request};
 use bytes::Bytes;
-use monoio::io::{AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::Splitable;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -68,7 +67,7 @@ async fn identify(shard: &Shard, req: &Request) -> Result<Option<Verified>, Stri
 /// room. `None` when the upgrade is refused (the refusal has been written).
 pub(super) async fn open(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: super::tls::Socket,
     peer: SocketAddr,
     req: Request,
     dialect: Dialect,
@@ -79,7 +78,7 @@ pub(super) async fn open(
         Ok(accept) => accept,
         Err(refusal) => {
             refused(&refusal);
-            let _ = stream.write_all(refusal).await;
+            socket.answer(refusal).await;
             return None;
         }
     };
@@ -88,7 +87,7 @@ pub(super) async fn open(
         Err(refusal) => {
             let response = http::json_error(503, refusal.code, &refusal.message);
             refused(&response);
-            let _ = stream.write_all(response).await;
+            socket.answer(response).await;
             return None;
         }
     };
@@ -115,25 +114,27 @@ pub(super) async fn open(
                 Ok(actions) => actions,
                 Err(refusal) => {
                     refused(&refusal);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                     return None;
                 }
             }
         }
         Err(refusal) => {
             refused(&refusal);
-            let _ = stream.write_all(refusal).await;
+            socket.answer(refusal).await;
             return None;
         }
     };
     drop(req);
     let identity = Arc::new(Identity { public_id, user });
+    let super::tls::Socket { stream, tls } = socket;
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
         dialect,
         identity.clone(),
         stream.as_raw_fd(),
+        tls,
         config.max_outbound_bytes,
         shard.metrics.clone(),
         config.max_message_size,
