@@ -20,6 +20,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the SDK build embedded for /demo matches its sources (scripts/embed-sdk.sh --check)"
+./scripts/embed-sdk.sh --check
+
 step "cargo test (unit and integration)"
 cargo test --workspace --locked
 
@@ -34,6 +37,9 @@ step "npm package: pack, install, size, smoke test in Node against a real server
 
 step "demo page: two headless Chromium pages against a real server (Playwright)"
 ./scripts/demo-test.sh
+
+step "pages served by the binary: the demo in two tabs, the web console (Playwright, screenshots)"
+./scripts/console-test.sh
 
 step "Debian package: build, dpkg -i, the installed unit and server (systemd-analyze, promtool, the demo page), purge"
 ./scripts/deploy-test.sh

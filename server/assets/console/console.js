@@ -71,11 +71,13 @@ function plot(c) {
   const first = offset;
   const last = HISTORY - 1;
   c.area.setAttribute("points", points.length ? `${first},30 ${points.join(" ")} ${last},30` : "");
-  c.range.textContent = `last ${c.samples.length} s, max ${c.fmt(max)}`;
+  c.range.textContent = `last ${c.samples.length} s, max ${c.fmt(Math.max(0, ...c.samples))}`;
 }
 
 function onStats(s) {
   for (const c of cards) {
+    // A rate is null in a feed's first tick (nothing to compare with yet): keep the plot.
+    if (s[c.id] === null) continue;
     const v = Number(s[c.id] || 0);
     c.value.textContent = c.fmt(v);
     c.samples.push(v);

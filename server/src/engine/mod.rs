@@ -180,11 +180,12 @@ impl Engine {
     }
 
     fn apply(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        let room = command.room().unwrap_or_default();
         let context = Context {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
-            observers: inspect::observers_of(&self.observers, command.room().unwrap_or_default()),
+            observers: inspect::observers_of(&self.observers, room),
         };
         match command {
             Command::Join { conn, room, joiner } => {

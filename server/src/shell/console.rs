@@ -244,6 +244,9 @@ struct TailSink {
 pub fn to_tail(to: ConnId, wire: &Wire) {
     TAILS.with(|tails| {
         let tails = tails.borrow();
+        if tails.is_empty() {
+            return;
+        }
         if let Some(sink) = tails.get(&to) {
             if sink.frames.try_send(wire.bytes().clone()).is_err() {
                 sink.skipped.set(sink.skipped.get() + 1);
@@ -468,12 +471,11 @@ impl FeedState {
             deliveries: sum(&|m| m.deliveries.get()),
             messages_in: sum(&|m| m.messages_in.get()),
         };
-        let rate = |now_total: u64, then: &dyn Fn(&Totals) -> u64| match &self.last {
-            Some((at, last)) => {
-                let secs = now.duration_since(*at).as_secs_f64().max(1e-3);
-                now_total.saturating_sub(then(last)) as f64 / secs
-            }
-            None => 0.0,
+        // None in a feed's first tick: there is nothing to compare with yet.
+        let rate = |now_total: u64, then: &dyn Fn(&Totals) -> u64| {
+            let (at, last) = self.last.as_ref()?;
+            let secs = now.duration_since(*at).as_secs_f64().max(1e-3);
+            Some(now_total.saturating_sub(then(last)) as f64 / secs)
         };
         let deliveries_per_sec = rate(totals.deliveries, &|t| t.deliveries);
         let messages_per_sec = rate(totals.messages_in, &|t| t.messages_in);
