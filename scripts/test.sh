@@ -4,7 +4,8 @@
 # Autobahn|Testsuite against its echo endpoint (skipped when the suite's runner is absent).
 # It installs what it needs first: the rustfmt and clippy components here, for the SDK's
 # browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
-# (scripts/sdk-test.sh), and for the package test cargo-deb, systemd-analyze and promtool
+# (scripts/sdk-test.sh), Firefox ESR and geckodriver for the console's Firefox test
+# (scripts/firefox-test.sh), and for the package test cargo-deb, systemd-analyze and promtool
 # (scripts/deploy-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,9 @@ step "demo page: two headless Chromium pages against a real server (Playwright)"
 
 step "pages served by the binary: the demo in two tabs, the web console (Playwright, screenshots)"
 ./scripts/console-test.sh
+
+step "the same pages in headless Firefox (geckodriver)"
+./scripts/firefox-test.sh
 
 step "Debian package: build, dpkg -i, the installed unit and server (systemd-analyze, promtool, the demo page), purge"
 ./scripts/deploy-test.sh
