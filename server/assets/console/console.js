@@ -86,6 +86,9 @@ function onStats(s) {
   }
   const errors = Object.entries(s.errors || {}).filter(([d]) => d !== "echo");
   $("errors").textContent = errors.map(([d, n]) => `${d} ${int(n)}`).join(" · ");
+  const closes = Object.entries(s.closes || {}).filter(([, n]) => n > 0);
+  $("closes").textContent = closes.length ? closes.map(([code, n]) => `${code} ×${int(n)}`).join(" · ") : "none";
+  $("rate-limited").textContent = int(s.rateLimited || 0);
   if (!s.storeHealthy) setStatus("The state store is failing: see the server's log.");
 }
 
