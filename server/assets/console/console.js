@@ -193,12 +193,12 @@ async function openFeed() {
 
 function dispatch(block) {
   let name = "message";
-  let data = "";
+  const data = [];
   for (const line of block.split("\n")) {
     if (line.startsWith("event: ")) name = line.slice(7);
-    else if (line.startsWith("data: ")) data += line.slice(6);
+    else if (line.startsWith("data: ")) data.push(line.slice(6));
   }
-  const value = JSON.parse(data);
+  const value = JSON.parse(data.join("\n"));
   if (name === "stats") onStats(value);
   else if (name === "rooms") onRooms(value);
   else if (name === "room") onRoom(value);

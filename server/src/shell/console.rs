@@ -45,6 +45,8 @@ const LISTED: usize = 100;
 const FEEDS_PER_CORE: usize = 8;
 /// Tail events waiting to be written to a feed; past it they are skipped (and counted).
 const TAIL_BACKLOG: usize = 512;
+/// A feed whose client has not taken a write for this long is ended.
+const STALLED: Duration = Duration::from_secs(10);
 /// Longest search string and room name a feed takes.
 const MAX_PARAM: usize = 256;
 
@@ -364,7 +366,7 @@ async fn feed(
             if let Some(room) = &params.room {
                 room_page(&shard, room, tail.as_ref(), &mut out).await;
             }
-            if stream.write_all(out.into_bytes()).await.0.is_err() {
+            if !send(&mut stream, out).await {
                 break;
             }
             ticks += 1;
@@ -381,7 +383,7 @@ async fn feed(
             while let Ok(frame) = tail.frames.try_recv() {
                 tail_event(&frame, &mut out);
             }
-            if stream.write_all(out.into_bytes()).await.0.is_err() {
+            if !send(&mut stream, out).await {
                 break;
             }
         }
@@ -391,13 +393,25 @@ async fn feed(
     }
 }
 
-/// One server-sent event.
+/// One server-sent event. Compact JSON has no line breaks, but a line break in `data`
+/// would end the event early: each line gets its own `data:` (the reader joins them).
 fn event(out: &mut String, name: &str, data: &str) {
     out.push_str("event: ");
     out.push_str(name);
-    out.push_str("\ndata: ");
-    out.push_str(data);
-    out.push_str("\n\n");
+    out.push('\n');
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// Writes `out` to the feed's client; false when it is gone or has read nothing for
+/// [`STALLED`] (a reader that stopped would otherwise hold the feed, and its tail, forever).
+async fn send(stream: &mut TcpStream, out: String) -> bool {
+    let write = stream.write_all(out.into_bytes());
+    matches!(monoio::time::timeout(STALLED, write).await, Ok((Ok(_), _)))
 }
 
 /// A tailed frame as a `tail` event: the Pact event's JSON (the frame's payload).
@@ -584,6 +598,13 @@ mod tests {
         assert!(contains_ignore_ascii_case("Lobby", "LOBBY"));
         assert!(contains_ignore_ascii_case("anything", ""));
         assert!(!contains_ignore_ascii_case("lob", "lobby"));
+    }
+
+    #[test]
+    fn line_breaks_stay_inside_their_event() {
+        let mut out = String::new();
+        event(&mut out, "tail", "a\nb");
+        assert_eq!(out, "event: tail\ndata: a\ndata: b\n\n");
     }
 
     #[test]
