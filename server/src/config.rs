@@ -255,6 +255,11 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_TLS_KEY", value_name = "PATH")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Do not serve the demo page at `/demo` (chat, poll, counter, presence with the SDK
+    /// embedded in the binary).
+    #[arg(long, env = "ROOKERY_NO_DEMO")]
+    pub no_demo: bool,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]

@@ -14,6 +14,7 @@ pub mod command;
 pub mod emit;
 pub mod event;
 pub mod history;
+pub mod inspect;
 pub mod member;
 pub mod outbox;
 pub mod poll;
@@ -78,6 +79,9 @@ pub struct Engine {
     broker_feed: bool,
     /// State of the generator of new epochs (seeded by the shell, so tests are repeatable).
     epoch_state: u64,
+    /// Observers of rooms (the console's live tail, `inspect.rs`): they get every event of
+    /// the room without being members. Empty unless a console tails a room.
+    observers: AHashMap<String, Vec<(ConnId, CodecId)>>,
 }
 
 impl Engine {
@@ -90,6 +94,7 @@ impl Engine {
             limits: Limits::default(),
             broker_feed: false,
             epoch_state: seed,
+            observers: AHashMap::new(),
         }
     }
 
@@ -175,10 +180,12 @@ impl Engine {
     }
 
     fn apply(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        let room = command.room().unwrap_or_default();
         let context = Context {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
+            observers: inspect::observers_of(&self.observers, room),
         };
         match command {
             Command::Join { conn, room, joiner } => {
@@ -258,6 +265,7 @@ impl Engine {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
+            observers: inspect::observers_of(&self.observers, room),
         };
         let Some(live) = self.rooms.get_mut(room) else {
             return;

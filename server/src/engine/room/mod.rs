@@ -4,13 +4,14 @@
 //! the room only knows their [`ConnId`]s. Whatever happens becomes a [`RoomEvent`] for the
 //! members its [`Scope`] covers, or a [`Reply`] to one member, left in the [`Outbox`].
 
+mod inspect;
 mod publish;
 mod replay;
 mod requests;
 
 use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::Entry;
-use super::member::{Joiner, MemberState};
+use super::member::{CodecId, Joiner, MemberState};
 use super::outbox::{Audience, Change, Outbox, Published, Scope};
 use super::poll::Poll;
 use super::snapshot::RoomSnapshot;
@@ -52,6 +53,9 @@ pub struct Context<'a> {
     pub limits: &'a Limits,
     /// Copy every event into `Outbox::published` (for other nodes).
     pub broker_feed: bool,
+    /// Who observes this room without being a member (the console's live tail): every event
+    /// goes to them too, whatever its scope. Empty unless a console tails the room.
+    pub observers: &'a [(ConnId, CodecId)],
 }
 
 impl Room {
@@ -249,6 +253,9 @@ impl Room {
         }
         if self.replaying > 0 {
             self.hold_for_replay(&mut audience, &sequenced);
+        }
+        for (conn, codec) in context.observers {
+            audience.add(*codec, *conn);
         }
         if context.broker_feed {
             out.published.push(Published {
