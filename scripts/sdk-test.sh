@@ -57,6 +57,7 @@ sed "s|\"--headless=new\",|\"--headless=new\",\n      \"--ignore-certificate-err
 log=$(mktemp)
 if [ -n "$data" ]; then rm -rf "$data" && data=$(mktemp -d) && store=(--data-dir "$data"); fi
 "${CARGO_TARGET_DIR:-target}/release/rookery" --listen 127.0.0.1:0 --max-message-size 4096 --ping-interval-ms 2000 \
+  --jwt-secret sdk-test-secret --token-grace-ms 3000 \
   --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" "${store[@]}" >"$log" 2>/dev/null &
 server=$!
 for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
