@@ -35,6 +35,7 @@ fn event(room: &str, seq: u64, scope: Scope) -> Published {
             },
         },
         scope,
+        replies: Vec::new(),
     }
 }
 

@@ -141,8 +141,16 @@ pub enum Command {
         read: Read,
         result: ReadResult,
     },
-    /// An event another node published (from the broker).
+    /// An event another node published (from the broker); with a sequencer, every
+    /// positioned event of the room, this node's own included.
     Remote(Published),
+    /// A fill of a gap in the room's stream is done: every event it found was sent before
+    /// this as `Remote`.
+    Filled {
+        room: String,
+    },
+    /// The link to the sequencer was down: every live room fills what it missed.
+    Resync,
     /// Time passes: expire ack deadlines.
     Tick,
 }
@@ -160,10 +168,11 @@ impl Command {
             | Command::SetConfig { room, .. }
             | Command::Publish { room, .. }
             | Command::SetRole { room, .. }
-            | Command::Loaded { room, .. } => Some(room),
+            | Command::Loaded { room, .. }
+            | Command::Filled { room } => Some(room),
             Command::Remote(published) => Some(&published.room),
             Command::Read { read, .. } => Some(&read.room),
-            Command::Tick => None,
+            Command::Tick | Command::Resync => None,
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct Engine {
     limits: Limits,
     /// Copy events into `Outbox::published` for a broker (off on a single node).
     broker_feed: bool,
+    /// Lasting events are decided by a shared sequencer (`--engine redis`).
+    sequencer: bool,
     /// State of the generator of new epochs (seeded by the shell, so tests are repeatable).
     epoch_state: u64,
 }
@@ -89,6 +91,7 @@ impl Engine {
             acks: AckTracker::default(),
             limits: Limits::default(),
             broker_feed: false,
+            sequencer: false,
             epoch_state: seed,
         }
     }
@@ -105,8 +108,29 @@ impl Engine {
         self
     }
 
+    /// The same engine, with lasting events decided by a sequencer shared with other nodes
+    /// (Redis): they go to `Outbox::proposals`, and rooms deliver them when they come back
+    /// as `Command::Remote`, in `seq` order, asking for fills of gaps (`Outbox::fills`).
+    pub fn with_sequencer(mut self) -> Engine {
+        self.sequencer = true;
+        self
+    }
+
     /// Applies `command` at time `now_ms`, leaving what to do in `out`.
     pub fn handle(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        if let Command::Resync = command {
+            // The sequencer's stream may have moved on meanwhile: every live room reads
+            // what it missed.
+            for room in self.rooms.values() {
+                let position = room.position();
+                out.fills.push(outbox::Fill {
+                    room: room.name.clone(),
+                    epoch: position.epoch.to_string(),
+                    after: position.seq,
+                });
+            }
+            return;
+        }
         let Some(name) = command.room().map(str::to_owned) else {
             self.acks.expire(now_ms, &mut out.outcomes);
             return;
@@ -140,6 +164,9 @@ impl Engine {
         if self.rooms.get(name).is_some_and(Room::is_empty) {
             let room = self.rooms.remove(name).expect("checked above");
             out.changes.push(room.position_change());
+            if self.sequencer {
+                out.idle.push(room.name);
+            }
         }
     }
 
@@ -179,6 +206,7 @@ impl Engine {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
+            sequencer: self.sequencer,
         };
         match command {
             Command::Join { conn, room, joiner } => {
@@ -241,12 +269,14 @@ impl Engine {
                         reference,
                         ..
                     } => live.set_role(conn, role, reference, out),
-                    Command::Remote(published) => live.deliver_remote(published, out),
+                    Command::Remote(published) => live.deliver_remote(published, context, out),
+                    Command::Filled { .. } => live.filled(out),
                     Command::Read { read, result } => live.read_done(read, result, out),
                     Command::Join { .. }
                     | Command::Emit { .. }
                     | Command::SetConfig { .. }
                     | Command::Loaded { .. }
+                    | Command::Resync
                     | Command::Tick => unreachable!("handled above"),
                 }
             }
@@ -258,10 +288,12 @@ impl Engine {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
+            sequencer: self.sequencer,
         };
         let Some(live) = self.rooms.get_mut(room) else {
             return;
         };
+        let proposed = out.proposals.len();
         let outcome = match live.emit(&emit, context, out) {
             Err(refusal) => refusal,
             Ok(sent) if emit.require_ack && !sent.is_empty() => {
@@ -280,7 +312,11 @@ impl Engine {
                 clients: sent.into_iter().map(|(_, id)| id).collect(),
             },
         };
-        out.outcomes.push((emit.reply, outcome));
+        // With a sequencer, sent once the sequencer took it.
+        match out.proposals[proposed..].last_mut() {
+            Some(proposal) => proposal.outcomes.push((emit.reply, outcome)),
+            None => out.outcomes.push((emit.reply, outcome)),
+        }
     }
 
     /// A fresh epoch: 16 hex digits from the seeded generator (splitmix64).

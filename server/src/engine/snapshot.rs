@@ -12,6 +12,9 @@ pub struct RoomSnapshot {
     /// poll id → (user id → answer).
     pub polls: BTreeMap<String, BTreeMap<String, String>>,
     pub counters: BTreeMap<String, Decimal>,
+    /// Ephemeral polls' votes, the same way (only a shared sequencer keeps them: a node's
+    /// own store never does, they go with their voters).
+    pub ephemeral_polls: BTreeMap<String, BTreeMap<String, String>>,
     /// The room's stream position: its epoch and the last `seq` given out. `None` for a room
     /// the store knows nothing of, which starts a new epoch.
     pub epoch: Option<String>,

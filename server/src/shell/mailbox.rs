@@ -97,6 +97,9 @@ pub struct Node {
     pub store: StoreHandle,
     /// Which web pages may talk to this server (`--allowed-origins`).
     pub origins: crate::origin::OriginPolicy,
+    /// With `--engine redis`: Redis's address, and each core's link health (empty alone).
+    pub redis_addr: Option<std::net::SocketAddr>,
+    pub redis: Vec<Arc<crate::redis::Stats>>,
 }
 
 impl Node {

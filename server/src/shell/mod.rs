@@ -17,6 +17,7 @@ pub mod owner;
 pub mod recv;
 pub mod room_api;
 pub mod router;
+pub mod sequencer;
 pub mod session;
 pub mod shard;
 pub mod ticker;
@@ -170,7 +171,16 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         .origin_policy()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
+    let redis_addr = config.redis_addr().map_err(io::Error::other)?;
+    if let Some(addr) = redis_addr {
+        tracing::info!(%addr, "rooms are shared through redis (--engine redis)");
+    }
     let node = Arc::new(Node {
+        redis_addr,
+        redis: match redis_addr {
+            Some(_) => (0..cores).map(|_| Arc::default()).collect(),
+            None => Vec::new(),
+        },
         origins,
         store,
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),

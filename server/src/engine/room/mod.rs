@@ -11,7 +11,7 @@ mod requests;
 use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::Entry;
 use super::member::{Joiner, MemberState};
-use super::outbox::{Audience, Change, Outbox, Published, Scope};
+use super::outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope};
 use super::poll::Poll;
 use super::snapshot::RoomSnapshot;
 use super::Limits;
@@ -43,6 +43,10 @@ pub struct Room {
     seq: u64,
     /// Members waiting for a replay from the store (their live events are held meanwhile).
     replaying: usize,
+    /// With a sequencer: events that came after a gap, waiting for it to be filled.
+    held: BTreeMap<u64, Published>,
+    /// With a sequencer: a fill of a gap was asked for and not answered yet.
+    filling: bool,
 }
 
 /// What a command is applied with: the time, the limits, and whether events go to a broker.
@@ -52,6 +56,9 @@ pub struct Context<'a> {
     pub limits: &'a Limits,
     /// Copy every event into `Outbox::published` (for other nodes).
     pub broker_feed: bool,
+    /// Lasting events are decided by a sequencer shared by several nodes (Redis): they go
+    /// to `Outbox::proposals` and are delivered when they come back positioned.
+    pub sequencer: bool,
 }
 
 impl Room {
@@ -63,16 +70,21 @@ impl Room {
         new_epoch: impl FnOnce() -> String,
     ) -> Room {
         let snapshot = snapshot.unwrap_or_default();
-        let mut polls = BTreeMap::new();
-        for (id, votes) in snapshot.polls {
-            let mut poll = Poll::default();
-            for (user, answer) in votes {
-                poll.vote(&user, &answer);
+        let tally = |kept: BTreeMap<String, BTreeMap<String, String>>| {
+            let mut polls = BTreeMap::new();
+            for (id, votes) in kept {
+                let mut poll = Poll::default();
+                for (user, answer) in votes {
+                    poll.vote(&user, &answer);
+                }
+                if !poll.is_empty() {
+                    polls.insert(id, poll);
+                }
             }
-            if !poll.is_empty() {
-                polls.insert(id, poll);
-            }
-        }
+            polls
+        };
+        let polls = tally(snapshot.polls);
+        let ephemeral_polls = tally(snapshot.ephemeral_polls);
         let (epoch, seq) = match snapshot.epoch {
             Some(epoch) => (Arc::from(epoch), snapshot.seq),
             None => (Arc::from(new_epoch()), 0),
@@ -82,6 +94,7 @@ impl Room {
             suffix: snapshot.suffix,
             config: snapshot.config,
             polls,
+            ephemeral_polls,
             counters: snapshot.counters,
             epoch,
             seq,
@@ -232,6 +245,9 @@ impl Room {
         context: Context<'_>,
         out: &mut Outbox,
     ) {
+        if context.sequencer && event.is_lasting() {
+            return self.propose(event, scope, Op::Event, context, out);
+        }
         let position = event.is_lasting().then(|| {
             self.seq += 1;
             self.position()
@@ -255,15 +271,119 @@ impl Room {
                 room: self.name.clone(),
                 event: sequenced.clone(),
                 scope,
+                replies: Vec::new(),
             });
         }
         out.event(sequenced, audience);
     }
 
-    /// Delivers an event another node published, to this node's members its scope covers.
-    pub fn deliver_remote(&self, published: Published, out: &mut Outbox) {
-        let audience = self.audience(&published.scope);
-        out.event(published.event, audience);
+    /// Hands a lasting change to the sequencer (see [`Proposal`]).
+    fn propose(
+        &mut self,
+        event: RoomEvent,
+        scope: Scope,
+        op: Op,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        out.proposals.push(Proposal {
+            room: self.name.clone(),
+            event,
+            scope,
+            at_ms: context.now_ms,
+            op,
+            replies: Vec::new(),
+            outcomes: Vec::new(),
+        });
+    }
+
+    /// Delivers an event another node published (or, with a sequencer, any positioned
+    /// event of this room, this node's own included), to this node's members its scope
+    /// covers.
+    pub fn deliver_remote(&mut self, published: Published, context: Context<'_>, out: &mut Outbox) {
+        if !context.sequencer {
+            let audience = self.audience(&published.scope);
+            out.event(published.event, audience);
+            return;
+        }
+        let Some(position) = published.event.position.clone() else {
+            let audience = self.audience(&published.scope);
+            out.event(published.event, audience);
+            return;
+        };
+        if position.epoch != self.epoch {
+            // The sequencer lost the room's stream (a flush, a new Redis): a new epoch
+            // starts; members resuming from the old one get `recovered: false`.
+            tracing::warn!(room = %self.name, epoch = %position.epoch, "the room's stream has a new epoch");
+            self.epoch = position.epoch.clone();
+            self.seq = 0;
+            self.held.clear();
+            self.filling = false;
+        }
+        if position.seq <= self.seq {
+            return; // Seen already (a fill and the live stream overlap).
+        }
+        self.held.insert(position.seq, published);
+        self.release_held(out);
+        if !self.held.is_empty() && !self.filling {
+            self.filling = true;
+            out.fills.push(Fill {
+                room: self.name.clone(),
+                epoch: self.epoch.to_string(),
+                after: self.seq,
+            });
+        }
+    }
+
+    /// A fill was answered (its events came before this): what it did not bring is gone
+    /// from the history; delivery goes on after the gap (logged) rather than waiting for
+    /// ever.
+    pub fn filled(&mut self, out: &mut Outbox) {
+        self.filling = false;
+        if let Some((&first, _)) = self.held.iter().next() {
+            if first > self.seq + 1 {
+                tracing::warn!(room = %self.name, from = self.seq + 1, to = first - 1, "events lost from the room's history");
+                self.seq = first - 1;
+            }
+        }
+        self.release_held(out);
+    }
+
+    /// Delivers the held events that follow the room's `seq` without a gap.
+    fn release_held(&mut self, out: &mut Outbox) {
+        while let Some(published) = self.held.remove(&(self.seq + 1)) {
+            self.seq += 1;
+            self.mirror(&published.event.event);
+            let mut audience = self.audience(&published.scope);
+            if self.replaying > 0 {
+                self.hold_for_replay(&mut audience, &published.event);
+            }
+            out.event(published.event, audience);
+            out.sends.extend(published.replies);
+        }
+    }
+
+    /// Keeps this node's copy of the room's state (for snapshots and details) as the
+    /// sequencer decided it.
+    fn mirror(&mut self, event: &RoomEvent) {
+        match event {
+            RoomEvent::Counter { id, value } => {
+                self.counters.insert(id.clone(), *value);
+            }
+            RoomEvent::Config { config } => self.config = Some(config.clone()),
+            RoomEvent::Poll { kind, id, stats } => {
+                let polls = match kind {
+                    PollKind::Durable => &mut self.polls,
+                    PollKind::Ephemeral => &mut self.ephemeral_polls,
+                };
+                if stats.is_empty() {
+                    polls.remove(id);
+                } else {
+                    polls.insert(id.clone(), Poll::tallied(stats.clone()));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The members `scope` covers, grouped by codec.

@@ -6,7 +6,7 @@ use crate::engine::command::Emit;
 use crate::engine::emit::{sample, EmitOutcome, Targets};
 use crate::engine::event::{Reply, RoomEvent};
 use crate::engine::member::MemberState;
-use crate::engine::outbox::{Audience, Change, Outbox, Scope};
+use crate::engine::outbox::{Audience, Change, Op, Outbox, Scope, Send};
 use crate::engine::subscriptions::Topic;
 use crate::ids::ConnId;
 use serde_json::Value;
@@ -70,6 +70,12 @@ impl Room {
 
     /// Stores the config and sends it to every member.
     pub fn set_config(&mut self, config: String, context: Context<'_>, out: &mut Outbox) {
+        if context.sequencer {
+            let event = RoomEvent::Config {
+                config: config.clone(),
+            };
+            return self.propose(event, Scope::Room, Op::Config(config), context, out);
+        }
         out.changes.push(Change::Config {
             room: self.name.clone(),
             config: config.clone(),
@@ -118,10 +124,20 @@ impl Room {
             event_id,
             requires_ack: false,
         };
+        let proposed = out.proposals.len();
         self.fan_out(event, Scope::Room, context, out);
         if let Some(sender) = sender {
             if let Some(member) = self.members.get(&sender) {
-                out.reply(sender, member.codec, Reply::Published);
+                let published = Send::Reply {
+                    to: sender,
+                    codec: member.codec,
+                    reply: Reply::Published,
+                };
+                // With a sequencer, after its own copy comes back.
+                match out.proposals[proposed..].last_mut() {
+                    Some(proposal) => proposal.replies.push(published),
+                    None => out.sends.push(published),
+                }
             }
         }
     }

@@ -1,0 +1,124 @@
+//! Redis, for rooms shared by several nodes (`--engine redis`, SPEC §5.4): a small
+//! pipelined RESP client per core on monoio ([`client`], [`subscriber`]), the Lua scripts
+//! that make Redis each room's sequencer ([`scripts`]) and the keys and message format
+//! ([`wire`]). The shell's side, what a core does with them, is `shell::sequencer`.
+//!
+//! Why a client of our own: no Redis crate runs on monoio (`fred`'s `monoio` feature is an
+//! empty placeholder, `redis` needs tokio or smol), and going through a tokio thread would
+//! add a cross-thread hop to every event both ways. A per-core connection needs only
+//! command encoding (a few lines) and reply parsing (the `redis-protocol` crate).
+//! Measured in `client_tests::round_trips` (busy machine, indicative): see
+//! docs/ARCHITECTURE.md#many-nodes.
+
+pub mod client;
+pub mod resp;
+pub mod scripts;
+pub mod stats;
+pub mod subscriber;
+pub mod wire;
+
+#[cfg(test)]
+mod client_tests;
+#[cfg(test)]
+pub mod testing;
+
+pub use client::{Client, RedisError};
+pub use stats::Stats;
+
+use std::fmt::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `redis://HOST[:PORT][/]` → an address (resolved once, at start).
+pub fn parse_url(url: &str) -> Result<SocketAddr, String> {
+    let bad = |why: &str| format!("--redis-url {url:?}: {why} (expected redis://HOST:PORT)");
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| bad("not a redis:// URL"))?;
+    let host_port = rest.strip_suffix('/').unwrap_or(rest);
+    if host_port.is_empty() || host_port.contains(['/', '@', '?']) {
+        return Err(bad("only a host and a port are supported"));
+    }
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| bad(&e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("the host has no address"))
+}
+
+/// Whether every core's link to Redis is live (`/readyz`); true when running alone.
+pub fn all_live(cores: &[Arc<Stats>], now_ms: u64) -> bool {
+    cores.iter().all(|s| s.live(now_ms))
+}
+
+/// The Redis part of `/metrics` (nothing when running alone).
+pub fn metrics_text(cores: &[Arc<Stats>], now_ms: u64) -> String {
+    let mut out = String::new();
+    if cores.is_empty() {
+        return out;
+    }
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    let max_rtt = cores.iter().map(|s| s.rtt_us.load(Ordering::Relaxed)).max();
+    metric(
+        "rookery_redis_rtt_microseconds",
+        "gauge",
+        "Round trip of the last Redis command (the slowest core's).",
+        max_rtt.unwrap_or(0),
+    );
+    metric(
+        "rookery_redis_reconnects_total",
+        "counter",
+        "Reconnections to Redis (command and subscriber connections).",
+        cores
+            .iter()
+            .map(|s| s.reconnects.load(Ordering::Relaxed))
+            .sum(),
+    );
+    metric(
+        "rookery_redis_pending_commands",
+        "gauge",
+        "Redis commands written and not answered yet.",
+        cores
+            .iter()
+            .map(|s| s.pending.load(Ordering::Relaxed))
+            .sum(),
+    );
+    metric(
+        "rookery_redis_up",
+        "gauge",
+        "1 while every core's Redis link works both ways (pub/sub verified by a probe).",
+        u64::from(all_live(cores, now_ms)),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_host_and_a_port() {
+        assert_eq!(
+            parse_url("redis://127.0.0.1:7000").unwrap(),
+            "127.0.0.1:7000".parse().unwrap()
+        );
+        assert_eq!(parse_url("redis://127.0.0.1/").unwrap().port(), 6379);
+        for bad in ["http://x:1", "redis://", "redis://u:p@h:1", "redis://h:1/2"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

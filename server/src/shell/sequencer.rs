@@ -1,0 +1,676 @@
+//! A core's link to Redis with `--engine redis` (SPEC §5.4): the shell's side of the
+//! engine's sequencer effects. It sends the engine's proposals to the sequencer script,
+//! loads rooms from Redis (subscribing first, so nothing published after the load is
+//! missed), reads history and fills gaps from each room's stream, and turns what the
+//! subscription brings into `Command::Remote` for this core's engine — this node's own
+//! events included: a node delivers a room's events only as Redis ordered them.
+//!
+//! Each core has its own command connection and subscriber connection (`crate::redis`), and
+//! holds the rooms it owns: a room's events arrive on the core that owns it.
+
+use super::mailbox::{now_ms, ToOwner};
+use super::owner::Waiting;
+use super::shard::Shard;
+use crate::engine::command::{LoadResult, ReadResult};
+use crate::engine::emit::EmitOutcome;
+use crate::engine::outbox::{Fill, Op, Proposal};
+use crate::engine::{
+    Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, Published, Reply,
+    RoomEvent, RoomSnapshot, Send,
+};
+use crate::ids::random_u64;
+use crate::redis::resp::{self, Frame};
+use crate::redis::subscriber::{Push, Subscriber};
+use crate::redis::wire::{self, channel, key};
+use crate::redis::{scripts, Client, RedisError, Stats};
+use ahash::AHashMap;
+use rust_decimal::Decimal;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each core checks its pub/sub round trip (readiness needs one within
+/// `stats::PROBE_STALE_MS`).
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a room's load waits for its subscription to be confirmed.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Attempts at a counter's compare-and-set before the change is refused.
+const MAX_CAS: usize = 64;
+
+#[derive(Clone, Copy)]
+enum Script {
+    Sequence,
+    Load,
+}
+
+impl Script {
+    fn source(self) -> &'static str {
+        match self {
+            Script::Sequence => scripts::SEQUENCE,
+            Script::Load => scripts::LOAD,
+        }
+    }
+}
+
+pub struct Sequencer {
+    shard: Rc<Shard>,
+    client: Client,
+    subscriber: Subscriber,
+    stats: Arc<Stats>,
+    /// This process among the nodes: events it proposed come back carrying it.
+    node_id: u64,
+    next: Cell<u64>,
+    /// Replies waiting for the event of proposal `n` to come back.
+    pending: RefCell<AHashMap<u64, Vec<Send>>>,
+    /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
+    shas: RefCell<[Option<String>; 2]>,
+    probe: String,
+    waiting: Waiting,
+    history_size: usize,
+}
+
+impl Sequencer {
+    /// Connects this core to Redis at `addr` and starts its tasks.
+    pub fn start(shard: Rc<Shard>, addr: std::net::SocketAddr, waiting: Waiting) -> Rc<Self> {
+        let stats = shard.node.redis[shard.id].clone();
+        let (pushes, pushed) = flume::unbounded();
+        let client = Client::start(addr, stats.clone());
+        let subscriber = Subscriber::start(addr, stats.clone(), pushes);
+        let node_id = random_u64();
+        let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
+        subscriber.want(probe.clone());
+        let sequencer = Rc::new(Sequencer {
+            history_size: shard.config.history_size.max(1),
+            shard,
+            client,
+            subscriber,
+            stats,
+            node_id,
+            next: Cell::new(0),
+            pending: RefCell::default(),
+            shas: RefCell::default(),
+            probe,
+            waiting,
+        });
+        monoio::spawn(run_pushes(sequencer.clone(), pushed));
+        monoio::spawn(run_probe(sequencer.clone()));
+        sequencer
+    }
+
+    /// Queues a script call now (so that calls queued one after the other run in that
+    /// order); `EVALSHA` once Redis has the script.
+    fn queue_script(
+        &self,
+        script: Script,
+        keys: &[String],
+        args: &[String],
+    ) -> crate::redis::client::Queued {
+        let sha = self.shas.borrow()[script as usize].clone();
+        let mut command: Vec<&str> = Vec::with_capacity(3 + keys.len() + args.len());
+        let count = keys.len().to_string();
+        match &sha {
+            Some(sha) => command.extend(["EVALSHA", sha.as_str()]),
+            None => command.extend(["EVAL", script.source()]),
+        }
+        command.push(&count);
+        command.extend(keys.iter().map(String::as_str));
+        command.extend(args.iter().map(String::as_str));
+        self.client.queue(resp::command(&command), 1)
+    }
+
+    /// Runs a script, with `EVAL` when Redis lost it; learns its SHA1 for next time.
+    async fn script(
+        self: &Rc<Self>,
+        script: Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Frame, RedisError> {
+        let first = self.queue_script(script, keys, args).wait().await;
+        let frame = one(first)?;
+        match frame {
+            Frame::Error(e) if e.starts_with("NOSCRIPT") => {
+                self.shas.borrow_mut()[script as usize] = None;
+                self.learn_sha(script);
+                one(self.queue_script(script, keys, args).wait().await)?.into_result()
+            }
+            frame => {
+                if self.shas.borrow()[script as usize].is_none() {
+                    self.learn_sha(script);
+                }
+                frame.into_result()
+            }
+        }
+    }
+
+    fn learn_sha(self: &Rc<Self>, script: Script) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            if let Ok(frame) = this.client.call(&["SCRIPT", "LOAD", script.source()]).await {
+                if let Some(sha) = resp::text(&frame) {
+                    this.shas.borrow_mut()[script as usize] = Some(sha.to_owned());
+                }
+            }
+        });
+    }
+
+    /// Hands a proposal to the sequencer script. Its replies wait for its event to come
+    /// back; its emit outcomes are answered once Redis took it.
+    pub fn propose(self: &Rc<Self>, mut proposal: Proposal) {
+        let n = self.next.get() + 1;
+        self.next.set(n);
+        let replies = std::mem::take(&mut proposal.replies);
+        if !replies.is_empty() {
+            self.pending.borrow_mut().insert(n, replies);
+        }
+        let (keys, args) = self.sequence_call(&proposal, n);
+        let queued = self.queue_script(Script::Sequence, &keys, &args);
+        let this = self.clone();
+        monoio::spawn(async move {
+            let mut answer = match one(queued.wait().await) {
+                Ok(Frame::Error(e)) if e.starts_with("NOSCRIPT") => {
+                    this.shas.borrow_mut()[Script::Sequence as usize] = None;
+                    this.script(Script::Sequence, &keys, &args).await
+                }
+                Ok(frame) => {
+                    if this.shas.borrow()[Script::Sequence as usize].is_none() {
+                        this.learn_sha(Script::Sequence);
+                    }
+                    frame.into_result()
+                }
+                Err(e) => Err(e),
+            };
+            let mut attempts = 0;
+            // A counter another node moved first: add to what is there and try again.
+            while let Ok(Frame::Array(parts)) = &answer {
+                if resp::text(&parts[0]) != Some("conflict") {
+                    break;
+                }
+                attempts += 1;
+                let current = parts.get(1).and_then(resp::text).unwrap_or("0");
+                match this.counter_retry(&mut proposal, current, attempts) {
+                    Some(()) => {
+                        let (keys, args) = this.sequence_call(&proposal, n);
+                        answer = this.script(Script::Sequence, &keys, &args).await;
+                    }
+                    None => {
+                        answer = Err(RedisError::Reply("counter overflow".into()));
+                        break;
+                    }
+                }
+            }
+            this.settle(n, proposal, answer).await;
+        });
+    }
+
+    /// Recomputes a counter proposal from the value Redis holds; `None` when it overflows
+    /// or keeps losing.
+    fn counter_retry(&self, proposal: &mut Proposal, current: &str, attempts: usize) -> Option<()> {
+        let Op::Counter {
+            expected, delta, ..
+        } = &mut proposal.op
+        else {
+            return None;
+        };
+        let current = Decimal::from_str(current).ok()?;
+        let value = current.checked_add(*delta)?.normalize();
+        if attempts > MAX_CAS {
+            return None;
+        }
+        *expected = current;
+        if let RoomEvent::Counter { value: v, .. } = &mut proposal.event {
+            *v = value;
+        }
+        Some(())
+    }
+
+    /// What became of a proposal: taken (its outcomes answered), nothing to do (a vote
+    /// that changed nothing: its replies go now), or refused (errors for the replies).
+    async fn settle(&self, n: u64, proposal: Proposal, answer: Result<Frame, RedisError>) {
+        let verdict = match &answer {
+            Ok(Frame::Array(parts)) => resp::text(&parts[0]).unwrap_or("").to_owned(),
+            Ok(_) => String::new(),
+            Err(error) => {
+                tracing::warn!(room = %proposal.room, %error, "the sequencer did not take a change");
+                String::new()
+            }
+        };
+        let taken = verdict == "ok";
+        for (token, outcome) in proposal.outcomes {
+            let outcome = if taken {
+                outcome
+            } else {
+                EmitOutcome::Unavailable
+            };
+            if let Some(reply) = self.waiting.borrow_mut().remove(&token) {
+                let _ = reply.try_send(outcome);
+            }
+        }
+        if taken {
+            return;
+        }
+        let replies = self.pending.borrow_mut().remove(&n).unwrap_or_default();
+        let mut out = Outbox::default();
+        for send in replies {
+            match send {
+                Send::Reply {
+                    to,
+                    codec,
+                    reply: Reply::Ok { reference },
+                } if verdict != "same" => {
+                    let refused = match &answer {
+                        Err(RedisError::Reply(e)) if e == "counter overflow" => {
+                            (ErrorCode::InvalidData, "counter overflow".to_owned())
+                        }
+                        _ => (
+                            ErrorCode::Unavailable,
+                            "the room's state is unavailable (redis): try again later".into(),
+                        ),
+                    };
+                    let error = Reply::Error {
+                        reference: Some(reference),
+                        code: refused.0,
+                        message: refused.1,
+                    };
+                    out.reply(to, codec, error);
+                }
+                Send::Reply {
+                    reply: Reply::Published,
+                    ..
+                } if verdict != "same" => {}
+                send => out.sends.push(send),
+            }
+        }
+        if !out.sends.is_empty() {
+            self.shard.dispatch(&mut out).await;
+        }
+    }
+
+    /// The keys and arguments of the sequencer script for `proposal`.
+    fn sequence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
+        let room = &proposal.room;
+        let body = wire::Body {
+            scope: proposal.scope.clone(),
+            at_ms: proposal.at_ms,
+            origin: (self.node_id, n),
+            event: proposal.event.clone(),
+        };
+        let (body, suffix) = wire::encode_body(&body);
+        let poll = match &proposal.op {
+            Op::Vote { kind, poll, .. } => wire::poll_member(*kind == PollKind::Ephemeral, poll),
+            _ => String::new(),
+        };
+        let keys = vec![
+            key(room, "epoch"),
+            key(room, "seq"),
+            key(room, "log"),
+            key(room, "state"),
+            if poll.is_empty() {
+                key(room, "state")
+            } else {
+                wire::poll_key(room, &poll)
+            },
+            key(room, "polls"),
+        ];
+        let mut args = vec![
+            channel(room),
+            new_epoch(),
+            self.history_size.to_string(),
+            body,
+        ];
+        match &proposal.op {
+            Op::Event => args.push("event".into()),
+            Op::Config(config) => args.extend(["config".into(), config.clone()]),
+            Op::Counter {
+                id,
+                expected,
+                delta,
+            } => {
+                let value = expected
+                    .checked_add(*delta)
+                    .map(|v| v.normalize())
+                    .unwrap_or(*expected);
+                args.extend([
+                    "counter".into(),
+                    id.clone(),
+                    expected.normalize().to_string(),
+                    value.to_string(),
+                ]);
+            }
+            Op::Vote { user, answer, .. } => args.extend([
+                "vote".into(),
+                user.clone(),
+                answer.clone().unwrap_or_default(),
+                suffix.unwrap_or_default(),
+                poll,
+            ]),
+        }
+        (keys, args)
+    }
+
+    /// A room's state from Redis; with `subscribe`, the room's channel is subscribed
+    /// first (confirmed), so that no event after the state read is missed.
+    pub async fn load(self: &Rc<Self>, room: String, subscribe: bool) -> LoadResult {
+        if subscribe {
+            let confirmed = self.subscriber.subscribe(channel(&room));
+            match monoio::time::timeout(SUBSCRIBE_TIMEOUT, confirmed).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(
+                        "redis is unavailable: the room's channel was not subscribed".into(),
+                    )
+                }
+            }
+        }
+        let keys = [
+            key(&room, "epoch"),
+            key(&room, "seq"),
+            key(&room, "state"),
+            key(&room, "polls"),
+        ];
+        let args = [new_epoch(), key(&room, "poll:")];
+        let frame = self
+            .script(Script::Load, &keys, &args)
+            .await
+            .map_err(|e| e.to_string())?;
+        snapshot_of(frame).map(Some)
+    }
+
+    /// The room has no member on this core any more: stop receiving its events.
+    pub fn idle(&self, room: &str) {
+        self.subscriber.unsubscribe(channel(room));
+    }
+
+    /// Reads what a room missed after a gap and hands it to the engine, then
+    /// `Command::Filled`.
+    pub fn fill(self: &Rc<Self>, fill: Fill) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+            let log = key(&fill.room, "log");
+            let epoch = this.client.call(&["GET", &key(&fill.room, "epoch")]).await;
+            let same = matches!(&epoch, Ok(f) if resp::text(f) == Some(fill.epoch.as_str()));
+            // A new epoch: its stream is read from its start.
+            let from = if same {
+                format!("{}-0", fill.after + 1)
+            } else {
+                "-".to_owned()
+            };
+            if let Ok(frame) = this.client.call(&["XRANGE", &log, &from, "+"]).await {
+                for entry in entries(frame) {
+                    let published = Published {
+                        room: fill.room.clone(),
+                        event: entry.event,
+                        scope: entry.scope,
+                        replies: Vec::new(),
+                    };
+                    let command = Command::Remote(published);
+                    if own.send_async(ToOwner::Engine(command)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let done = Command::Filled { room: fill.room };
+            let _ = own.send_async(ToOwner::Engine(done)).await;
+        });
+    }
+
+    /// A page of a room's history from its stream.
+    pub async fn read(&self, room: &str, query: HistoryQuery) -> ReadResult {
+        let log = key(room, "log");
+        let limit = query.limit.max(1).to_string();
+        let (newest_first, frame) = match (query.after, query.before) {
+            (Some(after), _) => {
+                let from = format!("{}-0", after + 1);
+                let to = match query.before {
+                    Some(before) if before > 0 => format!("{}-0", before - 1),
+                    _ => "+".to_owned(),
+                };
+                let call = ["XRANGE", &log, &from, &to, "COUNT", &limit];
+                (false, self.client.call(&call).await)
+            }
+            (None, Some(before)) if before <= 1 => return Ok(History::default()),
+            (None, Some(before)) => {
+                let from = format!("{}-0", before - 1);
+                let call = ["XREVRANGE", &log, &from, "-", "COUNT", &limit];
+                (true, self.client.call(&call).await)
+            }
+            (None, None) => {
+                let call = ["XREVRANGE", &log, "+", "-", "COUNT", &limit];
+                (true, self.client.call(&call).await)
+            }
+        };
+        let mut events = entries(frame.map_err(|e| e.to_string())?);
+        if newest_first {
+            events.reverse();
+        }
+        if let Some(since) = query.since_ms {
+            events.retain(|e| e.at_ms >= since);
+        }
+        let oldest = self
+            .client
+            .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
+            .await
+            .map_err(|e| e.to_string())?;
+        let oldest = entries(oldest).first().map(Entry::seq);
+        Ok(History { events, oldest })
+    }
+}
+
+/// Carries out a batch's sequencer effects (called by the owner after the batch's commit
+/// to the local store was sent): proposals, room loads, history reads, gap fills, rooms
+/// gone idle, and the details of rooms not live here (read from Redis).
+pub fn carry_out(
+    shard: &Rc<Shard>,
+    sequencer: &Rc<Sequencer>,
+    out: &mut Outbox,
+    details: &mut Vec<(String, flume::Sender<String>)>,
+) {
+    for proposal in out.proposals.drain(..) {
+        sequencer.propose(proposal);
+    }
+    for room in out.idle.drain(..) {
+        sequencer.idle(&room);
+    }
+    for fill in out.fills.drain(..) {
+        sequencer.fill(fill);
+    }
+    let own = shard.node.mailboxes[shard.id].commands.clone();
+    for room in out.loads.drain(..) {
+        let (this, own) = (sequencer.clone(), own.clone());
+        monoio::spawn(async move {
+            let result = this.load(room.clone(), true).await;
+            let _ = own
+                .send_async(ToOwner::Engine(Command::Loaded { room, result }))
+                .await;
+        });
+    }
+    for read in out.reads.drain(..) {
+        let (this, own) = (sequencer.clone(), own.clone());
+        monoio::spawn(async move {
+            let result = this.read(&read.room, read.query).await;
+            let _ = own
+                .send_async(ToOwner::Engine(Command::Read { read, result }))
+                .await;
+        });
+    }
+    for (room, reply) in details.drain(..) {
+        let this = sequencer.clone();
+        monoio::spawn(async move {
+            // Redis unavailable drops `reply`: the HTTP request answers 503.
+            if let Ok(snapshot) = this.load(room.clone(), false).await {
+                let idle = crate::engine::RoomDetails::of_snapshot(&room, snapshot);
+                let _ = reply.try_send(crate::dialect::pact::room_details(&idle));
+            }
+        });
+    }
+}
+
+/// The one reply of a one-command job.
+fn one(frames: Result<Vec<Frame>, RedisError>) -> Result<Frame, RedisError> {
+    frames?
+        .pop()
+        .ok_or_else(|| RedisError::Unavailable("no reply".into()))
+}
+
+trait IntoResult {
+    fn into_result(self) -> Result<Frame, RedisError>;
+}
+
+impl IntoResult for Frame {
+    fn into_result(self) -> Result<Frame, RedisError> {
+        match self {
+            Frame::Error(e) => Err(RedisError::Reply(e)),
+            frame => Ok(frame),
+        }
+    }
+}
+
+/// A candidate epoch for a room Redis does not know (the first script to run for the room
+/// makes it the room's).
+fn new_epoch() -> String {
+    format!("{:016x}", random_u64())
+}
+
+/// History entries of an `XRANGE` answer (entries that do not decode are logged and left
+/// out).
+fn entries(frame: Frame) -> Vec<Entry> {
+    let Frame::Array(items) = frame else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Frame::Array(mut parts) = item else {
+            continue;
+        };
+        let Some(Frame::Array(fields)) = parts.pop() else {
+            continue;
+        };
+        let Some(Frame::BulkString(message)) = fields.into_iter().nth(1) else {
+            continue;
+        };
+        match wire::decode(&message) {
+            Ok(message) => {
+                let (event, scope, _, at_ms) = message.sequenced();
+                out.push(Entry {
+                    event,
+                    scope,
+                    at_ms,
+                });
+            }
+            Err(error) => tracing::warn!(%error, "an undecodable entry in a room's history"),
+        }
+    }
+    out
+}
+
+/// A room's snapshot from the load script's answer.
+fn snapshot_of(frame: Frame) -> Result<RoomSnapshot, String> {
+    let bad = || "an unexpected answer from redis to a room's load".to_owned();
+    let Frame::Array(parts) = frame else {
+        return Err(bad());
+    };
+    let [epoch, seq, state, polls] = <[Frame; 4]>::try_from(parts).map_err(|_| bad())?;
+    let mut snapshot = RoomSnapshot {
+        epoch: resp::text(&epoch).map(str::to_owned),
+        seq: resp::int(&seq).unwrap_or(0).max(0) as u64,
+        ..RoomSnapshot::default()
+    };
+    for (field, value) in pairs(state) {
+        if field == "config" {
+            snapshot.config = Some(value);
+        } else if let Some(counter) = field.strip_prefix("c:") {
+            if let Ok(value) = Decimal::from_str(&value) {
+                snapshot.counters.insert(counter.to_owned(), value);
+            }
+        }
+    }
+    let Frame::Array(polls) = polls else {
+        return Err(bad());
+    };
+    let mut polls = polls.into_iter();
+    while let (Some(member), Some(votes)) = (polls.next(), polls.next()) {
+        let Some(member) = resp::text(&member).map(str::to_owned) else {
+            continue;
+        };
+        let votes = pairs(votes).collect();
+        if let Some(id) = member.strip_prefix("d:") {
+            snapshot.polls.insert(id.to_owned(), votes);
+        } else if let Some(id) = member.strip_prefix("e:") {
+            snapshot.ephemeral_polls.insert(id.to_owned(), votes);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// A flat `[field, value, …]` array as pairs of strings.
+fn pairs(frame: Frame) -> impl Iterator<Item = (String, String)> {
+    let items = match frame {
+        Frame::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let texts: Vec<String> = items
+        .iter()
+        .map(|f| resp::text(f).unwrap_or("").to_owned())
+        .collect();
+    let mut out = Vec::with_capacity(texts.len() / 2);
+    let mut it = texts.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    out.into_iter()
+}
+
+/// Turns what the subscription brings into commands for this core's engine.
+async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
+    let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+    while let Ok(push) = pushed.recv_async().await {
+        let command = match push {
+            Push::Resubscribed => Command::Resync,
+            Push::Message { channel, payload } => {
+                if channel == this.probe.as_bytes() {
+                    this.stats.probe_seen_ms.store(now_ms(), Ordering::Relaxed);
+                    continue;
+                }
+                let Some(room) = wire::room_of(&channel) else {
+                    continue;
+                };
+                let message = match wire::decode(&payload) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(%room, %error, "an undecodable message on a room's channel");
+                        continue;
+                    }
+                };
+                let (event, scope, origin, _) = message.sequenced();
+                let replies = if origin.0 == this.node_id {
+                    this.pending.borrow_mut().remove(&origin.1)
+                } else {
+                    None
+                };
+                Command::Remote(Published {
+                    room: room.to_owned(),
+                    event,
+                    scope,
+                    replies: replies.unwrap_or_default(),
+                })
+            }
+        };
+        if own.send_async(ToOwner::Engine(command)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publishes a probe on the command connection, to be seen on the subscriber connection
+/// (`Stats::live`): a subscription that silently stopped delivering does not look healthy.
+async fn run_probe(this: Rc<Sequencer>) {
+    loop {
+        let _ = this.client.call(&["PUBLISH", &this.probe, "p"]).await;
+        monoio::time::sleep(PROBE_EVERY).await;
+    }
+}

@@ -1,0 +1,219 @@
+//! Several nodes sharing rooms through one Redis (`--engine redis`, SPEC §5.4): each test
+//! starts its own `redis-server` and two or three nodes, with the members of a room spread
+//! over them.
+
+use rookery_tests::redis::{node, node_with, TestRedis};
+use rookery_tests::*;
+use serde_json::{json, Value};
+
+const KEY: &str = "admin";
+
+/// A Pact member of `room` on `addr`, subscribed to `topics`.
+fn member(addr: std::net::SocketAddr, room: &str, topics: &[&str]) -> Client {
+    let (mut c, _) = Client::pact(addr, room);
+    for (i, topic) in topics.iter().enumerate() {
+        let reply = c.call(json!({"type":"subscribe","data":topic}), &format!("s{i}"));
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    c
+}
+
+#[test]
+fn chat_reaches_members_on_every_node_in_one_order() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut on_a = member(a, "lobby", &["chat"]);
+    let mut on_b = member(b, "lobby", &["chat"]);
+    on_b.send(json!({"type":"chat","data":"from b","ref":"c1"}));
+    let mut got_b = Vec::new();
+    // The sender's own copy comes back from Redis, then its `ok`.
+    loop {
+        let m = on_b.recv();
+        let done = m["type"] == "ok";
+        got_b.push(m);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(got_b[0]["type"], "chat", "{got_b:?}");
+    assert_eq!(got_b[0]["data"]["message"], "from b");
+    assert_eq!(got_b[0]["seq"], 1);
+    assert_eq!(got_b[1], json!({"type":"ok","ref":"c1"}));
+    let m = on_a.recv_type("chat");
+    assert_eq!(
+        (m["data"]["message"].clone(), m["seq"].clone()),
+        (json!("from b"), json!(1))
+    );
+    on_a.send(json!({"type":"chat","data":"from a"}));
+    assert_eq!(on_b.recv_type("chat")["seq"], 2);
+    assert_eq!(on_a.recv_type("chat")["seq"], 2);
+}
+
+#[test]
+fn an_admin_broadcast_on_one_node_reaches_every_dialect_on_the_others() {
+    let redis = TestRedis::start();
+    let admin = |c: &mut rookery::Config| c.admin_key = Some(KEY.into());
+    let (a, b) = (node_with(&redis, 1, admin), node_with(&redis, 2, admin));
+    let (mut pact, _) = Client::pact(b, "town");
+    let (mut wsdo, _) = Client::wsdo(b, "town");
+    let mut jac = Client::connect(a, "/jac/websocket?channel_id=town");
+    jac.recv_type("connection");
+    let mut lambda = Client::connect(b, "/channels");
+    lambda.send(json!({"type":"join","channelId":"town"}));
+    lambda.recv_type("joinSuccess");
+    let auth = format!("Bearer {KEY}");
+    let (status, _) = http_json(
+        a,
+        "POST",
+        "/api/rooms/town/broadcast",
+        &[("Authorization", auth.as_str())],
+        br#"{"type":"news","data":{"headline":"hi"}}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        pact.recv(),
+        json!({"type":"news","data":{"headline":"hi"},"seq":1})
+    );
+    let data = loop {
+        let m = wsdo.recv();
+        if m["type"] == "DATA" {
+            break m;
+        }
+    };
+    assert_eq!(data["payload"], json!({"headline":"hi"}));
+    assert_eq!(jac.recv(), json!({"type":"news","data":{"headline":"hi"}}));
+    assert_eq!(
+        lambda.recv(),
+        json!({"type":"message","senderId":"server","data":{"headline":"hi"},"event":"news"})
+    );
+    // A Lambda publish on b reaches a's jac member, then the publisher hears it went out.
+    lambda.send(json!({"type":"publish","data":{"from":"lambda"}}));
+    assert_eq!(jac.recv(), json!({"from":"lambda"}));
+    assert_eq!(lambda.recv()["type"], "message");
+    assert_eq!(lambda.recv()["type"], "publishSuccess");
+}
+
+/// Values whose float sum is not exact (0.1 + 0.2 = 0.30000000000000004 in binary).
+#[test]
+fn counters_stay_exact_when_nodes_add_at_once() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut on_a = member(a, "score", &["counter"]);
+    let mut on_b = member(b, "score", &["counter"]);
+    let add = |c: &mut Client, by: &str, n: usize| {
+        let msgs: Vec<Value> = (0..n)
+            .map(|_| json!({"type":"counter","data":{"id":"x","value":by}}))
+            .collect();
+        c.send_all(&msgs);
+    };
+    add(&mut on_a, "0.1", 20);
+    add(&mut on_b, "0.2", 20);
+    let last_of = |c: &mut Client| {
+        let mut values = Vec::new();
+        while values.len() < 40 {
+            let m = c.recv();
+            if m["type"] == "counter" {
+                values.push(m["data"]["value"].clone());
+            }
+        }
+        values
+    };
+    let (seen_a, seen_b) = (last_of(&mut on_a), last_of(&mut on_b));
+    assert_eq!(seen_a, seen_b, "one order for everybody");
+    assert_eq!(seen_a[39].to_string(), "6", "exact: 20 × 0.1 + 20 × 0.2");
+    for v in &seen_a {
+        let text = v.to_string();
+        assert!(text.len() <= 4, "no float noise: {text}");
+    }
+    let details = wait_for_room(a, "score", |d| d["counters"]["x"] == json!(6));
+    assert_eq!(details["counters"], json!({"x": 6}));
+}
+
+#[test]
+fn votes_are_tallied_once_for_every_node() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    for kind in ["poll", "ephemeralPoll"] {
+        let room = format!("vote-{kind}");
+        let mut on_a = member(a, &room, &[kind]);
+        let mut on_b = member(b, &room, &[kind]);
+        on_a.send(json!({"type":kind,"data":{"id":"p","answer":"yes"},"ref":"v1"}));
+        for c in [&mut on_a, &mut on_b] {
+            let stats = c.recv_type(kind);
+            assert_eq!(
+                stats["data"],
+                json!({"id":"p","stats":{"yes":1}}),
+                "{stats}"
+            );
+            assert_eq!(stats["seq"], 1);
+        }
+        // Applied once its event came back from Redis: the `ok` follows the event.
+        assert_eq!(on_a.recv(), json!({"type":"ok","ref":"v1"}));
+        on_b.send(json!({"type":kind,"data":{"id":"p","answer":"no"}}));
+        for c in [&mut on_a, &mut on_b] {
+            let stats = c.recv_type(kind);
+            assert_eq!(
+                stats["data"]["stats"],
+                json!({"yes": 1, "no": 1}),
+                "{stats}"
+            );
+        }
+        // A's vote moves; voting the same answer again changes nothing and sends nothing
+        // (but its `ok`).
+        on_a.send(json!({"type":kind,"data":{"id":"p","answer":"no"}}));
+        assert_eq!(on_b.recv_type(kind)["data"]["stats"], json!({"no": 2}));
+        assert_eq!(on_a.recv_type(kind)["data"]["stats"], json!({"no": 2}));
+        let again = on_a.call(json!({"type":kind,"data":{"id":"p","answer":"no"}}), "v2");
+        assert_eq!(again, json!({"type":"ok","ref":"v2"}));
+        on_b.expect_silence(200);
+        // A late joiner on either node gets the tally as it stands.
+        let (mut late, _) = Client::pact(b, &room);
+        late.send(json!({"type":"subscribe","data":kind}));
+        assert_eq!(late.recv_type(kind)["data"]["stats"], json!({"no": 2}));
+    }
+}
+
+#[test]
+fn many_publishers_on_three_nodes_are_seen_in_one_order() {
+    let redis = TestRedis::start();
+    let nodes = [node(&redis), node(&redis), node_with(&redis, 2, |_| {})];
+    let mut readers: Vec<Client> = nodes
+        .iter()
+        .map(|n| member(*n, "busy", &["chat"]))
+        .collect();
+    let mut writers: Vec<Client> = nodes.iter().map(|n| member(*n, "busy", &[])).collect();
+    const EACH: usize = 50;
+    std::thread::scope(|s| {
+        for (w, writer) in writers.iter_mut().enumerate() {
+            s.spawn(move || {
+                for i in 0..EACH {
+                    writer.send(json!({"type":"chat","data":format!("{w}-{i}")}));
+                }
+            });
+        }
+    });
+    let mut orders = Vec::new();
+    for reader in &mut readers {
+        let mut order = Vec::new();
+        while order.len() < 3 * EACH {
+            let m = reader.recv_type("chat");
+            assert_eq!(m["seq"], json!(order.len() + 1), "no gap, no repeat");
+            order.push(m["data"]["message"].as_str().unwrap().to_owned());
+        }
+        orders.push(order);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    for w in 0..3 {
+        let mine: Vec<_> = orders[0]
+            .iter()
+            .filter(|m| m.starts_with(&format!("{w}-")))
+            .collect();
+        let sent: Vec<_> = (0..EACH).map(|i| format!("{w}-{i}")).collect();
+        assert_eq!(
+            mine,
+            sent.iter().collect::<Vec<_>>(),
+            "each publisher's own order kept"
+        );
+    }
+}
