@@ -25,7 +25,7 @@ pub use command::{Command, Emit, LoadResult, Request};
 pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 pub use history::{Entry, History, HistoryQuery, Read, ReadFor};
 pub use member::{CodecId, Identity, Joiner, Traits};
-pub use outbox::{Audience, Change, Outbox, Published, Scope, Send};
+pub use outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope, Send};
 pub use room::RoomDetails;
 pub use snapshot::RoomSnapshot;
 
@@ -366,5 +366,7 @@ impl RoomDetails {
     }
 }
 
+#[cfg(test)]
+mod sequencer_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,107 @@
+//! What Redis failing does to nodes sharing rooms through it (`--engine redis`): `/readyz`
+//! says so at once, changes are refused (never half-done), and once Redis is back the nodes
+//! resubscribe by themselves; a Redis that lost its data (restarted, flushed) starts each
+//! room's stream in a new epoch, so that no client mistakes the loss for a quiet moment.
+
+use rookery_tests::redis::{node, wait_ready, TestRedis};
+use rookery_tests::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn member(addr: std::net::SocketAddr, room: &str) -> (Client, serde_json::Value) {
+    let (mut c, profile) = Client::pact(addr, room);
+    let reply = c.call(json!({"type":"subscribe","data":"chat"}), "s");
+    assert_eq!(reply["type"], "ok", "{reply}");
+    (c, profile)
+}
+
+#[test]
+fn a_redis_outage_is_visible_at_once_and_nodes_come_back_by_themselves() {
+    let mut redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = member(a, "outage");
+    let (mut on_b, _) = member(b, "outage");
+    on_b.send(json!({"type":"chat","data":"before"}));
+    assert_eq!(on_a.recv_type("chat")["seq"], 1);
+    assert_eq!(on_b.recv_type("chat")["seq"], 1);
+
+    redis.stop();
+    let took = wait_ready(a, false);
+    assert!(took <= Duration::from_secs(1), "/readyz 503 after {took:?}");
+    wait_ready(b, false);
+    let (status, body) = http_get(a, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("redis"), "{body}");
+    // A change while Redis is away is refused, not half-done.
+    let refused = on_a.call(json!({"type":"chat","data":"lost"}), "c1");
+    assert_eq!(refused["type"], "error", "{refused}");
+
+    redis.run();
+    let took = wait_ready(a, true);
+    assert!(took <= Duration::from_secs(5), "ready again after {took:?}");
+    wait_ready(b, true);
+    // Resubscribed: the room works across the nodes again, in a new epoch (this Redis lost
+    // everything), so its stream starts at 1.
+    on_b.send(json!({"type":"chat","data":"after"}));
+    let m = on_a.recv_type("chat");
+    assert_eq!(
+        (m["data"]["message"].clone(), m["seq"].clone()),
+        (json!("after"), json!(1))
+    );
+    assert_eq!(on_b.recv_type("chat")["data"]["message"], "after");
+    let metrics = http_get(a, "/metrics").1;
+    let reconnects: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rookery_redis_reconnects_total "))
+        .expect("the metric is there")
+        .parse()
+        .unwrap();
+    assert!(reconnects >= 2, "both connections came back: {reconnects}");
+    assert!(metrics.contains("\nrookery_redis_up 1\n"), "{metrics}");
+    assert!(metrics.contains("\nrookery_redis_pending_commands "));
+    assert!(metrics.contains("\nrookery_redis_rtt_microseconds "));
+}
+
+#[test]
+fn a_flush_starts_a_new_epoch_and_a_resume_from_the_old_one_is_not_recovered() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, profile) = member(a, "flushed");
+    let (mut on_b, _) = member(b, "flushed");
+    let old_epoch = profile["pos"]["epoch"].as_str().unwrap().to_owned();
+    on_b.send(json!({"type":"chat","data":"one"}));
+    on_b.send(json!({"type":"chat","data":"two"}));
+    assert_eq!(on_a.recv_type("chat")["seq"], 1);
+    assert_eq!(on_a.recv_type("chat")["seq"], 2);
+    // History comes from the room's stream in Redis, on any node.
+    let page = on_b.call(json!({"type":"history","data":{"limit":10}}), "h");
+    let events = page["data"]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{page}");
+    assert_eq!(events[1]["data"]["message"], "two");
+    assert_eq!(page["data"]["pos"], json!({"epoch": old_epoch, "seq": 2}));
+
+    assert_eq!(redis.command("FLUSHALL"), "+OK\r\n");
+    on_b.send(json!({"type":"chat","data":"fresh"}));
+    let m = on_a.recv_type("chat");
+    assert_eq!(
+        (m["data"]["message"].clone(), m["seq"].clone()),
+        (json!("fresh"), json!(1))
+    );
+    // A client that was at the old epoch is told it cannot be caught up exactly.
+    let resumed = on_a.call(
+        json!({"type":"resume","data":{"epoch": old_epoch, "seq": 2}}),
+        "r",
+    );
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["data"]["recovered"], false);
+    let new_epoch = resumed["data"]["pos"]["epoch"].as_str().unwrap();
+    assert_ne!(new_epoch, old_epoch);
+    assert_eq!(resumed["data"]["pos"]["seq"], 1);
+    // And a client at the new epoch resumes exactly, from the stream.
+    let resumed = on_b.call(
+        json!({"type":"resume","data":{"epoch": new_epoch, "seq": 0}}),
+        "r2",
+    );
+    assert_eq!(resumed["data"]["recovered"], true, "{resumed}");
+    assert_eq!(resumed["data"]["missed"], 1);
+}
