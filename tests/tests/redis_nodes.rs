@@ -217,3 +217,39 @@ fn many_publishers_on_three_nodes_are_seen_in_one_order() {
         );
     }
 }
+
+#[test]
+fn presence_spans_the_nodes_and_ephemeral_votes_go_with_their_voter() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (_first, _) = Client::pact(a, "people");
+    let (_second, _) = Client::pact(b, "people");
+    let mut watcher = member(a, "people", &["ephemeralPoll"]);
+    watcher.send(json!({"type":"subscribe","data":"presence"}));
+    let snap = watcher.recv_type("presence")["data"].clone();
+    assert_eq!(snap["count"], 3, "members of both nodes: {snap}");
+    assert_eq!(snap["members"].as_array().unwrap().len(), 3);
+    // A newcomer on b: a's watcher sees it join, change and leave, with the room's count.
+    let (mut newcomer, profile) = Client::pact(b, "people");
+    let joined = watcher.recv_type("presence:joined")["data"].clone();
+    assert_eq!(joined["member"]["id"], profile["id"]);
+    assert_eq!(joined["count"], 4);
+    newcomer.send(json!({"type":"ephemeralPoll","data":{"id":"mood","answer":"good"}}));
+    assert_eq!(
+        watcher.recv_type("ephemeralPoll")["data"]["stats"],
+        json!({"good": 1})
+    );
+    newcomer.send(json!({"type":"login","data":{"nick":"z","_secret":"s"}}));
+    let updated = watcher.recv_type("presence:updated")["data"].clone();
+    assert_eq!(updated["member"]["properties"], json!({"nick":"z"}));
+    // The room's details on either node list everybody.
+    let details = wait_for_room(a, "people", |d| d["count"] == 4);
+    assert_eq!(details["members"].as_array().unwrap().len(), 4);
+    newcomer.ws.close(None).unwrap();
+    let left = watcher.recv_type("presence:left")["data"].clone();
+    assert_eq!(left["member"]["id"], profile["id"]);
+    assert_eq!(left["count"], 3);
+    // Its last connection gone, its ephemeral vote is withdrawn on every node.
+    let poll = watcher.recv_type("ephemeralPoll");
+    assert_eq!(poll["data"], json!({"id":"mood","stats":{}}), "{poll}");
+}

@@ -36,6 +36,7 @@ fn event(room: &str, seq: u64, scope: Scope) -> Published {
         },
         scope,
         replies: Vec::new(),
+        member_key: None,
     }
 }
 

@@ -121,13 +121,20 @@ impl Engine {
         if let Command::Resync = command {
             // The sequencer's stream may have moved on meanwhile: every live room reads
             // what it missed.
-            for room in self.rooms.values() {
+            let context = Context {
+                now_ms,
+                limits: &self.limits,
+                broker_feed: self.broker_feed,
+                sequencer: self.sequencer,
+            };
+            for room in self.rooms.values_mut() {
                 let position = room.position();
                 out.fills.push(outbox::Fill {
                     room: room.name.clone(),
                     epoch: position.epoch.to_string(),
                     after: position.seq,
                 });
+                room.announce_members(context, out);
             }
             return;
         }

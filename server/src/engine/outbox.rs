@@ -4,10 +4,11 @@
 //! closes `closes`, loads `loads` and hands `published` to the broker.
 
 use super::emit::{EmitOutcome, ReplyToken};
-use super::event::{PollKind, Reply, RoomEvent, Sequenced};
+use super::event::{PollKind, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::{Entry, Read};
 use super::member::CodecId;
 use crate::ids::ConnId;
+use rookery_protocol::pact::Member;
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -132,6 +133,10 @@ pub struct Published {
     /// made it, when it comes back from the sequencer); never sent to other nodes.
     #[serde(skip)]
     pub replies: Vec<Send>,
+    /// With a sequencer, on a presence diff of another node's member: the member's key in
+    /// the room's shared presence (this node's copy of it follows the diffs).
+    #[serde(skip)]
+    pub member_key: Option<String>,
 }
 
 /// A lasting change of a room for its sequencer (Redis, `--engine redis`): the sequencer
@@ -171,6 +176,16 @@ pub enum Op {
         poll: String,
         user: String,
         answer: Option<String>,
+    },
+    /// A member of this node joined, changed or left: the room's shared presence (with the
+    /// node that holds each member) changes, and the diff goes to every node's watchers
+    /// with the room's whole count. When a user's last connection in the room leaves, the
+    /// script withdraws its ephemeral votes.
+    Presence {
+        change: PresenceChange,
+        conn: ConnId,
+        user: String,
+        member: Member,
     },
 }
 

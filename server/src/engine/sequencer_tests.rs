@@ -72,6 +72,7 @@ fn counter_event(epoch: &str, seq: u64, value: i64) -> Command {
             id: Some("c".into()),
         },
         replies: Vec::new(),
+        member_key: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Everything durable about one room: what the store keeps while the room is idle (or the
 //! process is down) and hands back when the room becomes live again.
 
+use rookery_protocol::pact::Member;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
@@ -15,6 +16,9 @@ pub struct RoomSnapshot {
     /// Ephemeral polls' votes, the same way (only a shared sequencer keeps them: a node's
     /// own store never does, they go with their voters).
     pub ephemeral_polls: BTreeMap<String, BTreeMap<String, String>>,
+    /// Members held by other nodes, by their key in the room's shared presence (only a
+    /// shared sequencer knows them).
+    pub members: BTreeMap<String, Member>,
     /// The room's stream position: its epoch and the last `seq` given out. `None` for a room
     /// the store knows nothing of, which starts a new epoch.
     pub epoch: Option<String>,

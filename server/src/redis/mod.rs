@@ -55,17 +55,38 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| bad("the host has no address"))
 }
 
+/// A node's place among the nodes sharing Redis (`--engine redis`).
+pub struct RedisNode {
+    pub addr: SocketAddr,
+    /// This process among the nodes (random at each start): the key of its members in
+    /// rooms' shared presence and of its heartbeat.
+    pub id: u64,
+    /// Each core's link health.
+    pub stats: Vec<Arc<Stats>>,
+}
+
+impl RedisNode {
+    pub fn new(addr: SocketAddr, cores: usize) -> RedisNode {
+        RedisNode {
+            addr,
+            id: crate::ids::random_u64(),
+            stats: (0..cores).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
 /// Whether every core's link to Redis is live (`/readyz`); true when running alone.
-pub fn all_live(cores: &[Arc<Stats>], now_ms: u64) -> bool {
-    cores.iter().all(|s| s.live(now_ms))
+pub fn all_live(node: Option<&RedisNode>, now_ms: u64) -> bool {
+    node.is_none_or(|node| node.stats.iter().all(|s| s.live(now_ms)))
 }
 
 /// The Redis part of `/metrics` (nothing when running alone).
-pub fn metrics_text(cores: &[Arc<Stats>], now_ms: u64) -> String {
+pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
     let mut out = String::new();
-    if cores.is_empty() {
+    let Some(node) = node else {
         return out;
-    }
+    };
+    let cores = &node.stats;
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
             out,
@@ -101,7 +122,7 @@ pub fn metrics_text(cores: &[Arc<Stats>], now_ms: u64) -> String {
         "rookery_redis_up",
         "gauge",
         "1 while every core's Redis link works both ways (pub/sub verified by a probe).",
-        u64::from(all_live(cores, now_ms)),
+        u64::from(all_live(Some(node), now_ms)),
     );
     out
 }

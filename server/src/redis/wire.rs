@@ -47,6 +47,9 @@ pub struct Body {
     /// waiting for it.
     #[serde(rename = "o")]
     pub origin: (u64, u64),
+    /// A presence diff's member key in the room's shared presence.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     #[serde(rename = "e")]
     pub event: RoomEvent,
 }
@@ -65,9 +68,10 @@ pub fn encode_body(body: &Body) -> (String, Option<String>) {
     (text[..at].to_owned(), Some(text[at + 2..].to_owned()))
 }
 
-/// A message from the room's channel or stream.
+/// A message from the room's channel or stream: a positioned event, or (`- 0 <body>`) a
+/// presence diff, which has no position.
 pub struct Message {
-    pub position: Position,
+    pub position: Option<Position>,
     pub body: Body,
 }
 
@@ -78,9 +82,10 @@ impl Message {
             at_ms,
             origin,
             event,
+            ..
         } = self.body;
         let sequenced = Sequenced {
-            position: Some(self.position),
+            position: self.position,
             event,
         };
         (sequenced, scope, origin, at_ms)
@@ -95,13 +100,11 @@ pub fn decode(message: &[u8]) -> Result<Message, String> {
     };
     let seq = seq.parse().map_err(|_| format!("bad seq {seq:?}"))?;
     let body = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    Ok(Message {
-        position: Position {
-            epoch: Arc::from(epoch),
-            seq,
-        },
-        body,
-    })
+    let position = (epoch != "-").then(|| Position {
+        epoch: Arc::from(epoch),
+        seq,
+    });
+    Ok(Message { position, body })
 }
 
 #[cfg(test)]
@@ -127,6 +130,7 @@ mod tests {
             },
             at_ms: 5,
             origin: (7, 9),
+            key: None,
             event: RoomEvent::Broadcast {
                 kind: "k".into(),
                 data: json!({"x": "a b"}),
@@ -135,8 +139,8 @@ mod tests {
         let (text, rest) = encode_body(&body);
         assert!(rest.is_none());
         let message = decode(format!("ep 42 {text}").as_bytes()).unwrap();
-        assert_eq!(&*message.position.epoch, "ep");
-        assert_eq!(message.position.seq, 42);
+        let position = message.position.unwrap();
+        assert_eq!((&*position.epoch, position.seq), ("ep", 42));
         assert_eq!(message.body.origin, (7, 9));
         assert_eq!(message.body.event, body.event);
         assert!(decode(b"ep x {}").is_err());
@@ -149,6 +153,7 @@ mod tests {
             scope: Scope::Room,
             at_ms: 1,
             origin: (1, 1),
+            key: None,
             event: RoomEvent::Poll {
                 kind: PollKind::Durable,
                 id: "\"stats\":{}".into(),

@@ -97,9 +97,8 @@ pub struct Node {
     pub store: StoreHandle,
     /// Which web pages may talk to this server (`--allowed-origins`).
     pub origins: crate::origin::OriginPolicy,
-    /// With `--engine redis`: Redis's address, and each core's link health (empty alone).
-    pub redis_addr: Option<std::net::SocketAddr>,
-    pub redis: Vec<Arc<crate::redis::Stats>>,
+    /// With `--engine redis`: Redis, this node's id among the nodes, each core's link.
+    pub redis: Option<crate::redis::RedisNode>,
 }
 
 impl Node {

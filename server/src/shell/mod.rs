@@ -176,11 +176,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
         tracing::info!(%addr, "rooms are shared through redis (--engine redis)");
     }
     let node = Arc::new(Node {
-        redis_addr,
-        redis: match redis_addr {
-            Some(_) => (0..cores).map(|_| Arc::default()).collect(),
-            None => Vec::new(),
-        },
+        redis: redis_addr.map(|addr| crate::redis::RedisNode::new(addr, cores)),
         origins,
         store,
         verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),

@@ -41,8 +41,9 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
     let waiting: Waiting = Rc::default();
     let sequencer = shard
         .node
-        .redis_addr
-        .map(|addr| Sequencer::start(shard.clone(), addr, waiting.clone()));
+        .redis
+        .as_ref()
+        .map(|_| Sequencer::start(shard.clone(), waiting.clone()));
     if sequencer.is_some() {
         engine = engine.with_sequencer();
     }

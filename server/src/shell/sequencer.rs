@@ -15,8 +15,8 @@ use crate::engine::command::{LoadResult, ReadResult};
 use crate::engine::emit::EmitOutcome;
 use crate::engine::outbox::{Fill, Op, Proposal};
 use crate::engine::{
-    Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, Published, Reply,
-    RoomEvent, RoomSnapshot, Send,
+    Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, PresenceChange, Published,
+    Reply, RoomEvent, RoomSnapshot, Send,
 };
 use crate::ids::random_u64;
 use crate::redis::resp::{self, Frame};
@@ -42,10 +42,19 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Attempts at a counter's compare-and-set before the change is refused.
 const MAX_CAS: usize = 64;
 
+/// How often a node says it is alive, and how long a node may stay silent before the
+/// others remove its members (SPEC: within 8 s; a reaper looks every second).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const SILENT_AFTER_MS: u64 = 5_000;
+
+/// The set of nodes and their last heartbeats (Redis time).
+const NODES: &str = "rk:nodes";
+
 #[derive(Clone, Copy)]
 enum Script {
     Sequence,
     Load,
+    Presence,
 }
 
 impl Script {
@@ -53,8 +62,19 @@ impl Script {
         match self {
             Script::Sequence => scripts::SEQUENCE,
             Script::Load => scripts::LOAD,
+            Script::Presence => scripts::PRESENCE,
         }
     }
+}
+
+/// The set of rooms a node has (had) members in.
+fn node_rooms(node: u64) -> String {
+    format!("rk:node:{node:016x}:rooms")
+}
+
+/// The prefix of a node's members' keys in rooms' shared presence.
+fn member_prefix(node: u64) -> String {
+    format!("{node:016x}:")
 }
 
 pub struct Sequencer {
@@ -68,20 +88,26 @@ pub struct Sequencer {
     /// Replies waiting for the event of proposal `n` to come back.
     pending: RefCell<AHashMap<u64, Vec<Send>>>,
     /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
-    shas: RefCell<[Option<String>; 2]>,
+    shas: RefCell<[Option<String>; 3]>,
     probe: String,
     waiting: Waiting,
     history_size: usize,
 }
 
 impl Sequencer {
-    /// Connects this core to Redis at `addr` and starts its tasks.
-    pub fn start(shard: Rc<Shard>, addr: std::net::SocketAddr, waiting: Waiting) -> Rc<Self> {
-        let stats = shard.node.redis[shard.id].clone();
+    /// Connects this core to the node's Redis and starts its tasks (core 0 also
+    /// heartbeats for the node and removes the members of silent nodes).
+    pub fn start(shard: Rc<Shard>, waiting: Waiting) -> Rc<Self> {
+        let redis = shard
+            .node
+            .redis
+            .as_ref()
+            .expect("started with --engine redis");
+        let (addr, node_id) = (redis.addr, redis.id);
+        let stats = redis.stats[shard.id].clone();
         let (pushes, pushed) = flume::unbounded();
         let client = Client::start(addr, stats.clone());
         let subscriber = Subscriber::start(addr, stats.clone(), pushes);
-        let node_id = random_u64();
         let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
         subscriber.want(probe.clone());
         let sequencer = Rc::new(Sequencer {
@@ -99,6 +125,9 @@ impl Sequencer {
         });
         monoio::spawn(run_pushes(sequencer.clone(), pushed));
         monoio::spawn(run_probe(sequencer.clone()));
+        if sequencer.shard.id == 0 {
+            monoio::spawn(run_heartbeat(sequencer.clone()));
+        }
         sequencer
     }
 
@@ -167,18 +196,21 @@ impl Sequencer {
         if !replies.is_empty() {
             self.pending.borrow_mut().insert(n, replies);
         }
-        let (keys, args) = self.sequence_call(&proposal, n);
-        let queued = self.queue_script(Script::Sequence, &keys, &args);
+        let (script, (keys, args)) = match &proposal.op {
+            Op::Presence { .. } => (Script::Presence, self.presence_call(&proposal, n)),
+            _ => (Script::Sequence, self.sequence_call(&proposal, n)),
+        };
+        let queued = self.queue_script(script, &keys, &args);
         let this = self.clone();
         monoio::spawn(async move {
             let mut answer = match one(queued.wait().await) {
                 Ok(Frame::Error(e)) if e.starts_with("NOSCRIPT") => {
-                    this.shas.borrow_mut()[Script::Sequence as usize] = None;
-                    this.script(Script::Sequence, &keys, &args).await
+                    this.shas.borrow_mut()[script as usize] = None;
+                    this.script(script, &keys, &args).await
                 }
                 Ok(frame) => {
-                    if this.shas.borrow()[Script::Sequence as usize].is_none() {
-                        this.learn_sha(Script::Sequence);
+                    if this.shas.borrow()[script as usize].is_none() {
+                        this.learn_sha(script);
                     }
                     frame.into_result()
                 }
@@ -233,6 +265,8 @@ impl Sequencer {
     async fn settle(&self, n: u64, proposal: Proposal, answer: Result<Frame, RedisError>) {
         let verdict = match &answer {
             Ok(Frame::Array(parts)) => resp::text(&parts[0]).unwrap_or("").to_owned(),
+            // The presence script answers the room's count.
+            Ok(Frame::Integer(_)) => "ok".to_owned(),
             Ok(_) => String::new(),
             Err(error) => {
                 tracing::warn!(room = %proposal.room, %error, "the sequencer did not take a change");
@@ -290,6 +324,55 @@ impl Sequencer {
         }
     }
 
+    /// The keys and arguments of the presence script for a member's diff.
+    fn presence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
+        let Op::Presence {
+            change,
+            conn,
+            user,
+            member,
+        } = &proposal.op
+        else {
+            unreachable!("a presence proposal");
+        };
+        let room = &proposal.room;
+        let keys = vec![
+            key(room, "members"),
+            key(room, "users"),
+            key(room, "polls"),
+            key(room, "epoch"),
+            key(room, "seq"),
+            key(room, "log"),
+            node_rooms(self.node_id),
+            NODES.to_owned(),
+        ];
+        let op = match change {
+            PresenceChange::Joined => "join",
+            PresenceChange::Updated => "update",
+            PresenceChange::Left => "leave",
+        };
+        let member_json = serde_json::to_string(member).expect("members serialize");
+        let value = format!("{}:{user}{member_json}", user.len());
+        let scope = serde_json::to_string(&proposal.scope).expect("scopes serialize");
+        let origin = format!("[{},{n}]", self.node_id);
+        let args = vec![
+            channel(room),
+            new_epoch(),
+            self.history_size.to_string(),
+            proposal.at_ms.to_string(),
+            key(room, "poll:"),
+            op.to_owned(),
+            format!("{}{}", member_prefix(self.node_id), conn.0),
+            value,
+            user.clone(),
+            scope,
+            origin,
+            room.clone(),
+            format!("{:016x}", self.node_id),
+        ];
+        (keys, args)
+    }
+
     /// The keys and arguments of the sequencer script for `proposal`.
     fn sequence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
         let room = &proposal.room;
@@ -297,6 +380,7 @@ impl Sequencer {
             scope: proposal.scope.clone(),
             at_ms: proposal.at_ms,
             origin: (self.node_id, n),
+            key: None,
             event: proposal.event.clone(),
         };
         let (body, suffix) = wire::encode_body(&body);
@@ -348,6 +432,7 @@ impl Sequencer {
                 suffix.unwrap_or_default(),
                 poll,
             ]),
+            Op::Presence { .. } => unreachable!("the presence script's"),
         }
         (keys, args)
     }
@@ -371,13 +456,14 @@ impl Sequencer {
             key(&room, "seq"),
             key(&room, "state"),
             key(&room, "polls"),
+            key(&room, "members"),
         ];
         let args = [new_epoch(), key(&room, "poll:")];
         let frame = self
             .script(Script::Load, &keys, &args)
             .await
             .map_err(|e| e.to_string())?;
-        snapshot_of(frame).map(Some)
+        snapshot_of(frame, &member_prefix(self.node_id)).map(Some)
     }
 
     /// The room has no member on this core any more: stop receiving its events.
@@ -407,6 +493,7 @@ impl Sequencer {
                         event: entry.event,
                         scope: entry.scope,
                         replies: Vec::new(),
+                        member_key: None,
                     };
                     let command = Command::Remote(published);
                     if own.send_async(ToOwner::Engine(command)).await.is_err() {
@@ -568,13 +655,14 @@ fn entries(frame: Frame) -> Vec<Entry> {
     out
 }
 
-/// A room's snapshot from the load script's answer.
-fn snapshot_of(frame: Frame) -> Result<RoomSnapshot, String> {
+/// A room's snapshot from the load script's answer; members whose key starts with `mine`
+/// are this node's own (it knows them better) and are left out.
+fn snapshot_of(frame: Frame, mine: &str) -> Result<RoomSnapshot, String> {
     let bad = || "an unexpected answer from redis to a room's load".to_owned();
     let Frame::Array(parts) = frame else {
         return Err(bad());
     };
-    let [epoch, seq, state, polls] = <[Frame; 4]>::try_from(parts).map_err(|_| bad())?;
+    let [epoch, seq, state, polls, members] = <[Frame; 5]>::try_from(parts).map_err(|_| bad())?;
     let mut snapshot = RoomSnapshot {
         epoch: resp::text(&epoch).map(str::to_owned),
         seq: resp::int(&seq).unwrap_or(0).max(0) as u64,
@@ -602,6 +690,18 @@ fn snapshot_of(frame: Frame) -> Result<RoomSnapshot, String> {
             snapshot.polls.insert(id.to_owned(), votes);
         } else if let Some(id) = member.strip_prefix("e:") {
             snapshot.ephemeral_polls.insert(id.to_owned(), votes);
+        }
+    }
+    for (key, value) in pairs(members) {
+        if key.starts_with(mine) {
+            continue;
+        }
+        let member = value
+            .split_once(':')
+            .and_then(|(n, rest)| rest.get(n.parse::<usize>().ok()?..))
+            .and_then(|json| serde_json::from_str(json).ok());
+        if let Some(member) = member {
+            snapshot.members.insert(key, member);
         }
     }
     Ok(snapshot)
@@ -646,10 +746,17 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                         continue;
                     }
                 };
-                let (event, scope, origin, _) = message.sequenced();
-                let replies = if origin.0 == this.node_id {
+                let key = message.body.key.clone();
+                let (event, mut scope, origin, _) = message.sequenced();
+                let mine = origin.0 == this.node_id;
+                let replies = if mine {
                     this.pending.borrow_mut().remove(&origin.1)
                 } else {
+                    // Connection ids are this node's: another node's exception excepts
+                    // nobody here.
+                    if let crate::engine::Scope::Presence { except } = &mut scope {
+                        *except = None;
+                    }
                     None
                 };
                 Command::Remote(Published {
@@ -657,12 +764,84 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                     event,
                     scope,
                     replies: replies.unwrap_or_default(),
+                    // This node's own members are its engine's; the copy is of the others.
+                    member_key: key.filter(|_| !mine),
                 })
             }
         };
         if own.send_async(ToOwner::Engine(command)).await.is_err() {
             return;
         }
+    }
+}
+
+/// The node's heartbeat, and the removal of silent nodes' members: every second, the
+/// node says it is alive and claims the nodes silent for [`SILENT_AFTER_MS`] (one node
+/// claims each), then removes their members from each room they had members in (`left`
+/// diffs to every node's watchers, ephemeral votes withdrawn).
+async fn run_heartbeat(this: Rc<Sequencer>) {
+    let me = format!("{:016x}", this.node_id);
+    loop {
+        let beat = ["EVAL", scripts::HEARTBEAT, "1", NODES, &me];
+        if this.client.call(&beat).await.is_err() {
+            // Not connected yet (or any more): try again soon.
+            monoio::time::sleep(PROBE_EVERY).await;
+            continue;
+        }
+        let silent = SILENT_AFTER_MS.to_string();
+        let claim = ["EVAL", scripts::CLAIM_SILENT, "1", NODES, &silent];
+        if let Ok(Frame::Array(nodes)) = this.client.call(&claim).await {
+            for node in nodes.iter().filter_map(resp::text) {
+                if let Ok(node) = u64::from_str_radix(node, 16) {
+                    this.reap(node).await;
+                }
+            }
+        }
+        monoio::time::sleep(HEARTBEAT_EVERY).await;
+    }
+}
+
+impl Sequencer {
+    /// Removes a silent node's members from every room it had members in.
+    async fn reap(self: &Rc<Self>, node: u64) {
+        let set = node_rooms(node);
+        let Ok(rooms) = self.client.call(&["SMEMBERS", &set]).await else {
+            return;
+        };
+        let Frame::Array(rooms) = rooms else {
+            return;
+        };
+        let rooms: Vec<String> = rooms
+            .iter()
+            .filter_map(resp::text)
+            .map(str::to_owned)
+            .collect();
+        tracing::warn!(node = %format!("{node:016x}"), rooms = rooms.len(), "a node went silent: removing its members");
+        for room in rooms {
+            let keys = [
+                key(&room, "members"),
+                key(&room, "users"),
+                key(&room, "polls"),
+                key(&room, "epoch"),
+                key(&room, "seq"),
+                key(&room, "log"),
+                set.clone(),
+                NODES.to_owned(),
+            ];
+            let args = [
+                channel(&room),
+                new_epoch(),
+                self.history_size.to_string(),
+                now_ms().to_string(),
+                key(&room, "poll:"),
+                "reap".to_owned(),
+                member_prefix(node),
+            ];
+            if let Err(error) = self.script(Script::Presence, &keys, &args).await {
+                tracing::warn!(%room, %error, "a silent node's members could not be removed");
+            }
+        }
+        let _ = self.client.call(&["DEL", &set]).await;
     }
 }
 

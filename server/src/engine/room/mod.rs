@@ -47,6 +47,9 @@ pub struct Room {
     held: BTreeMap<u64, Published>,
     /// With a sequencer: a fill of a gap was asked for and not answered yet.
     filling: bool,
+    /// With a sequencer: the members other nodes hold, by key (a copy of the room's shared
+    /// presence, following its diffs).
+    others: BTreeMap<String, Member>,
 }
 
 /// What a command is applied with: the time, the limits, and whether events go to a broker.
@@ -95,6 +98,7 @@ impl Room {
             config: snapshot.config,
             polls,
             ephemeral_polls,
+            others: snapshot.members,
             counters: snapshot.counters,
             epoch,
             seq,
@@ -158,7 +162,8 @@ impl Room {
             .or_insert(0) += 1;
         let member = MemberState::new(&joiner, self.suffix);
         let members = if member.traits.greeted_with_members {
-            self.members.values().map(MemberState::public).collect()
+            let here = self.members.values().map(MemberState::public);
+            here.chain(self.others.values().cloned()).collect()
         } else {
             Vec::new()
         };
@@ -172,8 +177,10 @@ impl Room {
             out.reply(conn, member.codec, Reply::TokenRefused { reason });
         }
         let public = member.public();
+        let user = member.user_id().to_owned();
         self.members.insert(conn, member);
-        self.presence_changed(PresenceChange::Joined, public, Some(conn), context, out);
+        let diff = (PresenceChange::Joined, public, conn, &*user);
+        self.presence_changed(diff, Some(conn), context, out);
     }
 
     /// Removes a connection. When it was its user's last one here, the user's ephemeral votes
@@ -185,7 +192,13 @@ impl Room {
         if member.replay.is_some() {
             self.replaying -= 1;
         }
-        self.presence_changed(PresenceChange::Left, member.public(), None, context, out);
+        let diff = (
+            PresenceChange::Left,
+            member.public(),
+            conn,
+            member.user_id(),
+        );
+        self.presence_changed(diff, None, context, out);
         let remaining = match self.users.get_mut(member.user_id()) {
             Some(n) => {
                 *n -= 1;
@@ -210,21 +223,36 @@ impl Room {
         }
     }
 
-    /// Tells presence watchers that `member` joined, left or changed.
+    /// Tells presence watchers that `member` (connection `conn` of `user`) joined, left or
+    /// changed. With a sequencer, every node's watchers are told, through it.
     fn presence_changed(
         &mut self,
-        change: PresenceChange,
-        member: Member,
+        (change, member, conn, user): (PresenceChange, Member, ConnId, &str),
         except: Option<ConnId>,
         context: Context<'_>,
         out: &mut Outbox,
     ) {
+        let scope = Scope::Presence { except };
+        if context.sequencer {
+            let event = RoomEvent::Presence {
+                change,
+                member: member.clone(),
+                count: self.members.len() + self.others.len(),
+            };
+            let op = Op::Presence {
+                change,
+                conn,
+                user: user.to_owned(),
+                member,
+            };
+            return self.propose(event, scope, op, context, out);
+        }
         let event = RoomEvent::Presence {
             change,
             member,
             count: self.members.len(),
         };
-        self.fan_out(event, Scope::Presence { except }, context, out);
+        self.fan_out(event, scope, context, out);
     }
 
     /// Gives `event` its position if it lasts, and queues it for the members `scope` covers
@@ -272,6 +300,7 @@ impl Room {
                 event: sequenced.clone(),
                 scope,
                 replies: Vec::new(),
+                member_key: None,
             });
         }
         out.event(sequenced, audience);
@@ -307,8 +336,17 @@ impl Room {
             return;
         }
         let Some(position) = published.event.position.clone() else {
+            if let (Some(key), RoomEvent::Presence { change, member, .. }) =
+                (&published.member_key, &published.event.event)
+            {
+                match change {
+                    PresenceChange::Left => self.others.remove(key),
+                    _ => self.others.insert(key.clone(), member.clone()),
+                };
+            }
             let audience = self.audience(&published.scope);
             out.event(published.event, audience);
+            out.sends.extend(published.replies);
             return;
         };
         if position.epoch != self.epoch {
@@ -442,9 +480,24 @@ impl Room {
     }
 
     pub fn presence(&self) -> PresenceSnapshot {
+        let here = self.members.values().map(MemberState::public);
         PresenceSnapshot {
-            members: self.members.values().map(MemberState::public).collect(),
-            count: self.members.len(),
+            members: here.chain(self.others.values().cloned()).collect(),
+            count: self.members.len() + self.others.len(),
+        }
+    }
+
+    /// With a sequencer: this node's members, announced again (after the link to the
+    /// sequencer was down, other nodes may have removed them as a silent node's).
+    pub fn announce_members(&mut self, context: Context<'_>, out: &mut Outbox) {
+        let members: Vec<_> = self
+            .members
+            .iter()
+            .map(|(conn, m)| (*conn, m.public(), m.user_id().to_owned()))
+            .collect();
+        for (conn, public, user) in members {
+            let diff = (PresenceChange::Joined, public, conn, &*user);
+            self.presence_changed(diff, Some(conn), context, out);
         }
     }
 

@@ -272,7 +272,9 @@ impl Room {
         };
         member.properties = properties;
         let public = member.public();
-        self.presence_changed(PresenceChange::Updated, public, None, context, out);
+        let user = member.user_id().to_owned();
+        let diff = (PresenceChange::Updated, public, conn, &*user);
+        self.presence_changed(diff, None, context, out);
     }
 
     /// websockets.do `PRESENCE`: the new presence goes to every presence watcher, the
