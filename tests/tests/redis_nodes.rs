@@ -253,3 +253,48 @@ fn presence_spans_the_nodes_and_ephemeral_votes_go_with_their_voter() {
     let poll = watcher.recv_type("ephemeralPoll");
     assert_eq!(poll["data"], json!({"id":"mood","stats":{}}), "{poll}");
 }
+
+#[test]
+fn user_and_client_sends_reach_the_nodes_that_hold_them() {
+    let redis = TestRedis::start();
+    let setup = |c: &mut rookery::Config| {
+        c.admin_key = Some(KEY.into());
+        c.jwt_secret = Some(JWT_SECRET.into());
+    };
+    let (a, b) = (node_with(&redis, 1, setup), node_with(&redis, 2, setup));
+    let t = token("n::dana");
+    // Dana on both nodes, in two dialects; a bystander on b.
+    let (mut dana_pact, _) = Client::pact(b, &format!("anywhere&token={t}"));
+    let mut dana_jac = Client::connect(a, &format!("/jac/websocket?channel_id=x&token={t}"));
+    dana_jac.recv_type("connection");
+    let mut other = Client::connect(b, "/jac/websocket?channel_id=y");
+    let other_id = other.recv_type("connection")["data"]["client_id"].clone();
+    // A jac `user` event from a's other member reaches dana's connections on both nodes.
+    let mut sender = Client::connect(a, "/jac/websocket?channel_id=z");
+    sender.recv_type("connection");
+    sender.send(json!({"type":"user","root_ids":["n::dana"],"data":{"hi":1}}));
+    assert_eq!(dana_jac.recv(), json!({"hi":1}));
+    assert_eq!(dana_pact.recv_type("broadcast")["data"], json!({"hi":1}));
+    // A `client` event from a reaches the client on b, and nobody else.
+    sender.send(json!({"type":"client","client_ids":[other_id],"data":{"dm":1}}));
+    assert_eq!(other.recv(), json!({"dm":1}));
+    dana_jac.expect_silence(200);
+    // /api/notify on b reaches dana on a.
+    let auth = format!("Bearer {KEY}");
+    let headers = [("Authorization", auth.as_str())];
+    let body = br#"{"users":["n::dana"],"data":{"progress":"50%"}}"#;
+    assert_eq!(http_json(b, "POST", "/api/notify", &headers, body).0, 200);
+    assert_eq!(dana_jac.recv(), json!({"progress":"50%"}));
+    assert_eq!(
+        dana_pact.recv_type("broadcast")["data"],
+        json!({"progress":"50%"})
+    );
+    // The admin disconnect on a closes the client b holds.
+    let path = format!("/api/clients/{}", other_id.as_str().unwrap());
+    let (status, body) = http_json(a, "DELETE", &path, &headers, b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["disconnected"], 1);
+    other.expect_close();
+    let (status, _) = http_json(a, "DELETE", "/api/clients/nobody", &headers, b"");
+    assert_eq!(status, 404);
+}

@@ -44,8 +44,9 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
         .redis
         .as_ref()
         .map(|_| Sequencer::start(shard.clone(), waiting.clone()));
-    if sequencer.is_some() {
+    if let Some(sequencer) = &sequencer {
         engine = engine.with_sequencer();
+        let _ = shard.sequencer.set(sequencer.clone());
     }
     let (applied, to_release) = flume::bounded::<Applied>(IN_FLIGHT);
     let (spent, reusable) = flume::unbounded::<Outbox>();

@@ -55,6 +55,32 @@ enum Script {
     Sequence,
     Load,
     Presence,
+    Directory,
+}
+
+/// What one node asks another about connections it holds (on the holder's own channel,
+/// `rk:node:<id>`): sends that are not room-scoped reach only the nodes that hold their
+/// targets.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Routed {
+    Targeted {
+        users: Vec<String>,
+        clients: Vec<String>,
+        event: RoomEvent,
+    },
+    Disconnect {
+        id: String,
+    },
+}
+
+/// A node's own channel.
+fn node_channel(node: u64) -> String {
+    format!("rk:node:{node:016x}")
+}
+
+/// Which nodes hold connections of a user (`u`) or a client id (`c`), with how many.
+fn who(kind: char, name: &str) -> String {
+    format!("rk:who:{kind}:{name}")
 }
 
 impl Script {
@@ -63,6 +89,7 @@ impl Script {
             Script::Sequence => scripts::SEQUENCE,
             Script::Load => scripts::LOAD,
             Script::Presence => scripts::PRESENCE,
+            Script::Directory => scripts::DIRECTORY,
         }
     }
 }
@@ -88,7 +115,7 @@ pub struct Sequencer {
     /// Replies waiting for the event of proposal `n` to come back.
     pending: RefCell<AHashMap<u64, Vec<Send>>>,
     /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
-    shas: RefCell<[Option<String>; 3]>,
+    shas: RefCell<[Option<String>; 4]>,
     probe: String,
     waiting: Waiting,
     history_size: usize,
@@ -110,6 +137,9 @@ impl Sequencer {
         let subscriber = Subscriber::start(addr, stats.clone(), pushes);
         let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
         subscriber.want(probe.clone());
+        if shard.id == 0 {
+            subscriber.want(node_channel(node_id));
+        }
         let sequencer = Rc::new(Sequencer {
             history_size: shard.config.history_size.max(1),
             shard,
@@ -736,6 +766,10 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                     this.stats.probe_seen_ms.store(now_ms(), Ordering::Relaxed);
                     continue;
                 }
+                if channel == node_channel(this.node_id).as_bytes() {
+                    routed(&this.shard, &payload).await;
+                    continue;
+                }
                 let Some(room) = wire::room_of(&channel) else {
                     continue;
                 };
@@ -842,6 +876,110 @@ impl Sequencer {
             }
         }
         let _ = self.client.call(&["DEL", &set]).await;
+    }
+}
+
+/// Carries out what another node asked of this one's connections.
+async fn routed(shard: &Rc<Shard>, payload: &[u8]) {
+    match serde_json::from_slice::<Routed>(payload) {
+        Ok(Routed::Targeted {
+            users,
+            clients,
+            event,
+        }) => {
+            let wires = crate::fanout::encode_all(event);
+            shard.send_targeted(users, clients, wires).await;
+        }
+        Ok(Routed::Disconnect { id }) => {
+            super::admin_api::disconnect_here(shard, &id).await;
+        }
+        Err(error) => tracing::warn!(%error, "an undecodable message on this node's channel"),
+    }
+}
+
+impl Sequencer {
+    /// Counts a connection of this node in the directory of users and client ids (`+1`
+    /// when indexed, `-1` when not any more), so that other nodes know to send here.
+    pub fn directory(&self, user: Option<&str>, client: &str, delta: i64) {
+        let node = format!("{:016x}", self.node_id);
+        let delta = delta.to_string();
+        for key in user
+            .map(|u| who('u', u))
+            .into_iter()
+            .chain([who('c', client)])
+        {
+            // Fire and forget: a lost update costs a publish nobody answers, or a send
+            // that misses a node until the connection comes again.
+            let _ = self.queue_script(Script::Directory, &[key], &[node.clone(), delta.clone()]);
+        }
+    }
+
+    /// Sends `event` to the connections of `users` and `clients` that other nodes hold,
+    /// through those nodes' own channels only.
+    pub fn route_targeted(
+        self: &Rc<Self>,
+        users: &[String],
+        clients: &[String],
+        event: &RoomEvent,
+    ) {
+        let keys: Vec<String> = users
+            .iter()
+            .map(|u| who('u', u))
+            .chain(clients.iter().map(|c| who('c', c)))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let message = Routed::Targeted {
+            users: users.to_vec(),
+            clients: clients.to_vec(),
+            event: event.clone(),
+        };
+        let message = serde_json::to_string(&message).expect("routed messages serialize");
+        let this = self.clone();
+        monoio::spawn(async move {
+            for node in this.holders(&keys).await.into_keys() {
+                let _ = this
+                    .client
+                    .call(&["PUBLISH", &node_channel(node), &message])
+                    .await;
+            }
+        });
+    }
+
+    /// Closes the connections with public id `id` that other nodes hold; answers how many
+    /// the directory counts there.
+    pub async fn disconnect_elsewhere(&self, id: &str) -> usize {
+        let holders = self.holders(&[who('c', id)]).await;
+        let message = Routed::Disconnect { id: id.to_owned() };
+        let message = serde_json::to_string(&message).expect("routed messages serialize");
+        let mut count = 0;
+        for (node, n) in holders {
+            let _ = self
+                .client
+                .call(&["PUBLISH", &node_channel(node), &message])
+                .await;
+            count += n;
+        }
+        count
+    }
+
+    /// Other nodes holding what these directory entries name, with their counts.
+    async fn holders(&self, keys: &[String]) -> AHashMap<u64, usize> {
+        let mut nodes = AHashMap::new();
+        for key in keys {
+            if let Ok(frame) = self.client.call(&["HGETALL", key]).await {
+                for (node, n) in pairs(frame) {
+                    let Ok(node) = u64::from_str_radix(&node, 16) else {
+                        continue;
+                    };
+                    if node != self.node_id {
+                        *nodes.entry(node).or_default() += n.parse::<usize>().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        nodes
     }
 }
 
