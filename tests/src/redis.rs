@@ -16,10 +16,22 @@ pub struct TestRedis {
     child: Option<Child>,
     pub addr: SocketAddr,
     dir: std::path::PathBuf,
+    /// Keeps an append-only file in its directory (what it had survives a restart).
+    persistent: bool,
 }
 
 impl TestRedis {
     pub fn start() -> TestRedis {
+        TestRedis::start_with(false)
+    }
+
+    /// A server that keeps its data across [`TestRedis::stop`] and [`TestRedis::run`]
+    /// (`--appendonly yes --appendfsync always` in its temporary directory).
+    pub fn start_persistent() -> TestRedis {
+        TestRedis::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> TestRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -30,6 +42,7 @@ impl TestRedis {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
+            persistent,
         };
         redis.run();
         redis
@@ -44,7 +57,9 @@ impl TestRedis {
                 "--bind",
                 "127.0.0.1",
             ])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .args(["--save", "", "--appendfsync", "always", "--appendonly"])
+            .arg(if self.persistent { "yes" } else { "no" })
+            .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
             .spawn()

@@ -86,6 +86,31 @@ fn an_admin_broadcast_on_one_node_reaches_every_dialect_on_the_others() {
         lambda.recv(),
         json!({"type":"message","senderId":"server","data":{"headline":"hi"},"event":"news"})
     );
+    // Admin requests on a node none of the room's members is on still reach them.
+    let c = node_with(&redis, 1, admin);
+    let (status, _) = http_json(
+        c,
+        "POST",
+        "/api/rooms/town/broadcast",
+        &[("Authorization", auth.as_str())],
+        br#"{"type":"news","data":{"from":"c"}}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(pact.recv_type("news")["data"], json!({"from":"c"}));
+    assert_eq!(jac.recv(), json!({"type":"news","data":{"from":"c"}}));
+    let (status, _) = http(
+        c,
+        "PUT",
+        "/api/rooms/town/config",
+        &[("Authorization", auth.as_str())],
+        b"{\"theme\":\"dark\"}",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(pact.recv_type("config")["data"], "{\"theme\":\"dark\"}");
+    let details = wait_for_room(b, "town", |d| d["config"] == "{\"theme\":\"dark\"}");
+    assert_eq!(details["count"], 4);
+    while wsdo.recv()["type"] != "DATA" {}
+    lambda.recv_type("message");
     // A Lambda publish on b reaches a's jac member, then the publisher hears it went out.
     lambda.send(json!({"type":"publish","data":{"from":"lambda"}}));
     assert_eq!(jac.recv(), json!({"from":"lambda"}));

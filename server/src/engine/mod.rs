@@ -149,8 +149,15 @@ impl Engine {
             waiting.push(command);
             return;
         }
+        // With a sequencer, what sends into a room is proposed even when none of its
+        // members is here: the room is made live for it (its members may be elsewhere).
+        let sends_in = self.sequencer
+            && matches!(
+                command,
+                Command::Broadcast { .. } | Command::Publish { .. } | Command::SetConfig { .. }
+            );
         if !self.rooms.contains_key(&name)
-            && matches!(command, Command::Join { .. } | Command::Emit { .. })
+            && (sends_in || matches!(command, Command::Join { .. } | Command::Emit { .. }))
         {
             if let Command::Join { conn, joiner, .. } = &command {
                 if self.rooms.len() + self.loading.len() >= self.limits.max_rooms {
