@@ -323,3 +323,94 @@ fn user_and_client_sends_reach_the_nodes_that_hold_them() {
     let (status, _) = http_json(a, "DELETE", "/api/clients/nobody", &headers, b"");
     assert_eq!(status, 404);
 }
+
+/// The next websockets.do message of type `kind`, skipping presence diffs.
+fn skip_presence(c: &mut Client, kind: &str) -> Value {
+    loop {
+        let m = c.recv();
+        if !m["type"].as_str().unwrap_or("").starts_with("PRESENCE") {
+            assert_eq!(m["type"], kind, "{m}");
+            return m;
+        }
+    }
+}
+
+#[test]
+fn emits_choose_and_await_members_of_every_node() {
+    let redis = TestRedis::start();
+    let timeout = std::time::Duration::from_secs(3);
+    let tweak = |c: &mut rookery::Config| c.ack_timeout_ms = timeout.as_millis() as u64;
+    let (a, b) = (node_with(&redis, 1, tweak), node_with(&redis, 2, tweak));
+    let (mut on_a, a_hello) = Client::wsdo(a, "acks");
+    let (mut on_b, b_hello) = Client::wsdo(b, "acks");
+    let (mut pact_b, pact_profile) = Client::pact(b, "acks");
+    let ids = [
+        a_hello["clientID"].as_str().unwrap().to_owned(),
+        b_hello["clientID"].as_str().unwrap().to_owned(),
+        pact_profile["id"].as_str().unwrap().to_owned(),
+    ];
+    // The emitting node knows the members of the others (shared presence).
+    wait_for_room(a, "acks", |d| d["count"] == 3);
+    let emit = move |query: &str, n: u32| {
+        http_json_within(
+            a,
+            "POST",
+            &format!("/acks/emit{query}"),
+            &[],
+            format!("{{\"n\":{n}}}").as_bytes(),
+            timeout + WAIT,
+        )
+    };
+    for c in [&mut on_a, &mut on_b] {
+        // The others' joins, seen by websockets.do members (they always see presence).
+        while c.recv()["payload"]["clientID"] != ids[2] {}
+    }
+    // By id: only the member on b.
+    let target = ids[1].clone();
+    let (status, body) = emit(&format!("?clients={target}"), 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clients"], json!([target]));
+    assert_eq!(skip_presence(&mut on_b, "DATA")["payload"], json!({"n":1}));
+    on_a.expect_silence(200);
+    // All three of two nodes ack: 200 on a with every id.
+    let emitter = std::thread::spawn(move || emit("?require-ack=true", 2));
+    for c in [&mut on_a, &mut on_b] {
+        let data = skip_presence(c, "DATA");
+        assert_eq!(data["requires_ack"], true);
+        c.send(json!({"type":"ACK","payload":{"eventID": data["eventID"]}}));
+        assert_eq!(
+            skip_presence(c, "ACK-RECIEVED")["payload"]["eventID"],
+            data["eventID"]
+        );
+    }
+    let data = pact_b.recv_type("broadcast");
+    pact_b.send(json!({"type":"ack","data":{"eventID": data["eventID"]}}));
+    let (status, body) = emitter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut acked: Vec<String> = body["acked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    acked.sort();
+    let mut all = ids.to_vec();
+    all.sort();
+    assert_eq!(acked, all);
+    // The member on b stays silent: 408 naming it.
+    let emitter = std::thread::spawn(move || emit("?require-ack=true", 3));
+    let data = skip_presence(&mut on_a, "DATA");
+    on_a.send(json!({"type":"ACK","payload":{"eventID": data["eventID"]}}));
+    let data = pact_b.recv_type("broadcast");
+    pact_b.send(json!({"type":"ack","data":{"eventID": data["eventID"]}}));
+    skip_presence(&mut on_b, "DATA");
+    let (status, body) = emitter.join().unwrap();
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["missing"], json!([ids[1]]));
+    // Random members are drawn from every node: two of three, without repeats.
+    let (status, body) = emit("?clients=2", 4);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clients"].as_array().unwrap().len(), 2);
+    let (status, _) = emit("?clients=4", 5);
+    assert_eq!(status, 400);
+}

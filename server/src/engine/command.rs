@@ -151,6 +151,12 @@ pub enum Command {
     },
     /// The link to the sequencer was down: every live room fills what it missed.
     Resync,
+    /// A member on another node acked the emit `event_id` (with a sequencer).
+    RemoteAck {
+        room: String,
+        event_id: String,
+        client: String,
+    },
     /// Time passes: expire ack deadlines.
     Tick,
 }
@@ -169,7 +175,8 @@ impl Command {
             | Command::Publish { room, .. }
             | Command::SetRole { room, .. }
             | Command::Loaded { room, .. }
-            | Command::Filled { room } => Some(room),
+            | Command::Filled { room }
+            | Command::RemoteAck { room, .. } => Some(room),
             Command::Remote(published) => Some(&published.room),
             Command::Read { read, .. } => Some(&read.room),
             Command::Tick | Command::Resync => None,

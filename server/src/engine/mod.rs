@@ -118,6 +118,16 @@ impl Engine {
 
     /// Applies `command` at time `now_ms`, leaving what to do in `out`.
     pub fn handle(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        if let Command::RemoteAck {
+            event_id, client, ..
+        } = &command
+        {
+            // Another node's member acked an emit: this node's tracker counts it if the
+            // emit is this node's.
+            let (_, done) = self.acks.ack(event_id, client);
+            out.outcomes.extend(done);
+            return;
+        }
         if let Command::Resync = command {
             // The sequencer's stream may have moved on meanwhile: every live room reads
             // what it missed.
@@ -234,11 +244,22 @@ impl Engine {
                 reference,
                 request: Request::Ack(event_id),
             } => {
-                let Some(member) = self.rooms.get(&room).and_then(|r| r.member(conn)) else {
+                let Some(live) = self.rooms.get_mut(&room) else {
                     return;
                 };
-                let codec = member.codec;
-                let (expected, done) = self.acks.ack(&event_id, member.id());
+                let Some(member) = live.member(conn) else {
+                    return;
+                };
+                let (codec, client) = (member.codec, member.id().to_owned());
+                let (mut expected, done) = self.acks.ack(&event_id, &client);
+                if self.sequencer && live.take_awaited_ack(&event_id, conn) {
+                    // Delivered here for an emit made here or on another node: the node
+                    // that made it counts the ack (its own tracker did, if it is this one).
+                    if !expected {
+                        live.relay_ack(&event_id, &client, context, out);
+                    }
+                    expected = true;
+                }
                 if expected {
                     out.reply(conn, codec, Reply::AckReceived { event_id });
                 }
@@ -291,6 +312,7 @@ impl Engine {
                     | Command::SetConfig { .. }
                     | Command::Loaded { .. }
                     | Command::Resync
+                    | Command::RemoteAck { .. }
                     | Command::Tick => unreachable!("handled above"),
                 }
             }
@@ -311,7 +333,7 @@ impl Engine {
         let outcome = match live.emit(&emit, context, out) {
             Err(refusal) => refusal,
             Ok(sent) if emit.require_ack && !sent.is_empty() => {
-                let ids = sent.into_iter().map(|(_, id)| id).collect();
+                let ids = sent;
                 let deadline = now_ms + emit.ack_timeout_ms;
                 self.acks
                     .wait(emit.event_id, emit.reply, ids, deadline, now_ms);
@@ -323,7 +345,7 @@ impl Engine {
             },
             Ok(sent) => EmitOutcome::Sent {
                 event_id: emit.event_id,
-                clients: sent.into_iter().map(|(_, id)| id).collect(),
+                clients: sent,
             },
         };
         // With a sequencer, sent once the sequencer took it.

@@ -187,6 +187,12 @@ pub enum Op {
         user: String,
         member: Member,
     },
+    /// A member here acked an emit made on another node: tell the room's nodes (the one
+    /// that made it counts it). Nothing is sequenced.
+    Ack {
+        event_id: String,
+        client: String,
+    },
 }
 
 /// Events a room missed (a gap in the sequencer's stream): read them from the room's

@@ -220,6 +220,19 @@ impl Sequencer {
     /// Hands a proposal to the sequencer script. Its replies wait for its event to come
     /// back; its emit outcomes are answered once Redis took it.
     pub fn propose(self: &Rc<Self>, mut proposal: Proposal) {
+        if let Op::Ack { event_id, client } = &proposal.op {
+            // Not sequenced: `! [event id, client]` on the room's channel.
+            let ack = serde_json::to_string(&(event_id, client)).expect("strings serialize");
+            let message = format!("! {ack}");
+            let queued = self.client.queue(
+                resp::command(&["PUBLISH", &channel(&proposal.room), &message]),
+                1,
+            );
+            monoio::spawn(async move {
+                let _ = queued.wait().await;
+            });
+            return;
+        }
         let n = self.next.get() + 1;
         self.next.set(n);
         let replies = std::mem::take(&mut proposal.replies);
@@ -462,7 +475,7 @@ impl Sequencer {
                 suffix.unwrap_or_default(),
                 poll,
             ]),
-            Op::Presence { .. } => unreachable!("the presence script's"),
+            Op::Presence { .. } | Op::Ack { .. } => unreachable!("not the sequencer script's"),
         }
         (keys, args)
     }
@@ -773,6 +786,22 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 let Some(room) = wire::room_of(&channel) else {
                     continue;
                 };
+                if let Some(ack) = payload.strip_prefix(b"! ") {
+                    let Ok((event_id, client)) = serde_json::from_slice::<(String, String)>(ack)
+                    else {
+                        continue;
+                    };
+                    let room = room.to_owned();
+                    let ack = Command::RemoteAck {
+                        room,
+                        event_id,
+                        client,
+                    };
+                    if own.send_async(ToOwner::Engine(ack)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let message = match wire::decode(&payload) {
                     Ok(message) => message,
                     Err(error) => {

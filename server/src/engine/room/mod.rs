@@ -50,7 +50,14 @@ pub struct Room {
     /// With a sequencer: the members other nodes hold, by key (a copy of the room's shared
     /// presence, following its diffs).
     others: BTreeMap<String, Member>,
+    /// With a sequencer: emits asking for acks that were delivered to members here, with
+    /// the members yet to ack (the oldest are forgotten past [`MAX_AWAITED`]).
+    awaited: AHashMap<String, Vec<ConnId>>,
+    awaited_order: std::collections::VecDeque<String>,
 }
+
+/// Emits asking for acks a room remembers having delivered (with a sequencer).
+const MAX_AWAITED: usize = 1024;
 
 /// What a command is applied with: the time, the limits, and whether events go to a broker.
 #[derive(Clone, Copy)]
@@ -393,12 +400,73 @@ impl Room {
             self.seq += 1;
             self.mirror(&published.event.event);
             let mut audience = self.audience(&published.scope);
+            if let RoomEvent::Publish {
+                requires_ack: true,
+                event_id,
+                ..
+            } = &published.event.event
+            {
+                self.await_acks(event_id, &audience);
+            }
             if self.replaying > 0 {
                 self.hold_for_replay(&mut audience, &published.event);
             }
             out.event(published.event, audience);
             out.sends.extend(published.replies);
         }
+    }
+
+    /// Remembers that `audience` was sent the emit `event_id`, which asks for acks.
+    fn await_acks(&mut self, event_id: &str, audience: &Audience) {
+        let conns: Vec<ConnId> = audience
+            .groups
+            .iter()
+            .flat_map(|(_, conns)| conns.iter().copied())
+            .collect();
+        if conns.is_empty() {
+            return;
+        }
+        self.awaited.insert(event_id.to_owned(), conns);
+        self.awaited_order.push_back(event_id.to_owned());
+        while self.awaited_order.len() > MAX_AWAITED {
+            if let Some(old) = self.awaited_order.pop_front() {
+                self.awaited.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `conn` was sent the emit `event_id` and had not acked it yet (it has now).
+    pub fn take_awaited_ack(&mut self, event_id: &str, conn: ConnId) -> bool {
+        let Some(conns) = self.awaited.get_mut(event_id) else {
+            return false;
+        };
+        let Some(at) = conns.iter().position(|c| *c == conn) else {
+            return false;
+        };
+        conns.swap_remove(at);
+        if conns.is_empty() {
+            self.awaited.remove(event_id);
+        }
+        true
+    }
+
+    /// Tells the room's other nodes that `client` acked `event_id`.
+    pub fn relay_ack(
+        &mut self,
+        event_id: &str,
+        client: &str,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        let op = Op::Ack {
+            event_id: event_id.to_owned(),
+            client: client.to_owned(),
+        };
+        // The event is not sent: the op is what travels.
+        let event = RoomEvent::Config {
+            config: String::new(),
+        };
+        self.propose(event, Scope::Room, op, context, out);
     }
 
     /// Keeps this node's copy of the room's state (for snapshots and details) as the
