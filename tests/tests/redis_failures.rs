@@ -141,3 +141,29 @@ fn a_redis_that_kept_its_data_continues_every_rooms_stream() {
     late.send(json!({"type":"subscribe","data":"counter"}));
     assert_eq!(late.recv_type("counter")["data"]["value"], json!(1.5));
 }
+
+#[test]
+fn history_is_the_rooms_stream_whichever_node_is_asked() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    for i in 0..5 {
+        let body = format!("{{\"i\":{i}}}");
+        let (status, reply) = http_json(a, "POST", "/hist/emit", &[], body.as_bytes());
+        assert_eq!(status, 200, "{reply}");
+    }
+    let (status, body) = http_json(b, "GET", "/hist/history?limit=3", &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"history":[{"i":2},{"i":3},{"i":4}]}));
+    let (status, page) = http_json(b, "GET", "/api/rooms/hist/history?limit=2", &[], b"");
+    assert_eq!(status, 200, "{page}");
+    let seqs: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].clone())
+        .collect();
+    assert_eq!(seqs, vec![json!(4), json!(5)], "{page}");
+    assert_eq!(page["pos"]["seq"], 5);
+    let (_, older) = http_json(b, "GET", "/api/rooms/hist/history?before=2", &[], b"");
+    assert_eq!(older["events"].as_array().unwrap().len(), 1, "{older}");
+}
