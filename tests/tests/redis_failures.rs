@@ -21,6 +21,11 @@ fn a_redis_outage_is_visible_at_once_and_nodes_come_back_by_themselves() {
     let (a, b) = (node(&redis), node(&redis));
     let (mut on_a, _) = member(a, "outage");
     let (mut on_b, _) = member(b, "outage");
+    let mut watcher = member(a, "outage").0;
+    watcher.send(json!({"type":"subscribe","data":"presence"}));
+    assert_eq!(watcher.recv_type("presence")["data"]["count"], 3);
+    let mut jac_b = Client::connect(b, "/jac/websocket?channel_id=elsewhere");
+    let jac_b_id = jac_b.recv_type("connection")["data"]["client_id"].clone();
     on_b.send(json!({"type":"chat","data":"before"}));
     assert_eq!(on_a.recv_type("chat")["seq"], 1);
     assert_eq!(on_b.recv_type("chat")["seq"], 1);
@@ -49,6 +54,24 @@ fn a_redis_outage_is_visible_at_once_and_nodes_come_back_by_themselves() {
         (json!("after"), json!(1))
     );
     assert_eq!(on_b.recv_type("chat")["data"]["message"], "after");
+    // The new Redis learns again who is where: presence (each node announces its members
+    // again; a new member sees all four) and the directory of clients (a targeted send
+    // from a reaches b's client; b listed it before announcing its members).
+    let start = std::time::Instant::now();
+    while redis.command("HLEN rk:{outage}:members") != ":3\r\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "members never announced again"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (mut late, _) = Client::pact(a, "outage");
+    late.send(json!({"type":"subscribe","data":"presence"}));
+    assert_eq!(late.recv_type("presence")["data"]["count"], 4);
+    let mut jac_a = Client::connect(a, "/jac/websocket?channel_id=here");
+    jac_a.recv_type("connection");
+    jac_a.send(json!({"type":"client","client_ids":[jac_b_id],"data":{"still":"there"}}));
+    assert_eq!(jac_b.recv(), json!({"still":"there"}));
     let metrics = http_get(a, "/metrics").1;
     let reconnects: u64 = metrics
         .lines()

@@ -180,14 +180,6 @@ end
 return redis.call('HLEN', KEYS[1])
 "#;
 
-/// Counts a node's connections of a user or client id (`rk:who:…`: which nodes to send
-/// to). KEYS 1 the entry; ARGV 1 the node, 2 the change (+1, -1).
-pub const DIRECTORY: &str = r#"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return n
-"#;
-
 /// A node's heartbeat, on Redis's clock (nodes' clocks may differ): KEYS 1 the set of
 /// nodes; ARGV 1 the node.
 pub const HEARTBEAT: &str = r#"

@@ -18,7 +18,7 @@ use crate::engine::{
     Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, PresenceChange, Published,
     Reply, RoomEvent, RoomSnapshot, Send,
 };
-use crate::ids::random_u64;
+use crate::ids::{random_u64, ConnId};
 use crate::redis::resp::{self, Frame};
 use crate::redis::subscriber::{Push, Subscriber};
 use crate::redis::wire::{self, channel, key};
@@ -55,7 +55,6 @@ enum Script {
     Sequence,
     Load,
     Presence,
-    Directory,
 }
 
 /// What one node asks another about connections it holds (on the holder's own channel,
@@ -78,7 +77,9 @@ fn node_channel(node: u64) -> String {
     format!("rk:node:{node:016x}")
 }
 
-/// Which nodes hold connections of a user (`u`) or a client id (`c`), with how many.
+/// Which nodes hold connections of a user (`u`) or a client id (`c`): a hash with a field
+/// per connection, `<node>:<conn>` (idempotent: a connection listed again after Redis lost
+/// its data is listed once).
 fn who(kind: char, name: &str) -> String {
     format!("rk:who:{kind}:{name}")
 }
@@ -89,7 +90,6 @@ impl Script {
             Script::Sequence => scripts::SEQUENCE,
             Script::Load => scripts::LOAD,
             Script::Presence => scripts::PRESENCE,
-            Script::Directory => scripts::DIRECTORY,
         }
     }
 }
@@ -115,7 +115,7 @@ pub struct Sequencer {
     /// Replies waiting for the event of proposal `n` to come back.
     pending: RefCell<AHashMap<u64, Vec<Send>>>,
     /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
-    shas: RefCell<[Option<String>; 4]>,
+    shas: RefCell<[Option<String>; 3]>,
     probe: String,
     waiting: Waiting,
     history_size: usize,
@@ -773,7 +773,18 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
     let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
     while let Ok(push) = pushed.recv_async().await {
         let command = match push {
-            Push::Resubscribed => Command::Resync,
+            Push::Resubscribed => {
+                // What follows needs the command connection too, which reconnects on its
+                // own: wait for it (bounded; a Redis that is gone again resubscribes again).
+                for _ in 0..50 {
+                    if this.stats.command_up.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                }
+                this.relist();
+                Command::Resync
+            }
             Push::Message { channel, payload } => {
                 if channel == this.probe.as_bytes() {
                     this.stats.probe_seen_ms.store(now_ms(), Ordering::Relaxed);
@@ -927,19 +938,33 @@ async fn routed(shard: &Rc<Shard>, payload: &[u8]) {
 }
 
 impl Sequencer {
-    /// Counts a connection of this node in the directory of users and client ids (`+1`
-    /// when indexed, `-1` when not any more), so that other nodes know to send here.
-    pub fn directory(&self, user: Option<&str>, client: &str, delta: i64) {
-        let node = format!("{:016x}", self.node_id);
-        let delta = delta.to_string();
+    /// Lists a connection of this node in the directory of users and client ids (when
+    /// indexed), or takes it out (when not any more), so that other nodes know to send
+    /// here.
+    pub fn directory(&self, conn: ConnId, user: Option<&str>, client: &str, listed: bool) {
+        let field = format!("{}{}", member_prefix(self.node_id), conn.0);
         for key in user
             .map(|u| who('u', u))
             .into_iter()
             .chain([who('c', client)])
         {
+            let command = match listed {
+                true => resp::command(&["HSET", &key, &field, "1"]),
+                false => resp::command(&["HDEL", &key, &field]),
+            };
             // Fire and forget: a lost update costs a publish nobody answers, or a send
-            // that misses a node until the connection comes again.
-            let _ = self.queue_script(Script::Directory, &[key], &[node.clone(), delta.clone()]);
+            // that misses this node until Redis is back (then every connection is listed
+            // again, `relist`).
+            let _ = self.client.queue(command, 1);
+        }
+    }
+
+    /// Lists every connection of this core again (after the link to Redis was down: Redis
+    /// may have lost the directory).
+    fn relist(&self) {
+        for conn in self.shard.conns.borrow().values() {
+            let user = conn.user_id();
+            self.directory(conn.id, user.as_deref(), &conn.public_id(), true);
         }
     }
 
@@ -998,12 +1023,13 @@ impl Sequencer {
         let mut nodes = AHashMap::new();
         for key in keys {
             if let Ok(frame) = self.client.call(&["HGETALL", key]).await {
-                for (node, n) in pairs(frame) {
-                    let Ok(node) = u64::from_str_radix(&node, 16) else {
+                for (field, _) in pairs(frame) {
+                    let node = field.split_once(':').map(|(node, _)| node);
+                    let Some(Ok(node)) = node.map(|n| u64::from_str_radix(n, 16)) else {
                         continue;
                     };
                     if node != self.node_id {
-                        *nodes.entry(node).or_default() += n.parse::<usize>().unwrap_or(0);
+                        *nodes.entry(node).or_default() += 1;
                     }
                 }
             }

@@ -280,7 +280,7 @@ impl Shard {
             self.by_user.borrow_mut().add(&user, conn.id);
         }
         if let Some(sequencer) = self.sequencer.get() {
-            sequencer.directory(conn.user_id().as_deref(), &conn.public_id(), 1);
+            sequencer.directory(conn.id, conn.user_id().as_deref(), &conn.public_id(), true);
         }
     }
 
@@ -292,7 +292,7 @@ impl Shard {
             self.by_user.borrow_mut().remove(&user, conn.id);
         }
         if let Some(sequencer) = self.sequencer.get() {
-            sequencer.directory(conn.user_id().as_deref(), &conn.public_id(), -1);
+            sequencer.directory(conn.id, conn.user_id().as_deref(), &conn.public_id(), false);
         }
     }
 
