@@ -158,6 +158,18 @@ pub(super) async fn slip_control(shard: &Shard, req: &Request) -> Vec<u8> {
                 disconnect(shard, &command.target).await;
             }
             event => {
+                if let Some(sequencer) = shard.sequencer.get() {
+                    // The connection may be another node's (`--engine redis`).
+                    match &event {
+                        slip::BackendEvent::Subscribe(channel) => {
+                            sequencer.route_slip(&command.target, true, channel).await
+                        }
+                        slip::BackendEvent::Unsubscribe(channel) => {
+                            sequencer.route_slip(&command.target, false, channel).await
+                        }
+                        _ => {}
+                    }
+                }
                 for mailbox in &shard.node.mailboxes {
                     let apply = ToConns::Slip {
                         conn: command.target.clone(),

@@ -70,6 +70,11 @@ enum Routed {
     Disconnect {
         id: String,
     },
+    /// SLIP control: subscribe (`true`) or unsubscribe the connection `conn` to channels.
+    Slip {
+        conn: String,
+        channels: Vec<(bool, String)>,
+    },
 }
 
 /// A node's own channel.
@@ -933,6 +938,23 @@ async fn routed(shard: &Rc<Shard>, payload: &[u8]) {
         Ok(Routed::Disconnect { id }) => {
             super::admin_api::disconnect_here(shard, &id).await;
         }
+        Ok(Routed::Slip { conn, channels }) => {
+            use crate::dialect::slip::BackendEvent;
+            let events: Vec<BackendEvent> = channels
+                .into_iter()
+                .map(|(on, channel)| match on {
+                    true => BackendEvent::Subscribe(channel),
+                    false => BackendEvent::Unsubscribe(channel),
+                })
+                .collect();
+            for mailbox in &shard.node.mailboxes {
+                let apply = super::mailbox::ToConns::Slip {
+                    conn: conn.clone(),
+                    events: events.clone(),
+                };
+                let _ = mailbox.deliveries.send_async(apply).await;
+            }
+        }
         Err(error) => tracing::warn!(%error, "an undecodable message on this node's channel"),
     }
 }
@@ -999,6 +1021,22 @@ impl Sequencer {
                     .await;
             }
         });
+    }
+
+    /// SLIP control: subscribes or unsubscribes the connection `conn` (held by another
+    /// node) to a channel.
+    pub async fn route_slip(&self, conn: &str, subscribe: bool, channel: &str) {
+        let message = Routed::Slip {
+            conn: conn.to_owned(),
+            channels: vec![(subscribe, channel.to_owned())],
+        };
+        let message = serde_json::to_string(&message).expect("routed messages serialize");
+        for node in self.holders(&[who('c', conn)]).await.into_keys() {
+            let _ = self
+                .client
+                .call(&["PUBLISH", &node_channel(node), &message])
+                .await;
+        }
     }
 
     /// Closes the connections with public id `id` that other nodes hold; answers how many
