@@ -145,9 +145,12 @@ pub enum Command {
     /// positioned event of the room, this node's own included.
     Remote(Published),
     /// A fill of a gap in the room's stream is done: every event it found was sent before
-    /// this as `Remote`.
+    /// this as `Remote`. `oldest` is the oldest `seq` the stream keeps now (`None`: none);
+    /// `complete` is false when the stream could not be read.
     Filled {
         room: String,
+        oldest: Option<u64>,
+        complete: bool,
     },
     /// The link to the sequencer was down: every live room fills what it missed.
     Resync,
@@ -175,7 +178,7 @@ impl Command {
             | Command::Publish { room, .. }
             | Command::SetRole { room, .. }
             | Command::Loaded { room, .. }
-            | Command::Filled { room }
+            | Command::Filled { room, .. }
             | Command::RemoteAck { room, .. } => Some(room),
             Command::Remote(published) => Some(&published.room),
             Command::Read { read, .. } => Some(&read.room),

@@ -138,12 +138,7 @@ impl Engine {
                 sequencer: self.sequencer,
             };
             for room in self.rooms.values_mut() {
-                let position = room.position();
-                out.fills.push(outbox::Fill {
-                    room: room.name.clone(),
-                    epoch: position.epoch.to_string(),
-                    after: position.seq,
-                });
+                room.ask_fill(out);
                 room.announce_members(context, out);
             }
             return;
@@ -305,7 +300,9 @@ impl Engine {
                         ..
                     } => live.set_role(conn, role, reference, out),
                     Command::Remote(published) => live.deliver_remote(published, context, out),
-                    Command::Filled { .. } => live.filled(out),
+                    Command::Filled {
+                        oldest, complete, ..
+                    } => live.filled(oldest, complete, out),
                     Command::Read { read, result } => live.read_done(read, result, out),
                     Command::Join { .. }
                     | Command::Emit { .. }

@@ -153,7 +153,12 @@ fn what_a_fill_could_not_find_is_skipped_and_a_new_epoch_restarts_the_stream() {
     let mut out = Outbox::default();
     e.handle(counter_event("e1", 15, 5), 0, &mut out);
     assert_eq!(out.fills.len(), 1);
-    e.handle(Command::Filled { room: ROOM.into() }, 0, &mut out);
+    let filled = Command::Filled {
+        room: ROOM.into(),
+        oldest: Some(15),
+        complete: true,
+    };
+    e.handle(filled, 0, &mut out);
     assert_eq!(
         delivered(&out),
         vec![15],
@@ -186,4 +191,39 @@ fn a_room_left_empty_goes_idle() {
     };
     e.handle(leave, 0, &mut out);
     assert_eq!(out.idle, vec![ROOM.to_owned()]);
+}
+
+#[test]
+fn what_the_stream_keeps_but_a_fill_missed_is_read_again_and_a_resync_waits_its_turn() {
+    let mut e = Engine::new(1).with_sequencer();
+    joined(&mut e, conn(1));
+    let mut out = Outbox::default();
+    e.handle(counter_event("e1", 13, 3), 0, &mut out);
+    assert_eq!(out.fills.len(), 1);
+    // The link came back while the fill was out: one more fill, after this one.
+    e.handle(Command::Resync, 0, &mut out);
+    assert_eq!(out.fills.len(), 1, "one fill at a time");
+    // The fill read before 11 and 12 were made: the stream keeps them (oldest 1).
+    let filled = Command::Filled {
+        room: ROOM.into(),
+        oldest: Some(1),
+        complete: true,
+    };
+    e.handle(filled.clone(), 0, &mut out);
+    assert!(delivered(&out).is_empty(), "nothing skipped");
+    assert_eq!(out.fills.len(), 2, "read again");
+    e.handle(counter_event("e1", 11, 1), 0, &mut out);
+    e.handle(counter_event("e1", 12, 2), 0, &mut out);
+    e.handle(filled.clone(), 0, &mut out);
+    assert_eq!(delivered(&out), vec![11, 12, 13]);
+    assert_eq!(out.fills.len(), 3, "the resync's turn");
+    // A fill that could not read the stream skips nothing and waits.
+    e.handle(counter_event("e1", 15, 5), 0, &mut out);
+    let failed = Command::Filled {
+        room: ROOM.into(),
+        oldest: None,
+        complete: false,
+    };
+    e.handle(failed, 0, &mut out);
+    assert_eq!(delivered(&out), vec![11, 12, 13], "15 waits for 14");
 }

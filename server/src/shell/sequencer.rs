@@ -534,13 +534,20 @@ impl Sequencer {
             } else {
                 "-".to_owned()
             };
-            if let Ok(frame) = this.client.call(&["XRANGE", &log, &from, "+"]).await {
-                for entry in entries(frame) {
+            let read = this.client.call(&["XRANGE", &log, &from, "+"]).await;
+            let complete = read.is_ok();
+            if let Ok(frame) = read {
+                for (entry, origin) in entries_with_origin(frame) {
+                    // This node's own event, missed live: its replies go with it.
+                    let replies = match origin.0 == this.node_id {
+                        true => this.pending.borrow_mut().remove(&origin.1),
+                        false => None,
+                    };
                     let published = Published {
                         room: fill.room.clone(),
                         event: entry.event,
                         scope: entry.scope,
-                        replies: Vec::new(),
+                        replies: replies.unwrap_or_default(),
                         member_key: None,
                     };
                     let command = Command::Remote(published);
@@ -549,7 +556,20 @@ impl Sequencer {
                     }
                 }
             }
-            let done = Command::Filled { room: fill.room };
+            // Read after the events: what the stream keeps now (older ones are gone).
+            let first = this
+                .client
+                .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
+                .await;
+            let oldest = first.as_ref().ok().and_then(|f| {
+                let entries = entries(f.clone());
+                entries.first().map(Entry::seq)
+            });
+            let done = Command::Filled {
+                room: fill.room,
+                oldest,
+                complete: complete && first.is_ok(),
+            };
             let _ = own.send_async(ToOwner::Engine(done)).await;
         });
     }
@@ -674,6 +694,14 @@ fn new_epoch() -> String {
 /// History entries of an `XRANGE` answer (entries that do not decode are logged and left
 /// out).
 fn entries(frame: Frame) -> Vec<Entry> {
+    entries_with_origin(frame)
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect()
+}
+
+/// [`entries`], each with the node (and its proposal) that made it.
+fn entries_with_origin(frame: Frame) -> Vec<(Entry, (u64, u64))> {
     let Frame::Array(items) = frame else {
         return Vec::new();
     };
@@ -690,12 +718,13 @@ fn entries(frame: Frame) -> Vec<Entry> {
         };
         match wire::decode(&message) {
             Ok(message) => {
-                let (event, scope, _, at_ms) = message.sequenced();
-                out.push(Entry {
+                let (event, scope, origin, at_ms) = message.sequenced();
+                let entry = Entry {
                     event,
                     scope,
                     at_ms,
-                });
+                };
+                out.push((entry, origin));
             }
             Err(error) => tracing::warn!(%error, "an undecodable entry in a room's history"),
         }

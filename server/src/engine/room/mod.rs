@@ -47,6 +47,9 @@ pub struct Room {
     held: BTreeMap<u64, Published>,
     /// With a sequencer: a fill of a gap was asked for and not answered yet.
     filling: bool,
+    /// With a sequencer: another fill is wanted once this one is answered (the link to the
+    /// sequencer came back meanwhile: the one in flight may have read too early).
+    refill: bool,
     /// With a sequencer: the members other nodes hold, by key (a copy of the room's shared
     /// presence, following its diffs).
     others: BTreeMap<String, Member>,
@@ -370,7 +373,17 @@ impl Room {
         }
         self.held.insert(position.seq, published);
         self.release_held(out);
-        if !self.held.is_empty() && !self.filling {
+        if !self.held.is_empty() {
+            self.ask_fill(out);
+        }
+    }
+
+    /// Asks for what the room missed after its `seq` to be read back from the
+    /// sequencer's history (one fill at a time).
+    pub fn ask_fill(&mut self, out: &mut Outbox) {
+        if self.filling {
+            self.refill = true;
+        } else {
             self.filling = true;
             out.fills.push(Fill {
                 room: self.name.clone(),
@@ -380,18 +393,28 @@ impl Room {
         }
     }
 
-    /// A fill was answered (its events came before this): what it did not bring is gone
-    /// from the history; delivery goes on after the gap (logged) rather than waiting for
-    /// ever.
-    pub fn filled(&mut self, out: &mut Outbox) {
+    /// A fill was answered (its events came before this). What the stream no longer keeps
+    /// (before `oldest`) is gone: delivery goes on after it (logged; members see `seq`
+    /// jump) rather than waiting for ever. What it keeps but the fill did not bring (made
+    /// after the fill read) is read again.
+    pub fn filled(&mut self, oldest: Option<u64>, complete: bool, out: &mut Outbox) {
         self.filling = false;
+        if !complete {
+            // The stream could not be read: the next resync or gap asks again.
+            return;
+        }
         if let Some((&first, _)) = self.held.iter().next() {
-            if first > self.seq + 1 {
-                tracing::warn!(room = %self.name, from = self.seq + 1, to = first - 1, "events lost from the room's history");
-                self.seq = first - 1;
+            let kept_from = oldest.unwrap_or(first).min(first);
+            if kept_from > self.seq + 1 {
+                let (from, to) = (self.seq + 1, kept_from - 1);
+                tracing::warn!(room = %self.name, from, to, "events lost from the room's history");
+                self.seq = to;
             }
         }
         self.release_held(out);
+        if !self.held.is_empty() || std::mem::take(&mut self.refill) {
+            self.ask_fill(out);
+        }
     }
 
     /// Delivers the held events that follow the room's `seq` without a gap.
