@@ -121,6 +121,8 @@ pub struct Sequencer {
     pending: RefCell<AHashMap<u64, Vec<Send>>>,
     /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
     shas: RefCell<[Option<String>; 3]>,
+    /// A `SCRIPT LOAD` of each script is under way (one at a time).
+    learning: Cell<[bool; 3]>,
     probe: String,
     waiting: Waiting,
     history_size: usize,
@@ -155,6 +157,7 @@ impl Sequencer {
             next: Cell::new(0),
             pending: RefCell::default(),
             shas: RefCell::default(),
+            learning: Cell::default(),
             probe,
             waiting,
         });
@@ -212,6 +215,11 @@ impl Sequencer {
     }
 
     fn learn_sha(self: &Rc<Self>, script: Script) {
+        let mut learning = self.learning.get();
+        if std::mem::replace(&mut learning[script as usize], true) {
+            return;
+        }
+        self.learning.set(learning);
         let this = self.clone();
         monoio::spawn(async move {
             if let Ok(frame) = this.client.call(&["SCRIPT", "LOAD", script.source()]).await {
@@ -219,6 +227,9 @@ impl Sequencer {
                     this.shas.borrow_mut()[script as usize] = Some(sha.to_owned());
                 }
             }
+            let mut learning = this.learning.get();
+            learning[script as usize] = false;
+            this.learning.set(learning);
         });
     }
 
