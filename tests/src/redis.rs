@@ -85,6 +85,22 @@ impl TestRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([which, &pid]).status().unwrap();
+        assert!(status.success(), "kill {which} {pid}");
+    }
+
     /// Sends an inline command; returns the raw reply's first read ("" if unreachable).
     pub fn command(&self, line: &str) -> String {
         let Ok(mut s) = TcpStream::connect(self.addr) else {

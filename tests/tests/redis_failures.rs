@@ -238,3 +238,60 @@ fn events_missed_while_a_subscription_was_down_are_filled_in_order() {
         "a: every event once, in order"
     );
 }
+
+/// A Redis that hangs (stopped, its connections open): `/readyz` says so within 1 s,
+/// changes are refused within the call timeout (3 s) instead of waiting for ever, and all
+/// is well again once it goes on.
+#[test]
+fn a_hung_redis_is_visible_and_refused_in_bounded_time() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (mut on_a, _) = member(a, "hung");
+    let (mut on_b, _) = member(b, "hung");
+    redis.pause();
+    let took = wait_ready(a, false);
+    assert!(
+        took <= Duration::from_secs(1) + Duration::from_millis(500),
+        "{took:?}"
+    );
+    let started = std::time::Instant::now();
+    on_a.send(json!({"type":"chat","data":"stuck?","ref":"c"}));
+    let refused = loop {
+        // Waits past the client's 5 s read timeout if need be: the bound is the server's.
+        match on_a.read() {
+            Ok(tungstenite::Message::Text(t)) => {
+                break serde_json::from_str::<serde_json::Value>(&t).unwrap()
+            }
+            Ok(_) => continue,
+            Err(_) => assert!(started.elapsed() < Duration::from_secs(10), "never refused"),
+        }
+    };
+    assert_eq!(
+        (refused["type"].as_str(), refused["ref"].as_str()),
+        (Some("error"), Some("c")),
+        "{refused}"
+    );
+    // Written but never answered: the error says the change may still be applied.
+    assert!(
+        refused["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may still be applied"),
+        "{refused}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.resume();
+    wait_ready(a, true);
+    wait_ready(b, true);
+    on_a.send(json!({"type":"chat","data":"back"}));
+    // A Redis that resumes runs what it had read before it stopped ("stuck?" may come).
+    let mut m = on_b.recv_type("chat");
+    if m["data"]["message"] == "stuck?" {
+        m = on_b.recv_type("chat");
+    }
+    assert_eq!(m["data"]["message"], "back");
+}

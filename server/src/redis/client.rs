@@ -3,7 +3,8 @@
 //! Callers queue encoded commands; one task writes everything queued in one write and
 //! answers each caller from the replies, which Redis sends in order. While the connection
 //! is down, calls fail at once with [`RedisError::Unavailable`] (nobody waits on a dead
-//! server) and the task reconnects with backoff (50 ms doubling to 1 s).
+//! server) and the task reconnects with backoff (50 ms doubling to 1 s). A reply overdue
+//! by [`CALL_TIMEOUT`] breaks the connection the same way (a hung Redis).
 
 use super::resp::{self, Frame};
 use super::stats::Stats;
@@ -39,6 +40,12 @@ struct Job {
 
 /// Most bytes gathered into one write.
 const MAX_WRITE: usize = 256 * 1024;
+
+/// A reply that takes longer than this means Redis hangs (stopped, or the network between
+/// dropped without a reset): the connection is dropped, what waited on it fails, and a new
+/// one is made. A healthy Redis answers in well under a millisecond; a script of this
+/// node's takes microseconds.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A core's command connection (cheap to clone: a channel end).
 #[derive(Clone)]
@@ -225,9 +232,25 @@ async fn serve(stream: TcpStream, queue: &flume::Receiver<Job>, stats: &Stats) -
             }
         }
     };
+    let overdue = {
+        let waiting = waiting.clone();
+        async move {
+            loop {
+                monoio::time::sleep(CALL_TIMEOUT / 4).await;
+                let late = waiting
+                    .borrow()
+                    .front()
+                    .is_some_and(|front| front.sent.elapsed() > CALL_TIMEOUT);
+                if late {
+                    return format!("no reply within {CALL_TIMEOUT:?}");
+                }
+            }
+        }
+    };
     let error = monoio::select! {
         e = reader => e,
         e = writer => e,
+        e = overdue => e,
     };
     for job in waiting.borrow_mut().drain(..) {
         stats.pending.fetch_sub(1, Ordering::Relaxed);

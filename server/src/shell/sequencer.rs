@@ -359,6 +359,11 @@ impl Sequencer {
                         Err(RedisError::Reply(e)) if e == "counter overflow" => {
                             (ErrorCode::InvalidData, "counter overflow".to_owned())
                         }
+                        // Written, never answered: Redis may still apply it.
+                        Err(RedisError::Unavailable(e)) if e.starts_with("no reply within") => (
+                            ErrorCode::Unavailable,
+                            "redis did not answer in time: the change may still be applied".into(),
+                        ),
                         _ => (
                             ErrorCode::Unavailable,
                             "the room's state is unavailable (redis): try again later".into(),
