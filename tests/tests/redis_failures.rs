@@ -82,7 +82,7 @@ fn a_redis_outage_is_visible_at_once_and_nodes_come_back_by_themselves() {
     assert!(reconnects >= 2, "both connections came back: {reconnects}");
     assert!(metrics.contains("\nrookery_redis_up 1\n"), "{metrics}");
     assert!(metrics.contains("\nrookery_redis_pending_commands "));
-    assert!(metrics.contains("\nrookery_redis_rtt_microseconds "));
+    assert!(metrics.contains("\nrookery_redis_rtt_seconds "));
 }
 
 #[test]

@@ -87,19 +87,23 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
         return out;
     };
     let cores = &node.stats;
+    let max_rtt_us = cores
+        .iter()
+        .map(|s| s.rtt_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP rookery_redis_rtt_seconds Round trip of the last Redis command (the slowest \
+         core's).\n# TYPE rookery_redis_rtt_seconds gauge\nrookery_redis_rtt_seconds {}",
+        max_rtt_us as f64 / 1e6
+    );
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     };
-    let max_rtt = cores.iter().map(|s| s.rtt_us.load(Ordering::Relaxed)).max();
-    metric(
-        "rookery_redis_rtt_microseconds",
-        "gauge",
-        "Round trip of the last Redis command (the slowest core's).",
-        max_rtt.unwrap_or(0),
-    );
     metric(
         "rookery_redis_reconnects_total",
         "counter",
@@ -130,6 +134,29 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_there_with_redis_only_and_in_base_units() {
+        assert_eq!(metrics_text(None, 0), "");
+        let node = RedisNode::new("127.0.0.1:1".parse().unwrap(), 2);
+        node.stats[1].rtt_us.store(1_500, Ordering::Relaxed);
+        node.stats[0].pending.store(3, Ordering::Relaxed);
+        let text = metrics_text(Some(&node), 0);
+        assert!(
+            text.contains("\nrookery_redis_rtt_seconds 0.0015\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nrookery_redis_pending_commands 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nrookery_redis_up 0\n"),
+            "not connected: {text}"
+        );
+        assert!(!all_live(Some(&node), 0));
+        assert!(all_live(None, 0), "alone: nothing to wait for");
+    }
 
     #[test]
     fn urls_name_a_host_and_a_port() {
