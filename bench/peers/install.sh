@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the benchmark's peers that do not come from crates.io: Node `ws` (npm) and
-# nginx with the nchan module (Debian). Idempotent.
+# Installs the benchmark's peers that do not come from crates.io: Node `ws` (npm), nginx
+# with the nchan module (Debian), and the uWebSockets relay (built from source with g++).
+# Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ ! -d node_modules/ws ]; then
@@ -14,4 +15,5 @@ if [ ! -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
   # The package starts a system nginx on port 80; the benchmark runs its own.
   (service nginx stop || systemctl stop nginx || pkill -x nginx || true) >/dev/null 2>&1
 fi
-echo "peers installed: node ws, nginx + nchan"
+./uws/build.sh
+echo "peers installed: node ws, nginx + nchan, uWebSockets (bench/peers/uws/peer_uws)"

@@ -253,4 +253,5 @@ pub fn metric(addr: &str, name: &str) -> Option<f64> {
 }
 
 pub mod load;
+pub mod reader;
 pub mod report;

@@ -29,11 +29,35 @@ impl System {
     }
 
     pub fn url(self, addr: &str, room: &str) -> String {
+        let scheme = if TLS.get().is_some() { "wss" } else { "ws" };
         match self {
-            System::Rookery => format!("ws://{addr}/websocket?room={room}"),
-            System::Relay => format!("ws://{addr}/room/{room}"),
+            System::Rookery => format!("{scheme}://{addr}/websocket?room={room}"),
+            System::Relay => format!("{scheme}://{addr}/room/{room}"),
         }
     }
+}
+
+/// The TLS client configuration every connection of this process uses, once
+/// [`use_tls`] set it: `wss://` then, trusting the one certificate given.
+static TLS: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Makes every connection of this process `wss://`, trusting only the PEM certificate in
+/// `ca` (the one the driver made for the server under test). Session resumption is off, so
+/// that every connection costs a full handshake, as a crowd of new clients does.
+pub fn use_tls(ca: &str) {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(ca)
+        .unwrap_or_else(|e| panic!("--tls-ca {ca}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).expect("a usable certificate");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    let _ = TLS.set(std::sync::Arc::new(config));
 }
 
 /// Microseconds since the epoch: payload timestamps (clients may be in other processes).
@@ -60,7 +84,7 @@ pub fn sent_us(frame: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects, subscribing where the system needs it.
@@ -85,8 +109,12 @@ async fn connect_with(
     config: Option<tokio_tungstenite::tungstenite::protocol::WebSocketConfig>,
     nodelay: bool,
 ) -> Option<Ws> {
+    let connector = TLS
+        .get()
+        .map(|tls| tokio_tungstenite::Connector::Rustls(tls.clone()));
+    let url = system.url(addr, room);
     let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(system.url(addr, room), config, nodelay)
+        tokio_tungstenite::connect_async_tls_with_config(url, config, nodelay, connector)
             .await
             .ok()?;
     if system == System::Rookery {
@@ -158,11 +186,15 @@ impl Tally {
 
     /// Counts a delivery sent at `sent_us`, received now.
     fn record(&self, sent_us: u64) {
+        self.record_at(sent_us, now_us());
+    }
+
+    /// Counts a delivery sent at `sent_us`, received at `now` (µs since the epoch).
+    pub fn record_at(&self, sent_us: u64, now: u64) {
         if let Some(step) = self.step_at(sent_us) {
             let cell = &self.delivered_by_send[step];
             cell.set(cell.get() + 1);
         }
-        let now = now_us();
         let Some(step) = self.step_at(now) else {
             return;
         };

@@ -5,7 +5,13 @@
 
 use clap::{Parser, Subcommand};
 use rookery_bench::load::{self, System, Tally};
-use rookery_bench::report;
+use rookery_bench::{reader, report};
+
+/// A subscriber of a stepped load, by how it reads (`--reader`).
+enum Subscriber {
+    Raw(reader::RawConn),
+    Tungstenite(Box<load::Ws>),
+}
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +68,14 @@ pub struct WorkerArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+    /// How subscribers read: `raw` (one epoll set, frames followed by their headers; the
+    /// default: cheap enough not to be the ceiling) or `tungstenite` (a tokio-tungstenite
+    /// task per subscriber, as before; its ceiling is near 3 M deliveries/s here).
+    #[arg(long, default_value = "raw")]
+    reader: String,
+    /// Connect with `wss://`, trusting the PEM certificate in this file.
+    #[arg(long)]
+    tls_ca: Option<String>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -96,6 +110,9 @@ pub struct WriterArgs {
     /// Connections opened at once.
     #[arg(long, default_value_t = 200)]
     wave: usize,
+    /// Connect with `wss://`, trusting the PEM certificate in this file.
+    #[arg(long)]
+    tls_ca: Option<String>,
 }
 
 /// CPU seconds (user + system) this process used so far.
@@ -111,6 +128,9 @@ fn own_cpu_seconds() -> f64 {
 /// `end` at the window's edges (the driver samples the server's CPU there), then a JSON
 /// result line.
 async fn writer(args: WriterArgs) {
+    if let Some(ca) = &args.tls_ca {
+        load::use_tls(ca);
+    }
     let system = System::parse(&args.system);
     let kinds: Rc<[load::WriteKind]> = args
         .kinds
@@ -196,9 +216,18 @@ async fn writer(args: WriterArgs) {
 /// Connects, runs the schedule, and prints `start`, a `step K` line as each step ends
 /// (the driver samples the server's CPU time at those lines), then a JSON result line.
 async fn worker(args: WorkerArgs) {
+    if let Some(ca) = &args.tls_ca {
+        load::use_tls(ca);
+    }
     let system = System::parse(&args.system);
+    // The raw reader speaks plain TCP only: over TLS subscribers read with tungstenite.
+    let raw = match args.reader.as_str() {
+        "raw" => args.tls_ca.is_none(),
+        "tungstenite" => false,
+        other => panic!("unknown --reader {other} (raw or tungstenite)"),
+    };
     let started = Instant::now();
-    let mut subscribers = Vec::with_capacity(args.subscribers);
+    let mut subscribers: Vec<(usize, Subscriber)> = Vec::with_capacity(args.subscribers);
     let mut failed = 0usize;
     for chunk in (0..args.subscribers)
         .collect::<Vec<_>>()
@@ -211,9 +240,16 @@ async fn worker(args: WorkerArgs) {
                 let url_room = format!("{}-{room}", args.prefix);
                 let addr = args.addr.clone();
                 tokio::task::spawn_local(async move {
-                    load::connect(system, &addr, &url_room)
-                        .await
-                        .map(|ws| (room, ws))
+                    let subscriber = if raw {
+                        reader::connect(system, &addr, &url_room)
+                            .await
+                            .map(Subscriber::Raw)
+                    } else {
+                        load::connect(system, &addr, &url_room)
+                            .await
+                            .map(|ws| Subscriber::Tungstenite(Box::new(ws)))
+                    };
+                    subscriber.map(|s| (room, s))
                 })
             })
             .collect();
@@ -251,8 +287,21 @@ async fn worker(args: WorkerArgs) {
     let tally = Rc::new(Tally::new(steps, load::now_us() + 100_000, step_us));
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for (i, (_, ws)) in subscribers.into_iter().enumerate() {
-        let task = load::subscribe(ws, tally.clone(), done.clone(), reading(i));
+    let mut raw_readers = Vec::new();
+    // W4's slow subscribers stay open, never read, until the end.
+    let mut idle = Vec::new();
+    for (i, (_, subscriber)) in subscribers.into_iter().enumerate() {
+        match subscriber {
+            Subscriber::Raw(conn) if reading(i) => raw_readers.push(conn),
+            Subscriber::Raw(conn) => idle.push(conn),
+            Subscriber::Tungstenite(ws) => {
+                let task = load::subscribe(*ws, tally.clone(), done.clone(), reading(i));
+                tasks.push(tokio::task::spawn_local(task));
+            }
+        }
+    }
+    if !raw_readers.is_empty() {
+        let task = reader::read_all(raw_readers, tally.clone(), done.clone());
         tasks.push(tokio::task::spawn_local(task));
     }
     for (room, ws) in publishers {
@@ -298,6 +347,7 @@ async fn worker(args: WorkerArgs) {
     for t in tasks {
         let _ = t.await;
     }
+    drop(idle);
     let latency = tally.latency.borrow();
     let results: Vec<_> = (0..ran)
         .map(|k| {

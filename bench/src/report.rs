@@ -17,11 +17,14 @@ pub struct RunArgs {
     pub runs: usize,
     /// Systems to compare: rookery (`--store memory`), rookery-disk (`--store disk`, fsync
     /// every 5 ms, a fresh data directory per start), rookery-disk-always (the same with
-    /// `--fsync always`), tokio, node, nchan, raw (the ceiling).
+    /// `--fsync always`), rookery-tls (`rookery` over TLS: `--tls-cert`/`--tls-key` with a
+    /// certificate made for the run, the load generator on `wss://`; W1–W4 only), tokio,
+    /// tokio-tuned, uws (uWebSockets, built by bench/peers/install.sh), node, nchan, raw
+    /// (the ceiling).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "rookery,rookery-disk,tokio,node,nchan,raw"
+        default_value = "rookery,rookery-disk,tokio,tokio-tuned,uws,node,nchan,raw"
     )]
     pub systems: Vec<String>,
     /// Workloads: w1 idle, w2 fanout, w3 many rooms, w4 slow consumers (runs at W2's
@@ -59,6 +62,12 @@ pub struct RunArgs {
     /// finely, with about four times the steps.
     #[arg(long, default_value_t = 2.0)]
     pub step_factor: f64,
+    /// How the load generator's subscribers read: `raw` (one epoll set per worker, frames
+    /// followed by their headers; cheap enough to saturate every server here) or
+    /// `tungstenite` (a tokio-tungstenite task per subscriber: the generator of results
+    /// before the uWS comparison, whose own ceiling was ~3 M deliveries/s).
+    #[arg(long, default_value = "raw")]
+    pub reader: String,
     /// Where the binaries are.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: String,
@@ -75,9 +84,22 @@ struct Target {
     name: String,
     /// Dropped (killed) before `data`, which it writes to.
     server: ServerProcess,
-    /// A disk store's directory, removed when the target is dropped.
+    /// A disk store's directory (or the TLS certificate's), removed when the target is
+    /// dropped.
     #[allow(dead_code)]
     data: Option<DataDir>,
+    /// Over TLS: the server's certificate (PEM), which the load generator trusts.
+    tls_ca: Option<String>,
+}
+
+impl Target {
+    /// The load generator's `--tls-ca` for this target (none: plain `ws://`).
+    fn tls_args(&self) -> Vec<String> {
+        match &self.tls_ca {
+            Some(ca) => vec!["--tls-ca".into(), ca.clone()],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// Where a Rookery server keeps its state.
@@ -113,9 +135,14 @@ fn start(system: &str, run: &RunArgs) -> Target {
     if let Some(store) = Store::of(system) {
         return start_rookery(system, store, Some("0"), run);
     }
+    if system == "rookery-tls" {
+        return start_rookery_tls(run);
+    }
     let bin_dir = &run.bin_dir;
     let server = match system {
         "tokio" => start_peer(&[&format!("{bin_dir}/peer_tokio")]),
+        "tokio-tuned" => start_peer(&[&format!("{bin_dir}/peer_tokio_tuned")]),
+        "uws" => start_peer(&["bench/peers/uws/peer_uws", "--listen", "127.0.0.1:0"]),
         "raw" => start_peer(&[&format!("{bin_dir}/peer_raw")]),
         "node" => start_peer(&["node", "bench/peers/ws-relay.js", "--listen", "127.0.0.1:0"]),
         "nchan" => start_nchan(),
@@ -125,6 +152,7 @@ fn start(system: &str, run: &RunArgs) -> Target {
         name: system.to_owned(),
         server,
         data: None,
+        tls_ca: None,
     }
 }
 
@@ -159,6 +187,45 @@ fn start_rookery(name: &str, store: Store, cpu: Option<&str>, run: &RunArgs) -> 
         name: name.to_owned(),
         server: ServerProcess::start_on(cpu, &binary, &args),
         data,
+        tls_ca: None,
+    }
+}
+
+/// `rookery` (memory store, pinned to core 0) serving TLS with a self-signed certificate
+/// for `localhost` made for this start (ECDSA P-256, rcgen's default), in a directory of
+/// its own removed after.
+fn start_rookery_tls(run: &RunArgs) -> Target {
+    let dir = DataDir::new(&std::env::temp_dir());
+    std::fs::create_dir_all(&dir.path).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("a certificate");
+    let cert = dir.path.join("cert.pem");
+    let key = dir.path.join("key.pem");
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let binary = format!("{}/rookery", run.bin_dir);
+    assert!(
+        crate::supports_flag(&binary, "--tls-cert"),
+        "{binary} has no --tls-cert: it cannot run rookery-tls"
+    );
+    let args: Vec<String> = [
+        "--cores",
+        "1",
+        "--max-message-rate",
+        "0",
+        "--store",
+        "memory",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(["--tls-cert".into(), cert.display().to_string()])
+    .chain(["--tls-key".into(), key.display().to_string()])
+    .collect();
+    Target {
+        name: "rookery-tls".into(),
+        server: ServerProcess::start_on(Some("0"), &binary, &args),
+        tls_ca: Some(cert.display().to_string()),
+        data: Some(dir),
     }
 }
 
@@ -171,7 +238,12 @@ fn start_peer(command: &[&str]) -> ServerProcess {
         .env("TOKIO_WORKER_THREADS", "1")
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("peer starts");
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (bench/peers/install.sh builds the peers)",
+                command[0]
+            )
+        });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -257,6 +329,7 @@ fn stepped(target: &Target, args: &[(&str, String)], subscribers: usize) -> (Vec
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", "1"]).arg(&exe).arg("worker");
     cmd.args(["--system", &target.name, "--addr", &target.server.addr]);
+    cmd.args(target.tls_args());
     cmd.args(["--subscribers", &subscribers.to_string()]);
     for (k, v) in args {
         cmd.args([*k, v.as_str()]);
@@ -602,6 +675,7 @@ pub fn run(args: RunArgs) {
                         &target,
                         &[
                             ("--prefix", format!("w2-{r}")),
+                            ("--reader", args.reader.clone()),
                             ("--publishers", "1".into()),
                             ("--rates", rates(first, args.step_factor, n as f64, 1.0)),
                             ("--step-seconds", step.into()),
@@ -651,6 +725,7 @@ pub fn run(args: RunArgs) {
                         &target,
                         &[
                             ("--prefix", format!("w4-{r}")),
+                            ("--reader", args.reader.clone()),
                             ("--publishers", "1".into()),
                             ("--rates", format!("{rate},{rate}")),
                             ("--step-seconds", step.into()),
@@ -695,6 +770,7 @@ pub fn run(args: RunArgs) {
                     &target,
                     &[
                         ("--prefix", format!("w3-{r}")),
+                        ("--reader", args.reader.clone()),
                         ("--rooms", (w3_subscribers / 10).to_string()),
                         ("--publishers", "100".into()),
                         ("--rates", rates(first, args.step_factor, 10.0, 100.0)),
@@ -994,6 +1070,7 @@ fn idle(target: &Target, n: usize, hold: &str) -> (f64, f64) {
                 .arg(&exe)
                 .args(["worker", "--system", &target.name])
                 .args(["--addr", &target.server.addr])
+                .args(target.tls_args())
                 .args(["--subscribers", &share.to_string()])
                 .args(["--rates", "0", "--step-seconds", hold])
                 .stdout(std::process::Stdio::piped())
@@ -1054,6 +1131,9 @@ fn render(
     let _ = writeln!(out, "# Benchmark results\n\nProduced by `{command}`{commit} on {date}; {cpus} cores, each server pinned to core 0 (`taskset`) unless said otherwise, the load generator (one process, one thread) on core 1. {runs} run(s) per figure: median (min–max) over runs, each run of a figure going round the systems. Each step of a stepped load lasts {} s. Load average (1, 5, 15 min) before the run: {}; after: {}.\n", if args.quick { 1 } else { 2 }, load.0, load.1);
     if all.iter().any(|(s, _)| Store::of(s).is_some()) {
         let _ = writeln!(out, "Rookery runs with `--cores 1 --max-message-rate 0` and `--store memory` (`rookery`) or `--store disk` in a fresh data directory under {} per start (`rookery-disk`: `--fsync interval`, every 5 ms; `rookery-disk-always`: `--fsync always`); its store thread (and fjall's workers) share core 0 with the IO core.\n", args.data_root.clone().unwrap_or_else(|| std::env::temp_dir().display().to_string()));
+    }
+    if all.iter().any(|(s, _)| s == "rookery-tls") {
+        let _ = writeln!(out, "`rookery-tls` is `rookery` (memory store) serving TLS (`--tls-cert`, `--tls-key`: a self-signed ECDSA P-256 certificate made per start); the load generator connects with `wss://` (rustls, ring; TLS 1.3, no session resumption: every connection a full handshake).\n");
     }
     let rookery = all.iter().find(|(s, _)| s == "rookery").map(|(_, f)| f);
     let median_of =

@@ -145,6 +145,31 @@ pub enum Effect<D> {
     /// The socket closed before it ever opened: the server is unreachable, or the URL is
     /// not a WebSocket endpoint (the browser tells no more).
     ConnectFailed,
+    /// The server said the connection's token expired (`token_expired`): the shell asks
+    /// the app's `getToken()` for a fresh one and sends it ([`Core::refresh`]) before the
+    /// server's grace runs out.
+    TokenExpired,
+}
+
+/// A token this close to its `exp` is renewed before a (re)connect rather than sent.
+pub const TOKEN_MARGIN_MS: u64 = 5_000;
+
+/// The payload segment of a JWT in standard, padded base64 (what `atob` decodes), or
+/// `None` when `token` has no payload segment.
+pub fn jwt_payload_base64(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1).filter(|p| !p.is_empty())?;
+    let mut text: String = payload
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !text.len().is_multiple_of(4) {
+        text.push('=');
+    }
+    Some(text)
 }
 
 /// Why a discontinuity was reported.
@@ -232,6 +257,8 @@ pub struct Core<D> {
     /// The room's epoch and the `seq` of the last lasting event applied.
     pos: Option<Pos>,
     resume: Option<Resume<D>>,
+    /// When the app's token expires (its `exp`, epoch ms), if it has one.
+    token_exp_ms: Option<u64>,
 }
 
 impl<D: Data> Core<D> {
@@ -250,6 +277,7 @@ impl<D: Data> Core<D> {
             attempt: 0,
             pos: None,
             resume: None,
+            token_exp_ms: None,
         }
     }
 
@@ -260,6 +288,36 @@ impl<D: Data> Core<D> {
     /// The room's epoch and the `seq` of the last lasting event applied, once known.
     pub fn position(&self) -> Option<&Pos> {
         self.pos.as_ref()
+    }
+
+    /// Whether the app closed the client.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The app's token now expires at `exp_ms` (`None`: no token, or no `exp`).
+    pub fn set_token_exp(&mut self, exp_ms: Option<u64>) {
+        self.token_exp_ms = exp_ms;
+    }
+
+    /// Whether the token must be renewed before the next connect: it expires within
+    /// [`TOKEN_MARGIN_MS`] (a server would refuse it, or tell it expired at once).
+    pub fn token_stale(&self, now_ms: u64) -> bool {
+        self.token_exp_ms
+            .is_some_and(|exp| exp <= now_ms + TOKEN_MARGIN_MS)
+    }
+
+    /// Sends a fresh token for the connection's user (`refresh`); its promise settles with
+    /// the server's `refreshed` (`{exp}`) or an error (`invalid_token`: refused).
+    pub fn refresh(
+        &mut self,
+        token: &str,
+        exp_ms: Option<u64>,
+        now_ms: u64,
+    ) -> (u64, Vec<Effect<D>>) {
+        self.token_exp_ms = exp_ms;
+        let data = D::object(&[("token", D::string(token))]);
+        self.request(types::REFRESH, Some(data), now_ms)
     }
 
     /// The shell is opening a socket.
@@ -675,6 +733,12 @@ impl<D: Data> Core<D> {
             types::PROFILE => {
                 effects.extend(self.profile_pos(data.as_ref()));
                 effects.extend(events(kind, data, None));
+            }
+            types::ERROR
+                if data.as_ref().and_then(|d| d.text_at("code")).as_deref()
+                    == Some(codes::TOKEN_EXPIRED) =>
+            {
+                effects.push(Effect::TokenExpired)
             }
             "" | types::OK | types::ERROR | types::RESUMED => {}
             _ => effects.extend(events(kind, data, None)),
@@ -1401,5 +1465,59 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn token_expired_asks_for_a_token_and_refresh_settles_on_refreshed() {
+        let mut core = Core::<Value>::new(Settings::default());
+        core.connecting();
+        core.opened(0);
+        let told = json!({"type":"error","data":{"code":"token_expired","message":"m"}});
+        assert_eq!(core.message(frame(told)), vec![Effect::TokenExpired]);
+        // Other errors without a ref ask for nothing.
+        let other = json!({"type":"error","data":{"code":"invalid_token","message":"m"}});
+        assert!(core.message(frame(other)).is_empty());
+        let (r, effects) = core.refresh("fresh.jwt.sig", Some(90_000), 10);
+        assert_eq!(
+            sent(&effects),
+            vec![json!({"type":"refresh","ref":r,"data":{"token":"fresh.jwt.sig"}})]
+        );
+        let reply = json!({"type":"refreshed","ref":r,"data":{"exp":90}});
+        assert_eq!(
+            core.message(frame(reply)),
+            vec![Effect::Settle {
+                reference: r,
+                result: Ok(Some(json!({"exp":90})))
+            }]
+        );
+        let (r, _) = core.refresh("other.jwt.sig", None, 20);
+        let refused = json!({"type":"error","ref":r,"data":{"code":"invalid_token","message":"another user"}});
+        assert!(matches!(
+            &core.message(frame(refused))[..],
+            [Effect::Settle { result: Err(f), .. }] if f.code == "invalid_token"
+        ));
+    }
+
+    #[test]
+    fn a_token_near_its_exp_is_stale_before_a_reconnect() {
+        let mut core = Core::<Value>::new(Settings::default());
+        assert!(!core.token_stale(1_000), "no token");
+        core.set_token_exp(Some(100_000));
+        assert!(!core.token_stale(94_000));
+        assert!(core.token_stale(95_000), "within the margin");
+        assert!(core.token_stale(200_000));
+        core.set_token_exp(None);
+        assert!(!core.token_stale(200_000), "no exp: never stale");
+    }
+
+    #[test]
+    fn jwt_payloads_become_padded_base64() {
+        assert_eq!(
+            jwt_payload_base64("h.eyJzdWIiOiJhIn0.s").as_deref(),
+            Some("eyJzdWIiOiJhIn0=")
+        );
+        assert_eq!(jwt_payload_base64("h.a-b_.s").as_deref(), Some("a+b/"));
+        assert_eq!(jwt_payload_base64("nodots"), None);
+        assert_eq!(jwt_payload_base64("h..s"), None);
     }
 }

@@ -10,7 +10,8 @@
 pub mod core;
 
 use crate::core::{
-    endpoint, whole, write_pos, Core, Data, Effect, Failure, Incoming, Outgoing, Settings, State,
+    endpoint, jwt_payload_base64, whole, write_pos, Core, Data, Effect, Failure, Incoming,
+    Outgoing, Settings, State,
 };
 use js_sys::{Array, Function, Object, Promise, Reflect, JSON};
 use std::cell::RefCell;
@@ -25,8 +26,15 @@ const TYPES: &'static str = r#"
 export interface ClientOptions {
   /** The room to join. */
   room: string;
-  /** A JWT (HS256, `sub` = user id), sent as `?token=`. */
+  /** A JWT (`sub` = user id), sent as `?token=`. */
   token?: string;
+  /** Gives a fresh token (or a promise of one) for the same user. Called when the server
+   *  says the connection's token expired (`token_expired`): the client sends it as a
+   *  `refresh` within the server's grace, and the connection stays open. Called too before
+   *  a (re)connect when the current token expires within 5 s. A rejection or an empty
+   *  token is reported to `onError` (code `token_refresh_failed`); the server then closes
+   *  the connection (4001 "token expired") and the client reconnects, asking again. */
+  getToken?: () => string | Promise<string>;
   /** Properties to `login` with on every (re)connect. */
   properties?: Record<string, unknown>;
   /** Full-jitter exponential backoff bounds (defaults 500 ms and 20 s). */
@@ -120,6 +128,16 @@ extern "C" {
     fn set_interval(callback: &Function, ms: i32) -> JsValue;
     #[wasm_bindgen(js_name = clearInterval)]
     fn clear_interval(id: &JsValue);
+    #[wasm_bindgen(catch)]
+    fn atob(data: &str) -> Result<String, JsValue>;
+}
+
+/// A JWT's `exp` in epoch ms (`None`: not a JWT, or no `exp`). The payload is read, not
+/// verified: the server verifies; the client only needs to know when to renew.
+fn token_exp_ms(token: &str) -> Option<u64> {
+    let text = atob(&jwt_payload_base64(token)?).ok()?;
+    let payload = JSON::parse(&text).ok()?;
+    whole(get(&payload, "exp").as_f64()?).map(|s| s.saturating_mul(1000))
 }
 
 fn now_ms() -> u64 {
@@ -227,6 +245,13 @@ struct Inner {
     timer: Option<JsValue>,
     ticker: Option<(JsValue, Closure<dyn FnMut()>)>,
     reconnect: Option<Closure<dyn FnMut()>>,
+    /// The URL and room as given, to build the URL again with a fresh token.
+    base_url: String,
+    room: String,
+    /// The app's `getToken`.
+    get_token: Option<Function>,
+    /// A `getToken()` call under way, and whether a connect waits for it.
+    renewing: Option<bool>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -327,6 +352,7 @@ fn apply(shared: &Shared, effects: Vec<Effect<JsValue>>) {
                 }
                 call_hooks(shared, Hook::Discontinuity, &info, &JsValue::UNDEFINED);
             }
+            Effect::TokenExpired => renew_token(shared, false),
             Effect::ConnectFailed => {
                 let url = shared.borrow().shown_url.clone();
                 let message = String::from("could not connect to ") + &url;
@@ -411,6 +437,122 @@ fn open(shared: &Shared) {
     inner.callbacks = vec![on_open, on_message, on_close];
 }
 
+/// Opens a socket, first asking the app for a fresh token when the current one is about
+/// to expire (a server would refuse it).
+fn connect(shared: &Shared) {
+    let stale = {
+        let inner = shared.borrow();
+        inner.get_token.is_some() && inner.core.token_stale(now_ms())
+    };
+    if stale {
+        renew_token(shared, true);
+    } else {
+        open(shared);
+    }
+}
+
+/// Takes `token` as the connection's: in the URL of the next connect, and its `exp`.
+fn use_token(shared: &Shared, token: &str) -> Option<u64> {
+    let exp = token_exp_ms(token);
+    let mut inner = shared.borrow_mut();
+    if let Ok(url) = endpoint(&inner.base_url, &inner.room, Some(token)) {
+        inner.url = url;
+    }
+    inner.core.set_token_exp(exp);
+    exp
+}
+
+/// Calls the app's `getToken()`. With the token: a connect that waits for it goes on
+/// (`then_connect`), else the token is sent as a `refresh`. A failure is reported to
+/// `onError` (`token_refresh_failed`). One call at a time.
+fn renew_token(shared: &Shared, then_connect: bool) {
+    let get_token = {
+        let mut inner = shared.borrow_mut();
+        match (&inner.get_token, inner.renewing) {
+            (None, _) => None,
+            (Some(_), Some(waiting)) => {
+                inner.renewing = Some(waiting || then_connect);
+                return;
+            }
+            (Some(f), None) => {
+                let f = f.clone();
+                inner.renewing = Some(then_connect);
+                Some(f)
+            }
+        }
+    };
+    let Some(get_token) = get_token else {
+        if then_connect {
+            open(shared);
+        }
+        return;
+    };
+    let given = match get_token.call0(&JsValue::NULL) {
+        Ok(value) => Promise::resolve(&value),
+        Err(error) => Promise::reject(&error),
+    };
+    let done = |shared: &Shared| {
+        let connect = shared.borrow_mut().renewing.take().unwrap_or(false);
+        connect && !shared.borrow().core.is_closed()
+    };
+    let weak = Rc::downgrade(shared);
+    let on_token = Closure::once_into_js(move |token: JsValue| {
+        let Some(shared) = weak.upgrade() else { return };
+        let connect = done(&shared);
+        match token.as_string().filter(|t| !t.is_empty()) {
+            Some(token) => {
+                let exp = use_token(&shared, &token);
+                if connect {
+                    open(&shared);
+                } else if !shared.borrow().core.is_closed() {
+                    let made = shared.borrow_mut().core.refresh(&token, exp, now_ms());
+                    let refused = promise(&shared, made);
+                    let weak = Rc::downgrade(&shared);
+                    let on_refused = Closure::once_into_js(move |error: JsValue| {
+                        if let Some(shared) = weak.upgrade() {
+                            call_hooks(&shared, Hook::Error, &error, &JsValue::UNDEFINED);
+                        }
+                    });
+                    then(&refused, &JsValue::UNDEFINED, &on_refused);
+                }
+            }
+            None => {
+                token_failed(&shared, "getToken() gave no token");
+                if connect {
+                    open(&shared);
+                }
+            }
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_error = Closure::once_into_js(move |error: JsValue| {
+        let Some(shared) = weak.upgrade() else { return };
+        let connect = done(&shared);
+        let why = js_sys::Error::from(error).message();
+        token_failed(
+            &shared,
+            &(String::from("getToken() failed: ") + &String::from(why)),
+        );
+        if connect {
+            open(&shared);
+        }
+    });
+    then(&given, &on_token, &on_error);
+}
+
+/// `promise.then(ok, err)` with functions made by `Closure::once_into_js`.
+fn then(promise: &Promise, ok: &JsValue, err: &JsValue) {
+    if let Ok(then) = get(promise, "then").dyn_into::<Function>() {
+        let _ = then.call2(promise, ok, err);
+    }
+}
+
+/// Reports to `onError` that no fresh token could be had.
+fn token_failed(shared: &Shared, message: &str) {
+    let error = js_error(&Failure::new("token_refresh_failed", message));
+    call_hooks(shared, Hook::Error, &error, &JsValue::UNDEFINED);
+}
+
 /// Opens a new socket after `delay` ms (`None`: the client was closed, nothing to do).
 fn schedule_reconnect(shared: &Shared, delay: Option<u64>) {
     let Some(delay) = delay else { return };
@@ -418,7 +560,7 @@ fn schedule_reconnect(shared: &Shared, delay: Option<u64>) {
     let callback = Closure::<dyn FnMut()>::new(move || {
         if let Some(shared) = weak.upgrade() {
             shared.borrow_mut().timer = None;
-            open(&shared);
+            connect(&shared);
         }
     });
     let id = set_timeout(callback.as_ref().unchecked_ref(), delay as i32);
@@ -497,6 +639,7 @@ impl RookeryClient {
             return Err(js_sys::Error::new("options.room is required").into());
         };
         let token = get(&options, "token").as_string();
+        let get_token = get(&options, "getToken").dyn_into::<Function>().ok();
         let full = endpoint(url, &room, token.as_deref()).map_err(|f| js_error(&f))?;
         let shown_url = endpoint(url, &room, token.as_ref().map(|_| "***")).unwrap_or_default();
         let defaults = Settings::default();
@@ -522,7 +665,14 @@ impl RookeryClient {
             timer: None,
             ticker: None,
             reconnect: None,
+            base_url: url.to_owned(),
+            room,
+            get_token,
+            renewing: None,
         }));
+        if let Some(token) = &token {
+            use_token(&inner, token);
+        }
         // Timeouts of requests are checked every 250 ms.
         let weak = Rc::downgrade(&inner);
         let tick = Closure::<dyn FnMut()>::new(move || {
@@ -541,7 +691,7 @@ impl RookeryClient {
                 .request("login", Some(properties), now_ms());
             apply(&inner, effects);
         }
-        open(&inner);
+        connect(&inner);
         Ok(RookeryClient { inner })
     }
 

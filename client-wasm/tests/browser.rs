@@ -549,3 +549,109 @@ async fn a_resume_past_the_history_window_reloads_and_reports_a_discontinuity() 
     listener.close();
     speaker.close();
 }
+
+/// The server's `--jwt-secret` (scripts/sdk-test.sh).
+const JWT_SECRET: &[u8] = b"sdk-test-secret";
+
+/// An HS256 token of `sub` expiring `exp_in_s` seconds from now.
+fn token(sub: &str, exp_in_s: f64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let exp = (js_sys::Date::now() / 1000.0 + exp_in_s).floor();
+    let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = B64.encode(format!(r#"{{"sub":"{sub}","exp":{exp}}}"#));
+    let signed = format!("{header}.{claims}");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET).unwrap();
+    mac.update(signed.as_bytes());
+    format!("{signed}.{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// `options(room)` with `token`, and a `getToken` that gives fresh tokens of `sub` and
+/// counts its calls.
+fn token_options(room: &str, token: &str, sub: &'static str) -> (JsValue, Rc<RefCell<u32>>) {
+    let o = options(room);
+    Reflect::set(&o, &"token".into(), &token.into()).unwrap();
+    let calls: Rc<RefCell<u32>> = Rc::default();
+    let count = calls.clone();
+    let get_token = Closure::<dyn FnMut() -> Promise>::new(move || {
+        *count.borrow_mut() += 1;
+        // A promise, as an app's call to its auth server gives.
+        let fresh: JsValue = self::token(sub, 600.0).into();
+        Promise::resolve(&fresh)
+    });
+    Reflect::set(&o, &"getToken".into(), &get_token.into_js_value()).unwrap();
+    (o, calls)
+}
+
+/// Polls `check` every 50 ms for up to 30 s (tokens expire in seconds; a busy machine).
+async fn eventually_long(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if check() {
+            return;
+        }
+        sleep(50).await;
+    }
+    panic!("never happened: {what}");
+}
+
+#[wasm_bindgen_test]
+async fn an_expiring_token_is_renewed_with_get_token_and_the_connection_stays() {
+    let name = room("refresh");
+    let (o, calls) = token_options(&name, &token("sdk-ann", 2.0), "sdk-ann");
+    let client = RookeryClient::new(URL, o).unwrap();
+    let (on_state, states) = collector();
+    client.on_state(on_state);
+    let (on_error, errors) = collector();
+    client.on_error(on_error);
+    wait(client.connected()).await.unwrap();
+    let profile = wait(client.profile()).await.unwrap();
+    assert_eq!(get(&profile, "id"), "sdk-ann");
+    eventually_long(
+        "the server said token_expired and getToken was called",
+        || *calls.borrow() >= 1,
+    )
+    .await;
+    // A witness without getToken, whose token expires after the client's: once the server
+    // closed it (4001), the client's own grace is over too.
+    let witness = RookeryClient::new(URL, {
+        let o = options(&name);
+        Reflect::set(&o, &"token".into(), &token("sdk-wit", 1.0).into()).unwrap();
+        o
+    })
+    .unwrap();
+    let (on_witness, witness_states) = collector2();
+    witness.on_state(on_witness);
+    eventually_long("the witness is closed with 4001", || {
+        witness_states
+            .borrow()
+            .iter()
+            .any(|(s, info)| s == "disconnected" && get(info, "code") == 4001)
+    })
+    .await;
+    witness.close();
+    assert!(
+        !states.borrow().iter().any(|s| s == "disconnected"),
+        "the refreshed client was disconnected: {:?}",
+        states.borrow()
+    );
+    assert!(errors.borrow().is_empty(), "{:?}", errors.borrow());
+    let profile = wait(client.profile()).await.unwrap();
+    assert_eq!(get(&profile, "id"), "sdk-ann", "still the same user");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_stale_token_is_renewed_before_connecting() {
+    let (o, calls) = token_options(&room("stale"), &token("sdk-bo", -60.0), "sdk-bo");
+    let client = RookeryClient::new(URL, o).unwrap();
+    wait(client.connected()).await.unwrap();
+    assert_eq!(*calls.borrow(), 1, "getToken before the connect");
+    let profile = wait(client.profile()).await.unwrap();
+    assert_eq!(
+        get(&profile, "id"),
+        "sdk-bo",
+        "connected with the fresh token"
+    );
+    client.close();
+}

@@ -25,6 +25,7 @@ export async function example(url: string, jwt: string): Promise<void> {
   const client = new RookeryClient(url, {
     room: "lobby",
     token: jwt,
+    getToken: async (): Promise<string> => jwt,
     properties: { name: "Ann" },
     minReconnectDelayMs: 500,
     maxReconnectDelayMs: 20_000,

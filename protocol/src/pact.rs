@@ -32,6 +32,11 @@ pub mod types {
     pub const RESUMED: &str = "resumed";
     /// Both ways: a page of the room's history (SPEC §5.3).
     pub const HISTORY: &str = "history";
+    /// Client → server: a fresh token for the connection's user, before (or within the
+    /// grace after) its token expires: `{"type":"refresh","data":{"token":".."}}`.
+    pub const REFRESH: &str = "refresh";
+    /// Server → client: the answer to `refresh`: `{"type":"refreshed","data":{"exp":s|null}}`.
+    pub const REFRESHED: &str = "refreshed";
 }
 
 /// Error codes carried in `{"type":"error","data":{"code":..,"message":..}}`.
@@ -46,8 +51,12 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// A binary frame was sent to a text-only dialect.
     pub const UNSUPPORTED_DATA: &str = "unsupported_data";
-    /// The connection's token was refused; the connection is anonymous.
+    /// The connection's token was refused; the connection is anonymous. Also a refused
+    /// `refresh` (the connection keeps its user until its grace runs out).
     pub const INVALID_TOKEN: &str = "invalid_token";
+    /// The connection's token has expired: `refresh` within the grace period, or the
+    /// connection is closed with 4001 "token expired".
+    pub const TOKEN_EXPIRED: &str = "token_expired";
     /// `authenticate` failed (wrong key, stale timestamp, or no signing key configured).
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// A configured limit was reached (subscriptions per connection, rooms).

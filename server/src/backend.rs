@@ -26,7 +26,8 @@ pub struct BackendResponse {
     pub body: Vec<u8>,
 }
 
-/// Why there is no answer.
+/// Why there is no answer. Never names the URL: it may carry a key, and these reach
+/// clients (a jac walker's error) and logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
     #[error("the backend did not answer in time")]
@@ -60,6 +61,17 @@ pub struct Backend {
     policy: BackendPolicy,
 }
 
+/// Makes rustls's ring provider the process's default, once: reqwest is built without a
+/// provider of its own (`rustls-no-provider`, so that the aws-lc C library is not built), and
+/// its clients take the default. A provider installed before (by another part of the
+/// process) is kept.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Backend {
     /// Starts the backend thread. `queue` bounds requests waiting to be started.
     pub fn start(policy: BackendPolicy, queue: usize) -> std::io::Result<Backend> {
@@ -68,6 +80,7 @@ impl Backend {
             .enable_time()
             .enable_io()
             .build()?;
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(policy.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -132,7 +145,7 @@ async fn attempt_all(
                         body: body.to_vec(),
                     }),
                     Err(e) if e.is_timeout() => Err(BackendError::Timeout),
-                    Err(e) => Err(BackendError::Failed(e.to_string())),
+                    Err(e) => Err(BackendError::Failed(e.without_url().to_string())),
                 };
             }
             Err(e) if e.is_timeout() => return Err(BackendError::Timeout),
@@ -143,8 +156,10 @@ async fn attempt_all(
                 let left = job.deadline.saturating_duration_since(Instant::now());
                 tokio::time::sleep(pause.min(left)).await;
             }
-            Err(e) if e.is_connect() => return Err(BackendError::Unreachable(e.to_string())),
-            Err(e) => return Err(BackendError::Failed(e.to_string())),
+            Err(e) if e.is_connect() => {
+                return Err(BackendError::Unreachable(e.without_url().to_string()))
+            }
+            Err(e) => return Err(BackendError::Failed(e.without_url().to_string())),
         }
     }
 }

@@ -82,6 +82,30 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// RS256/ES256 user tokens: a PEM file with the public key (RSA of 2048 bits or more,
+    /// or P-256). A file that cannot be read or holds no such key stops the start.
+    #[arg(long, env = "ROOKERY_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+
+    /// RS256/ES256 user tokens: the identity provider's JSON Web Key Set, fetched in the
+    /// background, cached, refreshed every 5 minutes and when a token names an unknown
+    /// `kid` (at most once per 10 s).
+    #[arg(long, env = "ROOKERY_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// User tokens must have one of these `aud` values (comma-separated). Unset: any.
+    #[arg(long, env = "ROOKERY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// User tokens must have one of these `iss` values (comma-separated). Unset: any.
+    #[arg(long, env = "ROOKERY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// A connection whose token expires is told `token_expired` and closed (4001) unless it
+    /// presents a fresh token within this many ms.
+    #[arg(long, env = "ROOKERY_TOKEN_GRACE_MS", default_value_t = 30_000)]
+    pub token_grace_ms: u64,
+
     /// Signing key of Pact's `authenticate` message (admin role). Without it `authenticate`
     /// is refused.
     #[arg(long, env = "ROOKERY_PACT_SIGNING_KEY", hide_env_values = true)]
@@ -195,6 +219,11 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_MAX_BODY_SIZE", default_value_t = 1 << 20)]
     pub max_body_size: usize,
 
+    /// Serve `/metrics` and the admin HTTP API only on this address (a listener of its
+    /// own, with `/healthz` and `/readyz`); the public listener then answers them 404.
+    #[arg(long, env = "ROOKERY_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// Log format.
     #[arg(long, env = "ROOKERY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
@@ -216,6 +245,15 @@ pub struct Config {
     /// none, and are let through otherwise).
     #[arg(long, env = "ROOKERY_REQUIRE_ORIGIN")]
     pub require_origin: bool,
+
+    /// TLS: the certificate chain (PEM, end-entity first). With `--tls-key`, every listener
+    /// serves `https://` and `wss://` only (TLS 1.2 and 1.3). Re-read on SIGHUP.
+    #[arg(long, env = "ROOKERY_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS: the private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1). Re-read on SIGHUP.
+    #[arg(long, env = "ROOKERY_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<std::path::PathBuf>,
 
     /// How rooms are run: `alone` (this node decides its rooms' state) or `redis` (nodes
     /// share rooms through Redis at `--redis-url`, which sequences every room's events;
@@ -299,6 +337,10 @@ impl Config {
             check_echo_path(path)?;
         }
         self.origin_policy()?;
+        crate::auth::Verifier::check_config(self)?;
+        if let Some(files) = self.tls_files()? {
+            crate::tls::load(&files)?;
+        }
         self.redis_addr()?;
         Ok(())
     }
@@ -311,6 +353,19 @@ impl Config {
                 Err("--engine redis needs --redis-url redis://HOST:PORT".into())
             }
             (EngineChoice::Redis, Some(url)) => crate::redis::parse_url(url).map(Some),
+        }
+    }
+
+    /// `--tls-cert` and `--tls-key`: both or neither (`None`: plain `http://` and `ws://`).
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (Some(_), None) => Err("--tls-cert is set without --tls-key: TLS needs both".into()),
+            (None, Some(_)) => Err("--tls-key is set without --tls-cert: TLS needs both".into()),
         }
     }
 

@@ -83,11 +83,17 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// The value as TOML for people to read: secrets redacted, numbers and booleans bare.
+    /// The value as TOML for people to read: secrets redacted, a URL's credentials and
+    /// query too (either may hold a key: `--slip-target-url`, `--jwt-jwks-url`…), numbers
+    /// and booleans bare.
     pub fn shown(&self) -> String {
         match &self.value {
             Some(_) if self.secret => "\"<redacted>\"".to_owned(),
-            _ => self.value_for_file(),
+            Some(v) => match redacted_url(v) {
+                Some(url) => serde_json::to_string(&url).expect("a string serializes"),
+                None => self.value_for_file(),
+            },
+            None => self.value_for_file(),
         }
     }
 
@@ -100,6 +106,24 @@ impl Setting {
             Some(v) => serde_json::to_string(v).expect("a string serializes"),
         }
     }
+}
+
+/// `value` with its user, password and query replaced, when it is a URL that has any.
+fn redacted_url(value: &str) -> Option<String> {
+    let mut url = reqwest::Url::parse(value).ok()?;
+    if url.username().is_empty() && url.password().is_none() && url.query().is_none() {
+        return None;
+    }
+    if !url.username().is_empty() {
+        let _ = url.set_username("redacted");
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("redacted"));
+    }
+    if url.query().is_some() {
+        url.set_query(Some("redacted"));
+    }
+    Some(url.to_string())
 }
 
 /// The parsed command line with everything resolved.
@@ -502,5 +526,38 @@ mod tests {
         assert!(!report.contains("hunter2"), "{report}");
         assert!(report.contains("jwt_secret = \"<redacted>\""), "{report}");
         assert!(report.contains("# backend_url = (unset)"), "{report}");
+        // Every secret flag, and a URL's credentials and query.
+        let loaded = load([
+            "rookery",
+            "--admin-key",
+            "adminsecret1",
+            "--pact-signing-key",
+            "pactsecret2",
+            "--slip-jwt-secret",
+            "slipsecret3",
+            "--jwt-jwks-url",
+            "https://user:urlsecret4@idp.example/keys?api_key=urlsecret5",
+            "--slip-target-url",
+            "http://backend.example/slip?token=urlsecret6",
+            "--backend-url",
+            "http://backend.example/jac",
+            "check-config",
+        ])
+        .unwrap();
+        let report = super::report(&loaded);
+        for leaked in [
+            "secret1", "secret2", "secret3", "secret4", "secret5", "secret6",
+        ] {
+            assert!(!report.contains(leaked), "{leaked}: {report}");
+        }
+        assert!(
+            report
+                .contains("jwt_jwks_url = \"https://redacted:redacted@idp.example/keys?redacted\""),
+            "{report}"
+        );
+        assert!(
+            report.contains("backend_url = \"http://backend.example/jac\""),
+            "{report}"
+        );
     }
 }

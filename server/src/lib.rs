@@ -24,6 +24,7 @@ pub mod redis;
 pub mod sdnotify;
 pub mod shell;
 pub mod store;
+pub mod tls;
 pub mod wheel;
 
 pub use config::Config;

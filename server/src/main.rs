@@ -31,6 +31,9 @@ fn main() {
     };
     // A line machines can read: scripts and tests wait for it to learn the port.
     println!("rookery listening on {} ({})", server.addr, server.driver);
+    if let Some(admin) = server.admin_addr {
+        println!("rookery admin listening on {admin}");
+    }
     let status = format!("listening on {} ({})", server.addr, server.driver);
     sdnotify::notify(&format!("READY=1\nSTATUS={status}"));
 
@@ -39,7 +42,7 @@ fn main() {
         match signals.forever().next() {
             Some(SIGHUP) => {
                 sdnotify::reloading();
-                current = reload(&args, current, &logs);
+                current = reload(&args, current, &logs, &server);
                 sdnotify::notify(&format!("READY=1\nSTATUS={status}"));
             }
             other => break other,
@@ -76,10 +79,18 @@ fn main() {
 }
 
 /// SIGHUP: reads the configuration again (the same flags, the environment the process
-/// started with, the file as it is now). The log filter takes effect at once; any other
-/// changed setting is logged as needing a restart. A configuration that no longer parses
-/// changes nothing and is logged as an error. Returns the configuration now in force.
-fn reload(args: &[OsString], current: Loaded, logs: &rookery::logging::LogReload) -> Loaded {
+/// started with, the file as it is now). The log filter takes effect at once, and so do
+/// the TLS certificate and key (read again even when their paths did not change: a renewed
+/// certificate is the usual reason for a reload); any other changed setting is logged as
+/// needing a restart. A configuration that no longer parses, or whose TLS files are bad,
+/// changes nothing (the certificate in force stays) and is logged as an error. Returns the
+/// configuration now in force.
+fn reload(
+    args: &[OsString],
+    current: Loaded,
+    logs: &rookery::logging::LogReload,
+    server: &rookery::ServerHandle,
+) -> Loaded {
     let next = match config_file::load(args) {
         Ok(next) => next,
         Err(error) => {
@@ -106,13 +117,47 @@ fn reload(args: &[OsString], current: Loaded, logs: &rookery::logging::LogReload
                 }
                 Err(error) => tracing::error!(%error, "reload: the log filter was refused"),
             }
+        } else if server.tls() && (new.key == "tls_cert" || new.key == "tls_key") {
+            // Read below, with the files.
         } else {
             let key = &new.key;
             tracing::warn!(%key, "reload: this setting changed; it takes effect on restart");
         }
     }
+    if server.tls() {
+        reload_tls(&next, &mut applied, server);
+    }
     tracing::info!("reload done");
     applied
+}
+
+/// Reads the TLS certificate and key of `next` again (new handshakes get them).
+fn reload_tls(next: &Loaded, applied: &mut Loaded, server: &rookery::ServerHandle) {
+    let files = match next.cli.config.tls_files() {
+        Ok(Some(files)) => files,
+        _ => {
+            tracing::warn!("reload: TLS stays on until a restart (--tls-cert and --tls-key unset)");
+            return;
+        }
+    };
+    match server.reload_tls(&files) {
+        Ok(sha256) => {
+            let cert = files.cert.display();
+            tracing::info!(%cert, %sha256, "reload: TLS certificate read again");
+            applied.cli.config.tls_cert = Some(files.cert.clone());
+            applied.cli.config.tls_key = Some(files.key.clone());
+            for setting in &mut applied.settings {
+                if let Some(new) = next.settings.iter().find(|s| s.key == setting.key) {
+                    if setting.key == "tls_cert" || setting.key == "tls_key" {
+                        *setting = new.clone();
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "reload: TLS certificate refused; the one in force stays")
+        }
+    }
 }
 
 fn fail(message: &str) -> ! {

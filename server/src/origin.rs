@@ -10,7 +10,8 @@
 //! A rule is `*` (any origin), an origin `scheme://host[:port]`, or one with a wildcard:
 //! `https://*.example.com` (any subdomain, not the domain itself), `http://localhost:*`
 //! (any port). A rule without a port matches the scheme's default port only. The server's
-//! own origin (the `Origin` naming the `Host` the request was sent to, over `http`) is
+//! own origin (the `Origin` naming the `Host` the request was sent to, over `http`, or
+//! `https` when the server serves TLS) is
 //! always allowed. The default, [`DEFAULT_ALLOWED_ORIGINS`], allows pages served from this
 //! machine only, which is what a local quick start needs and no page on the internet can
 //! use.
@@ -18,7 +19,7 @@
 use crate::http::{self, Request};
 
 /// `--allowed-origins` when not set: pages on this machine, any port.
-pub const DEFAULT_ALLOWED_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*";
+pub const DEFAULT_ALLOWED_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*";
 
 /// Which port a rule accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,8 @@ enum Rule {
 pub struct OriginPolicy {
     rules: Vec<Rule>,
     require: bool,
+    /// The scheme of the server's own origin: `https` when it serves TLS.
+    own_scheme: &'static str,
 }
 
 /// What the policy says of a request.
@@ -78,7 +81,15 @@ impl OriginPolicy {
         Ok(OriginPolicy {
             rules: parsed,
             require,
+            own_scheme: "http",
         })
+    }
+
+    /// The policy of a server that serves TLS (`true`): its own origin is `https://` + the
+    /// request's `Host`, not `http://`.
+    pub fn over_tls(mut self, tls: bool) -> OriginPolicy {
+        self.own_scheme = if tls { "https" } else { "http" };
+        self
     }
 
     /// Whether a page of `origin` may talk to this server, reached as `host` (the request's
@@ -88,7 +99,7 @@ impl OriginPolicy {
             return false;
         };
         let own = host.is_some_and(|host| {
-            seen.scheme == "http" && authority(&seen).eq_ignore_ascii_case(host)
+            seen.scheme == self.own_scheme && authority(&seen).eq_ignore_ascii_case(host)
         });
         own || self.rules.iter().any(|rule| matches(rule, &seen))
     }
@@ -279,6 +290,10 @@ mod tests {
             "http://127.0.0.1:5173",
             "http://[::1]:3000",
             "HTTP://LOCALHOST:8000",
+            // A local dev server over https (e.g. beside a --tls-cert server) is on this
+            // machine too.
+            "https://localhost:8443",
+            "https://127.0.0.1:5173",
         ] {
             assert!(p.allows(ok, None), "{ok}");
         }
@@ -286,7 +301,7 @@ mod tests {
             "https://evil.example",
             "http://localhost.evil.example",
             "http://127.0.0.1.evil.example:80",
-            "https://localhost:8000",
+            "https://localhost.evil.example:8000",
             "null",
             "",
             "localhost:8000",
@@ -307,6 +322,17 @@ mod tests {
             Some("other.example.org:8080")
         ));
         assert!(!p.allows("http://chat.example.org", Some("chat.example.org:8080")));
+    }
+
+    #[test]
+    fn over_tls_the_servers_own_origin_is_https() {
+        let p = policy("https://app.example.com").over_tls(true);
+        assert!(p.allows("https://chat.example.org", Some("chat.example.org")));
+        assert!(p.allows(
+            "https://chat.example.org:8443",
+            Some("chat.example.org:8443")
+        ));
+        assert!(!p.allows("http://chat.example.org", Some("chat.example.org")));
     }
 
     #[test]

@@ -13,6 +13,8 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+pub mod tls;
+
 /// How long a test waits for an expected frame before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -207,8 +209,10 @@ impl Client {
     }
 
     fn set_timeout(&mut self, d: Duration) {
-        if let MaybeTlsStream::Plain(s) = self.ws.get_ref() {
-            s.set_read_timeout(Some(d)).unwrap();
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(s) => s.set_read_timeout(Some(d)).unwrap(),
+            MaybeTlsStream::Rustls(s) => s.sock.set_read_timeout(Some(d)).unwrap(),
+            _ => {}
         }
     }
 }

@@ -76,6 +76,7 @@ mod tests {
             now_ms: 0,
             config: &config,
             verifier: &verifier,
+            keys_awaited: false,
         })
     }
 

@@ -237,6 +237,13 @@ pub trait Protocol {
         vec![frame::ping(&now_ms.to_be_bytes())]
     }
 
+    /// Said when the connection's token expires; it is closed with
+    /// [`TOKEN_EXPIRED_CLOSE`] unless it presents a fresh token within `grace_ms`. `None`:
+    /// the dialect has no error frame (SLIP), nothing is said.
+    fn token_expired(&self, _peer: &Peer<'_>, _grace_ms: u64) -> Option<Bytes> {
+        None
+    }
+
     /// Said before a connection is closed for missing its pings.
     fn ping_timeout(&self, _peer: &Peer<'_>) -> Option<Bytes> {
         None
@@ -253,6 +260,21 @@ pub trait Protocol {
     fn any_frame_is_alive(&self) -> bool {
         true
     }
+}
+
+/// The close code of a connection whose token expired and was not refreshed within
+/// `--token-grace-ms` (4000–4999 are the application's; 4001 as Centrifugo and others use
+/// it for an expired token), with [`TOKEN_EXPIRED_REASON`].
+pub const TOKEN_EXPIRED_CLOSE: u16 = 4001;
+pub const TOKEN_EXPIRED_REASON: &str = "token expired";
+
+/// The message of a `token_expired` error: what expired and what to do, `how` naming the
+/// dialect's way to present a fresh token.
+pub fn token_expired_message(grace_ms: u64, how: &str) -> String {
+    format!(
+        "the token has expired: {how} within {grace_ms} ms, or the connection is closed \
+         ({TOKEN_EXPIRED_CLOSE} \"{TOKEN_EXPIRED_REASON}\")"
+    )
 }
 
 /// An encoded event on its way to recipients.

@@ -43,6 +43,12 @@ pub enum Inbound {
         ts: i64,
         key: String,
     },
+    /// `{"type":"refresh","data":{"token":".."}}`: a fresh token for the connection's user,
+    /// checked by the connection's core.
+    Refresh {
+        reference: Option<Value>,
+        token: String,
+    },
 }
 
 /// Why a frame was refused; sent back as an `error` frame, the connection stays open.
@@ -123,6 +129,18 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
             };
         }
         types::PONG => return Ok(Inbound::Pong),
+        types::REFRESH => {
+            return match data.get("token").and_then(Value::as_str) {
+                Some(token) if !token.trim().is_empty() => Ok(Inbound::Refresh {
+                    reference,
+                    token: token.to_owned(),
+                }),
+                _ => Err(invalid(
+                    &reference,
+                    "refresh data must be {\"token\": \"<a JWT>\"}",
+                )),
+            }
+        }
         types::PING => Request::Ping,
         types::PROFILE => Request::Profile,
         types::LOGIN => match data {

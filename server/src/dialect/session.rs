@@ -20,8 +20,11 @@ pub struct Session<'a> {
     pub rooms: &'a [String],
     pub now_ms: u64,
     pub config: &'a Config,
-    /// Checks tokens presented in messages (jac's `change_user`).
+    /// Checks tokens presented in messages (jac's `change_user`, Pact's `refresh`).
     pub verifier: &'a Verifier,
+    /// Whether the message is being decided again after [`Action::AwaitKeys`]: a token
+    /// naming an unknown key is now refused instead of waited for.
+    pub keys_awaited: bool,
 }
 
 impl Session<'_> {
@@ -50,6 +53,12 @@ pub enum Action {
     Leave(String),
     /// The connection becomes someone else (its memberships keep who they joined as).
     SetIdentity(Identity),
+    /// Wait for the identity provider's keys (a token in the message names a key the
+    /// cache lacks), then decide the same message again. Only ever the sole action.
+    AwaitKeys,
+    /// The connection's token rights now end at this time (epoch ms; `None`: never) — a
+    /// refreshed or changed token.
+    TokenExpiry(Option<u64>),
     /// Close the connection.
     Close(CloseCode, String),
     /// The client answered the heartbeat: its round trip is measured.

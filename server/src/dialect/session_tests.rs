@@ -32,6 +32,7 @@ fn with_session<T>(
         now_ms: 1_000,
         config,
         verifier: &verifier,
+        keys_awaited: false,
     })
 }
 
@@ -180,7 +181,8 @@ fn jac_change_user_with_a_bad_token_falls_back_to_the_public_user() {
         r#"{"type":"change_user","token":"Bearer nonsense"}"#,
     );
     match &out[..] {
-        [Action::Refuse(_), Action::SetIdentity(identity), Action::Send(event)] => {
+        [Action::Refuse(_), Action::SetIdentity(identity), Action::TokenExpiry(None), Action::Send(event)] =>
+        {
             assert_eq!(identity.user, None);
             assert_eq!(identity.public_id, "me");
             let event = json(event);
@@ -288,5 +290,109 @@ fn each_endpoint_names_one_dialect() {
     match jac {
         Some((Dialect::Jac, Some(channel))) => assert!(channel.starts_with("5:"), "{channel}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// An HS256 token of the session verifier's ("secret").
+fn hs256(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"secret"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn pact_refresh_takes_a_fresh_token_of_the_same_user_only() {
+    let config = Config::local();
+    let exp = 4_000_000_000u64;
+    let fresh = hs256(json!({"sub":"alice","exp":exp}));
+    let refresh = |user: Option<&str>, token: &str| {
+        let message = json!({"type":"refresh","ref":7,"data":{"token":token}}).to_string();
+        on_text(Dialect::Pact, &config, user, &["r"], &message)
+    };
+    match &refresh(Some("alice"), &fresh)[..] {
+        [Action::TokenExpiry(Some(ms)), Action::Send(reply)] => {
+            assert_eq!(*ms, exp * 1000);
+            assert_eq!(
+                json(reply),
+                json!({"type":"refreshed","ref":7,"data":{"exp":exp}})
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let no_exp = hs256(json!({"sub":"alice"}));
+    match &refresh(Some("alice"), &no_exp)[..] {
+        [Action::TokenExpiry(None), Action::Send(reply)] => {
+            assert_eq!(json(reply)["data"], json!({"exp": null}));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another user's token, an anonymous connection, a forged and an expired token: refused
+    // (the connection's expiry is untouched).
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub":"alice"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"forged"),
+    )
+    .unwrap();
+    for (user, token, why) in [
+        (Some("alice"), hs256(json!({"sub":"bob"})), "another user"),
+        (None, fresh.clone(), "another user"),
+        (Some("alice"), forged, "signature"),
+        (
+            Some("alice"),
+            hs256(json!({"sub":"alice","exp":1})),
+            "expired",
+        ),
+    ] {
+        match &refresh(user, &token)[..] {
+            [Action::Refuse(frame)] => {
+                let e = json(frame);
+                assert_eq!(e["ref"], 7);
+                assert_eq!(e["data"]["code"], "invalid_token");
+                let message = e["data"]["message"].as_str().unwrap();
+                assert!(message.contains(why), "{why}: {message}");
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    match &on_text(
+        Dialect::Pact,
+        &config,
+        Some("alice"),
+        &["r"],
+        r#"{"type":"refresh","data":{}}"#,
+    )[..]
+    {
+        [Action::Refuse(frame)] => assert_eq!(json(frame)["data"]["code"], "invalid_data"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_dialect_with_an_error_form_says_token_expired() {
+    let peer = Peer {
+        public_id: "me",
+        user: Some("alice"),
+        latency_ms: 3,
+    };
+    for dialect in Dialect::ALL {
+        let frame = dialect.protocol().token_expired(&peer, 30_000);
+        let Some(frame) = frame else {
+            assert!(
+                matches!(dialect, Dialect::Slip | Dialect::Echo),
+                "{dialect:?}"
+            );
+            continue;
+        };
+        let text = json(&frame).to_string();
+        assert!(
+            text.to_lowercase().contains("token_expired"),
+            "{dialect:?}: {text}"
+        );
+        assert!(text.contains("30000 ms"), "{dialect:?}: {text}");
+        assert!(text.contains("4001"), "{dialect:?}: {text}");
     }
 }

@@ -35,6 +35,7 @@ pub mod codes {
     pub const INVALID_PAYLOAD: &str = "INVALID_PAYLOAD";
     pub const UNSUPPORTED_DATA: &str = "UNSUPPORTED_DATA";
     pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
+    pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
 }
 

@@ -19,17 +19,13 @@ pub(super) fn admin(shard: &Shard, req: &Request) -> Result<(), Vec<u8>> {
         ));
     };
     match req.bearer() {
-        Some(given) if constant_time_eq(given.as_bytes(), key.as_bytes()) => Ok(()),
+        Some(given) if crate::auth::secrets_equal(given.as_bytes(), key.as_bytes()) => Ok(()),
         _ => Err(http::json_error(
             401,
             "unauthorized",
             "missing or wrong admin key (Authorization: Bearer <key>)",
         )),
     }
-}
-
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(super) async fn admin_broadcast(shard: &Shard, room: &str, body: &[u8]) -> Vec<u8> {
@@ -185,12 +181,12 @@ pub(super) async fn slip_control(shard: &Shard, req: &Request) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn keys_compare_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        use crate::auth::secrets_equal;
+        assert!(secrets_equal(b"abc", b"abc"));
+        assert!(!secrets_equal(b"abc", b"abd"));
+        assert!(!secrets_equal(b"abc", b"ab"));
+        assert!(!secrets_equal(b"", b"abc"));
     }
 }

@@ -4,6 +4,7 @@
 
 use super::batch::{spares, Batch, Written};
 use super::metrics::Metrics;
+use super::tls::TlsConn;
 use super::wsstate::WsState;
 use crate::dialect::{Dialect, Peer, Wire};
 use crate::engine::Identity;
@@ -73,6 +74,9 @@ pub struct Conn {
     pub opened_ms: u64,
     /// The close code the server sent (0: none yet), for the access log.
     close_code: Cell<u16>,
+    /// The connection's TLS state on a TLS listener: what it reads is decrypted, what it
+    /// writes encrypted (`shell/tls.rs`). One pointer, `None`, on a plain one.
+    tls: Option<Box<RefCell<TlsConn>>>,
 }
 
 impl Conn {
@@ -83,6 +87,7 @@ impl Conn {
         dialect: Dialect,
         identity: Arc<Identity>,
         fd: RawFd,
+        tls: Option<Box<TlsConn>>,
         max_outbound: usize,
         metrics: Arc<Metrics>,
         max_message: usize,
@@ -109,7 +114,37 @@ impl Conn {
             max_message,
             opened_ms: now_ms,
             close_code: Cell::new(0),
+            tls: tls.map(|tls| Box::new(RefCell::new(*tls))),
         }
+    }
+
+    /// The connection's TLS state, on a TLS listener.
+    pub fn tls(&self) -> Option<&RefCell<TlsConn>> {
+        self.tls.as_deref()
+    }
+
+    /// Whether rustls has records of its own to send (an alert, a key update).
+    fn tls_pending(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.borrow().wants_write())
+    }
+
+    /// Wakes the session's writer when rustls has something of its own to send (after a
+    /// read: nothing was queued, so nothing else would).
+    pub fn after_tls_read(&self) {
+        if self.tls_pending() {
+            if let Some(w) = self.writer.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The last bytes of a TLS connection (its `close_notify`, after anything pending).
+    pub fn tls_goodbye(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.tls.as_ref()?.borrow_mut().close(&mut out);
+        Some(out).filter(|out| !out.is_empty())
     }
 
     /// The (first) room.
@@ -353,7 +388,7 @@ impl Conn {
     /// Whether frames are queued; when not, `cx` is woken once one is (or the connection
     /// dies).
     pub fn poll_queued(&self, cx: &mut Context<'_>) -> bool {
-        if self.queue.borrow().is_empty() {
+        if self.queue.borrow().is_empty() && !self.tls_pending() {
             self.writer.set(Some(cx.waker().clone()));
             false
         } else {
@@ -362,14 +397,18 @@ impl Conn {
     }
 
     pub fn has_queued(&self) -> bool {
-        !self.queue.borrow().is_empty()
+        !self.queue.borrow().is_empty() || self.tls_pending()
     }
 
     /// The next vectored write: queued frames (up to [`MAX_IOVECS`] buffers) in one of the
     /// core's spare batches. `None` when nothing is queued.
     pub fn next_batch(&self) -> Option<Batch> {
         let mut batch = spares::take_batch();
-        if self.fill(&mut batch.0.frames) {
+        let filled = self.fill(&mut batch.0.frames);
+        if let Some(tls) = self.tls() {
+            return seal(tls, batch);
+        }
+        if filled {
             batch.point_iovecs();
             Some(batch)
         } else {
@@ -433,6 +472,24 @@ impl Drop for Conn {
     fn drop(&mut self) {
         self.set_queued(0);
     }
+}
+
+/// Over TLS: `batch`'s frames (and whatever rustls has to send) encrypted together, as the
+/// one buffer of the same batch, which the session then writes as it would the frames.
+fn seal(tls: &RefCell<TlsConn>, mut batch: Batch) -> Option<Batch> {
+    let frames = &mut batch.0.frames;
+    let plain: usize = frames.iter().map(Bytes::len).sum();
+    // Room for the records' overhead (at most 29 bytes per record of up to 16 KiB).
+    let mut out = Vec::with_capacity(plain + (plain / 16_384 + 1) * 29 + 64);
+    tls.borrow_mut().seal(frames, &mut out);
+    frames.clear();
+    if out.is_empty() {
+        spares::give_batch(batch);
+        return None;
+    }
+    frames.push(Bytes::from(out));
+    batch.point_iovecs();
+    Some(batch)
 }
 
 fn truncate(reason: &str) -> &str {

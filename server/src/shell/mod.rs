@@ -8,6 +8,7 @@ pub mod admission;
 pub mod batch;
 pub mod conn;
 pub mod deliveries;
+pub mod expiry;
 pub mod handshakes;
 pub mod mailbox;
 pub mod memstream;
@@ -21,6 +22,7 @@ pub mod sequencer;
 pub mod session;
 pub mod shard;
 pub mod ticker;
+pub mod tls;
 pub mod upgrade;
 pub mod ws;
 pub mod wsstate;
@@ -33,7 +35,6 @@ use self::ticker::run_ticker;
 use crate::config::{Config, DriverChoice};
 use crate::http::{self, parse_head};
 use crate::origin::Verdict;
-use monoio::io::AsyncWriteRentExt;
 use monoio::net::{ListenerOpts, TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// The io driver the cores run on: `"io_uring"` or `"epoll"`.
     pub driver: &'static str,
+    /// The operator listener's address (`--admin-listen`), when there is one.
+    pub admin_addr: Option<SocketAddr>,
     node: Arc<Node>,
 }
 
@@ -78,6 +81,21 @@ impl ServerHandle {
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
         &self.node.config
+    }
+
+    /// Whether the listeners speak TLS.
+    pub fn tls(&self) -> bool {
+        self.node.tls.is_some()
+    }
+
+    /// Reads the TLS certificate and key again, from `files` (SIGHUP): new handshakes get
+    /// them, open connections keep theirs. A bad file changes nothing; the error says why.
+    /// Returns the new certificate's SHA-256 fingerprint.
+    pub fn reload_tls(&self, files: &crate::tls::TlsFiles) -> Result<String, String> {
+        match &self.node.tls {
+            Some(tls) => tls.reload(files),
+            None => Err("TLS is off: --tls-cert and --tls-key take effect on restart".into()),
+        }
     }
 }
 
@@ -167,8 +185,18 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     } else {
         None
     };
+    let tls = match config.tls_files() {
+        Ok(Some(files)) => Some(crate::tls::Tls::new(&files)),
+        Ok(None) => None,
+        Err(e) => Some(Err(e)),
+    }
+    .transpose()
+    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let origins = config
         .origin_policy()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+        .over_tls(tls.is_some());
+    let verifier = crate::auth::Verifier::from_config(&config)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
     let redis_addr = config.redis_addr().map_err(io::Error::other)?;
@@ -178,8 +206,9 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let node = Arc::new(Node {
         redis: redis_addr.map(|addr| crate::redis::RedisNode::new(addr, cores)),
         origins,
+        tls,
         store,
-        verifier: crate::auth::Verifier::new(config.jwt_secret.as_deref()),
+        verifier,
         backend,
         mailboxes,
         metrics: (0..cores).map(|_| Arc::default()).collect(),
@@ -191,9 +220,11 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     });
 
     let mut addr = node.config.listen;
+    let mut admin_addr = None;
     // Core 0 binds first, so that with port 0 every other core binds the same real port.
     for (id, (crx, drx)) in receivers.into_iter().enumerate() {
-        let (bound_tx, bound_rx) = mpsc::channel::<io::Result<SocketAddr>>();
+        type Bound = io::Result<(SocketAddr, Option<SocketAddr>)>;
+        let (bound_tx, bound_rx) = mpsc::channel::<Bound>();
         let node = node.clone();
         let listen = addr;
         // Core threads run for the life of the process: their handles are not kept.
@@ -201,20 +232,32 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
             .name(format!("rookery-core-{id}"))
             .spawn(move || {
                 let body = async move {
-                    let listener = match bind(listen) {
+                    // The operator listener (`--admin-listen`) is core 0's alone: its
+                    // traffic is a scrape now and then.
+                    let admin_listen = node.config.admin_listen.filter(|_| id == 0);
+                    let listeners = bind(listen).and_then(|public| {
+                        let admin = admin_listen.map(bind_admin).transpose()?;
+                        Ok((public, admin))
+                    });
+                    let (listener, admin) = match listeners {
                         Ok(l) => l,
                         Err(e) => {
                             let _ = bound_tx.send(Err(e));
                             return;
                         }
                     };
-                    let _ = bound_tx.send(listener.local_addr());
+                    let admin_bound = admin.as_ref().map(TcpListener::local_addr).transpose();
+                    let bound = listener.local_addr().and_then(|a| Ok((a, admin_bound?)));
+                    let _ = bound_tx.send(bound);
                     let shard = Shard::new(id, node);
+                    if let Some(admin) = admin {
+                        monoio::spawn(accept_loop(shard.clone(), admin, Listener::Admin));
+                    }
                     monoio::spawn(run_engine(shard.clone(), crx));
                     monoio::spawn(run_deliveries(shard.clone(), drx));
                     monoio::spawn(run_ticker(shard.clone()));
                     monoio::spawn(run_engine_clock(shard.clone()));
-                    accept_loop(shard, listener).await;
+                    accept_loop(shard, listener, Listener::Public).await;
                 };
                 let result = if driver == "io_uring" {
                     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -231,13 +274,22 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                     tracing::error!(shard = id, error = %e, "runtime failed");
                 }
             })?;
-        let bound = bound_rx
+        let (bound, admin) = bound_rx
             .recv()
             .map_err(|_| io::Error::other("core thread died before binding"))??;
         addr = bound;
+        admin_addr = admin_addr.or(admin);
     }
     tracing::info!(%addr, "listening");
-    Ok(ServerHandle { addr, driver, node })
+    if let Some(admin) = admin_addr {
+        tracing::info!(%admin, "operator routes (/metrics, the admin API) listening");
+    }
+    Ok(ServerHandle {
+        addr,
+        driver,
+        admin_addr,
+        node,
+    })
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -245,12 +297,29 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind_with_config(addr, &opts)
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// The operator listener: one socket, never shared (no `SO_REUSEPORT`, so an address in use
+/// is an error at start, naming the flag).
+fn bind_admin(addr: SocketAddr) -> io::Result<TcpListener> {
+    let opts = ListenerOpts::new().reuse_port(false).backlog(64);
+    TcpListener::bind_with_config(addr, &opts)
+        .map_err(|e| io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}")))
+}
+
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: everything, but the operator routes when `--admin-listen` is set.
+    Public,
+    /// `--admin-listen`: the operator routes and the health checks only.
+    Admin,
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, kind: Listener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(serve_socket(shard.clone(), stream, peer));
+                monoio::spawn(serve_socket(shard.clone(), stream, peer, kind));
             }
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
@@ -261,14 +330,22 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// Reads a request (within the handshake timeout) and routes it.
-async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+/// Reads a request (within the handshake timeout, TLS handshake included) and routes it.
+async fn serve_socket(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, kind: Listener) {
     let max_body = shard.config.max_body_size;
     let ticket = shard.handshakes.start(
         stream.as_raw_fd(),
         now_ms() + shard.config.handshake_timeout_ms,
     );
-    let request = read_request(&mut stream, max_body).await;
+    let tls = match &shard.node.tls {
+        None => None,
+        Some(tls) => match tls::TlsConn::new(&tls.config) {
+            Some(conn) => Some(conn),
+            None => return,
+        },
+    };
+    let mut socket = tls::Socket { stream, tls };
+    let request = read_request(&mut socket, max_body).await;
     let request = if ticket.finish() {
         Err(TimedOut)
     } else {
@@ -276,15 +353,16 @@ async fn serve_socket(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr)
     };
     // Boxed: while it waits for the request (a connect storm has thousands waiting), the
     // task holds only the wait's state.
-    Box::pin(serve_request(shard, stream, peer, request)).await;
+    Box::pin(serve_request(shard, socket, peer, request, kind)).await;
 }
 
 /// Serves what [`read_request`] read (or answers why there is nothing to serve).
 async fn serve_request(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: tls::Socket,
     peer: SocketAddr,
     request: Result<ReadRequest, TimedOut>,
+    kind: Listener,
 ) {
     let refusal = match request {
         // Boxed: the upgrade's or the handler's state is made only once the request is
@@ -294,30 +372,41 @@ async fn serve_request(
             let origin = match shard.node.origins.check(&req) {
                 Verdict::Refused(refusal) => {
                     access::http(peer, &req.method, &req.path, &refusal, 0);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                     return;
                 }
                 Verdict::Allowed(origin) => Some(origin),
                 Verdict::NoOrigin => None,
             };
+            // With --admin-listen each listener serves its own routes only (router.rs).
+            if !router::serves(&req, kind, shard.config.admin_listen.is_some()) {
+                let refusal = http::json_error(404, "not_found", "no such route");
+                access::http(peer, &req.method, &req.path, &refusal, 0);
+                socket.answer(refusal).await;
+                return;
+            }
             let echo_path = shard.config.echo_path.as_deref();
             return match router::upgrade_target(&req, echo_path) {
                 Some(Ok((dialect, room))) => {
-                    let upgrade = ws::serve_ws(shard, stream, peer, req, leftover, dialect, room);
+                    let upgrade = ws::serve_ws(shard, socket, peer, req, leftover, dialect, room);
                     Box::pin(upgrade).await
                 }
                 Some(Err(refusal)) => {
                     access::http(peer, &req.method, &req.path, &refusal, 0);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                 }
-                None => Box::pin(router::route(shard, stream, peer, req, origin)).await,
+                None => Box::pin(router::route(shard, socket, peer, req, origin)).await,
             };
         }
         Ok(Err(Some(refusal))) => refusal,
-        Ok(Err(None)) => return,
+        Ok(Err(None)) => {
+            // A TLS client refused (an alert may be waiting) or gone.
+            socket.flush_tls().await;
+            return;
+        }
         Err(_) => http::json_error(408, "timeout", "request not received in time"),
     };
-    let _ = stream.write_all(refusal).await;
+    socket.answer(refusal).await;
 }
 
 /// The request head did not arrive within the handshake timeout.
@@ -326,10 +415,15 @@ struct TimedOut;
 type ReadRequest = Result<(http::Request, Vec<u8>), Option<Vec<u8>>>;
 
 /// The request (head and `Content-Length` body) and any bytes after it;
-/// `Err(Some(response))` for a bad request, `Err(None)` when the peer went away.
-async fn read_request(stream: &mut TcpStream, max_body: usize) -> ReadRequest {
+/// `Err(Some(response))` for a bad request, `Err(None)` when the peer went away (or, over
+/// TLS, failed the handshake).
+///
+/// Over TLS the same loop runs the handshake: each read's ciphertext is decrypted into the
+/// request's buffer (`tls::TlsConn::take`) and what rustls answers (its handshake flights)
+/// is written before the next wait, so the handshake deadline covers the TLS handshake too.
+async fn read_request(socket: &mut tls::Socket, max_body: usize) -> ReadRequest {
     let mut buf = Vec::new();
-    let fd = stream.as_raw_fd();
+    let fd = socket.stream.as_raw_fd();
     let mut head: Option<(http::Request, usize, usize)> = None;
     loop {
         if head.is_none() {
@@ -361,10 +455,41 @@ async fn read_request(stream: &mut TcpStream, max_body: usize) -> ReadRequest {
             }
         }
         // On readiness, so that no read buffer is held while the client takes its time.
-        if stream.readable(false).await.is_err() {
+        if socket.stream.readable(false).await.is_err() {
             return Err(None);
         }
-        if let recv::Received::End = recv::recv_now(fd, |bytes| buf.extend_from_slice(bytes)) {
+        let Some(tls) = &mut socket.tls else {
+            if let recv::Received::End = recv::recv_now(fd, |bytes| buf.extend_from_slice(bytes)) {
+                return Err(None);
+            }
+            continue;
+        };
+        let mut took = tls::Took::Fine;
+        let mut plain_http = false;
+        let received = recv::recv_now(fd, |bytes| {
+            if tls.is_plain_http(bytes) {
+                plain_http = true;
+            } else {
+                took = tls.take(bytes, |plain| buf.extend_from_slice(plain));
+            }
+        });
+        if plain_http {
+            // Plain HTTP to a TLS port: told so in plain HTTP, which it can read.
+            socket.tls = None;
+            return Err(Some(http::json_error(
+                400,
+                "tls_required",
+                "this port speaks TLS: use https:// or wss://",
+            )));
+        }
+        match (received, took) {
+            (recv::Received::End, _) | (_, tls::Took::Closed | tls::Took::Failed) => {
+                return Err(None)
+            }
+            _ => {}
+        }
+        // Boxed: a plain socket's waiting task keeps no room for a write it never makes.
+        if !Box::pin(socket.flush_tls()).await {
             return Err(None);
         }
     }

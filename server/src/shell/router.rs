@@ -8,8 +8,6 @@ use super::room_api::{emit, history, room_details, room_history};
 use super::shard::Shard;
 use crate::dialect::Dialect;
 use crate::http::{self, Request};
-use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -52,6 +50,41 @@ pub fn upgrade_target(req: &Request, echo_path: Option<&str>) -> Option<WebSocke
     websocket_target(&segments, req)
 }
 
+/// Whether `req` is for an operator route: one for the people who run the server, not for
+/// its clients — `/metrics` and the admin HTTP API (`/api/rooms/:room/broadcast`,
+/// `/api/rooms/:room/config`, `/api/notify`, `/api/clients/:id`), whatever the method. With
+/// `--admin-listen` these are served on that listener only, and the public one answers them
+/// 404 ([`serves`]). The one place this is decided: a new operator-only route (a web
+/// console, say) is added here, and moves to the operator listener with the others.
+pub fn is_operator_route(req: &Request) -> bool {
+    let owned = decoded_segments(req);
+    let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
+    matches!(
+        segments.as_slice(),
+        ["metrics"]
+            | ["api", "rooms", _, "broadcast" | "config"]
+            | ["api", "notify"]
+            | ["api", "clients", _]
+    )
+}
+
+/// Whether the listener `kind` serves `req` (else: 404). Without `--admin-listen`
+/// (`separate` false) the one listener serves everything. With it, the public listener
+/// serves everything but the [operator routes](is_operator_route), and the operator
+/// listener those and the health checks (`/healthz`, `/readyz`), and nothing else — no
+/// WebSocket endpoint, no client API.
+pub fn serves(req: &Request, kind: super::Listener, separate: bool) -> bool {
+    if !separate {
+        return true;
+    }
+    match kind {
+        super::Listener::Public => !is_operator_route(req),
+        super::Listener::Admin => {
+            is_operator_route(req) || matches!(req.path.as_str(), "/healthz" | "/readyz")
+        }
+    }
+}
+
 /// The request path's segments, each percent-decoded.
 fn decoded_segments(req: &Request) -> Vec<String> {
     req.path
@@ -66,7 +99,7 @@ fn decoded_segments(req: &Request) -> Vec<String> {
 /// whose browser gets the CORS headers that let it read the answer.
 pub async fn route(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: super::tls::Socket,
     peer: SocketAddr,
     req: Request,
     origin: Option<String>,
@@ -171,5 +204,5 @@ pub async fn route(
     };
     let micros = started.elapsed().as_micros();
     super::access::http(peer, method, &req.path, &response, micros);
-    let _ = stream.write_all(response).await;
+    socket.answer(response).await;
 }

@@ -14,20 +14,32 @@ use rookery_protocol::pact::Role;
 use serde_json::Value;
 use std::rc::Rc;
 
-/// Handles one text message of `conn`.
+/// Handles one text message of `conn`. A message whose token names a key the identity
+/// provider's cached set lacks ([`Action::AwaitKeys`]) waits for a refresh of the set (a
+/// channel await: the core goes on) and is decided again.
 pub async fn text(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
-    let mut actions = Actions::new();
-    {
-        // simd-json parses in place: the message is copied into the core's scratch buffer.
-        let mut scratch = shard.scratch.borrow_mut();
-        scratch.clear();
-        scratch.extend_from_slice(text);
-        let protocol = conn.dialect.protocol();
-        with_session(shard, conn, |s| {
-            protocol.on_text(s, &mut scratch, &mut actions)
-        });
+    let mut actions = decide_text(shard, conn, text, false);
+    if matches!(actions.as_slice(), [Action::AwaitKeys]) {
+        if let Some(refreshed) = shard.node.verifier.key_refresh() {
+            let _ = refreshed.recv_async().await;
+        }
+        actions = decide_text(shard, conn, text, true);
     }
     carry_out(shard, conn, actions).await;
+}
+
+/// What the dialect makes of one text message.
+fn decide_text(shard: &Shard, conn: &Conn, text: &[u8], keys_awaited: bool) -> Actions {
+    let mut actions = Actions::new();
+    // simd-json parses in place: the message is copied into the core's scratch buffer.
+    let mut scratch = shard.scratch.borrow_mut();
+    scratch.clear();
+    scratch.extend_from_slice(text);
+    let protocol = conn.dialect.protocol();
+    with_session_keys(shard, conn, keys_awaited, |s| {
+        protocol.on_text(s, &mut scratch, &mut actions)
+    });
+    actions
 }
 
 /// Handles one binary message of `conn`, whose dialect [`takes_binary`] messages.
@@ -55,6 +67,15 @@ pub fn refusal(conn: &Conn, refusal: Refusal) -> Option<Bytes> {
 
 /// What the dialect's rules know of `conn`.
 fn with_session<T>(shard: &Shard, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T) -> T {
+    with_session_keys(shard, conn, false, f)
+}
+
+fn with_session_keys<T>(
+    shard: &Shard,
+    conn: &Conn,
+    keys_awaited: bool,
+    f: impl FnOnce(&Session<'_>) -> T,
+) -> T {
     conn.with_peer(|peer| {
         conn.with_rooms(|rooms| {
             f(&Session {
@@ -64,6 +85,7 @@ fn with_session<T>(shard: &Shard, conn: &Conn, f: impl FnOnce(&Session<'_>) -> T
                 now_ms: now_ms(),
                 config: &shard.config,
                 verifier: &shard.node.verifier,
+                keys_awaited,
             })
         })
     })
@@ -106,6 +128,9 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
                 shard.index(conn);
             }
             Action::Close(code, reason) => shard.close(conn, code, &reason, now),
+            // Decided again by `text` after the wait; anywhere else there is nothing to do.
+            Action::AwaitKeys => {}
+            Action::TokenExpiry(exp_ms) => shard.watch_token(conn.id, exp_ms),
             Action::Pong => {
                 if let Some(sent) = conn.ping_sent_ms.take() {
                     conn.latency_ms.set(now.saturating_sub(sent));

@@ -31,6 +31,8 @@ pub struct Shard {
     by_user: RefCell<NameIndex>,
     next_seq: Cell<u64>,
     pub(super) wheel: RefCell<Wheel<ConnId>>,
+    /// Token deadlines of the connections whose token has an `exp` (`expiry.rs`).
+    pub(super) tokens: RefCell<super::expiry::TokenClocks>,
     /// Deadlines of sockets still sending their request head.
     pub handshakes: Handshakes,
     /// Reused for simd-json's in-place parsing.
@@ -44,6 +46,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: usize, node: Arc<Node>) -> Rc<Shard> {
         let config = node.config.clone();
+        let grace_ms = config.token_grace_ms;
         let tick = (config.ping_interval_ms / 4).clamp(10, 1000);
         let slots = (config.ping_interval_ms / tick + 2) as usize;
         Rc::new(Shard {
@@ -57,6 +60,12 @@ impl Shard {
             by_user: RefCell::default(),
             next_seq: Cell::new(1),
             wheel: RefCell::new(Wheel::new(tick, slots, now_ms())),
+            tokens: RefCell::new(super::expiry::TokenClocks::new(
+                tick,
+                slots,
+                now_ms(),
+                grace_ms,
+            )),
             handshakes: Handshakes::default(),
             scratch: RefCell::new(Vec::new()),
             backend_in_flight: Cell::new(0),
@@ -88,6 +97,7 @@ impl Shard {
         let removed = self.conns.borrow_mut().remove(&id);
         if let Some(conn) = removed {
             self.unindex(&conn);
+            self.tokens.borrow_mut().forget(id);
             self.metrics.connections.sub(1);
         }
     }
@@ -129,6 +139,11 @@ impl Shard {
     pub fn close(&self, conn: &Conn, code: CloseCode, reason: &str, now: u64) {
         conn.close(code, reason, now);
         self.schedule(now + self.config.close_grace_ms, conn.id);
+    }
+
+    /// The connection's token rights end at `exp_ms` (`None`: never): see `expiry.rs`.
+    pub fn watch_token(&self, id: ConnId, exp_ms: Option<u64>) {
+        self.tokens.borrow_mut().watch(id, exp_ms);
     }
 
     pub(super) fn schedule(&self, at: u64, id: ConnId) {

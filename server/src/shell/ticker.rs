@@ -1,10 +1,13 @@
 //! A shard's clock: every tick it pings the live connections, closes the silent ones and
 //! shuts down those whose close grace ran out (one timer wheel per shard, not a timer per
-//! connection), and expires handshake deadlines.
+//! connection), expires handshake deadlines, and tells and closes the connections whose
+//! token expired (`expiry.rs`, a wheel of its own on the same tick).
 
 use super::conn::{Conn, State};
+use super::expiry::Due;
 use super::mailbox::now_ms;
 use super::shard::Shard;
+use crate::dialect::{TOKEN_EXPIRED_CLOSE, TOKEN_EXPIRED_REASON};
 use crate::ids::ConnId;
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ impl Shard {
     /// whose grace ran out.
     fn check_deadlines(&self, now: u64, due: &mut Vec<ConnId>) {
         self.handshakes.expire(now);
+        self.check_tokens(now, due);
         self.wheel.borrow_mut().advance(now, due);
         let interval = self.config.ping_interval_ms;
         for id in due.drain(..) {
@@ -46,6 +50,35 @@ impl Shard {
                 }
             };
             self.schedule(next, id);
+        }
+    }
+
+    /// Tells the connections whose token just expired, closes those whose grace ran out.
+    fn check_tokens(&self, now: u64, fired: &mut Vec<ConnId>) {
+        let mut expiring = Vec::new();
+        self.tokens.borrow_mut().due(now, fired, &mut expiring);
+        for (id, due) in expiring {
+            let Some(conn) = self.conns.borrow().get(&id).cloned() else {
+                continue;
+            };
+            if conn.state() != State::Open {
+                continue;
+            }
+            match due {
+                Due::Tell { .. } => {
+                    let grace = self.config.token_grace_ms;
+                    let protocol = conn.dialect.protocol();
+                    if let Some(frame) = conn.with_peer(|peer| protocol.token_expired(peer, grace))
+                    {
+                        conn.send(frame, now);
+                    }
+                }
+                Due::Close => {
+                    tracing::debug!(conn = %id, "token expired and not refreshed: closing");
+                    let code = CloseCode::from(TOKEN_EXPIRED_CLOSE);
+                    self.close(&conn, code, TOKEN_EXPIRED_REASON, now);
+                }
+            }
         }
     }
 

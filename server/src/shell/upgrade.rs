@@ -8,12 +8,12 @@ use super::mailbox::now_ms;
 use super::session;
 use super::shard::Shard;
 use super::ws::Session;
+use crate::auth::Verified;
 use crate::dialect::Dialect;
 use crate::engine::Identity;
 use crate::http::{self, Request};
 use bytes::Bytes;
-use monoio::io::{AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::Splitable;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -44,9 +44,10 @@ fn accept_upgrade(req: &Request) -> Result<Vec<u8>, Vec<u8>> {
     Ok(out)
 }
 
-/// The user of the request's token (`Authorization: Bearer` or `?token=`): `Ok(None)` when
-/// there is no token, `Err(reason)` when there is one and it is refused.
-fn identify(shard: &Shard, req: &Request) -> Result<Option<String>, String> {
+/// The user of the request's token (`Authorization: Bearer` or `?token=`) and its expiry:
+/// `Ok(None)` when there is no token, `Err(reason)` when there is one and it is refused. A
+/// token naming a key the identity provider's cached set lacks waits for a refresh of it.
+async fn identify(shard: &Shard, req: &Request) -> Result<Option<Verified>, String> {
     let token = req
         .bearer()
         .or_else(|| req.query_param("token").filter(|t| !t.is_empty()));
@@ -55,7 +56,8 @@ fn identify(shard: &Shard, req: &Request) -> Result<Option<String>, String> {
         Some(token) => shard
             .node
             .verifier
-            .verify(token)
+            .verify_waiting(token)
+            .await
             .map(Some)
             .map_err(|e| e.to_string()),
     }
@@ -65,7 +67,7 @@ fn identify(shard: &Shard, req: &Request) -> Result<Option<String>, String> {
 /// room. `None` when the upgrade is refused (the refusal has been written).
 pub(super) async fn open(
     shard: Rc<Shard>,
-    mut stream: TcpStream,
+    mut socket: super::tls::Socket,
     peer: SocketAddr,
     req: Request,
     dialect: Dialect,
@@ -76,7 +78,7 @@ pub(super) async fn open(
         Ok(accept) => accept,
         Err(refusal) => {
             refused(&refusal);
-            let _ = stream.write_all(refusal).await;
+            socket.answer(refusal).await;
             return None;
         }
     };
@@ -85,16 +87,20 @@ pub(super) async fn open(
         Err(refusal) => {
             let response = http::json_error(503, refusal.code, &refusal.message);
             refused(&response);
-            let _ = stream.write_all(response).await;
+            socket.answer(response).await;
             return None;
         }
     };
     let config = &shard.config;
     let id = shard.next_conn_id();
     let now = now_ms();
-    let (user, token_error) = match identify(&shard, &req) {
-        Ok(user) => (user, None),
+    let (verified, token_error) = match identify(&shard, &req).await {
+        Ok(verified) => (verified, None),
         Err(reason) => (None, Some(reason)),
+    };
+    let (user, token_exp_ms) = match verified {
+        Some(v) => (Some(v.user), v.exp_ms),
+        None => (None, None),
     };
     let protocol = dialect.protocol();
     let public_id = protocol.new_public_id(user.as_deref(), now);
@@ -108,25 +114,27 @@ pub(super) async fn open(
                 Ok(actions) => actions,
                 Err(refusal) => {
                     refused(&refusal);
-                    let _ = stream.write_all(refusal).await;
+                    socket.answer(refusal).await;
                     return None;
                 }
             }
         }
         Err(refusal) => {
             refused(&refusal);
-            let _ = stream.write_all(refusal).await;
+            socket.answer(refusal).await;
             return None;
         }
     };
     drop(req);
     let identity = Arc::new(Identity { public_id, user });
+    let super::tls::Socket { stream, tls } = socket;
     let conn = Rc::new(Conn::new(
         id,
         room.clone(),
         dialect,
         identity.clone(),
         stream.as_raw_fd(),
+        tls,
         config.max_outbound_bytes,
         shard.metrics.clone(),
         config.max_message_size,
@@ -137,6 +145,9 @@ pub(super) async fn open(
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     shard.register(conn.clone());
+    if token_exp_ms.is_some() {
+        shard.watch_token(conn.id, token_exp_ms);
+    }
     super::access::ws_open(&conn, peer, room.as_deref());
     let (reader, writer) = stream.into_split();
 

@@ -21,7 +21,7 @@ use super::upgrade;
 use crate::dialect::{Dialect, Refusal};
 use crate::engine::Command;
 use crate::http::Request;
-use monoio::io::{AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::TcpStream;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
@@ -32,22 +32,22 @@ use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
-/// Runs a session of `dialect` on `stream`, whose request head was `req`; `leftover` holds
-/// bytes the client sent after the head. `room` is the room joined at once (none for
-/// Lambda, which joins by message).
+/// Runs a session of `dialect` on `socket`, whose request head was `req`; `leftover` holds
+/// bytes the client sent after the head (plaintext: over TLS, already decrypted). `room` is
+/// the room joined at once (none for Lambda, which joins by message).
 ///
 /// The upgrade runs here, in the request's task; the open session then runs as a task of
 /// its own, which holds only [`Session`] and a pending readiness wait while idle.
 pub async fn serve_ws(
     shard: Rc<Shard>,
-    stream: TcpStream,
+    socket: super::tls::Socket,
     peer: SocketAddr,
     req: Request,
     leftover: Vec<u8>,
     dialect: Dialect,
     room: Option<String>,
 ) {
-    if let Some(session) = upgrade::open(shard, stream, peer, req, dialect, room).await {
+    if let Some(session) = upgrade::open(shard, socket, peer, req, dialect, room).await {
         monoio::spawn(run(session, leftover));
     }
 }
@@ -134,6 +134,9 @@ async fn run(session: Session, leftover: Vec<u8>) {
         }
     }
     if let Some(mut out) = sink {
+        if let Some(goodbye) = conn.tls_goodbye() {
+            let _ = out.write_all(goodbye).await;
+        }
         let _ = out.shutdown().await;
     }
 }
@@ -191,26 +194,40 @@ async fn readable(reader: &OwnedReadHalf<TcpStream>) -> std::io::Result<()> {
 /// Reads what the socket has (up to [`super::recv::MAX_READ`], without blocking) and handles it.
 /// Returns false when the session is over.
 async fn on_readable(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
-    match recv_now(conn.fd(), |bytes| take_bytes(shard, conn, bytes)) {
-        Received::Bytes(_) => after_bytes(shard, conn).await,
+    let mut open = true;
+    match recv_now(conn.fd(), |bytes| open = take_bytes(shard, conn, bytes)) {
+        // What came before a TLS close or failure is handled still.
+        Received::Bytes(_) => after_bytes(shard, conn).await && open,
         Received::Nothing => true,
         Received::End => false,
     }
 }
 
-/// Hands `bytes` (sent right after the request head) to tungstenite and handles them.
+/// Hands `bytes` (sent right after the request head, plaintext) to tungstenite and handles
+/// them.
 async fn feed(shard: &Rc<Shard>, conn: &Rc<Conn>, bytes: Vec<u8>) -> bool {
     if bytes.is_empty() {
         return true;
     }
-    take_bytes(shard, conn, &bytes);
+    shard.metrics.bytes_in.add(bytes.len() as u64);
+    conn.with_ws(|ws| ws.push(&bytes));
     after_bytes(shard, conn).await
 }
 
-/// Counts bytes from the client and adds them to tungstenite's input.
-fn take_bytes(shard: &Shard, conn: &Conn, bytes: &[u8]) {
+/// Counts bytes from the client and adds them to tungstenite's input: as they are, or
+/// decrypted on a TLS connection. False when the TLS connection is over (the peer's
+/// `close_notify`, or a record rustls refuses).
+fn take_bytes(shard: &Shard, conn: &Conn, bytes: &[u8]) -> bool {
     shard.metrics.bytes_in.add(bytes.len() as u64);
-    conn.with_ws(|ws| ws.push(bytes));
+    let Some(tls) = conn.tls() else {
+        conn.with_ws(|ws| ws.push(bytes));
+        return true;
+    };
+    let took = tls
+        .borrow_mut()
+        .take(bytes, |plain| conn.with_ws(|ws| ws.push(plain)));
+    conn.after_tls_read();
+    took == super::tls::Took::Fine
 }
 
 /// Handles the messages that bytes just added to tungstenite's input complete.

@@ -61,6 +61,14 @@ impl crate::dialect::Protocol for Jac {
         frames
     }
 
+    /// An error event as jac's others: `{"type":"error","error":[{loc:["token"],..,
+    /// "type":"token_expired"}]}`.
+    fn token_expired(&self, _peer: &Peer<'_>, grace_ms: u64) -> Option<Bytes> {
+        let how = "send change_user with a fresh token";
+        let message = crate::dialect::token_expired_message(grace_ms, how);
+        Some(error_one("token", &message, "token_expired"))
+    }
+
     fn refusal(&self, refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
         Some(match refusal {
             Refusal::Binary => error_one(

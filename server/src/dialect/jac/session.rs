@@ -88,11 +88,14 @@ fn published(session: &Session<'_>, data: Map<String, Value>) -> RoomEvent {
 /// Becomes the token's user (or the public user without a token, or with a refused one),
 /// and tells the connection who it is now.
 fn change_user(session: &Session<'_>, token: Option<String>, out: &mut Actions) {
-    let (user, refusal) = match token.as_deref().map(strip_bearer) {
-        None | Some("") => (None, None),
+    let (user, refusal, exp_ms) = match token.as_deref().map(strip_bearer) {
+        None | Some("") => (None, None, None),
         Some(token) => match session.verifier.verify(token) {
-            Ok(user) => (Some(user), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) if e.awaits_keys() && !session.keys_awaited => {
+                return out.push(Action::AwaitKeys);
+            }
+            Ok(v) => (Some(v.user), None, v.exp_ms),
+            Err(e) => (None, Some(e.to_string()), None),
         },
     };
     let now = Identity {
@@ -109,6 +112,8 @@ fn change_user(session: &Session<'_>, token: Option<String>, out: &mut Actions) 
     };
     let event = connection_event(&peer, session.room());
     out.push(Action::SetIdentity(now));
+    // The new token's expiry, or none: an anonymous connection has no rights to lose.
+    out.push(Action::TokenExpiry(exp_ms));
     out.push(Action::Send(event));
 }
 

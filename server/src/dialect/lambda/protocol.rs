@@ -83,6 +83,13 @@ impl crate::dialect::Protocol for Lambda {
             .collect()
     }
 
+    /// `{"type":"error","data":"token_expired: .."}`: the Lambda server's errors are text.
+    fn token_expired(&self, _peer: &Peer<'_>, grace_ms: u64) -> Option<Bytes> {
+        let how = "reconnect with a fresh token";
+        let message = crate::dialect::token_expired_message(grace_ms, how);
+        Some(error(&format!("token_expired: {message}")))
+    }
+
     fn refusal(&self, refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
         Some(error(match refusal {
             Refusal::Binary => "frames are JSON text; binary frames are not accepted",

@@ -34,6 +34,14 @@ impl crate::dialect::Protocol for Pact {
         user.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
     }
 
+    /// `{"type":"error","data":{"code":"token_expired",..}}`; the client answers with
+    /// `refresh`.
+    fn token_expired(&self, _peer: &Peer<'_>, grace_ms: u64) -> Option<Bytes> {
+        let how = "send {\"type\":\"refresh\",\"data\":{\"token\":\"..\"}}";
+        let message = crate::dialect::token_expired_message(grace_ms, how);
+        Some(error(None, codes::TOKEN_EXPIRED, &message))
+    }
+
     fn refusal(&self, refusal: Refusal, _peer: &Peer<'_>) -> Option<Bytes> {
         Some(match refusal {
             Refusal::Binary => error(

@@ -69,6 +69,13 @@ impl crate::dialect::Protocol for Wsdo {
         finish(body, peer.public_id, peer.latency_ms)
     }
 
+    /// `ERROR` with code `TOKEN_EXPIRED` (websockets.do's codes are upper case).
+    fn token_expired(&self, peer: &Peer<'_>, grace_ms: u64) -> Option<Bytes> {
+        let how = "reconnect with a fresh token";
+        let message = crate::dialect::token_expired_message(grace_ms, how);
+        Some(error_frame(peer, codes::TOKEN_EXPIRED, &message))
+    }
+
     fn ping_timeout(&self, peer: &Peer<'_>) -> Option<Bytes> {
         let message = "Client did not respond to PING event";
         Some(error_frame(peer, codes::PING_TIMEOUT, message))
