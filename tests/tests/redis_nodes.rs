@@ -414,3 +414,22 @@ fn emits_choose_and_await_members_of_every_node() {
     let (status, _) = emit("?clients=4", 5);
     assert_eq!(status, 400);
 }
+
+#[test]
+fn pact_suffixes_stay_unique_in_a_room_across_nodes() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut clients = Vec::new();
+    let mut suffixes = std::collections::BTreeSet::new();
+    // 35 joins on each node: more than a node's block of suffixes (32), so each reserves
+    // another while members join.
+    for i in 0..70 {
+        let (c, profile) = Client::pact(if i % 2 == 0 { a } else { b }, "names");
+        let suffix = profile["suffix"].as_u64().unwrap();
+        assert!(suffixes.insert(suffix), "suffix {suffix} handed out twice");
+        clients.push(c);
+    }
+    // Each node's suffixes increase with its joins.
+    let (_, next_a) = Client::pact(a, "names");
+    assert!(next_a["suffix"].as_u64().unwrap() > 35, "{next_a}");
+}

@@ -154,6 +154,11 @@ pub enum Command {
     },
     /// The link to the sequencer was down: every live room fills what it missed.
     Resync,
+    /// A new block of Pact suffixes for the room, `(from, until]` (or why not).
+    Suffixes {
+        room: String,
+        block: Result<(u64, u64), String>,
+    },
     /// A member on another node acked the emit `event_id` (with a sequencer).
     RemoteAck {
         room: String,
@@ -179,6 +184,7 @@ impl Command {
             | Command::SetRole { room, .. }
             | Command::Loaded { room, .. }
             | Command::Filled { room, .. }
+            | Command::Suffixes { room, .. }
             | Command::RemoteAck { room, .. } => Some(room),
             Command::Remote(published) => Some(&published.room),
             Command::Read { read, .. } => Some(&read.room),

@@ -150,6 +150,9 @@ impl Engine {
         if let Command::Loaded { room, result } = command {
             return self.loaded(room, result, now_ms, out);
         }
+        if let Command::Suffixes { room, block } = command {
+            return self.suffixes(room, block, now_ms, out);
+        }
         if let Some(waiting) = self.loading.get_mut(&name) {
             waiting.push(command);
             return;
@@ -174,7 +177,50 @@ impl Engine {
             out.loads.push(name);
             return;
         }
+        if matches!(command, Command::Join { .. })
+            && self.rooms.get(&name).is_some_and(Room::suffixes_used_up)
+        {
+            // Its block of suffixes is used up: this join and what follows wait for more.
+            self.loading.insert(name.clone(), vec![command]);
+            out.suffixes.push(name);
+            return;
+        }
         self.apply(command, now_ms, out);
+        self.unload_if_empty(&name, out);
+    }
+
+    /// The sequencer answered a room's request for suffixes: the commands that waited go
+    /// on (joins are refused if there are none).
+    fn suffixes(
+        &mut self,
+        name: String,
+        block: Result<(u64, u64), String>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        let waiting = self.loading.remove(&name).unwrap_or_default();
+        match (block, self.rooms.get_mut(&name)) {
+            (Ok((from, until)), Some(room)) => {
+                room.take_suffixes(from, until);
+                for command in waiting {
+                    self.handle(command, now_ms, out);
+                }
+            }
+            (result, _) => {
+                if let Err(error) = result {
+                    tracing::error!(room = %name, %error, "no suffixes for a room");
+                }
+                for command in waiting {
+                    match command {
+                        Command::Join { conn, joiner, .. } => {
+                            let (code, reason) = UNAVAILABLE;
+                            refuse_join(conn, &joiner, code, reason.to_owned(), out);
+                        }
+                        command => self.handle(command, now_ms, out),
+                    }
+                }
+            }
+        }
         self.unload_if_empty(&name, out);
     }
 
@@ -309,6 +355,7 @@ impl Engine {
                     | Command::SetConfig { .. }
                     | Command::Loaded { .. }
                     | Command::Resync
+                    | Command::Suffixes { .. }
                     | Command::RemoteAck { .. }
                     | Command::Tick => unreachable!("handled above"),
                 }

@@ -228,6 +228,9 @@ pub struct Outbox {
     pub fills: Vec<Fill>,
     /// Rooms dropped from memory (nobody left here): the node stops listening to them.
     pub idle: Vec<String>,
+    /// Rooms whose block of Pact suffixes is used up (with a sequencer): reserve another
+    /// (answered with `Command::Suffixes`; joins wait meanwhile).
+    pub suffixes: Vec<String>,
 }
 
 impl Outbox {

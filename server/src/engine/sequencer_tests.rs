@@ -227,3 +227,77 @@ fn what_the_stream_keeps_but_a_fill_missed_is_read_again_and_a_resync_waits_its_
     e.handle(failed, 0, &mut out);
     assert_eq!(delivered(&out), vec![11, 12, 13], "15 waits for 14");
 }
+
+#[test]
+fn joins_wait_for_a_new_block_of_suffixes_and_are_refused_without_one() {
+    let mut e = Engine::new(1).with_sequencer();
+    let mut out = Outbox::default();
+    let join = |c: u64| Command::Join {
+        conn: conn(c),
+        room: ROOM.into(),
+        joiner: Joiner {
+            identity: Arc::new(Identity {
+                public_id: format!("m{c}"),
+                user: None,
+            }),
+            codec: CodecId(0),
+            traits: Traits::default(),
+            role: Role::User,
+            details: json!({}),
+            token_error: None,
+        },
+    };
+    e.handle(join(1), 0, &mut out);
+    let snapshot = RoomSnapshot {
+        epoch: Some("e1".into()),
+        suffix: 40,
+        suffix_until: Some(41),
+        ..RoomSnapshot::default()
+    };
+    let loaded = Command::Loaded {
+        room: ROOM.into(),
+        result: Ok(Some(snapshot)),
+    };
+    e.handle(loaded, 0, &mut out);
+    let suffix_of = |out: &Outbox, c: u64| {
+        out.sends.iter().find_map(|s| match s {
+            Send::Reply {
+                to,
+                reply: Reply::Welcome { profile, .. },
+                ..
+            } if *to == conn(c) => Some(profile.suffix),
+            _ => None,
+        })
+    };
+    assert_eq!(suffix_of(&out, 1), Some(41), "the block's last");
+    let mut out = Outbox::default();
+    e.handle(join(2), 0, &mut out);
+    assert_eq!(
+        out.suffixes,
+        vec![ROOM.to_owned()],
+        "used up: another block"
+    );
+    assert_eq!(suffix_of(&out, 2), None, "the join waits");
+    let block = Command::Suffixes {
+        room: ROOM.into(),
+        block: Ok((100, 132)),
+    };
+    e.handle(block, 0, &mut out);
+    assert_eq!(suffix_of(&out, 2), Some(101));
+    // Used up again, and no block to be had: the join is refused.
+    for c in 3..=33 {
+        e.handle(join(c), 0, &mut out);
+    }
+    assert_eq!(suffix_of(&out, 33), Some(132));
+    let mut out = Outbox::default();
+    e.handle(join(34), 0, &mut out);
+    let failed = Command::Suffixes {
+        room: ROOM.into(),
+        block: Err("redis is unavailable".into()),
+    };
+    e.handle(failed, 0, &mut out);
+    assert!(out
+        .closes
+        .iter()
+        .any(|(c, code, _)| *c == conn(34) && *code == 1011));
+}

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 pub struct RoomSnapshot {
     /// The Pact suffix counter: the last suffix handed out.
     pub suffix: u64,
+    /// With a shared sequencer: the last suffix of the block this node reserved (`None`:
+    /// no bound, this node alone hands suffixes out).
+    pub suffix_until: Option<u64>,
     pub config: Option<String>,
     /// poll id → (user id → answer).
     pub polls: BTreeMap<String, BTreeMap<String, String>>,

@@ -62,10 +62,12 @@ return {'ok', epoch, tostring(seq)}
 
 /// A room's state, for a node that makes it live (creating its epoch if Redis has none).
 ///
-/// KEYS: 1 epoch, 2 seq, 3 state hash, 4 set of polls, 5 members hash. ARGV: 1 an epoch
-/// for a new room, 2 the prefix of the room's poll keys.
+/// KEYS: 1 epoch, 2 seq, 3 state hash, 4 set of polls, 5 members hash, 6 the room's Pact
+/// suffix counter. ARGV: 1 an epoch for a new room, 2 the prefix of the room's poll keys,
+/// 3 how many suffixes to reserve for this node (a block: suffixes stay unique in the room
+/// whichever node hands them out).
 /// Answers `{epoch, seq, {field, value, …}, {poll member, {user, answer, …}, …},
-/// {member key, value, …}}`.
+/// {member key, value, …}, the block's last suffix}`.
 pub const LOAD: &str = r#"
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -78,7 +80,8 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   table.insert(polls, member)
   table.insert(polls, redis.call('HGETALL', ARGV[2] .. member))
 end
-return {epoch, seq, redis.call('HGETALL', KEYS[3]), polls, redis.call('HGETALL', KEYS[5])}
+local last = redis.call('INCRBY', KEYS[6], ARGV[3])
+return {epoch, seq, redis.call('HGETALL', KEYS[3]), polls, redis.call('HGETALL', KEYS[5]), last}
 "#;
 
 /// A room's shared presence: who is in the room on which node, each user's number of

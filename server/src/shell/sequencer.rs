@@ -39,6 +39,9 @@ const PROBE_EVERY: Duration = Duration::from_millis(200);
 /// How long a room's load waits for its subscription to be confirmed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Pact suffixes a node reserves for a room at a time (`rk:{room}:suffix`).
+const SUFFIX_BLOCK: u64 = 32;
+
 /// Attempts at a counter's compare-and-set before the change is refused.
 const MAX_CAS: usize = 64;
 
@@ -521,13 +524,43 @@ impl Sequencer {
             key(&room, "state"),
             key(&room, "polls"),
             key(&room, "members"),
+            key(&room, "suffix"),
         ];
-        let args = [new_epoch(), key(&room, "poll:")];
+        // A room made live here gets a block of suffixes; a look at its details none.
+        let block = if subscribe { SUFFIX_BLOCK } else { 0 };
+        let args = [new_epoch(), key(&room, "poll:"), block.to_string()];
         let frame = self
             .script(Script::Load, &keys, &args)
             .await
             .map_err(|e| e.to_string())?;
-        snapshot_of(frame, &member_prefix(self.node_id)).map(Some)
+        let mut snapshot = snapshot_of(frame, &member_prefix(self.node_id))?;
+        if let Some(until) = snapshot.suffix_until {
+            snapshot.suffix = until.saturating_sub(block);
+        }
+        Ok(Some(snapshot))
+    }
+
+    /// Reserves another block of Pact suffixes for a room and hands it to the engine.
+    pub fn reserve_suffixes(self: &Rc<Self>, room: String) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+            let block = SUFFIX_BLOCK.to_string();
+            let until = this
+                .client
+                .call(&["INCRBY", &key(&room, "suffix"), &block])
+                .await;
+            let block = match until.map(|f| resp::int(&f)) {
+                Ok(Some(until)) if until >= 0 => {
+                    let until = until as u64;
+                    Ok((until.saturating_sub(SUFFIX_BLOCK), until))
+                }
+                Ok(_) => Err("an unexpected answer to INCRBY".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            let answer = Command::Suffixes { room, block };
+            let _ = own.send_async(ToOwner::Engine(answer)).await;
+        });
     }
 
     /// The room has no member on this core any more: stop receiving its events.
@@ -647,6 +680,9 @@ pub fn carry_out(
     for room in out.idle.drain(..) {
         sequencer.idle(&room);
     }
+    for room in out.suffixes.drain(..) {
+        sequencer.reserve_suffixes(room);
+    }
     for fill in out.fills.drain(..) {
         sequencer.fill(fill);
     }
@@ -755,10 +791,12 @@ fn snapshot_of(frame: Frame, mine: &str) -> Result<RoomSnapshot, String> {
     let Frame::Array(parts) = frame else {
         return Err(bad());
     };
-    let [epoch, seq, state, polls, members] = <[Frame; 5]>::try_from(parts).map_err(|_| bad())?;
+    let [epoch, seq, state, polls, members, until] =
+        <[Frame; 6]>::try_from(parts).map_err(|_| bad())?;
     let mut snapshot = RoomSnapshot {
         epoch: resp::text(&epoch).map(str::to_owned),
         seq: resp::int(&seq).unwrap_or(0).max(0) as u64,
+        suffix_until: Some(resp::int(&until).ok_or_else(bad)?.max(0) as u64),
         ..RoomSnapshot::default()
     };
     for (field, value) in pairs(state) {

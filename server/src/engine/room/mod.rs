@@ -34,6 +34,9 @@ pub struct Room {
     /// user id → number of that user's connections in this room (ephemeral votes go when 0).
     users: AHashMap<String, u32>,
     suffix: u64,
+    /// With a sequencer: the end of this node's block of suffixes (unique in the room
+    /// across nodes); `None` alone.
+    suffix_until: Option<u64>,
     config: Option<String>,
     polls: BTreeMap<String, Poll>,
     ephemeral_polls: BTreeMap<String, Poll>,
@@ -105,6 +108,7 @@ impl Room {
         Room {
             name: name.to_owned(),
             suffix: snapshot.suffix,
+            suffix_until: snapshot.suffix_until,
             config: snapshot.config,
             polls,
             ephemeral_polls,
@@ -147,6 +151,17 @@ impl Room {
             epoch: self.epoch.to_string(),
             seq: self.seq,
         }
+    }
+
+    /// Whether a join needs a new block of suffixes first (with a sequencer).
+    pub fn suffixes_used_up(&self) -> bool {
+        self.suffix_until.is_some_and(|until| self.suffix >= until)
+    }
+
+    /// A new block of suffixes, `(from, until]`.
+    pub fn take_suffixes(&mut self, from: u64, until: u64) {
+        self.suffix = from;
+        self.suffix_until = Some(until);
     }
 
     /// The public id of a member.
