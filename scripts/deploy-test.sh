@@ -58,7 +58,7 @@ step "files, user, data directory, enabled unit"
 unit=/usr/lib/systemd/system/rookery.service
 [ -x /usr/bin/rookery ] || fail "/usr/bin/rookery missing"
 [ -f "$unit" ] || fail "$unit missing"
-for doc in DEPLOY.md CONFIG.md README.md grafana-dashboard.json copyright; do
+for doc in DEPLOY.md CONFIG.md CONSOLE.md README.md grafana-dashboard.json copyright; do
   [ -s "/usr/share/doc/rookery/$doc" ] || fail "/usr/share/doc/rookery/$doc missing"
 done
 grep -qx /etc/rookery/rookery.toml /var/lib/dpkg/info/rookery.conffiles || fail "config is no conffile"
@@ -112,6 +112,8 @@ addr=$(sed -n 's/^rookery listening on \([^ ]*\).*/\1/p' "$out")
 
 step "the demo page against the installed server"
 ROOKERY_URL="ws://$addr" ./scripts/demo-test.sh
+[ "$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "http://$addr/demo/assets/sdk/rookery_client_bg.wasm")" = "200 application/wasm" ] \
+  || fail "the installed binary does not serve its demo"
 
 step "promtool check metrics"
 curl -s "http://$addr/metrics" >"$out.metrics"

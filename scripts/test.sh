@@ -4,7 +4,8 @@
 # Autobahn|Testsuite against its echo endpoint (skipped when the suite's runner is absent).
 # It installs what it needs first: the rustfmt and clippy components here, for the SDK's
 # browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
-# (scripts/sdk-test.sh), and for the package test cargo-deb, systemd-analyze and promtool
+# (scripts/sdk-test.sh), Firefox ESR and geckodriver for the console's Firefox test
+# (scripts/firefox-test.sh), for the package test cargo-deb, systemd-analyze and promtool
 # (scripts/deploy-test.sh), and redis-server for the tests of `--engine redis`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the SDK build embedded for /demo matches its sources (scripts/embed-sdk.sh --check)"
+./scripts/embed-sdk.sh --check
+
 step "cargo test (unit and integration)"
 cargo test --workspace --locked
 
@@ -40,6 +44,12 @@ step "npm package: pack, install, size, smoke test in Node against a real server
 
 step "demo page: two headless Chromium pages against a real server (Playwright)"
 ./scripts/demo-test.sh
+
+step "pages served by the binary: the demo in two tabs, the web console (Playwright, screenshots)"
+./scripts/console-test.sh
+
+step "the same pages in headless Firefox (geckodriver)"
+./scripts/firefox-test.sh
 
 step "Debian package: build, dpkg -i, the installed unit and server (systemd-analyze, promtool, the demo page), purge"
 ./scripts/deploy-test.sh

@@ -255,6 +255,11 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_TLS_KEY", value_name = "PATH")]
     pub tls_key: Option<std::path::PathBuf>,
 
+    /// Do not serve the demo page at `/demo` (chat, poll, counter, presence with the SDK
+    /// embedded in the binary).
+    #[arg(long, env = "ROOKERY_NO_DEMO")]
+    pub no_demo: bool,
+
     /// How rooms are run: `alone` (this node decides its rooms' state) or `redis` (nodes
     /// share rooms through Redis at `--redis-url`, which sequences every room's events;
     /// docs/CLUSTER.md).

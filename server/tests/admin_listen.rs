@@ -78,6 +78,9 @@ fn operator_routes_answer_on_the_admin_listener_only() {
         ),
         ("PUT", "/api/rooms/r/config", admin_auth(), "{}"),
         ("DELETE", "/api/clients/nobody", admin_auth(), ""),
+        // The web console: its page and its data.
+        ("GET", "/console", String::new(), ""),
+        ("GET", "/console/api/session", admin_auth(), ""),
     ];
     for (method, path, extra, body) in &operator {
         let (status, answer) = http(&public, method, path, extra, body);
@@ -99,6 +102,16 @@ fn operator_routes_answer_on_the_admin_listener_only() {
     assert!(page.contains("rookery_connections"), "{page}");
     let (status, _) = http(&admin, "POST", "/api/notify", "", notify);
     assert_eq!(status, 401, "the admin key is still required");
+    let (status, page) = http(&admin, "GET", "/console", "", "");
+    assert_eq!(
+        status, 200,
+        "the console's page on the admin listener: {page}"
+    );
+    assert_eq!(
+        http(&admin, "GET", "/console/api/session", &admin_auth(), "").0,
+        200
+    );
+    assert_eq!(http(&admin, "GET", "/console/api/session", "", "").0, 401);
     // Methods the admin routes do not take are the admin listener's to refuse, too.
     assert_eq!(http(&public, "POST", "/metrics", "", "").0, 404);
     assert_eq!(http(&admin, "POST", "/metrics", "", "").0, 405);

@@ -16,7 +16,7 @@ use tungstenite::{Message, WebSocket};
 pub mod tls;
 
 /// How long a test waits for an expected frame before failing.
-pub const WAIT: Duration = Duration::from_secs(5);
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// Starts a server with `cores` cores; `tweak` adjusts the config first.
 pub fn server_with(cores: usize, tweak: impl FnOnce(&mut Config)) -> SocketAddr {
@@ -431,6 +431,18 @@ impl RawClient {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
                 return (code, String::from_utf8_lossy(&payload[2..]).into_owned());
             }
+        }
+    }
+}
+
+/// One `read`, retried while a signal interrupts it (EINTR): the test process also runs
+/// servers, and a blocking read in a test thread has been seen to return `Interrupted`
+/// on a busy machine.
+pub fn read_some(stream: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
         }
     }
 }

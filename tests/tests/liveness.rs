@@ -8,11 +8,11 @@ use tungstenite::Message;
 
 #[test]
 fn the_server_pings_at_the_configured_interval() {
-    // Four missed intervals (a second) close a silent client: a margin for this client's
+    // Twelve missed intervals (3 s) close a silent client: a margin for this client's
     // thread to be scheduled late on a busy machine, shorter than the silence below.
     let addr = server_with(2, |c| {
         c.ping_interval_ms = 250;
-        c.ping_missed = 4;
+        c.ping_missed = 12;
     });
     let (mut c, _) = Client::pact(addr, "pings");
     let started = Instant::now();
@@ -32,40 +32,37 @@ fn the_server_pings_at_the_configured_interval() {
         assert!(started.elapsed() < WAIT);
     }
     // A client that answers (tungstenite answers protocol pings) stays connected, for
-    // longer than a silent one would (1 s).
-    c.expect_silence(2_000);
+    // longer than a silent one would (3 s).
+    c.expect_silence(4_000);
     c.send(json!({"type":"pong"}));
     assert_eq!(c.call(json!({"type":"profile"}), "p")["type"], "profile");
 }
 
 #[test]
 fn a_silent_half_open_client_is_closed_and_removed() {
-    // The watcher has to answer pings in time too: 4 intervals (1 s) of margin.
+    // No WebSocket client watches it (one would itself have to answer the server's pings
+    // in time on a busy machine): its own socket's end and the room's details tell.
     let addr = server_with(2, |c| {
         c.ping_interval_ms = 250;
         c.ping_missed = 4;
         c.close_grace_ms = 100;
     });
-    let (mut watcher, _) = Client::pact(addr, "halfopen");
-    watcher.send(json!({"type":"subscribe","data":"presence"}));
-    watcher.recv_type("presence");
-    // Upgrade, then never read or write again: like a peer that vanished. It must not be
-    // closed before 4 intervals (1 s) from its upgrade, which comes after `started`.
+    // Upgrade, then never write again (reading answers no ping): like a peer that vanished.
+    // It must not be closed before 4 intervals (1 s) from its upgrade, which comes after
+    // `started`.
     let started = Instant::now();
     let raw = RawClient::connect(addr, "/websocket?room=halfopen");
-    watcher.recv_type("presence:joined");
-    // The watcher keeps answering pings through tungstenite as it reads.
-    let left = watcher.recv_type("presence:left");
-    assert_eq!(left["data"]["count"], 1);
+    // The server ends the silent socket: its close frame, then EOF.
+    let mut stream = raw.stream;
+    let mut sink = Vec::new();
+    let _ = stream.read_to_end(&mut sink);
     assert!(
         // (less a little: the server's clock is the wall clock in whole milliseconds)
         started.elapsed() >= Duration::from_millis(900),
         "closed too early"
     );
-    // The server ended the silent socket (EOF after its close frame).
-    let mut stream = raw.stream;
-    let mut sink = Vec::new();
-    let _ = stream.read_to_end(&mut sink);
+    // And removes it from the room.
+    wait_for_room(addr, "halfopen", |d| d["count"] == 0);
     assert!(
         sink.windows(2).any(|w| w == [0x88, 14]),
         "a close frame with 'ping timeout'"

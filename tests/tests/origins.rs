@@ -40,7 +40,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)])
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let head_end = loop {
-        let n = s.read(&mut buf).expect("an answer");
+        let n = read_some(&mut s, &mut buf).expect("an answer");
         assert!(n > 0, "closed before an answer: {got:?}");
         got.extend_from_slice(&buf[..n]);
         if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {

@@ -129,7 +129,7 @@ fn read_to_end(mut stream: TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match stream.read(&mut buf) {
+        match read_some(&mut stream, &mut buf) {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,

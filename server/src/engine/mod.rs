@@ -14,6 +14,7 @@ pub mod command;
 pub mod emit;
 pub mod event;
 pub mod history;
+pub mod inspect;
 pub mod member;
 pub mod outbox;
 pub mod poll;
@@ -80,6 +81,9 @@ pub struct Engine {
     sequencer: bool,
     /// State of the generator of new epochs (seeded by the shell, so tests are repeatable).
     epoch_state: u64,
+    /// Observers of rooms (the console's live tail, `inspect.rs`): they get every event of
+    /// the room without being members. Empty unless a console tails a room.
+    observers: AHashMap<String, Vec<(ConnId, CodecId)>>,
 }
 
 impl Engine {
@@ -93,6 +97,7 @@ impl Engine {
             broker_feed: false,
             sequencer: false,
             epoch_state: seed,
+            observers: AHashMap::new(),
         }
     }
 
@@ -136,6 +141,7 @@ impl Engine {
                 limits: &self.limits,
                 broker_feed: self.broker_feed,
                 sequencer: self.sequencer,
+                observers: &[],
             };
             for room in self.rooms.values_mut() {
                 room.ask_fill(out);
@@ -267,11 +273,13 @@ impl Engine {
     }
 
     fn apply(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        let room = command.room().unwrap_or_default();
         let context = Context {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
             sequencer: self.sequencer,
+            observers: inspect::observers_of(&self.observers, room),
         };
         match command {
             Command::Join { conn, room, joiner } => {
@@ -348,7 +356,7 @@ impl Engine {
                     Command::Remote(published) => live.deliver_remote(published, context, out),
                     Command::Filled {
                         oldest, complete, ..
-                    } => live.filled(oldest, complete, out),
+                    } => live.filled(oldest, complete, context, out),
                     Command::Read { read, result } => live.read_done(read, result, out),
                     Command::Join { .. }
                     | Command::Emit { .. }
@@ -369,6 +377,7 @@ impl Engine {
             limits: &self.limits,
             broker_feed: self.broker_feed,
             sequencer: self.sequencer,
+            observers: inspect::observers_of(&self.observers, room),
         };
         let Some(live) = self.rooms.get_mut(room) else {
             return;

@@ -31,6 +31,8 @@ pub enum ToOwner {
         room: String,
         reply: flume::Sender<String>,
     },
+    /// The web console's questions (`console.rs`), asked only while one is open.
+    Console(super::console::Ask),
 }
 
 /// Work for the core holding some connections.

@@ -79,6 +79,19 @@ impl Metrics {
         self.error_frames[dialect.index()].inc();
     }
 
+    /// Error frames sent to clients of `dialect` so far.
+    pub fn error_frames_of(&self, dialect: Dialect) -> u64 {
+        self.error_frames[dialect.index()].get()
+    }
+
+    /// Connections the server closed with `code` so far (0 for a code not counted).
+    pub fn closed(&self, code: u16) -> u64 {
+        COUNTED_CLOSE_CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.closes[i].get())
+    }
+
     pub fn closed_with(&self, code: u16) {
         if let Some(i) = COUNTED_CLOSE_CODES.iter().position(|c| *c == code) {
             self.closes[i].inc();

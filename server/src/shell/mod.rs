@@ -5,8 +5,10 @@
 pub mod access;
 pub mod admin_api;
 pub mod admission;
+pub mod assets;
 pub mod batch;
 pub mod conn;
+pub mod console;
 pub mod deliveries;
 pub mod expiry;
 pub mod handshakes;

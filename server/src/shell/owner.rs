@@ -78,6 +78,7 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
                     }
                     None => details.push((room, reply)),
                 },
+                ToOwner::Console(ask) => super::console::answer(&mut engine, ask),
             }
             taken += 1;
             next = if taken < MAX_BATCH {

@@ -52,11 +52,15 @@ pub fn upgrade_target(req: &Request, echo_path: Option<&str>) -> Option<WebSocke
 
 /// Whether `req` is for an operator route: one for the people who run the server, not for
 /// its clients — `/metrics` and the admin HTTP API (`/api/rooms/:room/broadcast`,
-/// `/api/rooms/:room/config`, `/api/notify`, `/api/clients/:id`), whatever the method. With
+/// `/api/rooms/:room/config`, `/api/notify`, `/api/clients/:id`), whatever the method, and
+/// the web console ([`is_console_path`]: its page, assets and live feed). With
 /// `--admin-listen` these are served on that listener only, and the public one answers them
-/// 404 ([`serves`]). The one place this is decided: a new operator-only route (a web
-/// console, say) is added here, and moves to the operator listener with the others.
+/// 404 ([`serves`]). The one place this is decided: a new operator-only route is added
+/// here, and moves to the operator listener with the others.
 pub fn is_operator_route(req: &Request) -> bool {
+    if is_console_path(&req.path) {
+        return true;
+    }
     let owned = decoded_segments(req);
     let segments: Vec<&str> = owned.iter().map(String::as_str).collect();
     matches!(
@@ -94,6 +98,17 @@ fn decoded_segments(req: &Request) -> Vec<String> {
         .collect()
 }
 
+/// Whether `path` is one of the web console's (`/console`, its files and its API): the one
+/// place that decides it, so that the console can be served on another listener (or
+/// refused on this one) by asking here. Three-segment paths under `/console/assets/` and
+/// `/console/api/` never collide with websockets.do's `/:channel/emit|history|listen`.
+pub fn is_console_path(path: &str) -> bool {
+    path == "/console"
+        || path == "/console/"
+        || path.starts_with("/console/assets/")
+        || path.starts_with("/console/api/")
+}
+
 /// Serves one request whose head (and body) has been read, and which is no upgrade to a
 /// WebSocket endpoint ([`upgrade_target`]). `origin`: the allowed web page it came from,
 /// whose browser gets the CORS headers that let it read the answer.
@@ -110,12 +125,16 @@ pub async fn route(
     if !req.wants_upgrade() {
         shard.metrics.http_requests.inc();
     }
+    if is_console_path(&req.path) {
+        return super::console::serve(shard, socket, peer, req).await;
+    }
     let method = req.method.as_str();
     let response = match (method, segments.as_slice()) {
         // A CORS preflight from an allowed page (others were refused before routing).
         ("OPTIONS", _) if origin.is_some() => {
             crate::origin::preflight(origin.as_deref().unwrap_or(""))
         }
+        _ if super::assets::is_public_path(&req.path) => super::assets::public(&shard.config, &req),
         (_, segments) if Dialect::of_endpoint(segments, &req, now_ms()).is_some() => {
             http::json_error(400, "expected_websocket", "expected websocket")
         }

@@ -113,6 +113,9 @@ impl Shard {
                 // Just closed as a slow consumer: shut it down once the close grace is over.
                 self.schedule(now + self.config.close_grace_ms, to);
             }
+        } else {
+            // No such connection (any more): the id may be a web console's tail.
+            super::console::to_tail(to, wire);
         }
     }
 

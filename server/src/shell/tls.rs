@@ -200,6 +200,22 @@ impl Socket {
         }
     }
 
+    /// Writes `bytes` as one part of a longer answer (the console's server-sent events):
+    /// encrypted over TLS, and the conversation goes on. False when the write failed (or
+    /// the TLS handshake never finished).
+    pub async fn write_part(&mut self, bytes: Vec<u8>) -> bool {
+        let bytes = match &mut self.tls {
+            None => bytes,
+            Some(tls) if tls.is_handshaking() => return false,
+            Some(tls) => {
+                let mut out = Vec::with_capacity(bytes.len() + 64);
+                tls.seal(&[Bytes::from(bytes)], &mut out);
+                out
+            }
+        };
+        self.stream.write_all(bytes).await.0.is_ok()
+    }
+
     /// Writes what rustls has to send now (handshake messages, an alert). False when the
     /// write failed.
     pub async fn flush_tls(&mut self) -> bool {

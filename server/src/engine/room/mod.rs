@@ -4,13 +4,14 @@
 //! the room only knows their [`ConnId`]s. Whatever happens becomes a [`RoomEvent`] for the
 //! members its [`Scope`] covers, or a [`Reply`] to one member, left in the [`Outbox`].
 
+mod inspect;
 mod publish;
 mod replay;
 mod requests;
 
 use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::Entry;
-use super::member::{Joiner, MemberState};
+use super::member::{CodecId, Joiner, MemberState};
 use super::outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope};
 use super::poll::Poll;
 use super::snapshot::RoomSnapshot;
@@ -75,6 +76,9 @@ pub struct Context<'a> {
     /// Lasting events are decided by a sequencer shared by several nodes (Redis): they go
     /// to `Outbox::proposals` and are delivered when they come back positioned.
     pub sequencer: bool,
+    /// Who observes this room without being a member (the console's live tail): every event
+    /// goes to them too, whatever its scope. Empty unless a console tails the room.
+    pub observers: &'a [(ConnId, CodecId)],
 }
 
 impl Room {
@@ -319,6 +323,9 @@ impl Room {
         if self.replaying > 0 {
             self.hold_for_replay(&mut audience, &sequenced);
         }
+        for (conn, codec) in context.observers {
+            audience.add(*codec, *conn);
+        }
         if context.broker_feed {
             out.published.push(Published {
                 room: self.name.clone(),
@@ -369,7 +376,10 @@ impl Room {
                     _ => self.others.insert(key.clone(), member.clone()),
                 };
             }
-            let audience = self.audience(&published.scope);
+            let mut audience = self.audience(&published.scope);
+            for (conn, codec) in context.observers {
+                audience.add(*codec, *conn);
+            }
             out.event(published.event, audience);
             out.sends.extend(published.replies);
             return;
@@ -387,7 +397,7 @@ impl Room {
             return; // Seen already (a fill and the live stream overlap).
         }
         self.held.insert(position.seq, published);
-        self.release_held(out);
+        self.release_held(context, out);
         if !self.held.is_empty() {
             self.ask_fill(out);
         }
@@ -412,7 +422,13 @@ impl Room {
     /// (before `oldest`) is gone: delivery goes on after it (logged; members see `seq`
     /// jump) rather than waiting for ever. What it keeps but the fill did not bring (made
     /// after the fill read) is read again.
-    pub fn filled(&mut self, oldest: Option<u64>, complete: bool, out: &mut Outbox) {
+    pub fn filled(
+        &mut self,
+        oldest: Option<u64>,
+        complete: bool,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
         self.filling = false;
         if !complete {
             // The stream could not be read: the next resync or gap asks again.
@@ -426,14 +442,14 @@ impl Room {
                 self.seq = to;
             }
         }
-        self.release_held(out);
+        self.release_held(context, out);
         if !self.held.is_empty() || std::mem::take(&mut self.refill) {
             self.ask_fill(out);
         }
     }
 
     /// Delivers the held events that follow the room's `seq` without a gap.
-    fn release_held(&mut self, out: &mut Outbox) {
+    fn release_held(&mut self, context: Context<'_>, out: &mut Outbox) {
         while let Some(published) = self.held.remove(&(self.seq + 1)) {
             self.seq += 1;
             self.mirror(&published.event.event);
@@ -448,6 +464,9 @@ impl Room {
             }
             if self.replaying > 0 {
                 self.hold_for_replay(&mut audience, &published.event);
+            }
+            for (conn, codec) in context.observers {
+                audience.add(*codec, *conn);
             }
             out.event(published.event, audience);
             out.sends.extend(published.replies);
