@@ -5,8 +5,8 @@
 # It installs what it needs first: the rustfmt and clippy components here, for the SDK's
 # browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
 # (scripts/sdk-test.sh), Firefox ESR and geckodriver for the console's Firefox test
-# (scripts/firefox-test.sh), and for the package test cargo-deb, systemd-analyze and promtool
-# (scripts/deploy-test.sh).
+# (scripts/firefox-test.sh), for the package test cargo-deb, systemd-analyze and promtool
+# (scripts/deploy-test.sh), and redis-server for the tests of `--engine redis`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,12 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "redis-server (the tests of --engine redis start their own, on a loopback port)"
+command -v redis-server >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+}
+redis-server --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

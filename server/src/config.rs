@@ -260,6 +260,16 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_NO_DEMO")]
     pub no_demo: bool,
 
+    /// How rooms are run: `alone` (this node decides its rooms' state) or `redis` (nodes
+    /// share rooms through Redis at `--redis-url`, which sequences every room's events;
+    /// docs/CLUSTER.md).
+    #[arg(long, env = "ROOKERY_ENGINE", value_enum, default_value_t = EngineChoice::Alone)]
+    pub engine: EngineChoice,
+
+    /// The Redis server of `--engine redis`: `redis://HOST:PORT` (port 6379 when left out).
+    #[arg(long, env = "ROOKERY_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -276,6 +286,13 @@ fn parse_log_filter(s: &str) -> Result<String, String> {
         .parse(s)
         .map(|_| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// Whether a node runs its rooms alone or shares them with other nodes through Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineChoice {
+    Alone,
+    Redis,
 }
 
 /// When the disk store makes commits durable against power loss.
@@ -329,7 +346,19 @@ impl Config {
         if let Some(files) = self.tls_files()? {
             crate::tls::load(&files)?;
         }
+        self.redis_addr()?;
         Ok(())
+    }
+
+    /// The Redis server's address with `--engine redis` (`None` when running alone).
+    pub fn redis_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match (self.engine, &self.redis_url) {
+            (EngineChoice::Alone, _) => Ok(None),
+            (EngineChoice::Redis, None) => {
+                Err("--engine redis needs --redis-url redis://HOST:PORT".into())
+            }
+            (EngineChoice::Redis, Some(url)) => crate::redis::parse_url(url).map(Some),
+        }
     }
 
     /// `--tls-cert` and `--tls-key`: both or neither (`None`: plain `http://` and `ws://`).

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod logging;
 pub mod origin;
 pub mod ratelimit;
+pub mod redis;
 pub mod sdnotify;
 pub mod shell;
 pub mod store;

@@ -1,6 +1,8 @@
 //! Helpers for the integration tests: start a real server on `127.0.0.1:0` and talk to it
 //! with real WebSocket clients (tungstenite, blocking, with timeouts) and raw TCP.
 
+pub mod redis;
+
 use rookery::Config;
 use serde_json::{json, Value};
 use std::io::{Read, Write};

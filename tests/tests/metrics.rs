@@ -110,7 +110,17 @@ fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
     exprs(&dashboard, &mut all);
     assert!(all.len() > 10, "{all:?}");
     let addr = server(1);
-    let (_, text) = http(addr, "GET", "/metrics", &[], b"");
+    let (_, alone) = http(addr, "GET", "/metrics", &[], b"");
+    // A node of `--engine redis` exports the Redis metrics too.
+    let redis = rookery_tests::redis::TestRedis::start();
+    let (_, shared) = http(
+        rookery_tests::redis::node(&redis),
+        "GET",
+        "/metrics",
+        &[],
+        b"",
+    );
+    let text = alone + &shared;
     let exported: BTreeSet<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -141,6 +151,7 @@ fn the_grafana_dashboard_uses_only_metrics_the_server_exports() {
         "rookery_slow_consumers_total",
         "rookery_error_frames_total",
         "rookery_store_healthy",
+        "rookery_redis_up",
     ] {
         assert!(
             used.contains(wanted),

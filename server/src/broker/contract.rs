@@ -35,6 +35,8 @@ fn event(room: &str, seq: u64, scope: Scope) -> Published {
             },
         },
         scope,
+        replies: Vec::new(),
+        member_key: None,
     }
 }
 

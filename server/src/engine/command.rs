@@ -141,8 +141,30 @@ pub enum Command {
         read: Read,
         result: ReadResult,
     },
-    /// An event another node published (from the broker).
+    /// An event another node published (from the broker); with a sequencer, every
+    /// positioned event of the room, this node's own included.
     Remote(Published),
+    /// A fill of a gap in the room's stream is done: every event it found was sent before
+    /// this as `Remote`. `oldest` is the oldest `seq` the stream keeps now (`None`: none);
+    /// `complete` is false when the stream could not be read.
+    Filled {
+        room: String,
+        oldest: Option<u64>,
+        complete: bool,
+    },
+    /// The link to the sequencer was down: every live room fills what it missed.
+    Resync,
+    /// A new block of Pact suffixes for the room, `(from, until]` (or why not).
+    Suffixes {
+        room: String,
+        block: Result<(u64, u64), String>,
+    },
+    /// A member on another node acked the emit `event_id` (with a sequencer).
+    RemoteAck {
+        room: String,
+        event_id: String,
+        client: String,
+    },
     /// Time passes: expire ack deadlines.
     Tick,
 }
@@ -160,10 +182,13 @@ impl Command {
             | Command::SetConfig { room, .. }
             | Command::Publish { room, .. }
             | Command::SetRole { room, .. }
-            | Command::Loaded { room, .. } => Some(room),
+            | Command::Loaded { room, .. }
+            | Command::Filled { room, .. }
+            | Command::Suffixes { room, .. }
+            | Command::RemoteAck { room, .. } => Some(room),
             Command::Remote(published) => Some(&published.room),
             Command::Read { read, .. } => Some(&read.room),
-            Command::Tick => None,
+            Command::Tick | Command::Resync => None,
         }
     }
 }

@@ -26,7 +26,7 @@ pub use command::{Command, Emit, LoadResult, Request};
 pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 pub use history::{Entry, History, HistoryQuery, Read, ReadFor};
 pub use member::{CodecId, Identity, Joiner, Traits};
-pub use outbox::{Audience, Change, Outbox, Published, Scope, Send};
+pub use outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope, Send};
 pub use room::RoomDetails;
 pub use snapshot::RoomSnapshot;
 
@@ -77,6 +77,8 @@ pub struct Engine {
     limits: Limits,
     /// Copy events into `Outbox::published` for a broker (off on a single node).
     broker_feed: bool,
+    /// Lasting events are decided by a shared sequencer (`--engine redis`).
+    sequencer: bool,
     /// State of the generator of new epochs (seeded by the shell, so tests are repeatable).
     epoch_state: u64,
     /// Observers of rooms (the console's live tail, `inspect.rs`): they get every event of
@@ -93,6 +95,7 @@ impl Engine {
             acks: AckTracker::default(),
             limits: Limits::default(),
             broker_feed: false,
+            sequencer: false,
             epoch_state: seed,
             observers: AHashMap::new(),
         }
@@ -110,8 +113,42 @@ impl Engine {
         self
     }
 
+    /// The same engine, with lasting events decided by a sequencer shared with other nodes
+    /// (Redis): they go to `Outbox::proposals`, and rooms deliver them when they come back
+    /// as `Command::Remote`, in `seq` order, asking for fills of gaps (`Outbox::fills`).
+    pub fn with_sequencer(mut self) -> Engine {
+        self.sequencer = true;
+        self
+    }
+
     /// Applies `command` at time `now_ms`, leaving what to do in `out`.
     pub fn handle(&mut self, command: Command, now_ms: u64, out: &mut Outbox) {
+        if let Command::RemoteAck {
+            event_id, client, ..
+        } = &command
+        {
+            // Another node's member acked an emit: this node's tracker counts it if the
+            // emit is this node's.
+            let (_, done) = self.acks.ack(event_id, client);
+            out.outcomes.extend(done);
+            return;
+        }
+        if let Command::Resync = command {
+            // The sequencer's stream may have moved on meanwhile: every live room reads
+            // what it missed.
+            let context = Context {
+                now_ms,
+                limits: &self.limits,
+                broker_feed: self.broker_feed,
+                sequencer: self.sequencer,
+                observers: &[],
+            };
+            for room in self.rooms.values_mut() {
+                room.ask_fill(out);
+                room.announce_members(context, out);
+            }
+            return;
+        }
         let Some(name) = command.room().map(str::to_owned) else {
             self.acks.expire(now_ms, &mut out.outcomes);
             return;
@@ -119,12 +156,22 @@ impl Engine {
         if let Command::Loaded { room, result } = command {
             return self.loaded(room, result, now_ms, out);
         }
+        if let Command::Suffixes { room, block } = command {
+            return self.suffixes(room, block, now_ms, out);
+        }
         if let Some(waiting) = self.loading.get_mut(&name) {
             waiting.push(command);
             return;
         }
+        // With a sequencer, what sends into a room is proposed even when none of its
+        // members is here: the room is made live for it (its members may be elsewhere).
+        let sends_in = self.sequencer
+            && matches!(
+                command,
+                Command::Broadcast { .. } | Command::Publish { .. } | Command::SetConfig { .. }
+            );
         if !self.rooms.contains_key(&name)
-            && matches!(command, Command::Join { .. } | Command::Emit { .. })
+            && (sends_in || matches!(command, Command::Join { .. } | Command::Emit { .. }))
         {
             if let Command::Join { conn, joiner, .. } = &command {
                 if self.rooms.len() + self.loading.len() >= self.limits.max_rooms {
@@ -136,7 +183,50 @@ impl Engine {
             out.loads.push(name);
             return;
         }
+        if matches!(command, Command::Join { .. })
+            && self.rooms.get(&name).is_some_and(Room::suffixes_used_up)
+        {
+            // Its block of suffixes is used up: this join and what follows wait for more.
+            self.loading.insert(name.clone(), vec![command]);
+            out.suffixes.push(name);
+            return;
+        }
         self.apply(command, now_ms, out);
+        self.unload_if_empty(&name, out);
+    }
+
+    /// The sequencer answered a room's request for suffixes: the commands that waited go
+    /// on (joins are refused if there are none).
+    fn suffixes(
+        &mut self,
+        name: String,
+        block: Result<(u64, u64), String>,
+        now_ms: u64,
+        out: &mut Outbox,
+    ) {
+        let waiting = self.loading.remove(&name).unwrap_or_default();
+        match (block, self.rooms.get_mut(&name)) {
+            (Ok((from, until)), Some(room)) => {
+                room.take_suffixes(from, until);
+                for command in waiting {
+                    self.handle(command, now_ms, out);
+                }
+            }
+            (result, _) => {
+                if let Err(error) = result {
+                    tracing::error!(room = %name, %error, "no suffixes for a room");
+                }
+                for command in waiting {
+                    match command {
+                        Command::Join { conn, joiner, .. } => {
+                            let (code, reason) = UNAVAILABLE;
+                            refuse_join(conn, &joiner, code, reason.to_owned(), out);
+                        }
+                        command => self.handle(command, now_ms, out),
+                    }
+                }
+            }
+        }
         self.unload_if_empty(&name, out);
     }
 
@@ -145,6 +235,9 @@ impl Engine {
         if self.rooms.get(name).is_some_and(Room::is_empty) {
             let room = self.rooms.remove(name).expect("checked above");
             out.changes.push(room.position_change());
+            if self.sequencer {
+                out.idle.push(room.name);
+            }
         }
     }
 
@@ -185,6 +278,7 @@ impl Engine {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
+            sequencer: self.sequencer,
             observers: inspect::observers_of(&self.observers, room),
         };
         match command {
@@ -199,11 +293,22 @@ impl Engine {
                 reference,
                 request: Request::Ack(event_id),
             } => {
-                let Some(member) = self.rooms.get(&room).and_then(|r| r.member(conn)) else {
+                let Some(live) = self.rooms.get_mut(&room) else {
                     return;
                 };
-                let codec = member.codec;
-                let (expected, done) = self.acks.ack(&event_id, member.id());
+                let Some(member) = live.member(conn) else {
+                    return;
+                };
+                let (codec, client) = (member.codec, member.id().to_owned());
+                let (mut expected, done) = self.acks.ack(&event_id, &client);
+                if self.sequencer && live.take_awaited_ack(&event_id, conn) {
+                    // Delivered here for an emit made here or on another node: the node
+                    // that made it counts the ack (its own tracker did, if it is this one).
+                    if !expected {
+                        live.relay_ack(&event_id, &client, context, out);
+                    }
+                    expected = true;
+                }
                 if expected {
                     out.reply(conn, codec, Reply::AckReceived { event_id });
                 }
@@ -248,12 +353,18 @@ impl Engine {
                         reference,
                         ..
                     } => live.set_role(conn, role, reference, out),
-                    Command::Remote(published) => live.deliver_remote(published, out),
+                    Command::Remote(published) => live.deliver_remote(published, context, out),
+                    Command::Filled {
+                        oldest, complete, ..
+                    } => live.filled(oldest, complete, context, out),
                     Command::Read { read, result } => live.read_done(read, result, out),
                     Command::Join { .. }
                     | Command::Emit { .. }
                     | Command::SetConfig { .. }
                     | Command::Loaded { .. }
+                    | Command::Resync
+                    | Command::Suffixes { .. }
+                    | Command::RemoteAck { .. }
                     | Command::Tick => unreachable!("handled above"),
                 }
             }
@@ -265,15 +376,17 @@ impl Engine {
             now_ms,
             limits: &self.limits,
             broker_feed: self.broker_feed,
+            sequencer: self.sequencer,
             observers: inspect::observers_of(&self.observers, room),
         };
         let Some(live) = self.rooms.get_mut(room) else {
             return;
         };
+        let proposed = out.proposals.len();
         let outcome = match live.emit(&emit, context, out) {
             Err(refusal) => refusal,
             Ok(sent) if emit.require_ack && !sent.is_empty() => {
-                let ids = sent.into_iter().map(|(_, id)| id).collect();
+                let ids = sent;
                 let deadline = now_ms + emit.ack_timeout_ms;
                 self.acks
                     .wait(emit.event_id, emit.reply, ids, deadline, now_ms);
@@ -285,10 +398,14 @@ impl Engine {
             },
             Ok(sent) => EmitOutcome::Sent {
                 event_id: emit.event_id,
-                clients: sent.into_iter().map(|(_, id)| id).collect(),
+                clients: sent,
             },
         };
-        out.outcomes.push((emit.reply, outcome));
+        // With a sequencer, sent once the sequencer took it.
+        match out.proposals[proposed..].last_mut() {
+            Some(proposal) => proposal.outcomes.push((emit.reply, outcome)),
+            None => out.outcomes.push((emit.reply, outcome)),
+        }
     }
 
     /// A fresh epoch: 16 hex digits from the seeded generator (splitmix64).
@@ -338,5 +455,7 @@ impl RoomDetails {
     }
 }
 
+#[cfg(test)]
+mod sequencer_tests;
 #[cfg(test)]
 mod tests;

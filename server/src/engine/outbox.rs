@@ -4,10 +4,11 @@
 //! closes `closes`, loads `loads` and hands `published` to the broker.
 
 use super::emit::{EmitOutcome, ReplyToken};
-use super::event::{Reply, Sequenced};
+use super::event::{PollKind, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::{Entry, Read};
 use super::member::CodecId;
 use crate::ids::ConnId;
+use rookery_protocol::pact::Member;
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -128,6 +129,80 @@ pub struct Published {
     pub room: String,
     pub event: Sequenced,
     pub scope: Scope,
+    /// Replies this node releases after delivering the event (the `ok` of the request that
+    /// made it, when it comes back from the sequencer); never sent to other nodes.
+    #[serde(skip)]
+    pub replies: Vec<Send>,
+    /// With a sequencer, on a presence diff of another node's member: the member's key in
+    /// the room's shared presence (this node's copy of it follows the diffs).
+    #[serde(skip)]
+    pub member_key: Option<String>,
+}
+
+/// A lasting change of a room for its sequencer (Redis, `--engine redis`): the sequencer
+/// applies `op` to the room's shared state, gives the event its position, keeps it in the
+/// room's history and publishes it; every node (this one too) then delivers it from there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub room: String,
+    pub event: RoomEvent,
+    pub scope: Scope,
+    pub at_ms: u64,
+    pub op: Op,
+    /// Released on this node once the event came back positioned.
+    pub replies: Vec<Send>,
+    /// Answered once the sequencer took the event (`Unavailable` if it could not).
+    pub outcomes: Vec<(ReplyToken, EmitOutcome)>,
+}
+
+/// What a proposal changes in the room's shared state besides its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Nothing: chat, broadcast, publish, emit.
+    Event,
+    Config(String),
+    /// Set `id` from `expected` to `expected + delta` (the event carries that value); if
+    /// another node changed it first, the sequencer's client adds `delta` to what is there
+    /// and tries again (compare-and-set: exact decimals, no floating point in the script).
+    Counter {
+        id: String,
+        expected: Decimal,
+        delta: Decimal,
+    },
+    /// `user`'s vote in a poll (`None` retracts it); the script tallies the poll and puts
+    /// the stats in the event. Nothing is sent when the vote changes nothing.
+    Vote {
+        kind: PollKind,
+        poll: String,
+        user: String,
+        answer: Option<String>,
+    },
+    /// A member of this node joined, changed or left: the room's shared presence (with the
+    /// node that holds each member) changes, and the diff goes to every node's watchers
+    /// with the room's whole count. When a user's last connection in the room leaves, the
+    /// script withdraws its ephemeral votes.
+    Presence {
+        change: PresenceChange,
+        conn: ConnId,
+        user: String,
+        member: Member,
+    },
+    /// A member here acked an emit made on another node: tell the room's nodes (the one
+    /// that made it counts it). Nothing is sequenced.
+    Ack {
+        event_id: String,
+        client: String,
+    },
+}
+
+/// Events a room missed (a gap in the sequencer's stream): read them from the room's
+/// history after `after` of `epoch`; answered with `Command::Remote` for each, then
+/// `Command::Filled`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    pub room: String,
+    pub epoch: String,
+    pub after: u64,
 }
 
 /// Everything a batch of commands left for the shell to do.
@@ -147,6 +222,15 @@ pub struct Outbox {
     pub published: Vec<Published>,
     /// Pages of history to read for members (answered with `Command::Read`).
     pub reads: Vec<Read>,
+    /// Lasting changes for the sequencer (only with `Engine::with_sequencer`).
+    pub proposals: Vec<Proposal>,
+    /// Gaps to fill from the sequencer's history (only with `Engine::with_sequencer`).
+    pub fills: Vec<Fill>,
+    /// Rooms dropped from memory (nobody left here): the node stops listening to them.
+    pub idle: Vec<String>,
+    /// Rooms whose block of Pact suffixes is used up (with a sequencer): reserve another
+    /// (answered with `Command::Suffixes`; joins wait meanwhile).
+    pub suffixes: Vec<String>,
 }
 
 impl Outbox {

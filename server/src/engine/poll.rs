@@ -47,6 +47,15 @@ impl Poll {
         }
     }
 
+    /// A poll known only by its tally (a node's copy of a poll whose votes the sequencer
+    /// keeps, `--engine redis`).
+    pub fn tallied(tally: BTreeMap<String, u64>) -> Poll {
+        Poll {
+            votes: AHashMap::new(),
+            tally,
+        }
+    }
+
     pub fn stats(&self) -> &BTreeMap<String, u64> {
         &self.tally
     }

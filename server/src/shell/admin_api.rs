@@ -6,7 +6,6 @@ use super::shard::Shard;
 use crate::api;
 use crate::dialect::slip;
 use crate::engine::{Command, RoomEvent};
-use crate::fanout::encode_all;
 use crate::http::{self, Request};
 use crate::ids::new_event_id;
 use serde_json::{json, Value};
@@ -61,6 +60,19 @@ pub(super) async fn admin_config(shard: &Shard, room: &str, body: &[u8]) -> Vec<
 }
 
 pub(super) async fn disconnect(shard: &Shard, id: &str) -> Vec<u8> {
+    let mut closed = disconnect_here(shard, id).await;
+    if let Some(sequencer) = shard.sequencer.get() {
+        closed += sequencer.disconnect_elsewhere(id).await;
+    }
+    if closed == 0 {
+        http::json_error(404, "not_found", "no connected client has this id")
+    } else {
+        http::json(200, &json!({"success": true, "disconnected": closed}))
+    }
+}
+
+/// Closes this node's connections with public id `id`; answers how many.
+pub(super) async fn disconnect_here(shard: &Shard, id: &str) -> usize {
     let mut answers = Vec::new();
     for mailbox in &shard.node.mailboxes {
         let (reply, answer) = flume::bounded(1);
@@ -76,11 +88,7 @@ pub(super) async fn disconnect(shard: &Shard, id: &str) -> Vec<u8> {
     for answer in answers {
         closed += answer.recv_async().await.unwrap_or(0);
     }
-    if closed == 0 {
-        http::json_error(404, "not_found", "no connected client has this id")
-    } else {
-        http::json(200, &json!({"success": true, "disconnected": closed}))
-    }
+    closed
 }
 
 pub(super) async fn notify(shard: &Shard, body: &[u8]) -> Vec<u8> {
@@ -95,13 +103,13 @@ pub(super) async fn notify(shard: &Shard, body: &[u8]) -> Vec<u8> {
     };
     let event_id = new_event_id();
     if !users.is_empty() || !clients.is_empty() {
-        let wires = encode_all(RoomEvent::Publish {
+        let event = RoomEvent::Publish {
             data: data.clone(),
             sender: "server".to_owned(),
             event_id: event_id.clone(),
             requires_ack: false,
-        });
-        shard.send_targeted(users, clients, wires).await;
+        };
+        shard.send_targeted_event(users, clients, event).await;
     }
     for channel in channels {
         let command = Command::Publish {
@@ -146,6 +154,18 @@ pub(super) async fn slip_control(shard: &Shard, req: &Request) -> Vec<u8> {
                 disconnect(shard, &command.target).await;
             }
             event => {
+                if let Some(sequencer) = shard.sequencer.get() {
+                    // The connection may be another node's (`--engine redis`).
+                    match &event {
+                        slip::BackendEvent::Subscribe(channel) => {
+                            sequencer.route_slip(&command.target, true, channel).await
+                        }
+                        slip::BackendEvent::Unsubscribe(channel) => {
+                            sequencer.route_slip(&command.target, false, channel).await
+                        }
+                        _ => {}
+                    }
+                }
                 for mailbox in &shard.node.mailboxes {
                     let apply = ToConns::Slip {
                         conn: command.target.clone(),

@@ -101,6 +101,8 @@ pub struct Node {
     pub origins: crate::origin::OriginPolicy,
     /// TLS, when `--tls-cert` and `--tls-key` are set: every socket speaks it.
     pub tls: Option<crate::tls::Tls>,
+    /// With `--engine redis`: Redis, this node's id among the nodes, each core's link.
+    pub redis: Option<crate::redis::RedisNode>,
 }
 
 impl Node {

@@ -20,6 +20,7 @@ pub mod owner;
 pub mod recv;
 pub mod room_api;
 pub mod router;
+pub mod sequencer;
 pub mod session;
 pub mod shard;
 pub mod ticker;
@@ -200,7 +201,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let verifier = crate::auth::Verifier::from_config(&config)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
+    let redis_addr = config.redis_addr().map_err(io::Error::other)?;
+    if let Some(addr) = redis_addr {
+        tracing::info!(%addr, "rooms are shared through redis (--engine redis)");
+    }
     let node = Arc::new(Node {
+        redis: redis_addr.map(|addr| crate::redis::RedisNode::new(addr, cores)),
         origins,
         tls,
         store,

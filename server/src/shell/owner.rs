@@ -8,6 +8,7 @@
 //! the store answers a core's commits in the order they were sent.
 
 use super::mailbox::{now_ms, ToOwner};
+use super::sequencer::{self, Sequencer};
 use super::shard::Shard;
 use crate::dialect::pact;
 use crate::engine::emit::{EmitOutcome, ReplyToken};
@@ -26,7 +27,7 @@ const MAX_BATCH: usize = 256;
 const IN_FLIGHT: usize = 2;
 
 /// Requests waiting for an emit's outcome, by the token the engine answers with.
-type Waiting = Rc<RefCell<AHashMap<ReplyToken, flume::Sender<EmitOutcome>>>>;
+pub type Waiting = Rc<RefCell<AHashMap<ReplyToken, flume::Sender<EmitOutcome>>>>;
 
 /// An applied batch on its way out: its commit (if it changed anything) and its effects.
 struct Applied {
@@ -38,6 +39,15 @@ struct Applied {
 pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
     let mut engine = Engine::new(random_u64()).with_limits(shard.config.engine_limits(shard.cores));
     let waiting: Waiting = Rc::default();
+    let sequencer = shard
+        .node
+        .redis
+        .as_ref()
+        .map(|_| Sequencer::start(shard.clone(), waiting.clone()));
+    if let Some(sequencer) = &sequencer {
+        engine = engine.with_sequencer();
+        let _ = shard.sequencer.set(sequencer.clone());
+    }
     let (applied, to_release) = flume::bounded::<Applied>(IN_FLIGHT);
     let (spent, reusable) = flume::unbounded::<Outbox>();
     monoio::spawn(release(shard.clone(), to_release, waiting.clone(), spent));
@@ -82,6 +92,10 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
         // changed.
         let commit =
             (!out.changes.is_empty()).then(|| store.commit(std::mem::take(&mut out.changes)));
+        if let Some(sequencer) = &sequencer {
+            // Rooms' shared state, history and events are Redis's.
+            sequencer::carry_out(&shard, sequencer, &mut out, &mut details);
+        }
         for room in out.loads.drain(..) {
             let pending = store.load(room.clone());
             answer_engine(&shard, pending, |result| Command::Loaded { room, result });

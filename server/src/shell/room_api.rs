@@ -49,13 +49,9 @@ pub(super) async fn room_history(shard: &Shard, room: &str, req: &Request) -> Ve
         ..HistoryQuery::last(limit.min(config.history_size))
     }
     .within_ttl(now_ms(), config.history_ttl_ms);
-    let store = &shard.node.store;
-    // The snapshot is read first: the page read after it is at least as new.
-    let snapshot = store.load(room.to_owned());
-    let page = store.history(room.to_owned(), query);
-    let (snapshot, page) = match (snapshot.wait().await, page.wait().await) {
-        (Ok(snapshot), Ok(page)) => (snapshot, page),
-        (Err(e), _) | (_, Err(e)) => return http::json_error(503, "unavailable", &e.to_string()),
+    let (snapshot, page) = match read_history(shard, room, query, true).await {
+        Ok(read) => read,
+        Err(e) => return http::json_error(503, "unavailable", &e),
     };
     let events: Vec<_> = page
         .events
@@ -180,13 +176,37 @@ pub(super) async fn history(shard: &Shard, channel: &str, req: &Request) -> Vec<
     // It holds every lasting event: read all that counts and keep the newest emits.
     let config = &shard.config;
     let query = HistoryQuery::last(config.history_size).within_ttl(now_ms(), config.history_ttl_ms);
-    let page = shard.node.store.history(channel.to_owned(), query);
-    match page.wait().await {
-        Ok(page) => {
+    match read_history(shard, channel, query, false).await {
+        Ok((_, page)) => {
             let mut emitted = crate::store::emitted(page);
             emitted.drain(..emitted.len().saturating_sub(limit));
             http::json(200, &json!({ "history": emitted }))
         }
-        Err(e) => http::json_error(503, "unavailable", &e.to_string()),
+        Err(e) => http::json_error(503, "unavailable", &e),
     }
+}
+
+/// A page of a room's history (and, with `snapshot`, the room's state read first, so the
+/// page is at least as new): the store's, or Redis's with `--engine redis`.
+async fn read_history(
+    shard: &Shard,
+    room: &str,
+    query: HistoryQuery,
+    snapshot: bool,
+) -> Result<(Option<crate::engine::RoomSnapshot>, crate::engine::History), String> {
+    if let Some(sequencer) = shard.sequencer.get() {
+        let state = match snapshot {
+            true => sequencer.load(room.to_owned(), false).await?,
+            false => None,
+        };
+        return Ok((state, sequencer.read(room, query).await?));
+    }
+    let store = &shard.node.store;
+    let state = snapshot.then(|| store.load(room.to_owned()));
+    let page = store.history(room.to_owned(), query);
+    let state = match state {
+        Some(state) => state.wait().await.map_err(|e| e.to_string())?,
+        None => None,
+    };
+    Ok((state, page.wait().await.map_err(|e| e.to_string())?))
 }

@@ -151,6 +151,9 @@ pub async fn route(
         ("GET", ["readyz"]) if !shard.node.store.healthy() => {
             http::json(503, &json!({"status": "store unavailable"}))
         }
+        ("GET", ["readyz"]) if !crate::redis::all_live(shard.node.redis.as_ref(), now_ms()) => {
+            http::json(503, &json!({"status": "redis unavailable"}))
+        }
         ("GET", ["readyz"]) => http::json(200, &json!({"status": "ready"})),
         ("GET", ["metrics"]) => {
             let store = metrics::StoreHealth {
@@ -161,7 +164,11 @@ pub async fn route(
                 driver: shard.node.driver,
                 uring_available: shard.node.uring_available,
             };
-            let text = metrics::render(&shard.node.metrics, runtime, store);
+            let mut text = metrics::render(&shard.node.metrics, runtime, store);
+            text.push_str(&crate::redis::metrics_text(
+                shard.node.redis.as_ref(),
+                now_ms(),
+            ));
             http::response(200, "text/plain; version=0.0.4", text.as_bytes())
         }
         ("GET", ["api", "rooms", room]) if !room.is_empty() => room_details(&shard, room).await,

@@ -9,7 +9,6 @@ use crate::backend::BackendRequest;
 use crate::dialect::session::{Action, Actions, Session};
 use crate::dialect::Refusal;
 use crate::engine::{Command, Joiner};
-use crate::fanout::encode_all;
 use bytes::Bytes;
 use rookery_protocol::pact::Role;
 use serde_json::Value;
@@ -142,7 +141,7 @@ pub async fn carry_out(shard: &Rc<Shard>, conn: &Rc<Conn>, actions: Actions) {
                 users,
                 clients,
                 event,
-            } => shard.send_targeted(users, clients, encode_all(event)).await,
+            } => shard.send_targeted_event(users, clients, event).await,
             Action::Backend {
                 request,
                 tag,

@@ -9,7 +9,7 @@ use super::metrics::Metrics;
 use super::names::NameIndex;
 use crate::config::Config;
 use crate::dialect::{Dialect, Wire};
-use crate::engine::{Command, Outbox};
+use crate::engine::{Command, Outbox, RoomEvent};
 use crate::fanout;
 use crate::ids::{owner_core, ConnId};
 use crate::wheel::Wheel;
@@ -39,6 +39,8 @@ pub struct Shard {
     pub scratch: RefCell<Vec<u8>>,
     /// Backend calls this core has in flight.
     backend_in_flight: Cell<usize>,
+    /// With `--engine redis`: this core's link to Redis (set by the owner task at start).
+    pub sequencer: std::cell::OnceCell<Rc<super::sequencer::Sequencer>>,
 }
 
 impl Shard {
@@ -67,6 +69,7 @@ impl Shard {
             handshakes: Handshakes::default(),
             scratch: RefCell::new(Vec::new()),
             backend_in_flight: Cell::new(0),
+            sequencer: std::cell::OnceCell::new(),
         })
     }
 
@@ -294,6 +297,9 @@ impl Shard {
         if let Some(user) = conn.user_id() {
             self.by_user.borrow_mut().add(&user, conn.id);
         }
+        if let Some(sequencer) = self.sequencer.get() {
+            sequencer.directory(conn.id, conn.user_id().as_deref(), &conn.public_id(), true);
+        }
     }
 
     pub fn unindex(&self, conn: &Conn) {
@@ -303,6 +309,24 @@ impl Shard {
         if let Some(user) = conn.user_id() {
             self.by_user.borrow_mut().remove(&user, conn.id);
         }
+        if let Some(sequencer) = self.sequencer.get() {
+            sequencer.directory(conn.id, conn.user_id().as_deref(), &conn.public_id(), false);
+        }
+    }
+
+    /// Sends `event` to every connection of `users` and `clients`, on every core and (with
+    /// `--engine redis`) on the other nodes that hold some of them.
+    pub async fn send_targeted_event(
+        &self,
+        users: Vec<String>,
+        clients: Vec<String>,
+        event: RoomEvent,
+    ) {
+        if let Some(sequencer) = self.sequencer.get() {
+            sequencer.route_targeted(&users, &clients, &event);
+        }
+        self.send_targeted(users, clients, crate::fanout::encode_all(event))
+            .await;
     }
 
     /// Sends `wires` (one per dialect) to every connection of `users` and `clients` on

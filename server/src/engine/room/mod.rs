@@ -12,7 +12,7 @@ mod requests;
 use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::Entry;
 use super::member::{CodecId, Joiner, MemberState};
-use super::outbox::{Audience, Change, Outbox, Published, Scope};
+use super::outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope};
 use super::poll::Poll;
 use super::snapshot::RoomSnapshot;
 use super::Limits;
@@ -35,6 +35,9 @@ pub struct Room {
     /// user id → number of that user's connections in this room (ephemeral votes go when 0).
     users: AHashMap<String, u32>,
     suffix: u64,
+    /// With a sequencer: the end of this node's block of suffixes (unique in the room
+    /// across nodes); `None` alone.
+    suffix_until: Option<u64>,
     config: Option<String>,
     polls: BTreeMap<String, Poll>,
     ephemeral_polls: BTreeMap<String, Poll>,
@@ -44,7 +47,24 @@ pub struct Room {
     seq: u64,
     /// Members waiting for a replay from the store (their live events are held meanwhile).
     replaying: usize,
+    /// With a sequencer: events that came after a gap, waiting for it to be filled.
+    held: BTreeMap<u64, Published>,
+    /// With a sequencer: a fill of a gap was asked for and not answered yet.
+    filling: bool,
+    /// With a sequencer: another fill is wanted once this one is answered (the link to the
+    /// sequencer came back meanwhile: the one in flight may have read too early).
+    refill: bool,
+    /// With a sequencer: the members other nodes hold, by key (a copy of the room's shared
+    /// presence, following its diffs).
+    others: BTreeMap<String, Member>,
+    /// With a sequencer: emits asking for acks that were delivered to members here, with
+    /// the members yet to ack (the oldest are forgotten past [`MAX_AWAITED`]).
+    awaited: AHashMap<String, Vec<ConnId>>,
+    awaited_order: std::collections::VecDeque<String>,
 }
+
+/// Emits asking for acks a room remembers having delivered (with a sequencer).
+const MAX_AWAITED: usize = 1024;
 
 /// What a command is applied with: the time, the limits, and whether events go to a broker.
 #[derive(Clone, Copy)]
@@ -53,6 +73,9 @@ pub struct Context<'a> {
     pub limits: &'a Limits,
     /// Copy every event into `Outbox::published` (for other nodes).
     pub broker_feed: bool,
+    /// Lasting events are decided by a sequencer shared by several nodes (Redis): they go
+    /// to `Outbox::proposals` and are delivered when they come back positioned.
+    pub sequencer: bool,
     /// Who observes this room without being a member (the console's live tail): every event
     /// goes to them too, whatever its scope. Empty unless a console tails the room.
     pub observers: &'a [(ConnId, CodecId)],
@@ -67,16 +90,21 @@ impl Room {
         new_epoch: impl FnOnce() -> String,
     ) -> Room {
         let snapshot = snapshot.unwrap_or_default();
-        let mut polls = BTreeMap::new();
-        for (id, votes) in snapshot.polls {
-            let mut poll = Poll::default();
-            for (user, answer) in votes {
-                poll.vote(&user, &answer);
+        let tally = |kept: BTreeMap<String, BTreeMap<String, String>>| {
+            let mut polls = BTreeMap::new();
+            for (id, votes) in kept {
+                let mut poll = Poll::default();
+                for (user, answer) in votes {
+                    poll.vote(&user, &answer);
+                }
+                if !poll.is_empty() {
+                    polls.insert(id, poll);
+                }
             }
-            if !poll.is_empty() {
-                polls.insert(id, poll);
-            }
-        }
+            polls
+        };
+        let polls = tally(snapshot.polls);
+        let ephemeral_polls = tally(snapshot.ephemeral_polls);
         let (epoch, seq) = match snapshot.epoch {
             Some(epoch) => (Arc::from(epoch), snapshot.seq),
             None => (Arc::from(new_epoch()), 0),
@@ -84,8 +112,11 @@ impl Room {
         Room {
             name: name.to_owned(),
             suffix: snapshot.suffix,
+            suffix_until: snapshot.suffix_until,
             config: snapshot.config,
             polls,
+            ephemeral_polls,
+            others: snapshot.members,
             counters: snapshot.counters,
             epoch,
             seq,
@@ -126,6 +157,17 @@ impl Room {
         }
     }
 
+    /// Whether a join needs a new block of suffixes first (with a sequencer).
+    pub fn suffixes_used_up(&self) -> bool {
+        self.suffix_until.is_some_and(|until| self.suffix >= until)
+    }
+
+    /// A new block of suffixes, `(from, until]`.
+    pub fn take_suffixes(&mut self, from: u64, until: u64) {
+        self.suffix = from;
+        self.suffix_until = Some(until);
+    }
+
     /// The public id of a member.
     pub fn member_id(&self, conn: ConnId) -> Option<&str> {
         self.members.get(&conn).map(MemberState::id)
@@ -149,7 +191,8 @@ impl Room {
             .or_insert(0) += 1;
         let member = MemberState::new(&joiner, self.suffix);
         let members = if member.traits.greeted_with_members {
-            self.members.values().map(MemberState::public).collect()
+            let here = self.members.values().map(MemberState::public);
+            here.chain(self.others.values().cloned()).collect()
         } else {
             Vec::new()
         };
@@ -163,8 +206,10 @@ impl Room {
             out.reply(conn, member.codec, Reply::TokenRefused { reason });
         }
         let public = member.public();
+        let user = member.user_id().to_owned();
         self.members.insert(conn, member);
-        self.presence_changed(PresenceChange::Joined, public, Some(conn), context, out);
+        let diff = (PresenceChange::Joined, public, conn, &*user);
+        self.presence_changed(diff, Some(conn), context, out);
     }
 
     /// Removes a connection. When it was its user's last one here, the user's ephemeral votes
@@ -176,7 +221,13 @@ impl Room {
         if member.replay.is_some() {
             self.replaying -= 1;
         }
-        self.presence_changed(PresenceChange::Left, member.public(), None, context, out);
+        let diff = (
+            PresenceChange::Left,
+            member.public(),
+            conn,
+            member.user_id(),
+        );
+        self.presence_changed(diff, None, context, out);
         let remaining = match self.users.get_mut(member.user_id()) {
             Some(n) => {
                 *n -= 1;
@@ -201,21 +252,36 @@ impl Room {
         }
     }
 
-    /// Tells presence watchers that `member` joined, left or changed.
+    /// Tells presence watchers that `member` (connection `conn` of `user`) joined, left or
+    /// changed. With a sequencer, every node's watchers are told, through it.
     fn presence_changed(
         &mut self,
-        change: PresenceChange,
-        member: Member,
+        (change, member, conn, user): (PresenceChange, Member, ConnId, &str),
         except: Option<ConnId>,
         context: Context<'_>,
         out: &mut Outbox,
     ) {
+        let scope = Scope::Presence { except };
+        if context.sequencer {
+            let event = RoomEvent::Presence {
+                change,
+                member: member.clone(),
+                count: self.members.len() + self.others.len(),
+            };
+            let op = Op::Presence {
+                change,
+                conn,
+                user: user.to_owned(),
+                member,
+            };
+            return self.propose(event, scope, op, context, out);
+        }
         let event = RoomEvent::Presence {
             change,
             member,
             count: self.members.len(),
         };
-        self.fan_out(event, Scope::Presence { except }, context, out);
+        self.fan_out(event, scope, context, out);
     }
 
     /// Gives `event` its position if it lasts, and queues it for the members `scope` covers
@@ -236,6 +302,9 @@ impl Room {
         context: Context<'_>,
         out: &mut Outbox,
     ) {
+        if context.sequencer && event.is_lasting() {
+            return self.propose(event, scope, Op::Event, context, out);
+        }
         let position = event.is_lasting().then(|| {
             self.seq += 1;
             self.position()
@@ -262,15 +331,222 @@ impl Room {
                 room: self.name.clone(),
                 event: sequenced.clone(),
                 scope,
+                replies: Vec::new(),
+                member_key: None,
             });
         }
         out.event(sequenced, audience);
     }
 
-    /// Delivers an event another node published, to this node's members its scope covers.
-    pub fn deliver_remote(&self, published: Published, out: &mut Outbox) {
-        let audience = self.audience(&published.scope);
-        out.event(published.event, audience);
+    /// Hands a lasting change to the sequencer (see [`Proposal`]).
+    fn propose(
+        &mut self,
+        event: RoomEvent,
+        scope: Scope,
+        op: Op,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        out.proposals.push(Proposal {
+            room: self.name.clone(),
+            event,
+            scope,
+            at_ms: context.now_ms,
+            op,
+            replies: Vec::new(),
+            outcomes: Vec::new(),
+        });
+    }
+
+    /// Delivers an event another node published (or, with a sequencer, any positioned
+    /// event of this room, this node's own included), to this node's members its scope
+    /// covers.
+    pub fn deliver_remote(&mut self, published: Published, context: Context<'_>, out: &mut Outbox) {
+        if !context.sequencer {
+            let audience = self.audience(&published.scope);
+            out.event(published.event, audience);
+            return;
+        }
+        let Some(position) = published.event.position.clone() else {
+            if let (Some(key), RoomEvent::Presence { change, member, .. }) =
+                (&published.member_key, &published.event.event)
+            {
+                match change {
+                    PresenceChange::Left => self.others.remove(key),
+                    _ => self.others.insert(key.clone(), member.clone()),
+                };
+            }
+            let mut audience = self.audience(&published.scope);
+            for (conn, codec) in context.observers {
+                audience.add(*codec, *conn);
+            }
+            out.event(published.event, audience);
+            out.sends.extend(published.replies);
+            return;
+        };
+        if position.epoch != self.epoch {
+            // The sequencer lost the room's stream (a flush, a new Redis): a new epoch
+            // starts; members resuming from the old one get `recovered: false`.
+            tracing::warn!(room = %self.name, epoch = %position.epoch, "the room's stream has a new epoch");
+            self.epoch = position.epoch.clone();
+            self.seq = 0;
+            self.held.clear();
+            self.filling = false;
+        }
+        if position.seq <= self.seq {
+            return; // Seen already (a fill and the live stream overlap).
+        }
+        self.held.insert(position.seq, published);
+        self.release_held(context, out);
+        if !self.held.is_empty() {
+            self.ask_fill(out);
+        }
+    }
+
+    /// Asks for what the room missed after its `seq` to be read back from the
+    /// sequencer's history (one fill at a time).
+    pub fn ask_fill(&mut self, out: &mut Outbox) {
+        if self.filling {
+            self.refill = true;
+        } else {
+            self.filling = true;
+            out.fills.push(Fill {
+                room: self.name.clone(),
+                epoch: self.epoch.to_string(),
+                after: self.seq,
+            });
+        }
+    }
+
+    /// A fill was answered (its events came before this). What the stream no longer keeps
+    /// (before `oldest`) is gone: delivery goes on after it (logged; members see `seq`
+    /// jump) rather than waiting for ever. What it keeps but the fill did not bring (made
+    /// after the fill read) is read again.
+    pub fn filled(
+        &mut self,
+        oldest: Option<u64>,
+        complete: bool,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        self.filling = false;
+        if !complete {
+            // The stream could not be read: the next resync or gap asks again.
+            return;
+        }
+        if let Some((&first, _)) = self.held.iter().next() {
+            let kept_from = oldest.unwrap_or(first).min(first);
+            if kept_from > self.seq + 1 {
+                let (from, to) = (self.seq + 1, kept_from - 1);
+                tracing::warn!(room = %self.name, from, to, "events lost from the room's history");
+                self.seq = to;
+            }
+        }
+        self.release_held(context, out);
+        if !self.held.is_empty() || std::mem::take(&mut self.refill) {
+            self.ask_fill(out);
+        }
+    }
+
+    /// Delivers the held events that follow the room's `seq` without a gap.
+    fn release_held(&mut self, context: Context<'_>, out: &mut Outbox) {
+        while let Some(published) = self.held.remove(&(self.seq + 1)) {
+            self.seq += 1;
+            self.mirror(&published.event.event);
+            let mut audience = self.audience(&published.scope);
+            if let RoomEvent::Publish {
+                requires_ack: true,
+                event_id,
+                ..
+            } = &published.event.event
+            {
+                self.await_acks(event_id, &audience);
+            }
+            if self.replaying > 0 {
+                self.hold_for_replay(&mut audience, &published.event);
+            }
+            for (conn, codec) in context.observers {
+                audience.add(*codec, *conn);
+            }
+            out.event(published.event, audience);
+            out.sends.extend(published.replies);
+        }
+    }
+
+    /// Remembers that `audience` was sent the emit `event_id`, which asks for acks.
+    fn await_acks(&mut self, event_id: &str, audience: &Audience) {
+        let conns: Vec<ConnId> = audience
+            .groups
+            .iter()
+            .flat_map(|(_, conns)| conns.iter().copied())
+            .collect();
+        if conns.is_empty() {
+            return;
+        }
+        self.awaited.insert(event_id.to_owned(), conns);
+        self.awaited_order.push_back(event_id.to_owned());
+        while self.awaited_order.len() > MAX_AWAITED {
+            if let Some(old) = self.awaited_order.pop_front() {
+                self.awaited.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `conn` was sent the emit `event_id` and had not acked it yet (it has now).
+    pub fn take_awaited_ack(&mut self, event_id: &str, conn: ConnId) -> bool {
+        let Some(conns) = self.awaited.get_mut(event_id) else {
+            return false;
+        };
+        let Some(at) = conns.iter().position(|c| *c == conn) else {
+            return false;
+        };
+        conns.swap_remove(at);
+        if conns.is_empty() {
+            self.awaited.remove(event_id);
+        }
+        true
+    }
+
+    /// Tells the room's other nodes that `client` acked `event_id`.
+    pub fn relay_ack(
+        &mut self,
+        event_id: &str,
+        client: &str,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
+        let op = Op::Ack {
+            event_id: event_id.to_owned(),
+            client: client.to_owned(),
+        };
+        // The event is not sent: the op is what travels.
+        let event = RoomEvent::Config {
+            config: String::new(),
+        };
+        self.propose(event, Scope::Room, op, context, out);
+    }
+
+    /// Keeps this node's copy of the room's state (for snapshots and details) as the
+    /// sequencer decided it.
+    fn mirror(&mut self, event: &RoomEvent) {
+        match event {
+            RoomEvent::Counter { id, value } => {
+                self.counters.insert(id.clone(), *value);
+            }
+            RoomEvent::Config { config } => self.config = Some(config.clone()),
+            RoomEvent::Poll { kind, id, stats } => {
+                let polls = match kind {
+                    PollKind::Durable => &mut self.polls,
+                    PollKind::Ephemeral => &mut self.ephemeral_polls,
+                };
+                if stats.is_empty() {
+                    polls.remove(id);
+                } else {
+                    polls.insert(id.clone(), Poll::tallied(stats.clone()));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The members `scope` covers, grouped by codec.
@@ -329,9 +605,24 @@ impl Room {
     }
 
     pub fn presence(&self) -> PresenceSnapshot {
+        let here = self.members.values().map(MemberState::public);
         PresenceSnapshot {
-            members: self.members.values().map(MemberState::public).collect(),
-            count: self.members.len(),
+            members: here.chain(self.others.values().cloned()).collect(),
+            count: self.members.len() + self.others.len(),
+        }
+    }
+
+    /// With a sequencer: this node's members, announced again (after the link to the
+    /// sequencer was down, other nodes may have removed them as a silent node's).
+    pub fn announce_members(&mut self, context: Context<'_>, out: &mut Outbox) {
+        let members: Vec<_> = self
+            .members
+            .iter()
+            .map(|(conn, m)| (*conn, m.public(), m.user_id().to_owned()))
+            .collect();
+        for (conn, public, user) in members {
+            let diff = (PresenceChange::Joined, public, conn, &*user);
+            self.presence_changed(diff, Some(conn), context, out);
         }
     }
 

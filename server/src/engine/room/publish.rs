@@ -6,7 +6,7 @@ use crate::engine::command::Emit;
 use crate::engine::emit::{sample, EmitOutcome, Targets};
 use crate::engine::event::{Reply, RoomEvent};
 use crate::engine::member::MemberState;
-use crate::engine::outbox::{Audience, Change, Outbox, Scope};
+use crate::engine::outbox::{Audience, Change, Op, Outbox, Scope, Send};
 use crate::engine::subscriptions::Topic;
 use crate::ids::ConnId;
 use serde_json::Value;
@@ -19,7 +19,10 @@ impl Room {
         emit: &Emit,
         context: Context<'_>,
         out: &mut Outbox,
-    ) -> Result<Vec<(ConnId, String)>, EmitOutcome> {
+    ) -> Result<Vec<String>, EmitOutcome> {
+        if context.sequencer {
+            return self.emit_everywhere(emit, context, out);
+        }
         let members: Vec<(ConnId, &MemberState)> =
             self.members.iter().map(|(c, m)| (*c, m)).collect();
         let (chosen, scope) = match &emit.targets {
@@ -54,10 +57,7 @@ impl Room {
         for (conn, member) in &chosen {
             audience.add(member.codec, *conn);
         }
-        let sent = chosen
-            .iter()
-            .map(|(c, m)| (*c, m.id().to_owned()))
-            .collect();
+        let sent = chosen.iter().map(|(_, m)| m.id().to_owned()).collect();
         let event = RoomEvent::Publish {
             data: emit.payload.clone(),
             sender: "server".to_owned(),
@@ -68,8 +68,59 @@ impl Room {
         Ok(sent)
     }
 
+    /// [`Room::emit`] with a sequencer: the targets are chosen among the members of every
+    /// node (this one's and the copy of the others'), and the event is proposed for them.
+    fn emit_everywhere(
+        &mut self,
+        emit: &Emit,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) -> Result<Vec<String>, EmitOutcome> {
+        let mut ids: Vec<String> = self.members.values().map(|m| m.id().to_owned()).collect();
+        ids.extend(self.others.values().map(|m| m.id.clone()));
+        let (chosen, scope) = match &emit.targets {
+            Targets::All => (ids, Scope::Room),
+            Targets::Random(0) => return Err(EmitOutcome::NoClients),
+            Targets::Random(n) if *n > ids.len() => {
+                return Err(EmitOutcome::NotEnoughClients {
+                    wanted: *n,
+                    connected: ids.len(),
+                })
+            }
+            Targets::Random(n) => {
+                let picked: Vec<String> = sample(ids.len(), *n, emit.seed)
+                    .into_iter()
+                    .map(|i| ids[i].clone())
+                    .collect();
+                (picked.clone(), Scope::Members(picked))
+            }
+            Targets::Ids(wanted) => {
+                let picked: Vec<String> =
+                    ids.into_iter().filter(|id| wanted.contains(id)).collect();
+                if picked.is_empty() {
+                    return Err(EmitOutcome::NoClients);
+                }
+                (picked, Scope::Members(wanted.clone()))
+            }
+        };
+        let event = RoomEvent::Publish {
+            data: emit.payload.clone(),
+            sender: "server".to_owned(),
+            event_id: emit.event_id.clone(),
+            requires_ack: emit.require_ack,
+        };
+        self.fan_out_to(event, Audience::default(), scope, context, out);
+        Ok(chosen)
+    }
+
     /// Stores the config and sends it to every member.
     pub fn set_config(&mut self, config: String, context: Context<'_>, out: &mut Outbox) {
+        if context.sequencer {
+            let event = RoomEvent::Config {
+                config: config.clone(),
+            };
+            return self.propose(event, Scope::Room, Op::Config(config), context, out);
+        }
         out.changes.push(Change::Config {
             room: self.name.clone(),
             config: config.clone(),
@@ -118,10 +169,20 @@ impl Room {
             event_id,
             requires_ack: false,
         };
+        let proposed = out.proposals.len();
         self.fan_out(event, Scope::Room, context, out);
         if let Some(sender) = sender {
             if let Some(member) = self.members.get(&sender) {
-                out.reply(sender, member.codec, Reply::Published);
+                let published = Send::Reply {
+                    to: sender,
+                    codec: member.codec,
+                    reply: Reply::Published,
+                };
+                // With a sequencer, after its own copy comes back.
+                match out.proposals[proposed..].last_mut() {
+                    Some(proposal) => proposal.replies.push(published),
+                    None => out.sends.push(published),
+                }
             }
         }
     }

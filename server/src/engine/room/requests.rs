@@ -4,7 +4,7 @@
 use super::{poll_topic, Context, Room};
 use crate::engine::command::Request;
 use crate::engine::event::{ErrorCode, PollKind, PresenceChange, Reply, RoomEvent};
-use crate::engine::outbox::{Change, Outbox, Scope};
+use crate::engine::outbox::{Change, Op, Outbox, Scope, Send};
 use crate::engine::subscriptions::Topic;
 use crate::ids::ConnId;
 use rookery_protocol::pact::{public_properties, types, PublicUser, Role};
@@ -28,11 +28,21 @@ impl Room {
             // The connection left (or never joined) while this request was in flight.
             return;
         };
+        let proposed = out.proposals.len();
         match self.apply_request(conn, &reference, request, context, out) {
             Ok(true) => {}
             Ok(false) => {
                 if let Some(reference) = reference {
-                    out.reply(conn, codec, Reply::Ok { reference });
+                    let ok = Send::Reply {
+                        to: conn,
+                        codec,
+                        reply: Reply::Ok { reference },
+                    };
+                    // With a sequencer the request is applied when its event comes back.
+                    match out.proposals[proposed..].last_mut() {
+                        Some(proposal) => proposal.replies.push(ok),
+                        None => out.sends.push(ok),
+                    }
                 }
             }
             Err((code, message)) => {
@@ -128,16 +138,26 @@ impl Room {
                     return Err((ErrorCode::InvalidData, "counter overflow".into()));
                 };
                 let value = value.normalize();
+                let scope = Scope::Topic {
+                    kind: Cow::Borrowed(types::COUNTER),
+                    id: Some(counter.clone()),
+                };
+                if context.sequencer {
+                    let op = Op::Counter {
+                        id: counter.clone(),
+                        expected: current,
+                        delta,
+                    };
+                    let event = RoomEvent::Counter { id: counter, value };
+                    self.propose(event, scope, op, context, out);
+                    return Ok(false);
+                }
                 self.counters.insert(counter.clone(), value);
                 out.changes.push(Change::Counter {
                     room: self.name.clone(),
                     counter: counter.clone(),
                     value,
                 });
-                let scope = Scope::Topic {
-                    kind: Cow::Borrowed(types::COUNTER),
-                    id: Some(counter.clone()),
-                };
                 let event = RoomEvent::Counter { id: counter, value };
                 self.fan_out(event, scope, context, out);
                 Ok(false)
@@ -190,6 +210,24 @@ impl Room {
         } else {
             PollKind::Durable
         };
+        if context.sequencer {
+            let event = RoomEvent::Poll {
+                kind,
+                id: poll.clone(),
+                stats: Default::default(),
+            };
+            let scope = Scope::Topic {
+                kind: Cow::Borrowed(poll_topic(kind)),
+                id: Some(poll.clone()),
+            };
+            let op = Op::Vote {
+                kind,
+                poll,
+                user,
+                answer: Some(answer),
+            };
+            return self.propose(event, scope, op, context, out);
+        }
         let polls = match kind {
             PollKind::Durable => &mut self.polls,
             PollKind::Ephemeral => &mut self.ephemeral_polls,
@@ -234,7 +272,9 @@ impl Room {
         };
         member.properties = properties;
         let public = member.public();
-        self.presence_changed(PresenceChange::Updated, public, None, context, out);
+        let user = member.user_id().to_owned();
+        let diff = (PresenceChange::Updated, public, conn, &*user);
+        self.presence_changed(diff, None, context, out);
     }
 
     /// websockets.do `PRESENCE`: the new presence goes to every presence watcher, the

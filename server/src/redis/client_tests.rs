@@ -1,0 +1,189 @@
+//! The client and the scripts against a real `redis-server` (one per test, see `testing`).
+
+use super::resp::{self, Frame};
+use super::testing::TestRedis;
+use super::{scripts, Client, RedisError, Stats};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn run<F: std::future::Future<Output = ()>>(f: F) {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+/// Waits (bounded) until the client's connection is up.
+async fn connected(addr: std::net::SocketAddr) -> Client {
+    let client = Client::start(addr, Arc::new(Stats::default()));
+    let start = Instant::now();
+    loop {
+        match client.call(&["PING"]).await {
+            Ok(_) => return client,
+            Err(_) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "never connected");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+#[test]
+fn replies_come_back_to_their_callers_in_order() {
+    let redis = TestRedis::start();
+    run(async move {
+        let client = connected(redis.addr).await;
+        let calls: Vec<_> = (0..200)
+            .map(|i| {
+                let client = client.clone();
+                monoio::spawn(async move {
+                    let key = format!("k{i}");
+                    client.call(&["SET", &key, &i.to_string()]).await.unwrap();
+                    resp::int(&client.call(&["GET", &key]).await.unwrap())
+                })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await, Some(i as i64));
+        }
+        let error = client.call(&["INCR", "k1", "extra"]).await.unwrap_err();
+        assert!(matches!(error, RedisError::Reply(_)), "{error:?}");
+    });
+}
+
+#[test]
+fn a_dead_server_fails_calls_at_once_and_a_new_one_is_found() {
+    let redis = TestRedis::start();
+    let addr = redis.addr;
+    run(async move {
+        let client = connected(addr).await;
+        drop(redis);
+        let start = Instant::now();
+        // Fails (at once, or once the broken connection is noticed), never hangs.
+        while client.call(&["PING"]).await.is_ok() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            client.call(&["PING"]).await,
+            Err(RedisError::Unavailable(_))
+        ));
+    });
+}
+
+/// EVALs the sequencer script for a chat-like event; returns its answer.
+async fn sequence(client: &Client, room: &str, op: &[&str]) -> Vec<Frame> {
+    use super::wire::{channel, key};
+    let mut args = vec![
+        "EVAL".to_owned(),
+        scripts::SEQUENCE.to_owned(),
+        "6".into(),
+        key(room, "epoch"),
+        key(room, "seq"),
+        key(room, "log"),
+        key(room, "state"),
+        key(room, "poll:d:p"),
+        key(room, "polls"),
+        channel(room),
+        "fresh".into(),
+        "100".into(),
+    ];
+    args.extend(op.iter().map(|s| s.to_string()));
+    match client.call(&args).await.unwrap() {
+        Frame::Array(parts) => parts,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_sequencer_numbers_keeps_and_compares_exactly() {
+    let redis = TestRedis::start();
+    run(async move {
+        let client = connected(redis.addr).await;
+        let a = sequence(&client, "r", &["{}", "event"]).await;
+        let b = sequence(&client, "r", &["{}", "event"]).await;
+        assert_eq!(resp::text(&a[1]), Some("fresh"), "the epoch is made once");
+        assert_eq!(resp::text(&b[2]), Some("2"));
+        // Exact decimals: the script compares strings, the node adds with rust_decimal.
+        let set = sequence(&client, "r", &["{}", "counter", "c", "0", "0.1"]).await;
+        assert_eq!(resp::text(&set[0]), Some("ok"));
+        let stale = sequence(&client, "r", &["{}", "counter", "c", "0", "0.2"]).await;
+        assert_eq!(resp::text(&stale[0]), Some("conflict"));
+        assert_eq!(resp::text(&stale[1]), Some("0.1"));
+        // Votes: a repeat changes nothing, a move re-tallies.
+        let vote = |a: &'static str| ["{\"x\":", "vote", "u1", a, "}", "d:p"];
+        let v = sequence(&client, "r", &vote("yes")).await;
+        assert_eq!(resp::text(&v[2]), Some("4"));
+        assert_eq!(
+            resp::text(&sequence(&client, "r", &vote("yes")).await[0]),
+            Some("same")
+        );
+        let log = client
+            .call(&["XRANGE", &super::wire::key("r", "log"), "-", "+"])
+            .await
+            .unwrap();
+        let Frame::Array(entries) = log else { panic!() };
+        assert_eq!(entries.len(), 4);
+        let Frame::Array(last) = &entries[3] else {
+            panic!()
+        };
+        assert_eq!(resp::text(&last[0]), Some("4-0"), "stream ids are seqs");
+        let Frame::Array(fields) = &last[1] else {
+            panic!()
+        };
+        assert_eq!(resp::text(&fields[1]), Some("fresh 4 {\"x\":{\"yes\":1}}"));
+    });
+}
+
+/// Round trips per second, pipelined from many tasks and one at a time (busy machine,
+/// indicative): `cargo test -p rookery --release round_trips -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn round_trips() {
+    let redis = TestRedis::start();
+    run(async move {
+        let client = connected(redis.addr).await;
+        let n = 20_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            client.call(&["PING"]).await.unwrap();
+        }
+        let one = n as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let client = client.clone();
+                monoio::spawn(async move {
+                    for _ in 0..n / 64 {
+                        client.call(&["PING"]).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let piped = (n / 64 * 64) as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..64)
+            .map(|t| {
+                let client = client.clone();
+                monoio::spawn(async move {
+                    for i in 0..n / 64 {
+                        let body = format!("{{\"n\":{i}}}");
+                        sequence(&client, &format!("bench{}", t % 8), &[&body, "event"]).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await;
+        }
+        let scripted = (n / 64 * 64) as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "busy machine, indicative: PING one at a time {one:.0}/s, PING pipelined (64 \
+             tasks) {piped:.0}/s, sequencer EVAL pipelined (64 tasks, 8 rooms) {scripted:.0}/s"
+        );
+    });
+}

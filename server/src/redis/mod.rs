@@ -1,0 +1,172 @@
+//! Redis, for rooms shared by several nodes (`--engine redis`, SPEC §5.4): a small
+//! pipelined RESP client per core on monoio ([`client`], [`subscriber`]), the Lua scripts
+//! that make Redis each room's sequencer ([`scripts`]) and the keys and message format
+//! ([`wire`]). The shell's side, what a core does with them, is `shell::sequencer`.
+//!
+//! Why a client of our own: no Redis crate runs on monoio (`fred`'s `monoio` feature is an
+//! empty placeholder, `redis` needs tokio or smol), and going through a tokio thread would
+//! add a cross-thread hop to every event both ways. A per-core connection needs only
+//! command encoding (a few lines) and reply parsing (the `redis-protocol` crate).
+//! Measured in `client_tests::round_trips` (busy machine, indicative): 103–140 k
+//! sequencer scripts/s pipelined from one core; see docs/CLUSTER.md#performance.
+
+pub mod client;
+pub mod resp;
+pub mod scripts;
+pub mod stats;
+pub mod subscriber;
+pub mod wire;
+
+#[cfg(test)]
+mod client_tests;
+#[cfg(test)]
+pub mod testing;
+
+pub use client::{Client, RedisError};
+pub use stats::Stats;
+
+use std::fmt::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `redis://HOST[:PORT][/]` → an address (resolved once, at start).
+pub fn parse_url(url: &str) -> Result<SocketAddr, String> {
+    let bad = |why: &str| format!("--redis-url {url:?}: {why} (expected redis://HOST:PORT)");
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| bad("not a redis:// URL"))?;
+    let host_port = rest.strip_suffix('/').unwrap_or(rest);
+    if host_port.is_empty() || host_port.contains(['/', '@', '?']) {
+        return Err(bad("only a host and a port are supported"));
+    }
+    let with_port = if host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| bad(&e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("the host has no address"))
+}
+
+/// A node's place among the nodes sharing Redis (`--engine redis`).
+pub struct RedisNode {
+    pub addr: SocketAddr,
+    /// This process among the nodes (random at each start): the key of its members in
+    /// rooms' shared presence and of its heartbeat.
+    pub id: u64,
+    /// Each core's link health.
+    pub stats: Vec<Arc<Stats>>,
+}
+
+impl RedisNode {
+    pub fn new(addr: SocketAddr, cores: usize) -> RedisNode {
+        RedisNode {
+            addr,
+            id: crate::ids::random_u64(),
+            stats: (0..cores).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
+/// Whether every core's link to Redis is live (`/readyz`); true when running alone.
+pub fn all_live(node: Option<&RedisNode>, now_ms: u64) -> bool {
+    node.is_none_or(|node| node.stats.iter().all(|s| s.live(now_ms)))
+}
+
+/// The Redis part of `/metrics` (nothing when running alone).
+pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
+    let mut out = String::new();
+    let Some(node) = node else {
+        return out;
+    };
+    let cores = &node.stats;
+    let max_rtt_us = cores
+        .iter()
+        .map(|s| s.rtt_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "# HELP rookery_redis_rtt_seconds Round trip of the last Redis command (the slowest \
+         core's).\n# TYPE rookery_redis_rtt_seconds gauge\nrookery_redis_rtt_seconds {}",
+        max_rtt_us as f64 / 1e6
+    );
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "rookery_redis_reconnects_total",
+        "counter",
+        "Reconnections to Redis (command and subscriber connections).",
+        cores
+            .iter()
+            .map(|s| s.reconnects.load(Ordering::Relaxed))
+            .sum(),
+    );
+    metric(
+        "rookery_redis_pending_commands",
+        "gauge",
+        "Redis commands written and not answered yet.",
+        cores
+            .iter()
+            .map(|s| s.pending.load(Ordering::Relaxed))
+            .sum(),
+    );
+    metric(
+        "rookery_redis_up",
+        "gauge",
+        "1 while every core's Redis link works both ways (pub/sub verified by a probe).",
+        u64::from(all_live(Some(node), now_ms)),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_there_with_redis_only_and_in_base_units() {
+        assert_eq!(metrics_text(None, 0), "");
+        let node = RedisNode::new("127.0.0.1:1".parse().unwrap(), 2);
+        node.stats[1].rtt_us.store(1_500, Ordering::Relaxed);
+        node.stats[0].pending.store(3, Ordering::Relaxed);
+        let text = metrics_text(Some(&node), 0);
+        assert!(
+            text.contains("\nrookery_redis_rtt_seconds 0.0015\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nrookery_redis_pending_commands 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nrookery_redis_up 0\n"),
+            "not connected: {text}"
+        );
+        assert!(!all_live(Some(&node), 0));
+        assert!(all_live(None, 0), "alone: nothing to wait for");
+    }
+
+    #[test]
+    fn urls_name_a_host_and_a_port() {
+        assert_eq!(
+            parse_url("redis://127.0.0.1:7000").unwrap(),
+            "127.0.0.1:7000".parse().unwrap()
+        );
+        assert_eq!(parse_url("redis://127.0.0.1/").unwrap().port(), 6379);
+        for bad in ["http://x:1", "redis://", "redis://u:p@h:1", "redis://h:1/2"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

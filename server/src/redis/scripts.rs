@@ -1,0 +1,202 @@
+//! The Lua scripts that make Redis each room's sequencer (SPEC §5.4): a change, its `seq`,
+//! its place in the room's history and its publication happen in one script, atomically.
+//! Scripts run by `EVALSHA`; a Redis that lost them (restarted, `SCRIPT FLUSH`) answers
+//! `NOSCRIPT` and the caller sends the source with `EVAL` instead.
+
+/// Applies a change and sequences its event.
+///
+/// KEYS: 1 epoch, 2 seq, 3 history stream, 4 state hash (config, `c:<counter>`), 5 the
+/// poll's votes hash (or any room key), 6 the room's set of polls.
+/// ARGV: 1 channel, 2 an epoch for a room Redis does not know, 3 history size, 4 body (a
+/// poll's: its prefix), 5 op (`event`, `config`, `counter`, `vote`), then per op:
+/// config: 6 config; counter: 6 id, 7 expected value, 8 new value; vote: 6 user, 7 answer
+/// (`""` retracts), 8 the body's suffix, 9 the poll's member in the set of polls.
+///
+/// Answers `{"ok", epoch, seq}`, `{"conflict", current}` (a counter moved: add to what is
+/// there and try again) or `{"same"}` (a vote that changes nothing: no event).
+pub const SEQUENCE: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[1], epoch)
+end
+local op = ARGV[5]
+local body = ARGV[4]
+if op == 'config' then
+  redis.call('HSET', KEYS[4], 'config', ARGV[6])
+elseif op == 'counter' then
+  local field = 'c:' .. ARGV[6]
+  local current = redis.call('HGET', KEYS[4], field) or '0'
+  if current ~= ARGV[7] then
+    return {'conflict', current}
+  end
+  redis.call('HSET', KEYS[4], field, ARGV[8])
+elseif op == 'vote' then
+  local user, answer = ARGV[6], ARGV[7]
+  local old = redis.call('HGET', KEYS[5], user)
+  if answer == '' then
+    if not old then return {'same'} end
+    redis.call('HDEL', KEYS[5], user)
+  else
+    if old == answer then return {'same'} end
+    redis.call('HSET', KEYS[5], user, answer)
+  end
+  redis.call('SADD', KEYS[6], ARGV[9])
+  local counts, any = {}, false
+  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do
+    counts[v] = (counts[v] or 0) + 1
+    any = true
+  end
+  local stats = '{}'
+  if any then stats = cjson.encode(counts) end
+  body = body .. stats .. ARGV[8]
+elseif op ~= 'event' then
+  return redis.error_reply('unknown op ' .. op)
+end
+local seq = redis.call('INCR', KEYS[2])
+local message = epoch .. ' ' .. seq .. ' ' .. body
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
+redis.call('PUBLISH', ARGV[1], message)
+return {'ok', epoch, tostring(seq)}
+"#;
+
+/// A room's state, for a node that makes it live (creating its epoch if Redis has none).
+///
+/// KEYS: 1 epoch, 2 seq, 3 state hash, 4 set of polls, 5 members hash, 6 the room's Pact
+/// suffix counter. ARGV: 1 an epoch for a new room, 2 the prefix of the room's poll keys,
+/// 3 how many suffixes to reserve for this node (a block: suffixes stay unique in the room
+/// whichever node hands them out).
+/// Answers `{epoch, seq, {field, value, …}, {poll member, {user, answer, …}, …},
+/// {member key, value, …}, the block's last suffix}`.
+pub const LOAD: &str = r#"
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local seq = redis.call('GET', KEYS[2]) or '0'
+local polls = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  table.insert(polls, member)
+  table.insert(polls, redis.call('HGETALL', ARGV[2] .. member))
+end
+local last = redis.call('INCRBY', KEYS[6], ARGV[3])
+return {epoch, seq, redis.call('HGETALL', KEYS[3]), polls, redis.call('HGETALL', KEYS[5]), last}
+"#;
+
+/// A room's shared presence: who is in the room on which node, each user's number of
+/// connections, and the diffs every node's presence watchers get (published, not
+/// sequenced: presence is state, not stream). When a user's last connection leaves, its
+/// ephemeral votes are withdrawn and each poll's new tally is sequenced like any vote.
+///
+/// KEYS: 1 members hash (`<node>:<conn>` → `<len of user>:<user><member JSON>`), 2 users
+/// hash (user → connections), 3 set of polls, 4 epoch, 5 seq, 6 history stream, 7 the
+/// node's set of rooms (what a reaper walks when the node goes silent), 8 the set of
+/// nodes (a node is known there from its first member on, heartbeat or not).
+/// ARGV: 1 channel, 2 an epoch for a room Redis does not know, 3 history size, 4 now (ms),
+/// 5 the prefix of the room's poll keys, 6 op (`join`, `update`, `leave`, `reap`), then:
+/// join/update: 7 key, 8 value, 9 user, 10 scope JSON, 11 origin JSON, 12 room, 13 node;
+/// leave: 7 key, 10 scope JSON, 11 origin JSON; reap: 7 the silent node's key prefix.
+/// Answers the room's member count.
+pub const PRESENCE: &str = r#"
+local function parse(value)
+  local colon = string.find(value, ':', 1, true)
+  local n = tonumber(string.sub(value, 1, colon - 1))
+  return string.sub(value, colon + 1, colon + n), string.sub(value, colon + n + 1)
+end
+local function diff(change, key, member, scope, origin)
+  local count = redis.call('HLEN', KEYS[1])
+  local body = '{"s":' .. scope .. ',"t":' .. ARGV[4] .. ',"o":' .. origin ..
+    ',"k":' .. cjson.encode(key) .. ',"e":{"Presence":{"change":"' .. change ..
+    '","member":' .. member .. ',"count":' .. count .. '}}}'
+  redis.call('PUBLISH', ARGV[1], '- 0 ' .. body)
+end
+local function sequence(body)
+  local epoch = redis.call('GET', KEYS[4])
+  if not epoch then
+    epoch = ARGV[2]
+    redis.call('SET', KEYS[4], epoch)
+  end
+  local seq = redis.call('INCR', KEYS[5])
+  local message = epoch .. ' ' .. seq .. ' ' .. body
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
+  redis.call('PUBLISH', ARGV[1], message)
+end
+local function withdraw(user)
+  for _, poll in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    if string.sub(poll, 1, 2) == 'e:' then
+      local votes = ARGV[5] .. poll
+      if redis.call('HDEL', votes, user) == 1 then
+        local counts, any = {}, false
+        for _, v in ipairs(redis.call('HVALS', votes)) do
+          counts[v] = (counts[v] or 0) + 1
+          any = true
+        end
+        local stats = '{}'
+        if any then stats = cjson.encode(counts) end
+        local id = cjson.encode(string.sub(poll, 3))
+        sequence('{"s":{"Topic":{"kind":"ephemeralPoll","id":' .. id .. '}},"t":' ..
+          ARGV[4] .. ',"o":[0,0],"e":{"Poll":{"kind":"Ephemeral","id":' .. id ..
+          ',"stats":' .. stats .. '}}}')
+      end
+    end
+  end
+end
+local function leave(key, scope, origin)
+  local value = redis.call('HGET', KEYS[1], key)
+  if not value then return end
+  redis.call('HDEL', KEYS[1], key)
+  local user, member = parse(value)
+  diff('Left', key, member, scope, origin)
+  if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], user)
+    withdraw(user)
+  end
+end
+local op = ARGV[6]
+if op == 'join' then
+  if redis.call('HSET', KEYS[1], ARGV[7], ARGV[8]) == 1 then
+    redis.call('HINCRBY', KEYS[2], ARGV[9], 1)
+    redis.call('SADD', KEYS[7], ARGV[12])
+    local t = redis.call('TIME')
+    redis.call('ZADD', KEYS[8], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[13])
+    local _, member = parse(ARGV[8])
+    diff('Joined', ARGV[7], member, ARGV[10], ARGV[11])
+  end
+elseif op == 'update' then
+  if redis.call('HEXISTS', KEYS[1], ARGV[7]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[7], ARGV[8])
+    local _, member = parse(ARGV[8])
+    diff('Updated', ARGV[7], member, ARGV[10], ARGV[11])
+  end
+elseif op == 'leave' then
+  leave(ARGV[7], ARGV[10], ARGV[11])
+elseif op == 'reap' then
+  for _, key in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(key, 1, #ARGV[7]) == ARGV[7] then
+      leave(key, '{"Presence":{"except":null}}', '[0,0]')
+    end
+  end
+else
+  return redis.error_reply('unknown op ' .. op)
+end
+return redis.call('HLEN', KEYS[1])
+"#;
+
+/// A node's heartbeat, on Redis's clock (nodes' clocks may differ): KEYS 1 the set of
+/// nodes; ARGV 1 the node.
+pub const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
+return 1
+"#;
+
+/// Claims the nodes silent for longer than ARGV 1 ms (each is claimed by one caller only):
+/// KEYS 1 the set of nodes. Answers the claimed nodes.
+pub const CLAIM_SILENT: &str = r#"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+for _, node in ipairs(silent) do redis.call('ZREM', KEYS[1], node) end
+return silent
+"#;

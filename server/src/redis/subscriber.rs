@@ -1,0 +1,238 @@
+//! A core's Redis subscriber connection, on monoio: it holds the channels of the rooms this
+//! core has members in (and the core's own probe channel), hands every message to the
+//! core's Redis task, and after a reconnect subscribes again and says so
+//! ([`Push::Resubscribed`]), so that the rooms fill what they missed from their streams.
+
+use super::resp::{self, Frame};
+use super::stats::Stats;
+use ahash::{AHashMap, AHashSet};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the subscriber connection hands the core.
+#[derive(Debug)]
+pub enum Push {
+    Message {
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    /// The connection came back and every channel is subscribed again: what was published
+    /// meanwhile was missed.
+    Resubscribed,
+}
+
+enum Ctl {
+    /// Subscribe; `done` is answered once Redis confirmed it.
+    Subscribe {
+        channel: String,
+        done: Option<flume::Sender<()>>,
+    },
+    Unsubscribe(String),
+}
+
+/// The control end of a core's subscriber connection.
+#[derive(Clone)]
+pub struct Subscriber {
+    ctl: flume::Sender<Ctl>,
+}
+
+impl Subscriber {
+    /// Starts the connection's task; messages go to `pushes`.
+    pub fn start(addr: SocketAddr, stats: Arc<Stats>, pushes: flume::Sender<Push>) -> Subscriber {
+        let (ctl, queue) = flume::unbounded();
+        monoio::spawn(run(addr, queue, stats, pushes));
+        Subscriber { ctl }
+    }
+
+    /// Subscribes to `channel` and waits until Redis confirmed it (from then on nothing
+    /// published there is missed while the connection holds).
+    pub async fn subscribe(&self, channel: String) -> Result<(), ()> {
+        let (done, confirmed) = flume::bounded(1);
+        self.ctl
+            .send(Ctl::Subscribe {
+                channel,
+                done: Some(done),
+            })
+            .map_err(|_| ())?;
+        confirmed.recv_async().await.map_err(|_| ())
+    }
+
+    /// Subscribes without waiting.
+    pub fn want(&self, channel: String) {
+        let _ = self.ctl.send(Ctl::Subscribe {
+            channel,
+            done: None,
+        });
+    }
+
+    pub fn unsubscribe(&self, channel: String) {
+        let _ = self.ctl.send(Ctl::Unsubscribe(channel));
+    }
+}
+
+#[derive(Default)]
+struct State {
+    wanted: AHashSet<String>,
+    /// Confirmations awaited, by channel.
+    waiters: AHashMap<String, Vec<flume::Sender<()>>>,
+}
+
+async fn run(
+    addr: SocketAddr,
+    queue: flume::Receiver<Ctl>,
+    stats: Arc<Stats>,
+    pushes: flume::Sender<Push>,
+) {
+    let mut state = State::default();
+    let mut backoff = Duration::from_millis(50);
+    let mut first = true;
+    loop {
+        match TcpStream::connect_addr(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                if !first {
+                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                backoff = Duration::from_millis(50);
+                let error = serve(stream, &queue, &mut state, &stats, &pushes, !first).await;
+                first = false;
+                stats.subscriber_up.store(false, Ordering::Relaxed);
+                tracing::warn!(%addr, %error, "redis subscriber connection lost");
+            }
+            Err(error) => tracing::debug!(%addr, %error, "redis is not reachable"),
+        }
+        // Down: requests are remembered and made on the next connection.
+        let wait = monoio::time::sleep(backoff);
+        let mut wait = std::pin::pin!(wait);
+        loop {
+            monoio::select! {
+                _ = &mut wait => break,
+                ctl = queue.recv_async() => match ctl {
+                    Ok(ctl) => {
+                        remember(&mut state, ctl);
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+fn remember(state: &mut State, ctl: Ctl) -> Option<Vec<u8>> {
+    match ctl {
+        Ctl::Subscribe { channel, done } => {
+            if let Some(done) = done {
+                state.waiters.entry(channel.clone()).or_default().push(done);
+            }
+            // Asked again even when already wanted: Redis confirms a repeated SUBSCRIBE
+            // too, so a waiter is never left waiting.
+            state.wanted.insert(channel.clone());
+            Some(resp::command(&["SUBSCRIBE", &channel]))
+        }
+        Ctl::Unsubscribe(channel) => {
+            state.wanted.remove(&channel);
+            Some(resp::command(&["UNSUBSCRIBE", &channel]))
+        }
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    queue: &flume::Receiver<Ctl>,
+    state: &mut State,
+    stats: &Stats,
+    pushes: &flume::Sender<Push>,
+    again: bool,
+) -> String {
+    let (mut rd, mut wr) = stream.into_split();
+    let state = std::cell::RefCell::new(state);
+    if !state.borrow().wanted.is_empty() {
+        let mut args = vec!["SUBSCRIBE".to_owned()];
+        args.extend(state.borrow().wanted.iter().cloned());
+        let (result, _) = wr.write_all(resp::command(&args)).await;
+        if let Err(e) = result {
+            return e.to_string();
+        }
+    }
+    stats.subscriber_up.store(true, Ordering::Relaxed);
+    if again {
+        let _ = pushes.send(Push::Resubscribed);
+    }
+    let reader = async {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let mut frames = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let (result, back) = rd.read(chunk).await;
+            chunk = back;
+            match result {
+                Ok(0) => return "closed by redis".to_owned(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return e.to_string(),
+            }
+            if let Err(e) = resp::decode_all(&mut buf, &mut frames) {
+                return e;
+            }
+            for frame in frames.drain(..) {
+                let Frame::Array(mut parts) = frame else {
+                    if let Frame::Error(e) = frame {
+                        tracing::warn!(error = %e, "redis refused a subscription");
+                    }
+                    continue;
+                };
+                let kind = parts.first().and_then(resp::text).unwrap_or("").to_owned();
+                match kind.as_str() {
+                    "message" if parts.len() == 3 => {
+                        let payload = take_bytes(parts.pop());
+                        let channel = take_bytes(parts.pop());
+                        let _ = pushes.send(Push::Message { channel, payload });
+                    }
+                    "subscribe" => {
+                        if let Some(channel) = parts.get(1).and_then(resp::text) {
+                            let waiters = state.borrow_mut().waiters.remove(channel);
+                            for done in waiters.into_iter().flatten() {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    let writer = async {
+        loop {
+            let Ok(ctl) = queue.recv_async().await else {
+                return "subscriber stopped".to_owned();
+            };
+            let mut bytes = Vec::new();
+            let mut next = Some(ctl);
+            while let Some(ctl) = next {
+                if let Some(command) = remember(&mut state.borrow_mut(), ctl) {
+                    bytes.extend_from_slice(&command);
+                }
+                next = queue.try_recv().ok();
+            }
+            let (result, _) = wr.write_all(bytes).await;
+            if let Err(e) = result {
+                return e.to_string();
+            }
+        }
+    };
+    monoio::select! {
+        e = reader => e,
+        e = writer => e,
+    }
+}
+
+fn take_bytes(frame: Option<Frame>) -> Vec<u8> {
+    match frame {
+        Some(Frame::BulkString(b)) | Some(Frame::SimpleString(b)) => b,
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,174 @@
+//! How rooms live in Redis, with no IO: key and channel names, and the one message format
+//! that the sequencer script publishes and appends to a room's stream.
+//!
+//! Every key of a room carries the room in a hash tag (`rk:{room}:…`), so that in a Redis
+//! Cluster a room's keys sit in one slot and its script runs on one shard.
+//!
+//! A message is `<epoch> <seq> <body>`: the script writes the position it gave; the body
+//! is JSON that the proposing node made: `{"s": scope, "t": ms, "o": [node, n], "e": event}`
+//! (the event last, so that the script can put a poll's stats at its end).
+
+use crate::engine::{Position, RoomEvent, Scope, Sequenced};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub fn key(room: &str, part: &str) -> String {
+    format!("rk:{{{room}}}:{part}")
+}
+
+/// The pub/sub channel of a room's events.
+pub fn channel(room: &str) -> String {
+    format!("rk:{{{room}}}")
+}
+
+/// The room a channel is about (`None` for the nodes' own channels).
+pub fn room_of(channel: &[u8]) -> Option<&str> {
+    let name = std::str::from_utf8(channel).ok()?;
+    name.strip_prefix("rk:{")?.strip_suffix('}')
+}
+
+/// The hash of a poll's votes (user → answer).
+pub fn poll_key(room: &str, member: &str) -> String {
+    key(room, &format!("poll:{member}"))
+}
+
+/// A poll's name in the room's set of polls: `d:<id>` (durable) or `e:<id>` (ephemeral).
+pub fn poll_member(ephemeral: bool, id: &str) -> String {
+    format!("{}:{id}", if ephemeral { 'e' } else { 'd' })
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Body {
+    #[serde(rename = "s")]
+    pub scope: Scope,
+    #[serde(rename = "t")]
+    pub at_ms: u64,
+    /// Which node (and which of its proposals) made it: that node releases the replies
+    /// waiting for it.
+    #[serde(rename = "o")]
+    pub origin: (u64, u64),
+    /// A presence diff's member key in the room's shared presence.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(rename = "e")]
+    pub event: RoomEvent,
+}
+
+/// A body as text; for a poll event, split where the script puts the stats
+/// (`prefix + stats + suffix`).
+pub fn encode_body(body: &Body) -> (String, Option<String>) {
+    let text = serde_json::to_string(body).expect("bodies serialize");
+    if !matches!(body.event, RoomEvent::Poll { .. }) {
+        return (text, None);
+    }
+    // The stats are the event's last field and the event is the body's: the last
+    // occurrence is theirs whatever the poll's id holds.
+    const EMPTY: &str = "\"stats\":{}";
+    let at = text.rfind(EMPTY).expect("a poll event has stats") + EMPTY.len() - 2;
+    (text[..at].to_owned(), Some(text[at + 2..].to_owned()))
+}
+
+/// A message from the room's channel or stream: a positioned event, or (`- 0 <body>`) a
+/// presence diff, which has no position.
+pub struct Message {
+    pub position: Option<Position>,
+    pub body: Body,
+}
+
+impl Message {
+    pub fn sequenced(self) -> (Sequenced, Scope, (u64, u64), u64) {
+        let Body {
+            scope,
+            at_ms,
+            origin,
+            event,
+            ..
+        } = self.body;
+        let sequenced = Sequenced {
+            position: self.position,
+            event,
+        };
+        (sequenced, scope, origin, at_ms)
+    }
+}
+
+pub fn decode(message: &[u8]) -> Result<Message, String> {
+    let text = std::str::from_utf8(message).map_err(|e| e.to_string())?;
+    let mut parts = text.splitn(3, ' ');
+    let (Some(epoch), Some(seq), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("a message needs an epoch, a seq and a body".into());
+    };
+    let seq = seq.parse().map_err(|_| format!("bad seq {seq:?}"))?;
+    let body = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let position = (epoch != "-").then(|| Position {
+        epoch: Arc::from(epoch),
+        seq,
+    });
+    Ok(Message { position, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::PollKind;
+    use serde_json::json;
+    use std::borrow::Cow;
+
+    #[test]
+    fn keys_share_the_rooms_hash_tag_and_channels_name_their_room() {
+        assert_eq!(key("a b", "seq"), "rk:{a b}:seq");
+        assert_eq!(room_of(channel("a}b").as_bytes()), Some("a}b"));
+        assert_eq!(room_of(b"rk:node:1"), None);
+    }
+
+    #[test]
+    fn a_message_round_trips() {
+        let body = Body {
+            scope: Scope::Topic {
+                kind: Cow::Borrowed("chat"),
+                id: None,
+            },
+            at_ms: 5,
+            origin: (7, 9),
+            key: None,
+            event: RoomEvent::Broadcast {
+                kind: "k".into(),
+                data: json!({"x": "a b"}),
+            },
+        };
+        let (text, rest) = encode_body(&body);
+        assert!(rest.is_none());
+        let message = decode(format!("ep 42 {text}").as_bytes()).unwrap();
+        let position = message.position.unwrap();
+        assert_eq!((&*position.epoch, position.seq), ("ep", 42));
+        assert_eq!(message.body.origin, (7, 9));
+        assert_eq!(message.body.event, body.event);
+        assert!(decode(b"ep x {}").is_err());
+        assert!(decode(b"ep 1").is_err());
+    }
+
+    #[test]
+    fn a_poll_body_splits_where_the_stats_go_whatever_its_id() {
+        let body = Body {
+            scope: Scope::Room,
+            at_ms: 1,
+            origin: (1, 1),
+            key: None,
+            event: RoomEvent::Poll {
+                kind: PollKind::Durable,
+                id: "\"stats\":{}".into(),
+                stats: Default::default(),
+            },
+        };
+        let (prefix, suffix) = encode_body(&body);
+        let text = format!("{prefix}{}{}", r#"{"yes":2}"#, suffix.unwrap());
+        let message = decode(format!("e 1 {text}").as_bytes()).unwrap();
+        match message.body.event {
+            RoomEvent::Poll { id, stats, .. } => {
+                assert_eq!(id, "\"stats\":{}");
+                assert_eq!(stats.get("yes"), Some(&2));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,1169 @@
+//! A core's link to Redis with `--engine redis` (SPEC §5.4): the shell's side of the
+//! engine's sequencer effects. It sends the engine's proposals to the sequencer script,
+//! loads rooms from Redis (subscribing first, so nothing published after the load is
+//! missed), reads history and fills gaps from each room's stream, and turns what the
+//! subscription brings into `Command::Remote` for this core's engine — this node's own
+//! events included: a node delivers a room's events only as Redis ordered them.
+//!
+//! Each core has its own command connection and subscriber connection (`crate::redis`), and
+//! holds the rooms it owns: a room's events arrive on the core that owns it.
+
+use super::mailbox::{now_ms, ToOwner};
+use super::owner::Waiting;
+use super::shard::Shard;
+use crate::engine::command::{LoadResult, ReadResult};
+use crate::engine::emit::EmitOutcome;
+use crate::engine::outbox::{Fill, Op, Proposal};
+use crate::engine::{
+    Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, PresenceChange, Published,
+    Reply, RoomEvent, RoomSnapshot, Send,
+};
+use crate::ids::{random_u64, ConnId};
+use crate::redis::resp::{self, Frame};
+use crate::redis::subscriber::{Push, Subscriber};
+use crate::redis::wire::{self, channel, key};
+use crate::redis::{scripts, Client, RedisError, Stats};
+use ahash::AHashMap;
+use rust_decimal::Decimal;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each core checks its pub/sub round trip (readiness needs one within
+/// `stats::PROBE_STALE_MS`).
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a room's load waits for its subscription to be confirmed.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Pact suffixes a node reserves for a room at a time (`rk:{room}:suffix`).
+const SUFFIX_BLOCK: u64 = 32;
+
+/// Attempts at a counter's compare-and-set before the change is refused.
+const MAX_CAS: usize = 64;
+
+/// How often a node says it is alive, and how long a node may stay silent before the
+/// others remove its members (SPEC: within 8 s; a reaper looks every second).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const SILENT_AFTER_MS: u64 = 5_000;
+
+/// The set of nodes and their last heartbeats (Redis time).
+const NODES: &str = "rk:nodes";
+
+#[derive(Clone, Copy)]
+enum Script {
+    Sequence,
+    Load,
+    Presence,
+}
+
+/// What one node asks another about connections it holds (on the holder's own channel,
+/// `rk:node:<id>`): sends that are not room-scoped reach only the nodes that hold their
+/// targets.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Routed {
+    Targeted {
+        users: Vec<String>,
+        clients: Vec<String>,
+        event: RoomEvent,
+    },
+    Disconnect {
+        id: String,
+    },
+    /// SLIP control: subscribe (`true`) or unsubscribe the connection `conn` to channels.
+    Slip {
+        conn: String,
+        channels: Vec<(bool, String)>,
+    },
+}
+
+/// A node's own channel.
+fn node_channel(node: u64) -> String {
+    format!("rk:node:{node:016x}")
+}
+
+/// Which nodes hold connections of a user (`u`) or a client id (`c`): a hash with a field
+/// per connection, `<node>:<conn>` (idempotent: a connection listed again after Redis lost
+/// its data is listed once).
+fn who(kind: char, name: &str) -> String {
+    format!("rk:who:{kind}:{name}")
+}
+
+impl Script {
+    fn source(self) -> &'static str {
+        match self {
+            Script::Sequence => scripts::SEQUENCE,
+            Script::Load => scripts::LOAD,
+            Script::Presence => scripts::PRESENCE,
+        }
+    }
+}
+
+/// The set of rooms a node has (had) members in.
+fn node_rooms(node: u64) -> String {
+    format!("rk:node:{node:016x}:rooms")
+}
+
+/// The prefix of a node's members' keys in rooms' shared presence.
+fn member_prefix(node: u64) -> String {
+    format!("{node:016x}:")
+}
+
+pub struct Sequencer {
+    shard: Rc<Shard>,
+    client: Client,
+    subscriber: Subscriber,
+    stats: Arc<Stats>,
+    /// This process among the nodes: events it proposed come back carrying it.
+    node_id: u64,
+    next: Cell<u64>,
+    /// Replies waiting for the event of proposal `n` to come back.
+    pending: RefCell<AHashMap<u64, Vec<Send>>>,
+    /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
+    shas: RefCell<[Option<String>; 3]>,
+    /// A `SCRIPT LOAD` of each script is under way (one at a time).
+    learning: Cell<[bool; 3]>,
+    probe: String,
+    waiting: Waiting,
+    history_size: usize,
+}
+
+impl Sequencer {
+    /// Connects this core to the node's Redis and starts its tasks (core 0 also
+    /// heartbeats for the node and removes the members of silent nodes).
+    pub fn start(shard: Rc<Shard>, waiting: Waiting) -> Rc<Self> {
+        let redis = shard
+            .node
+            .redis
+            .as_ref()
+            .expect("started with --engine redis");
+        let (addr, node_id) = (redis.addr, redis.id);
+        let stats = redis.stats[shard.id].clone();
+        let (pushes, pushed) = flume::unbounded();
+        let client = Client::start(addr, stats.clone());
+        let subscriber = Subscriber::start(addr, stats.clone(), pushes);
+        let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
+        subscriber.want(probe.clone());
+        if shard.id == 0 {
+            subscriber.want(node_channel(node_id));
+        }
+        let sequencer = Rc::new(Sequencer {
+            history_size: shard.config.history_size.max(1),
+            shard,
+            client,
+            subscriber,
+            stats,
+            node_id,
+            next: Cell::new(0),
+            pending: RefCell::default(),
+            shas: RefCell::default(),
+            learning: Cell::default(),
+            probe,
+            waiting,
+        });
+        monoio::spawn(run_pushes(sequencer.clone(), pushed));
+        monoio::spawn(run_probe(sequencer.clone()));
+        if sequencer.shard.id == 0 {
+            monoio::spawn(run_heartbeat(sequencer.clone()));
+        }
+        sequencer
+    }
+
+    /// Queues a script call now (so that calls queued one after the other run in that
+    /// order); `EVALSHA` once Redis has the script.
+    fn queue_script(
+        &self,
+        script: Script,
+        keys: &[String],
+        args: &[String],
+    ) -> crate::redis::client::Queued {
+        let sha = self.shas.borrow()[script as usize].clone();
+        let mut command: Vec<&str> = Vec::with_capacity(3 + keys.len() + args.len());
+        let count = keys.len().to_string();
+        match &sha {
+            Some(sha) => command.extend(["EVALSHA", sha.as_str()]),
+            None => command.extend(["EVAL", script.source()]),
+        }
+        command.push(&count);
+        command.extend(keys.iter().map(String::as_str));
+        command.extend(args.iter().map(String::as_str));
+        self.client.queue(resp::command(&command), 1)
+    }
+
+    /// Runs a script, with `EVAL` when Redis lost it; learns its SHA1 for next time.
+    async fn script(
+        self: &Rc<Self>,
+        script: Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Frame, RedisError> {
+        let first = self.queue_script(script, keys, args).wait().await;
+        let frame = one(first)?;
+        match frame {
+            Frame::Error(e) if e.starts_with("NOSCRIPT") => {
+                self.shas.borrow_mut()[script as usize] = None;
+                self.learn_sha(script);
+                one(self.queue_script(script, keys, args).wait().await)?.into_result()
+            }
+            frame => {
+                if self.shas.borrow()[script as usize].is_none() {
+                    self.learn_sha(script);
+                }
+                frame.into_result()
+            }
+        }
+    }
+
+    fn learn_sha(self: &Rc<Self>, script: Script) {
+        let mut learning = self.learning.get();
+        if std::mem::replace(&mut learning[script as usize], true) {
+            return;
+        }
+        self.learning.set(learning);
+        let this = self.clone();
+        monoio::spawn(async move {
+            if let Ok(frame) = this.client.call(&["SCRIPT", "LOAD", script.source()]).await {
+                if let Some(sha) = resp::text(&frame) {
+                    this.shas.borrow_mut()[script as usize] = Some(sha.to_owned());
+                }
+            }
+            let mut learning = this.learning.get();
+            learning[script as usize] = false;
+            this.learning.set(learning);
+        });
+    }
+
+    /// Hands a proposal to the sequencer script. Its replies wait for its event to come
+    /// back; its emit outcomes are answered once Redis took it.
+    pub fn propose(self: &Rc<Self>, mut proposal: Proposal) {
+        if let Op::Ack { event_id, client } = &proposal.op {
+            // Not sequenced: `! [event id, client]` on the room's channel.
+            let ack = serde_json::to_string(&(event_id, client)).expect("strings serialize");
+            let message = format!("! {ack}");
+            let queued = self.client.queue(
+                resp::command(&["PUBLISH", &channel(&proposal.room), &message]),
+                1,
+            );
+            monoio::spawn(async move {
+                let _ = queued.wait().await;
+            });
+            return;
+        }
+        let n = self.next.get() + 1;
+        self.next.set(n);
+        let replies = std::mem::take(&mut proposal.replies);
+        if !replies.is_empty() {
+            self.pending.borrow_mut().insert(n, replies);
+        }
+        let (script, (keys, args)) = match &proposal.op {
+            Op::Presence { .. } => (Script::Presence, self.presence_call(&proposal, n)),
+            _ => (Script::Sequence, self.sequence_call(&proposal, n)),
+        };
+        let queued = self.queue_script(script, &keys, &args);
+        let this = self.clone();
+        monoio::spawn(async move {
+            let mut answer = match one(queued.wait().await) {
+                Ok(Frame::Error(e)) if e.starts_with("NOSCRIPT") => {
+                    this.shas.borrow_mut()[script as usize] = None;
+                    this.script(script, &keys, &args).await
+                }
+                Ok(frame) => {
+                    if this.shas.borrow()[script as usize].is_none() {
+                        this.learn_sha(script);
+                    }
+                    frame.into_result()
+                }
+                Err(e) => Err(e),
+            };
+            let mut attempts = 0;
+            // A counter another node moved first: add to what is there and try again.
+            while let Ok(Frame::Array(parts)) = &answer {
+                if resp::text(&parts[0]) != Some("conflict") {
+                    break;
+                }
+                attempts += 1;
+                let current = parts.get(1).and_then(resp::text).unwrap_or("0");
+                match this.counter_retry(&mut proposal, current, attempts) {
+                    Some(()) => {
+                        let (keys, args) = this.sequence_call(&proposal, n);
+                        answer = this.script(Script::Sequence, &keys, &args).await;
+                    }
+                    None => {
+                        answer = Err(RedisError::Reply("counter overflow".into()));
+                        break;
+                    }
+                }
+            }
+            this.settle(n, proposal, answer).await;
+        });
+    }
+
+    /// Recomputes a counter proposal from the value Redis holds; `None` when it overflows
+    /// or keeps losing.
+    fn counter_retry(&self, proposal: &mut Proposal, current: &str, attempts: usize) -> Option<()> {
+        let Op::Counter {
+            expected, delta, ..
+        } = &mut proposal.op
+        else {
+            return None;
+        };
+        let current = Decimal::from_str(current).ok()?;
+        let value = current.checked_add(*delta)?.normalize();
+        if attempts > MAX_CAS {
+            return None;
+        }
+        *expected = current;
+        if let RoomEvent::Counter { value: v, .. } = &mut proposal.event {
+            *v = value;
+        }
+        Some(())
+    }
+
+    /// What became of a proposal: taken (its outcomes answered), nothing to do (a vote
+    /// that changed nothing: its replies go now), or refused (errors for the replies).
+    async fn settle(&self, n: u64, proposal: Proposal, answer: Result<Frame, RedisError>) {
+        let verdict = match &answer {
+            Ok(Frame::Array(parts)) => resp::text(&parts[0]).unwrap_or("").to_owned(),
+            // The presence script answers the room's count.
+            Ok(Frame::Integer(_)) => "ok".to_owned(),
+            Ok(_) => String::new(),
+            Err(error) => {
+                tracing::warn!(room = %proposal.room, %error, "the sequencer did not take a change");
+                String::new()
+            }
+        };
+        let taken = verdict == "ok";
+        for (token, outcome) in proposal.outcomes {
+            let outcome = if taken {
+                outcome
+            } else {
+                EmitOutcome::Unavailable
+            };
+            if let Some(reply) = self.waiting.borrow_mut().remove(&token) {
+                let _ = reply.try_send(outcome);
+            }
+        }
+        if taken {
+            return;
+        }
+        let replies = self.pending.borrow_mut().remove(&n).unwrap_or_default();
+        let mut out = Outbox::default();
+        for send in replies {
+            match send {
+                Send::Reply {
+                    to,
+                    codec,
+                    reply: Reply::Ok { reference },
+                } if verdict != "same" => {
+                    let refused = match &answer {
+                        Err(RedisError::Reply(e)) if e == "counter overflow" => {
+                            (ErrorCode::InvalidData, "counter overflow".to_owned())
+                        }
+                        // Written, never answered: Redis may still apply it.
+                        Err(RedisError::Unavailable(e)) if e.starts_with("no reply within") => (
+                            ErrorCode::Unavailable,
+                            "redis did not answer in time: the change may still be applied".into(),
+                        ),
+                        _ => (
+                            ErrorCode::Unavailable,
+                            "the room's state is unavailable (redis): try again later".into(),
+                        ),
+                    };
+                    let error = Reply::Error {
+                        reference: Some(reference),
+                        code: refused.0,
+                        message: refused.1,
+                    };
+                    out.reply(to, codec, error);
+                }
+                Send::Reply {
+                    reply: Reply::Published,
+                    ..
+                } if verdict != "same" => {}
+                send => out.sends.push(send),
+            }
+        }
+        if !out.sends.is_empty() {
+            self.shard.dispatch(&mut out).await;
+        }
+    }
+
+    /// The keys and arguments of the presence script for a member's diff.
+    fn presence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
+        let Op::Presence {
+            change,
+            conn,
+            user,
+            member,
+        } = &proposal.op
+        else {
+            unreachable!("a presence proposal");
+        };
+        let room = &proposal.room;
+        let keys = vec![
+            key(room, "members"),
+            key(room, "users"),
+            key(room, "polls"),
+            key(room, "epoch"),
+            key(room, "seq"),
+            key(room, "log"),
+            node_rooms(self.node_id),
+            NODES.to_owned(),
+        ];
+        let op = match change {
+            PresenceChange::Joined => "join",
+            PresenceChange::Updated => "update",
+            PresenceChange::Left => "leave",
+        };
+        let member_json = serde_json::to_string(member).expect("members serialize");
+        let value = format!("{}:{user}{member_json}", user.len());
+        let scope = serde_json::to_string(&proposal.scope).expect("scopes serialize");
+        let origin = format!("[{},{n}]", self.node_id);
+        let args = vec![
+            channel(room),
+            new_epoch(),
+            self.history_size.to_string(),
+            proposal.at_ms.to_string(),
+            key(room, "poll:"),
+            op.to_owned(),
+            format!("{}{}", member_prefix(self.node_id), conn.0),
+            value,
+            user.clone(),
+            scope,
+            origin,
+            room.clone(),
+            format!("{:016x}", self.node_id),
+        ];
+        (keys, args)
+    }
+
+    /// The keys and arguments of the sequencer script for `proposal`.
+    fn sequence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
+        let room = &proposal.room;
+        let body = wire::Body {
+            scope: proposal.scope.clone(),
+            at_ms: proposal.at_ms,
+            origin: (self.node_id, n),
+            key: None,
+            event: proposal.event.clone(),
+        };
+        let (body, suffix) = wire::encode_body(&body);
+        let poll = match &proposal.op {
+            Op::Vote { kind, poll, .. } => wire::poll_member(*kind == PollKind::Ephemeral, poll),
+            _ => String::new(),
+        };
+        let keys = vec![
+            key(room, "epoch"),
+            key(room, "seq"),
+            key(room, "log"),
+            key(room, "state"),
+            if poll.is_empty() {
+                key(room, "state")
+            } else {
+                wire::poll_key(room, &poll)
+            },
+            key(room, "polls"),
+        ];
+        let mut args = vec![
+            channel(room),
+            new_epoch(),
+            self.history_size.to_string(),
+            body,
+        ];
+        match &proposal.op {
+            Op::Event => args.push("event".into()),
+            Op::Config(config) => args.extend(["config".into(), config.clone()]),
+            Op::Counter {
+                id,
+                expected,
+                delta,
+            } => {
+                let value = expected
+                    .checked_add(*delta)
+                    .map(|v| v.normalize())
+                    .unwrap_or(*expected);
+                args.extend([
+                    "counter".into(),
+                    id.clone(),
+                    expected.normalize().to_string(),
+                    value.to_string(),
+                ]);
+            }
+            Op::Vote { user, answer, .. } => args.extend([
+                "vote".into(),
+                user.clone(),
+                answer.clone().unwrap_or_default(),
+                suffix.unwrap_or_default(),
+                poll,
+            ]),
+            Op::Presence { .. } | Op::Ack { .. } => unreachable!("not the sequencer script's"),
+        }
+        (keys, args)
+    }
+
+    /// A room's state from Redis; with `subscribe`, the room's channel is subscribed
+    /// first (confirmed), so that no event after the state read is missed.
+    pub async fn load(self: &Rc<Self>, room: String, subscribe: bool) -> LoadResult {
+        if subscribe {
+            let confirmed = self.subscriber.subscribe(channel(&room));
+            match monoio::time::timeout(SUBSCRIBE_TIMEOUT, confirmed).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(
+                        "redis is unavailable: the room's channel was not subscribed".into(),
+                    )
+                }
+            }
+        }
+        let keys = [
+            key(&room, "epoch"),
+            key(&room, "seq"),
+            key(&room, "state"),
+            key(&room, "polls"),
+            key(&room, "members"),
+            key(&room, "suffix"),
+        ];
+        // A room made live here gets a block of suffixes; a look at its details none.
+        let block = if subscribe { SUFFIX_BLOCK } else { 0 };
+        let args = [new_epoch(), key(&room, "poll:"), block.to_string()];
+        let frame = self
+            .script(Script::Load, &keys, &args)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut snapshot = snapshot_of(frame, &member_prefix(self.node_id))?;
+        if let Some(until) = snapshot.suffix_until {
+            snapshot.suffix = until.saturating_sub(block);
+        }
+        Ok(Some(snapshot))
+    }
+
+    /// Reserves another block of Pact suffixes for a room and hands it to the engine.
+    pub fn reserve_suffixes(self: &Rc<Self>, room: String) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+            let block = SUFFIX_BLOCK.to_string();
+            let until = this
+                .client
+                .call(&["INCRBY", &key(&room, "suffix"), &block])
+                .await;
+            let block = match until.map(|f| resp::int(&f)) {
+                Ok(Some(until)) if until >= 0 => {
+                    let until = until as u64;
+                    Ok((until.saturating_sub(SUFFIX_BLOCK), until))
+                }
+                Ok(_) => Err("an unexpected answer to INCRBY".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            let answer = Command::Suffixes { room, block };
+            let _ = own.send_async(ToOwner::Engine(answer)).await;
+        });
+    }
+
+    /// The room has no member on this core any more: stop receiving its events.
+    pub fn idle(&self, room: &str) {
+        self.subscriber.unsubscribe(channel(room));
+    }
+
+    /// Reads what a room missed after a gap and hands it to the engine, then
+    /// `Command::Filled`.
+    pub fn fill(self: &Rc<Self>, fill: Fill) {
+        let this = self.clone();
+        monoio::spawn(async move {
+            let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+            let log = key(&fill.room, "log");
+            let epoch = this.client.call(&["GET", &key(&fill.room, "epoch")]).await;
+            let same = matches!(&epoch, Ok(f) if resp::text(f) == Some(fill.epoch.as_str()));
+            // A new epoch: its stream is read from its start.
+            let from = if same {
+                format!("{}-0", fill.after + 1)
+            } else {
+                "-".to_owned()
+            };
+            let read = this.client.call(&["XRANGE", &log, &from, "+"]).await;
+            let complete = read.is_ok();
+            if let Ok(frame) = read {
+                for (entry, origin) in entries_with_origin(frame) {
+                    // This node's own event, missed live: its replies go with it.
+                    let replies = match origin.0 == this.node_id {
+                        true => this.pending.borrow_mut().remove(&origin.1),
+                        false => None,
+                    };
+                    let published = Published {
+                        room: fill.room.clone(),
+                        event: entry.event,
+                        scope: entry.scope,
+                        replies: replies.unwrap_or_default(),
+                        member_key: None,
+                    };
+                    let command = Command::Remote(published);
+                    if own.send_async(ToOwner::Engine(command)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // Read after the events: what the stream keeps now (older ones are gone).
+            let first = this
+                .client
+                .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
+                .await;
+            let oldest = first.as_ref().ok().and_then(|f| {
+                let entries = entries(f.clone());
+                entries.first().map(Entry::seq)
+            });
+            let done = Command::Filled {
+                room: fill.room,
+                oldest,
+                complete: complete && first.is_ok(),
+            };
+            let _ = own.send_async(ToOwner::Engine(done)).await;
+        });
+    }
+
+    /// A page of a room's history from its stream.
+    pub async fn read(&self, room: &str, query: HistoryQuery) -> ReadResult {
+        let log = key(room, "log");
+        let limit = query.limit.max(1).to_string();
+        let (newest_first, frame) = match (query.after, query.before) {
+            (Some(after), _) => {
+                let from = format!("{}-0", after + 1);
+                let to = match query.before {
+                    Some(before) if before > 0 => format!("{}-0", before - 1),
+                    _ => "+".to_owned(),
+                };
+                let call = ["XRANGE", &log, &from, &to, "COUNT", &limit];
+                (false, self.client.call(&call).await)
+            }
+            (None, Some(before)) if before <= 1 => return Ok(History::default()),
+            (None, Some(before)) => {
+                let from = format!("{}-0", before - 1);
+                let call = ["XREVRANGE", &log, &from, "-", "COUNT", &limit];
+                (true, self.client.call(&call).await)
+            }
+            (None, None) => {
+                let call = ["XREVRANGE", &log, "+", "-", "COUNT", &limit];
+                (true, self.client.call(&call).await)
+            }
+        };
+        let mut events = entries(frame.map_err(|e| e.to_string())?);
+        if newest_first {
+            events.reverse();
+        }
+        if let Some(since) = query.since_ms {
+            events.retain(|e| e.at_ms >= since);
+        }
+        let oldest = self
+            .client
+            .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
+            .await
+            .map_err(|e| e.to_string())?;
+        let oldest = entries(oldest).first().map(Entry::seq);
+        Ok(History { events, oldest })
+    }
+}
+
+/// Carries out a batch's sequencer effects (called by the owner after the batch's commit
+/// to the local store was sent): proposals, room loads, history reads, gap fills, rooms
+/// gone idle, and the details of rooms not live here (read from Redis).
+pub fn carry_out(
+    shard: &Rc<Shard>,
+    sequencer: &Rc<Sequencer>,
+    out: &mut Outbox,
+    details: &mut Vec<(String, flume::Sender<String>)>,
+) {
+    for proposal in out.proposals.drain(..) {
+        sequencer.propose(proposal);
+    }
+    for room in out.idle.drain(..) {
+        sequencer.idle(&room);
+    }
+    for room in out.suffixes.drain(..) {
+        sequencer.reserve_suffixes(room);
+    }
+    for fill in out.fills.drain(..) {
+        sequencer.fill(fill);
+    }
+    let own = shard.node.mailboxes[shard.id].commands.clone();
+    for room in out.loads.drain(..) {
+        let (this, own) = (sequencer.clone(), own.clone());
+        monoio::spawn(async move {
+            let result = this.load(room.clone(), true).await;
+            let _ = own
+                .send_async(ToOwner::Engine(Command::Loaded { room, result }))
+                .await;
+        });
+    }
+    for read in out.reads.drain(..) {
+        let (this, own) = (sequencer.clone(), own.clone());
+        monoio::spawn(async move {
+            let result = this.read(&read.room, read.query).await;
+            let _ = own
+                .send_async(ToOwner::Engine(Command::Read { read, result }))
+                .await;
+        });
+    }
+    for (room, reply) in details.drain(..) {
+        let this = sequencer.clone();
+        monoio::spawn(async move {
+            // Redis unavailable drops `reply`: the HTTP request answers 503.
+            if let Ok(snapshot) = this.load(room.clone(), false).await {
+                let idle = crate::engine::RoomDetails::of_snapshot(&room, snapshot);
+                let _ = reply.try_send(crate::dialect::pact::room_details(&idle));
+            }
+        });
+    }
+}
+
+/// The one reply of a one-command job.
+fn one(frames: Result<Vec<Frame>, RedisError>) -> Result<Frame, RedisError> {
+    frames?
+        .pop()
+        .ok_or_else(|| RedisError::Unavailable("no reply".into()))
+}
+
+trait IntoResult {
+    fn into_result(self) -> Result<Frame, RedisError>;
+}
+
+impl IntoResult for Frame {
+    fn into_result(self) -> Result<Frame, RedisError> {
+        match self {
+            Frame::Error(e) => Err(RedisError::Reply(e)),
+            frame => Ok(frame),
+        }
+    }
+}
+
+/// A candidate epoch for a room Redis does not know (the first script to run for the room
+/// makes it the room's).
+fn new_epoch() -> String {
+    format!("{:016x}", random_u64())
+}
+
+/// History entries of an `XRANGE` answer (entries that do not decode are logged and left
+/// out).
+fn entries(frame: Frame) -> Vec<Entry> {
+    entries_with_origin(frame)
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect()
+}
+
+/// [`entries`], each with the node (and its proposal) that made it.
+fn entries_with_origin(frame: Frame) -> Vec<(Entry, (u64, u64))> {
+    let Frame::Array(items) = frame else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Frame::Array(mut parts) = item else {
+            continue;
+        };
+        let Some(Frame::Array(fields)) = parts.pop() else {
+            continue;
+        };
+        let Some(Frame::BulkString(message)) = fields.into_iter().nth(1) else {
+            continue;
+        };
+        match wire::decode(&message) {
+            Ok(message) => {
+                let (event, scope, origin, at_ms) = message.sequenced();
+                let entry = Entry {
+                    event,
+                    scope,
+                    at_ms,
+                };
+                out.push((entry, origin));
+            }
+            Err(error) => tracing::warn!(%error, "an undecodable entry in a room's history"),
+        }
+    }
+    out
+}
+
+/// A room's snapshot from the load script's answer; members whose key starts with `mine`
+/// are this node's own (it knows them better) and are left out.
+fn snapshot_of(frame: Frame, mine: &str) -> Result<RoomSnapshot, String> {
+    let bad = || "an unexpected answer from redis to a room's load".to_owned();
+    let Frame::Array(parts) = frame else {
+        return Err(bad());
+    };
+    let [epoch, seq, state, polls, members, until] =
+        <[Frame; 6]>::try_from(parts).map_err(|_| bad())?;
+    let mut snapshot = RoomSnapshot {
+        epoch: resp::text(&epoch).map(str::to_owned),
+        seq: resp::int(&seq).unwrap_or(0).max(0) as u64,
+        suffix_until: Some(resp::int(&until).ok_or_else(bad)?.max(0) as u64),
+        ..RoomSnapshot::default()
+    };
+    for (field, value) in pairs(state) {
+        if field == "config" {
+            snapshot.config = Some(value);
+        } else if let Some(counter) = field.strip_prefix("c:") {
+            if let Ok(value) = Decimal::from_str(&value) {
+                snapshot.counters.insert(counter.to_owned(), value);
+            }
+        }
+    }
+    let Frame::Array(polls) = polls else {
+        return Err(bad());
+    };
+    let mut polls = polls.into_iter();
+    while let (Some(member), Some(votes)) = (polls.next(), polls.next()) {
+        let Some(member) = resp::text(&member).map(str::to_owned) else {
+            continue;
+        };
+        let votes = pairs(votes).collect();
+        if let Some(id) = member.strip_prefix("d:") {
+            snapshot.polls.insert(id.to_owned(), votes);
+        } else if let Some(id) = member.strip_prefix("e:") {
+            snapshot.ephemeral_polls.insert(id.to_owned(), votes);
+        }
+    }
+    for (key, value) in pairs(members) {
+        if key.starts_with(mine) {
+            continue;
+        }
+        let member = value
+            .split_once(':')
+            .and_then(|(n, rest)| rest.get(n.parse::<usize>().ok()?..))
+            .and_then(|json| serde_json::from_str(json).ok());
+        if let Some(member) = member {
+            snapshot.members.insert(key, member);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// A flat `[field, value, …]` array as pairs of strings.
+fn pairs(frame: Frame) -> impl Iterator<Item = (String, String)> {
+    let items = match frame {
+        Frame::Array(items) => items,
+        _ => Vec::new(),
+    };
+    let texts: Vec<String> = items
+        .iter()
+        .map(|f| resp::text(f).unwrap_or("").to_owned())
+        .collect();
+    let mut out = Vec::with_capacity(texts.len() / 2);
+    let mut it = texts.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    out.into_iter()
+}
+
+/// Turns what the subscription brings into commands for this core's engine.
+async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
+    let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+    while let Ok(push) = pushed.recv_async().await {
+        let command = match push {
+            Push::Resubscribed => {
+                // What follows needs the command connection too, which reconnects on its
+                // own: wait for it (bounded; a Redis that is gone again resubscribes again).
+                for _ in 0..50 {
+                    if this.stats.command_up.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    monoio::time::sleep(Duration::from_millis(100)).await;
+                }
+                this.relist();
+                Command::Resync
+            }
+            Push::Message { channel, payload } => {
+                if channel == this.probe.as_bytes() {
+                    this.stats.probe_seen_ms.store(now_ms(), Ordering::Relaxed);
+                    continue;
+                }
+                if channel == node_channel(this.node_id).as_bytes() {
+                    routed(&this.shard, &payload).await;
+                    continue;
+                }
+                let Some(room) = wire::room_of(&channel) else {
+                    continue;
+                };
+                if let Some(ack) = payload.strip_prefix(b"! ") {
+                    let Ok((event_id, client)) = serde_json::from_slice::<(String, String)>(ack)
+                    else {
+                        continue;
+                    };
+                    let room = room.to_owned();
+                    let ack = Command::RemoteAck {
+                        room,
+                        event_id,
+                        client,
+                    };
+                    if own.send_async(ToOwner::Engine(ack)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                let message = match wire::decode(&payload) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(%room, %error, "an undecodable message on a room's channel");
+                        continue;
+                    }
+                };
+                let key = message.body.key.clone();
+                let (event, mut scope, origin, _) = message.sequenced();
+                let mine = origin.0 == this.node_id;
+                let replies = if mine {
+                    this.pending.borrow_mut().remove(&origin.1)
+                } else {
+                    // Connection ids are this node's: another node's exception excepts
+                    // nobody here.
+                    if let crate::engine::Scope::Presence { except } = &mut scope {
+                        *except = None;
+                    }
+                    None
+                };
+                Command::Remote(Published {
+                    room: room.to_owned(),
+                    event,
+                    scope,
+                    replies: replies.unwrap_or_default(),
+                    // This node's own members are its engine's; the copy is of the others.
+                    member_key: key.filter(|_| !mine),
+                })
+            }
+        };
+        if own.send_async(ToOwner::Engine(command)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The node's heartbeat, and the removal of silent nodes' members: every second, the
+/// node says it is alive and claims the nodes silent for [`SILENT_AFTER_MS`] (one node
+/// claims each), then removes their members from each room they had members in (`left`
+/// diffs to every node's watchers, ephemeral votes withdrawn).
+async fn run_heartbeat(this: Rc<Sequencer>) {
+    let me = format!("{:016x}", this.node_id);
+    loop {
+        let beat = ["EVAL", scripts::HEARTBEAT, "1", NODES, &me];
+        if this.client.call(&beat).await.is_err() {
+            // Not connected yet (or any more): try again soon.
+            monoio::time::sleep(PROBE_EVERY).await;
+            continue;
+        }
+        let silent = SILENT_AFTER_MS.to_string();
+        let claim = ["EVAL", scripts::CLAIM_SILENT, "1", NODES, &silent];
+        if let Ok(Frame::Array(nodes)) = this.client.call(&claim).await {
+            for node in nodes.iter().filter_map(resp::text) {
+                if let Ok(node) = u64::from_str_radix(node, 16) {
+                    this.reap(node).await;
+                }
+            }
+        }
+        monoio::time::sleep(HEARTBEAT_EVERY).await;
+    }
+}
+
+impl Sequencer {
+    /// Removes a silent node's members from every room it had members in.
+    async fn reap(self: &Rc<Self>, node: u64) {
+        let set = node_rooms(node);
+        let Ok(rooms) = self.client.call(&["SMEMBERS", &set]).await else {
+            return;
+        };
+        let Frame::Array(rooms) = rooms else {
+            return;
+        };
+        let rooms: Vec<String> = rooms
+            .iter()
+            .filter_map(resp::text)
+            .map(str::to_owned)
+            .collect();
+        tracing::warn!(node = %format!("{node:016x}"), rooms = rooms.len(), "a node went silent: removing its members");
+        for room in rooms {
+            let keys = [
+                key(&room, "members"),
+                key(&room, "users"),
+                key(&room, "polls"),
+                key(&room, "epoch"),
+                key(&room, "seq"),
+                key(&room, "log"),
+                set.clone(),
+                NODES.to_owned(),
+            ];
+            let args = [
+                channel(&room),
+                new_epoch(),
+                self.history_size.to_string(),
+                now_ms().to_string(),
+                key(&room, "poll:"),
+                "reap".to_owned(),
+                member_prefix(node),
+            ];
+            if let Err(error) = self.script(Script::Presence, &keys, &args).await {
+                tracing::warn!(%room, %error, "a silent node's members could not be removed");
+            }
+        }
+        let _ = self.client.call(&["DEL", &set]).await;
+    }
+}
+
+/// Carries out what another node asked of this one's connections.
+async fn routed(shard: &Rc<Shard>, payload: &[u8]) {
+    match serde_json::from_slice::<Routed>(payload) {
+        Ok(Routed::Targeted {
+            users,
+            clients,
+            event,
+        }) => {
+            let wires = crate::fanout::encode_all(event);
+            shard.send_targeted(users, clients, wires).await;
+        }
+        Ok(Routed::Disconnect { id }) => {
+            super::admin_api::disconnect_here(shard, &id).await;
+        }
+        Ok(Routed::Slip { conn, channels }) => {
+            use crate::dialect::slip::BackendEvent;
+            let events: Vec<BackendEvent> = channels
+                .into_iter()
+                .map(|(on, channel)| match on {
+                    true => BackendEvent::Subscribe(channel),
+                    false => BackendEvent::Unsubscribe(channel),
+                })
+                .collect();
+            for mailbox in &shard.node.mailboxes {
+                let apply = super::mailbox::ToConns::Slip {
+                    conn: conn.clone(),
+                    events: events.clone(),
+                };
+                let _ = mailbox.deliveries.send_async(apply).await;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "an undecodable message on this node's channel"),
+    }
+}
+
+impl Sequencer {
+    /// Lists a connection of this node in the directory of users and client ids (when
+    /// indexed), or takes it out (when not any more), so that other nodes know to send
+    /// here.
+    pub fn directory(&self, conn: ConnId, user: Option<&str>, client: &str, listed: bool) {
+        let field = format!("{}{}", member_prefix(self.node_id), conn.0);
+        for key in user
+            .map(|u| who('u', u))
+            .into_iter()
+            .chain([who('c', client)])
+        {
+            let command = match listed {
+                true => resp::command(&["HSET", &key, &field, "1"]),
+                false => resp::command(&["HDEL", &key, &field]),
+            };
+            // Fire and forget: a lost update costs a publish nobody answers, or a send
+            // that misses this node until Redis is back (then every connection is listed
+            // again, `relist`).
+            let _ = self.client.queue(command, 1);
+        }
+    }
+
+    /// Lists every connection of this core again (after the link to Redis was down: Redis
+    /// may have lost the directory).
+    fn relist(&self) {
+        for conn in self.shard.conns.borrow().values() {
+            let user = conn.user_id();
+            self.directory(conn.id, user.as_deref(), &conn.public_id(), true);
+        }
+    }
+
+    /// Sends `event` to the connections of `users` and `clients` that other nodes hold,
+    /// through those nodes' own channels only.
+    pub fn route_targeted(
+        self: &Rc<Self>,
+        users: &[String],
+        clients: &[String],
+        event: &RoomEvent,
+    ) {
+        let keys: Vec<String> = users
+            .iter()
+            .map(|u| who('u', u))
+            .chain(clients.iter().map(|c| who('c', c)))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let message = Routed::Targeted {
+            users: users.to_vec(),
+            clients: clients.to_vec(),
+            event: event.clone(),
+        };
+        let message = serde_json::to_string(&message).expect("routed messages serialize");
+        let this = self.clone();
+        monoio::spawn(async move {
+            for node in this.holders(&keys).await.into_keys() {
+                let _ = this
+                    .client
+                    .call(&["PUBLISH", &node_channel(node), &message])
+                    .await;
+            }
+        });
+    }
+
+    /// SLIP control: subscribes or unsubscribes the connection `conn` (held by another
+    /// node) to a channel.
+    pub async fn route_slip(&self, conn: &str, subscribe: bool, channel: &str) {
+        let message = Routed::Slip {
+            conn: conn.to_owned(),
+            channels: vec![(subscribe, channel.to_owned())],
+        };
+        let message = serde_json::to_string(&message).expect("routed messages serialize");
+        for node in self.holders(&[who('c', conn)]).await.into_keys() {
+            let _ = self
+                .client
+                .call(&["PUBLISH", &node_channel(node), &message])
+                .await;
+        }
+    }
+
+    /// Closes the connections with public id `id` that other nodes hold; answers how many
+    /// the directory counts there.
+    pub async fn disconnect_elsewhere(&self, id: &str) -> usize {
+        let holders = self.holders(&[who('c', id)]).await;
+        let message = Routed::Disconnect { id: id.to_owned() };
+        let message = serde_json::to_string(&message).expect("routed messages serialize");
+        let mut count = 0;
+        for (node, n) in holders {
+            let _ = self
+                .client
+                .call(&["PUBLISH", &node_channel(node), &message])
+                .await;
+            count += n;
+        }
+        count
+    }
+
+    /// Other nodes holding what these directory entries name, with their counts.
+    async fn holders(&self, keys: &[String]) -> AHashMap<u64, usize> {
+        let mut nodes = AHashMap::new();
+        for key in keys {
+            if let Ok(frame) = self.client.call(&["HGETALL", key]).await {
+                for (field, _) in pairs(frame) {
+                    let node = field.split_once(':').map(|(node, _)| node);
+                    let Some(Ok(node)) = node.map(|n| u64::from_str_radix(n, 16)) else {
+                        continue;
+                    };
+                    if node != self.node_id {
+                        *nodes.entry(node).or_default() += 1;
+                    }
+                }
+            }
+        }
+        nodes
+    }
+}
+
+/// Publishes a probe on the command connection, to be seen on the subscriber connection
+/// (`Stats::live`): a subscription that silently stopped delivering does not look healthy.
+async fn run_probe(this: Rc<Sequencer>) {
+    loop {
+        let _ = this.client.call(&["PUBLISH", &this.probe, "p"]).await;
+        monoio::time::sleep(PROBE_EVERY).await;
+    }
+}

@@ -1,0 +1,193 @@
+//! `kill -9` of a node sharing rooms through Redis (`--engine redis`, SPEC §5.4): the other
+//! nodes remove its members within 8 s (`left` diffs to their presence watchers, its
+//! members' ephemeral votes withdrawn), and a node killed again and again leaves no zombie
+//! presence behind. Real processes: the binary, and a `redis-server` of the test's own
+//! (`scripts/test.sh` installs it).
+
+mod common;
+
+use common::{listening, Running};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// A `redis-server` on a free loopback port, nothing persisted, killed on drop.
+fn redis() -> (Running, u16, tempfile::TempDir) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (scripts/test.sh installs it)");
+    let start = Instant::now();
+    loop {
+        let pong = TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                s.write_all(b"PING\r\n").ok()?;
+                let mut buf = [0u8; 7];
+                s.read_exact(&mut buf).ok()?;
+                Some(buf)
+            });
+        if pong == Some(*b"+PONG\r\n") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Running(child), port, dir)
+}
+
+fn node(redis_port: u16) -> (Running, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--store",
+            "memory",
+        ])
+        .args(["--engine", "redis", "--redis-url"])
+        .arg(format!("redis://127.0.0.1:{redis_port}"))
+        .env("ROOKERY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (addr, _) = listening(&mut child);
+    let start = Instant::now();
+    while get(&addr, "/readyz") != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the node never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Running(child), addr)
+}
+
+fn get(addr: &str, path: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    );
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn connect(addr: &str, room: &str) -> Ws {
+    let (ws, _) = tungstenite::connect(format!("ws://{addr}/websocket?room={room}")).unwrap();
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    ws
+}
+
+fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).unwrap();
+}
+
+/// The next message of type `kind` (skipping others), failing after 10 s.
+fn next(ws: &mut Ws, kind: &str) -> Value {
+    next_of(ws, &[kind])
+}
+
+/// The next message of one of these types (skipping others), failing after 10 s.
+fn next_of(ws: &mut Ws, kinds: &[&str]) -> Value {
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "no {kinds:?}");
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if kinds.iter().any(|k| v["type"] == *k) {
+                    return v;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no {kinds:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_killed_nodes_members_leave_within_8_seconds_and_leave_no_zombies() {
+    let (_redis, port, _dir) = redis();
+    let (_a, a) = node(port);
+    let mut watcher = connect(&a, "kill");
+    next(&mut watcher, "profile");
+    send(
+        &mut watcher,
+        json!({"type":"subscribe","data":"ephemeralPoll"}),
+    );
+    send(&mut watcher, json!({"type":"subscribe","data":"presence"}));
+    assert_eq!(next(&mut watcher, "presence")["data"]["count"], 1);
+    for cycle in 0..3 {
+        let (mut b, b_addr) = node(port);
+        let mut voter = connect(&b_addr, "kill");
+        let mut quiet = connect(&b_addr, "kill");
+        next(&mut voter, "profile");
+        next(&mut quiet, "profile");
+        assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
+        assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 3);
+        send(
+            &mut voter,
+            json!({"type":"ephemeralPoll","data":{"id":"p","answer":"yes"}}),
+        );
+        let stats = next(&mut watcher, "ephemeralPoll");
+        assert_eq!(stats["data"]["stats"], json!({"yes": 1}), "cycle {cycle}");
+
+        b.0.kill().unwrap(); // SIGKILL: no goodbye
+        b.0.wait().unwrap();
+        let killed = Instant::now();
+        // Two `left` diffs and, as the voter's last connection went, its vote withdrawn
+        // (in whichever order the reaper removed them).
+        let (mut counts, mut withdrawn) = (Vec::new(), None);
+        while counts.len() < 2 || withdrawn.is_none() {
+            let m = next_of(&mut watcher, &["presence:left", "ephemeralPoll"]);
+            if m["type"] == "ephemeralPoll" {
+                withdrawn = Some(m["data"]["stats"].clone());
+            } else {
+                counts.push(m["data"]["count"].clone());
+            }
+        }
+        counts.sort_by_key(|c| c.as_u64());
+        assert_eq!(counts, vec![json!(1), json!(2)], "cycle {cycle}");
+        assert_eq!(withdrawn, Some(json!({})), "cycle {cycle}");
+        let took = killed.elapsed();
+        assert!(took <= Duration::from_secs(8), "cycle {cycle}: {took:?}");
+        drop((voter, quiet));
+    }
+    // No zombie: the room holds the watcher alone.
+    send(
+        &mut watcher,
+        json!({"type":"subscribe","data":"presence","ref":"again"}),
+    );
+    let snap = next(&mut watcher, "presence");
+    assert_eq!(snap["data"]["count"], 1, "{snap}");
+}

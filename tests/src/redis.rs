@@ -1,0 +1,163 @@
+//! A `redis-server` of a test's own, and Rookery nodes sharing rooms through it
+//! (`--engine redis`). `scripts/test.sh` installs Debian's `redis-server` when missing.
+//!
+//! The server listens on a free loopback port, keeps nothing on disk (`--save ""`,
+//! `--appendonly no`, a temporary `--dir`) and is killed when dropped; it can be stopped and
+//! started again on the same port to test outages.
+
+use rookery::config::EngineChoice;
+use rookery::Config;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestRedis {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    dir: std::path::PathBuf,
+    /// Keeps an append-only file in its directory (what it had survives a restart).
+    persistent: bool,
+}
+
+impl TestRedis {
+    pub fn start() -> TestRedis {
+        TestRedis::start_with(false)
+    }
+
+    /// A server that keeps its data across [`TestRedis::stop`] and [`TestRedis::run`]
+    /// (`--appendonly yes --appendfsync always` in its temporary directory).
+    pub fn start_persistent() -> TestRedis {
+        TestRedis::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> TestRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("rookery-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let mut redis = TestRedis {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+            persistent,
+        };
+        redis.run();
+        redis
+    }
+
+    /// Starts (again) on the same port.
+    pub fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.addr.port().to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--save", "", "--appendfsync", "always", "--appendonly"])
+            .arg(if self.persistent { "yes" } else { "no" })
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server runs (scripts/test.sh installs it: apt-get install redis-server)",
+            );
+        self.child = Some(child);
+        let start = Instant::now();
+        while self.command("PING") != "+PONG\r\n" {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (its data goes with it: nothing is persisted).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([which, &pid]).status().unwrap();
+        assert!(status.success(), "kill {which} {pid}");
+    }
+
+    /// Sends an inline command; returns the raw reply's first read ("" if unreachable).
+    pub fn command(&self, line: &str) -> String {
+        let Ok(mut s) = TcpStream::connect(self.addr) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        if s.write_all(format!("{line}\r\n").as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a node on `cores` cores sharing rooms through `redis`; waits until it is ready
+/// (its pub/sub link verified), so that a test starts from a working cluster.
+pub fn node_with(redis: &TestRedis, cores: usize, tweak: impl FnOnce(&mut Config)) -> SocketAddr {
+    let url = redis.url();
+    let addr = crate::server_with(cores, |c| {
+        c.engine = EngineChoice::Redis;
+        c.redis_url = Some(url);
+        tweak(c);
+    });
+    wait_ready(addr, true);
+    addr
+}
+
+pub fn node(redis: &TestRedis) -> SocketAddr {
+    node_with(redis, 1, |_| {})
+}
+
+/// Waits until `/readyz` answers 200 (`ready`) or 503 (not), failing after 10 s.
+pub fn wait_ready(addr: SocketAddr, ready: bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, _) = crate::http_get(addr, "/readyz");
+        if (status == 200) == ready {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "/readyz stayed {status}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,435 @@
+//! Several nodes sharing rooms through one Redis (`--engine redis`, SPEC §5.4): each test
+//! starts its own `redis-server` and two or three nodes, with the members of a room spread
+//! over them.
+
+use rookery_tests::redis::{node, node_with, TestRedis};
+use rookery_tests::*;
+use serde_json::{json, Value};
+
+const KEY: &str = "admin";
+
+/// A Pact member of `room` on `addr`, subscribed to `topics`.
+fn member(addr: std::net::SocketAddr, room: &str, topics: &[&str]) -> Client {
+    let (mut c, _) = Client::pact(addr, room);
+    for (i, topic) in topics.iter().enumerate() {
+        let reply = c.call(json!({"type":"subscribe","data":topic}), &format!("s{i}"));
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    c
+}
+
+#[test]
+fn chat_reaches_members_on_every_node_in_one_order() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut on_a = member(a, "lobby", &["chat"]);
+    let mut on_b = member(b, "lobby", &["chat"]);
+    on_b.send(json!({"type":"chat","data":"from b","ref":"c1"}));
+    let mut got_b = Vec::new();
+    // The sender's own copy comes back from Redis, then its `ok`.
+    loop {
+        let m = on_b.recv();
+        let done = m["type"] == "ok";
+        got_b.push(m);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(got_b[0]["type"], "chat", "{got_b:?}");
+    assert_eq!(got_b[0]["data"]["message"], "from b");
+    assert_eq!(got_b[0]["seq"], 1);
+    assert_eq!(got_b[1], json!({"type":"ok","ref":"c1"}));
+    let m = on_a.recv_type("chat");
+    assert_eq!(
+        (m["data"]["message"].clone(), m["seq"].clone()),
+        (json!("from b"), json!(1))
+    );
+    on_a.send(json!({"type":"chat","data":"from a"}));
+    assert_eq!(on_b.recv_type("chat")["seq"], 2);
+    assert_eq!(on_a.recv_type("chat")["seq"], 2);
+}
+
+#[test]
+fn an_admin_broadcast_on_one_node_reaches_every_dialect_on_the_others() {
+    let redis = TestRedis::start();
+    let admin = |c: &mut rookery::Config| c.admin_key = Some(KEY.into());
+    let (a, b) = (node_with(&redis, 1, admin), node_with(&redis, 2, admin));
+    let (mut pact, _) = Client::pact(b, "town");
+    let (mut wsdo, _) = Client::wsdo(b, "town");
+    let mut jac = Client::connect(a, "/jac/websocket?channel_id=town");
+    jac.recv_type("connection");
+    let mut lambda = Client::connect(b, "/channels");
+    lambda.send(json!({"type":"join","channelId":"town"}));
+    lambda.recv_type("joinSuccess");
+    let auth = format!("Bearer {KEY}");
+    let (status, _) = http_json(
+        a,
+        "POST",
+        "/api/rooms/town/broadcast",
+        &[("Authorization", auth.as_str())],
+        br#"{"type":"news","data":{"headline":"hi"}}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        pact.recv(),
+        json!({"type":"news","data":{"headline":"hi"},"seq":1})
+    );
+    let data = loop {
+        let m = wsdo.recv();
+        if m["type"] == "DATA" {
+            break m;
+        }
+    };
+    assert_eq!(data["payload"], json!({"headline":"hi"}));
+    assert_eq!(jac.recv(), json!({"type":"news","data":{"headline":"hi"}}));
+    assert_eq!(
+        lambda.recv(),
+        json!({"type":"message","senderId":"server","data":{"headline":"hi"},"event":"news"})
+    );
+    // Admin requests on a node none of the room's members is on still reach them.
+    let c = node_with(&redis, 1, admin);
+    let (status, _) = http_json(
+        c,
+        "POST",
+        "/api/rooms/town/broadcast",
+        &[("Authorization", auth.as_str())],
+        br#"{"type":"news","data":{"from":"c"}}"#,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(pact.recv_type("news")["data"], json!({"from":"c"}));
+    assert_eq!(jac.recv(), json!({"type":"news","data":{"from":"c"}}));
+    let (status, _) = http(
+        c,
+        "PUT",
+        "/api/rooms/town/config",
+        &[("Authorization", auth.as_str())],
+        b"{\"theme\":\"dark\"}",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(pact.recv_type("config")["data"], "{\"theme\":\"dark\"}");
+    let details = wait_for_room(b, "town", |d| d["config"] == "{\"theme\":\"dark\"}");
+    assert_eq!(details["count"], 4);
+    while wsdo.recv()["type"] != "DATA" {}
+    lambda.recv_type("message");
+    // A Lambda publish on b reaches a's jac member, then the publisher hears it went out.
+    lambda.send(json!({"type":"publish","data":{"from":"lambda"}}));
+    assert_eq!(jac.recv(), json!({"from":"lambda"}));
+    assert_eq!(lambda.recv()["type"], "message");
+    assert_eq!(lambda.recv()["type"], "publishSuccess");
+}
+
+/// Values whose float sum is not exact (0.1 + 0.2 = 0.30000000000000004 in binary).
+#[test]
+fn counters_stay_exact_when_nodes_add_at_once() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut on_a = member(a, "score", &["counter"]);
+    let mut on_b = member(b, "score", &["counter"]);
+    let add = |c: &mut Client, by: &str, n: usize| {
+        let msgs: Vec<Value> = (0..n)
+            .map(|_| json!({"type":"counter","data":{"id":"x","value":by}}))
+            .collect();
+        c.send_all(&msgs);
+    };
+    add(&mut on_a, "0.1", 20);
+    add(&mut on_b, "0.2", 20);
+    let last_of = |c: &mut Client| {
+        let mut values = Vec::new();
+        while values.len() < 40 {
+            let m = c.recv();
+            if m["type"] == "counter" {
+                values.push(m["data"]["value"].clone());
+            }
+        }
+        values
+    };
+    let (seen_a, seen_b) = (last_of(&mut on_a), last_of(&mut on_b));
+    assert_eq!(seen_a, seen_b, "one order for everybody");
+    assert_eq!(seen_a[39].to_string(), "6", "exact: 20 × 0.1 + 20 × 0.2");
+    for v in &seen_a {
+        let text = v.to_string();
+        assert!(text.len() <= 4, "no float noise: {text}");
+    }
+    let details = wait_for_room(a, "score", |d| d["counters"]["x"] == json!(6));
+    assert_eq!(details["counters"], json!({"x": 6}));
+}
+
+#[test]
+fn votes_are_tallied_once_for_every_node() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    for kind in ["poll", "ephemeralPoll"] {
+        let room = format!("vote-{kind}");
+        let mut on_a = member(a, &room, &[kind]);
+        let mut on_b = member(b, &room, &[kind]);
+        on_a.send(json!({"type":kind,"data":{"id":"p","answer":"yes"},"ref":"v1"}));
+        for c in [&mut on_a, &mut on_b] {
+            let stats = c.recv_type(kind);
+            assert_eq!(
+                stats["data"],
+                json!({"id":"p","stats":{"yes":1}}),
+                "{stats}"
+            );
+            assert_eq!(stats["seq"], 1);
+        }
+        // Applied once its event came back from Redis: the `ok` follows the event.
+        assert_eq!(on_a.recv(), json!({"type":"ok","ref":"v1"}));
+        on_b.send(json!({"type":kind,"data":{"id":"p","answer":"no"}}));
+        for c in [&mut on_a, &mut on_b] {
+            let stats = c.recv_type(kind);
+            assert_eq!(
+                stats["data"]["stats"],
+                json!({"yes": 1, "no": 1}),
+                "{stats}"
+            );
+        }
+        // A's vote moves; voting the same answer again changes nothing and sends nothing
+        // (but its `ok`).
+        on_a.send(json!({"type":kind,"data":{"id":"p","answer":"no"}}));
+        assert_eq!(on_b.recv_type(kind)["data"]["stats"], json!({"no": 2}));
+        assert_eq!(on_a.recv_type(kind)["data"]["stats"], json!({"no": 2}));
+        let again = on_a.call(json!({"type":kind,"data":{"id":"p","answer":"no"}}), "v2");
+        assert_eq!(again, json!({"type":"ok","ref":"v2"}));
+        on_b.expect_silence(200);
+        // A late joiner on either node gets the tally as it stands.
+        let (mut late, _) = Client::pact(b, &room);
+        late.send(json!({"type":"subscribe","data":kind}));
+        assert_eq!(late.recv_type(kind)["data"]["stats"], json!({"no": 2}));
+    }
+}
+
+#[test]
+fn many_publishers_on_three_nodes_are_seen_in_one_order() {
+    let redis = TestRedis::start();
+    let nodes = [node(&redis), node(&redis), node_with(&redis, 2, |_| {})];
+    let mut readers: Vec<Client> = nodes
+        .iter()
+        .map(|n| member(*n, "busy", &["chat"]))
+        .collect();
+    let mut writers: Vec<Client> = nodes.iter().map(|n| member(*n, "busy", &[])).collect();
+    const EACH: usize = 50;
+    std::thread::scope(|s| {
+        for (w, writer) in writers.iter_mut().enumerate() {
+            s.spawn(move || {
+                for i in 0..EACH {
+                    writer.send(json!({"type":"chat","data":format!("{w}-{i}")}));
+                }
+            });
+        }
+    });
+    let mut orders = Vec::new();
+    for reader in &mut readers {
+        let mut order = Vec::new();
+        while order.len() < 3 * EACH {
+            let m = reader.recv_type("chat");
+            assert_eq!(m["seq"], json!(order.len() + 1), "no gap, no repeat");
+            order.push(m["data"]["message"].as_str().unwrap().to_owned());
+        }
+        orders.push(order);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    for w in 0..3 {
+        let mine: Vec<_> = orders[0]
+            .iter()
+            .filter(|m| m.starts_with(&format!("{w}-")))
+            .collect();
+        let sent: Vec<_> = (0..EACH).map(|i| format!("{w}-{i}")).collect();
+        assert_eq!(
+            mine,
+            sent.iter().collect::<Vec<_>>(),
+            "each publisher's own order kept"
+        );
+    }
+}
+
+#[test]
+fn presence_spans_the_nodes_and_ephemeral_votes_go_with_their_voter() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let (_first, _) = Client::pact(a, "people");
+    let (_second, _) = Client::pact(b, "people");
+    let mut watcher = member(a, "people", &["ephemeralPoll"]);
+    watcher.send(json!({"type":"subscribe","data":"presence"}));
+    let snap = watcher.recv_type("presence")["data"].clone();
+    assert_eq!(snap["count"], 3, "members of both nodes: {snap}");
+    assert_eq!(snap["members"].as_array().unwrap().len(), 3);
+    // A newcomer on b: a's watcher sees it join, change and leave, with the room's count.
+    let (mut newcomer, profile) = Client::pact(b, "people");
+    let joined = watcher.recv_type("presence:joined")["data"].clone();
+    assert_eq!(joined["member"]["id"], profile["id"]);
+    assert_eq!(joined["count"], 4);
+    newcomer.send(json!({"type":"ephemeralPoll","data":{"id":"mood","answer":"good"}}));
+    assert_eq!(
+        watcher.recv_type("ephemeralPoll")["data"]["stats"],
+        json!({"good": 1})
+    );
+    newcomer.send(json!({"type":"login","data":{"nick":"z","_secret":"s"}}));
+    let updated = watcher.recv_type("presence:updated")["data"].clone();
+    assert_eq!(updated["member"]["properties"], json!({"nick":"z"}));
+    // The room's details on either node list everybody.
+    let details = wait_for_room(a, "people", |d| d["count"] == 4);
+    assert_eq!(details["members"].as_array().unwrap().len(), 4);
+    newcomer.ws.close(None).unwrap();
+    let left = watcher.recv_type("presence:left")["data"].clone();
+    assert_eq!(left["member"]["id"], profile["id"]);
+    assert_eq!(left["count"], 3);
+    // Its last connection gone, its ephemeral vote is withdrawn on every node.
+    let poll = watcher.recv_type("ephemeralPoll");
+    assert_eq!(poll["data"], json!({"id":"mood","stats":{}}), "{poll}");
+}
+
+#[test]
+fn user_and_client_sends_reach_the_nodes_that_hold_them() {
+    let redis = TestRedis::start();
+    let setup = |c: &mut rookery::Config| {
+        c.admin_key = Some(KEY.into());
+        c.jwt_secret = Some(JWT_SECRET.into());
+    };
+    let (a, b) = (node_with(&redis, 1, setup), node_with(&redis, 2, setup));
+    let t = token("n::dana");
+    // Dana on both nodes, in two dialects; a bystander on b.
+    let (mut dana_pact, _) = Client::pact(b, &format!("anywhere&token={t}"));
+    let mut dana_jac = Client::connect(a, &format!("/jac/websocket?channel_id=x&token={t}"));
+    dana_jac.recv_type("connection");
+    let mut other = Client::connect(b, "/jac/websocket?channel_id=y");
+    let other_id = other.recv_type("connection")["data"]["client_id"].clone();
+    // A jac `user` event from a's other member reaches dana's connections on both nodes.
+    let mut sender = Client::connect(a, "/jac/websocket?channel_id=z");
+    sender.recv_type("connection");
+    sender.send(json!({"type":"user","root_ids":["n::dana"],"data":{"hi":1}}));
+    assert_eq!(dana_jac.recv(), json!({"hi":1}));
+    assert_eq!(dana_pact.recv_type("broadcast")["data"], json!({"hi":1}));
+    // A `client` event from a reaches the client on b, and nobody else.
+    sender.send(json!({"type":"client","client_ids":[other_id],"data":{"dm":1}}));
+    assert_eq!(other.recv(), json!({"dm":1}));
+    dana_jac.expect_silence(200);
+    // /api/notify on b reaches dana on a.
+    let auth = format!("Bearer {KEY}");
+    let headers = [("Authorization", auth.as_str())];
+    let body = br#"{"users":["n::dana"],"data":{"progress":"50%"}}"#;
+    assert_eq!(http_json(b, "POST", "/api/notify", &headers, body).0, 200);
+    assert_eq!(dana_jac.recv(), json!({"progress":"50%"}));
+    assert_eq!(
+        dana_pact.recv_type("broadcast")["data"],
+        json!({"progress":"50%"})
+    );
+    // The admin disconnect on a closes the client b holds.
+    let path = format!("/api/clients/{}", other_id.as_str().unwrap());
+    let (status, body) = http_json(a, "DELETE", &path, &headers, b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["disconnected"], 1);
+    other.expect_close();
+    let (status, _) = http_json(a, "DELETE", "/api/clients/nobody", &headers, b"");
+    assert_eq!(status, 404);
+}
+
+/// The next websockets.do message of type `kind`, skipping presence diffs.
+fn skip_presence(c: &mut Client, kind: &str) -> Value {
+    loop {
+        let m = c.recv();
+        if !m["type"].as_str().unwrap_or("").starts_with("PRESENCE") {
+            assert_eq!(m["type"], kind, "{m}");
+            return m;
+        }
+    }
+}
+
+#[test]
+fn emits_choose_and_await_members_of_every_node() {
+    let redis = TestRedis::start();
+    let timeout = std::time::Duration::from_secs(3);
+    let tweak = |c: &mut rookery::Config| c.ack_timeout_ms = timeout.as_millis() as u64;
+    let (a, b) = (node_with(&redis, 1, tweak), node_with(&redis, 2, tweak));
+    let (mut on_a, a_hello) = Client::wsdo(a, "acks");
+    let (mut on_b, b_hello) = Client::wsdo(b, "acks");
+    let (mut pact_b, pact_profile) = Client::pact(b, "acks");
+    let ids = [
+        a_hello["clientID"].as_str().unwrap().to_owned(),
+        b_hello["clientID"].as_str().unwrap().to_owned(),
+        pact_profile["id"].as_str().unwrap().to_owned(),
+    ];
+    // The emitting node knows the members of the others (shared presence).
+    wait_for_room(a, "acks", |d| d["count"] == 3);
+    let emit = move |query: &str, n: u32| {
+        http_json_within(
+            a,
+            "POST",
+            &format!("/acks/emit{query}"),
+            &[],
+            format!("{{\"n\":{n}}}").as_bytes(),
+            timeout + WAIT,
+        )
+    };
+    for c in [&mut on_a, &mut on_b] {
+        // The others' joins, seen by websockets.do members (they always see presence).
+        while c.recv()["payload"]["clientID"] != ids[2] {}
+    }
+    // By id: only the member on b.
+    let target = ids[1].clone();
+    let (status, body) = emit(&format!("?clients={target}"), 1);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clients"], json!([target]));
+    assert_eq!(skip_presence(&mut on_b, "DATA")["payload"], json!({"n":1}));
+    on_a.expect_silence(200);
+    // All three of two nodes ack: 200 on a with every id.
+    let emitter = std::thread::spawn(move || emit("?require-ack=true", 2));
+    for c in [&mut on_a, &mut on_b] {
+        let data = skip_presence(c, "DATA");
+        assert_eq!(data["requires_ack"], true);
+        c.send(json!({"type":"ACK","payload":{"eventID": data["eventID"]}}));
+        assert_eq!(
+            skip_presence(c, "ACK-RECIEVED")["payload"]["eventID"],
+            data["eventID"]
+        );
+    }
+    let data = pact_b.recv_type("broadcast");
+    pact_b.send(json!({"type":"ack","data":{"eventID": data["eventID"]}}));
+    let (status, body) = emitter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut acked: Vec<String> = body["acked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    acked.sort();
+    let mut all = ids.to_vec();
+    all.sort();
+    assert_eq!(acked, all);
+    // The member on b stays silent: 408 naming it.
+    let emitter = std::thread::spawn(move || emit("?require-ack=true", 3));
+    let data = skip_presence(&mut on_a, "DATA");
+    on_a.send(json!({"type":"ACK","payload":{"eventID": data["eventID"]}}));
+    let data = pact_b.recv_type("broadcast");
+    pact_b.send(json!({"type":"ack","data":{"eventID": data["eventID"]}}));
+    skip_presence(&mut on_b, "DATA");
+    let (status, body) = emitter.join().unwrap();
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["missing"], json!([ids[1]]));
+    // Random members are drawn from every node: two of three, without repeats.
+    let (status, body) = emit("?clients=2", 4);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clients"].as_array().unwrap().len(), 2);
+    let (status, _) = emit("?clients=4", 5);
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn pact_suffixes_stay_unique_in_a_room_across_nodes() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut clients = Vec::new();
+    let mut suffixes = std::collections::BTreeSet::new();
+    // 35 joins on each node: more than a node's block of suffixes (32), so each reserves
+    // another while members join.
+    for i in 0..70 {
+        let (c, profile) = Client::pact(if i % 2 == 0 { a } else { b }, "names");
+        let suffix = profile["suffix"].as_u64().unwrap();
+        assert!(suffixes.insert(suffix), "suffix {suffix} handed out twice");
+        clients.push(c);
+    }
+    // Each node's suffixes increase with its joins.
+    let (_, next_a) = Client::pact(a, "names");
+    assert!(next_a["suffix"].as_u64().unwrap() > 35, "{next_a}");
+}
