@@ -13,6 +13,8 @@ struct Server {
     child: Child,
     addr: String,
     driver: String,
+    /// Removed when the server is dropped (after `drop` has killed it).
+    _data: tempfile::TempDir,
 }
 
 impl Drop for Server {
@@ -24,12 +26,13 @@ impl Drop for Server {
 
 /// Starts the binary and waits for its "rookery listening on ADDR (DRIVER)" line.
 fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let data = fresh_data_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .envs(env.iter().copied())
         .env("ROOKERY_LOG", "warn")
-        .env("ROOKERY_DATA_DIR", fresh_data_dir())
+        .env("ROOKERY_DATA_DIR", data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -39,6 +42,7 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         child,
         addr,
         driver,
+        _data: data,
     }
 }
 
@@ -119,10 +123,11 @@ fn a_bad_flag_is_refused_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cores"));
 }
 
-/// A data directory of this test's own (the disk store is the default).
-fn fresh_data_dir() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("rookery-test-{}-{n}", std::process::id()))
+/// A data directory of this test's own (the disk store is the default), removed when
+/// dropped.
+fn fresh_data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rookery-test-")
+        .tempdir()
+        .unwrap()
 }

@@ -12,18 +12,20 @@ use std::time::{Duration, Instant};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-fn start(args: &[&str]) -> (Child, String) {
+/// The server, its address, and its data directory (removed when dropped).
+fn start(args: &[&str]) -> (Child, String, tempfile::TempDir) {
+    let data = fresh_data_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
         .args(["--listen", "127.0.0.1:0", "--cores", "2"])
         .args(args)
         .env("ROOKERY_LOG", "warn")
-        .env("ROOKERY_DATA_DIR", fresh_data_dir())
+        .env("ROOKERY_DATA_DIR", data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let (addr, _) = listening(&mut child);
-    (child, addr)
+    (child, addr, data)
 }
 
 fn get(addr: &str, path: &str) -> u16 {
@@ -86,7 +88,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> i32 {
 fn sigterm_drains_then_exits_cleanly() {
     // The timeout is far above the jitter window: a drain that ends well before it ended
     // because every client was closed, not because the timeout ran out.
-    let (mut child, addr) = start(&[
+    let (mut child, addr, _data) = start(&[
         "--shutdown-jitter-ms",
         "1500",
         "--shutdown-timeout-ms",
@@ -128,7 +130,7 @@ fn sigterm_drains_then_exits_cleanly() {
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let (mut child, addr) = start(&[
+    let (mut child, addr, _data) = start(&[
         "--shutdown-jitter-ms",
         "20000",
         "--shutdown-timeout-ms",
@@ -148,16 +150,17 @@ fn a_second_signal_exits_at_once() {
 
 #[test]
 fn sigterm_with_no_clients_exits_at_once() {
-    let (mut child, _addr) = start(&["--shutdown-timeout-ms", "60000"]);
+    let (mut child, _addr, _data) = start(&["--shutdown-timeout-ms", "60000"]);
     signal(&child, "TERM");
     // At once: nothing to drain, long before the 60 s timeout.
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
 }
 
-/// A data directory of this test's own (the disk store is the default).
-fn fresh_data_dir() -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("rookery-test-{}-{n}", std::process::id()))
+/// A data directory of this test's own (the disk store is the default), removed when
+/// dropped.
+fn fresh_data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rookery-test-")
+        .tempdir()
+        .unwrap()
 }
