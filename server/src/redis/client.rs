@@ -8,7 +8,7 @@
 
 use super::resp::{self, Frame};
 use super::stats::Stats;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -167,18 +167,10 @@ async fn serve(stream: TcpStream, queue: &flume::Receiver<Job>, stats: &Stats) -
     let reader = {
         let waiting = waiting.clone();
         async move {
-            let mut buf = Vec::with_capacity(16 * 1024);
+            let mut replies = resp::FrameReader::new();
             let mut frames = Vec::new();
-            let mut chunk = vec![0u8; 16 * 1024];
             loop {
-                let (result, back) = rd.read(chunk).await;
-                chunk = back;
-                match result {
-                    Ok(0) => return "closed by redis".to_owned(),
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) => return e.to_string(),
-                }
-                if let Err(e) = resp::decode_all(&mut buf, &mut frames) {
+                if let Err(e) = replies.read(&mut rd, &mut frames).await {
                     return e;
                 }
                 let mut waiting = waiting.borrow_mut();

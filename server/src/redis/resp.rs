@@ -44,6 +44,47 @@ pub fn decode_all(buf: &mut Vec<u8>, into: &mut Vec<Frame>) -> Result<(), String
     Ok(())
 }
 
+/// The replies arriving on one Redis connection: each [`read`](FrameReader::read) takes
+/// what the socket has and decodes the whole frames it completes (a frame split between
+/// reads waits in `buf`). Shared by the command and the subscriber connections.
+pub struct FrameReader {
+    buf: Vec<u8>,
+    chunk: Vec<u8>,
+}
+
+impl Default for FrameReader {
+    fn default() -> FrameReader {
+        FrameReader::new()
+    }
+}
+
+impl FrameReader {
+    pub fn new() -> FrameReader {
+        FrameReader {
+            buf: Vec::with_capacity(16 * 1024),
+            chunk: vec![0u8; 16 * 1024],
+        }
+    }
+
+    /// Reads once from `rd` and appends the frames that read completes to `frames`.
+    /// `Err(why)` when the connection is over (closed, failed, or garbled).
+    pub async fn read(
+        &mut self,
+        rd: &mut impl monoio::io::AsyncReadRent,
+        frames: &mut Vec<Frame>,
+    ) -> Result<(), String> {
+        let chunk = std::mem::take(&mut self.chunk);
+        let (result, back) = rd.read(chunk).await;
+        self.chunk = back;
+        match result {
+            Ok(0) => return Err("closed by redis".to_owned()),
+            Ok(n) => self.buf.extend_from_slice(&self.chunk[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+        decode_all(&mut self.buf, frames)
+    }
+}
+
 /// A reply's text (bulk or simple string), if it is one.
 pub fn text(frame: &Frame) -> Option<&str> {
     match frame {

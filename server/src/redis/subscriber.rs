@@ -6,7 +6,7 @@
 use super::resp::{self, Frame};
 use super::stats::Stats;
 use ahash::{AHashMap, AHashSet};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -164,18 +164,10 @@ async fn serve(
         let _ = pushes.send(Push::Resubscribed);
     }
     let reader = async {
-        let mut buf = Vec::with_capacity(16 * 1024);
+        let mut replies = resp::FrameReader::new();
         let mut frames = Vec::new();
-        let mut chunk = vec![0u8; 16 * 1024];
         loop {
-            let (result, back) = rd.read(chunk).await;
-            chunk = back;
-            match result {
-                Ok(0) => return "closed by redis".to_owned(),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return e.to_string(),
-            }
-            if let Err(e) = resp::decode_all(&mut buf, &mut frames) {
+            if let Err(e) = replies.read(&mut rd, &mut frames).await {
                 return e;
             }
             for frame in frames.drain(..) {
