@@ -1,14 +1,11 @@
 //! The real binary with a `--config` file: precedence (flag > `ROOKERY_*` > file > default),
 //! `check-config`, errors that name the key, and SIGHUP reloading the log filter.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 mod common;
 
-use common::{listening, signal, Running};
+use common::{lines_of, listening, signal, wait_for, Running};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 /// The binary with no `ROOKERY_*` variable but those given.
 fn rookery(env: &[(&str, &str)]) -> Command {
@@ -133,32 +130,6 @@ fn a_bad_variable_is_named_too() {
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("--max-message-size"), "{err}");
     assert!(err.contains("lots"), "{err}");
-}
-
-/// Lines of the child's stderr, as they come.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits (generously) for a line containing `needle`.
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        match lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(e) => panic!("no line with {needle:?}: {e}"),
-        }
-    }
 }
 
 #[test]

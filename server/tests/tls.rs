@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{listening, signal, Running};
+use common::{lines_of, listening, signal, wait_for, Running};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::{Message, WebSocket};
 
@@ -98,32 +97,6 @@ fn kind(ws: &Wss) -> HandshakeKind {
 
 fn peer(ws: &Wss) -> CertificateDer<'static> {
     ws.get_ref().conn.peer_certificates().unwrap()[0].clone()
-}
-
-/// Lines of the child's stderr, as they come.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits (generously) for a line containing `needle`.
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        match lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(e) => panic!("no line with {needle:?}: {e}"),
-        }
-    }
 }
 
 #[test]

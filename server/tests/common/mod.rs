@@ -6,6 +6,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// A started server, killed (and reaped) when the test ends.
 pub struct Running(pub Child);
@@ -39,4 +41,30 @@ pub fn signal(child: &Child, name: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{name} {}", child.id());
+}
+
+/// Lines of the child's stderr, as they come.
+pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (generously) for a line containing `needle`.
+pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(e) => panic!("no line with {needle:?}: {e}"),
+        }
+    }
 }
