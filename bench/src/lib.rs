@@ -150,6 +150,16 @@ impl ThreadCpu {
             other: (self.other - before.other).max(0.0),
         }
     }
+
+    /// Two processes' threads together.
+    pub fn plus(&self, other: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            core: self.core + other.core,
+            store: self.store + other.store,
+            fjall: self.fjall + other.fjall,
+            other: self.other + other.other,
+        }
+    }
 }
 
 /// Busy and total CPU ticks of the whole machine so far (`/proc/stat`; iowait counts as

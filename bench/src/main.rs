@@ -38,6 +38,12 @@ pub struct WorkerArgs {
     system: String,
     #[arg(long)]
     addr: String,
+    /// More addresses of the same system (other nodes sharing its rooms): subscribers
+    /// spread over `--addr` and these, so that each room has members on every one
+    /// (subscriber `i` of room `i mod rooms` on address `(i / rooms) mod count`);
+    /// publishers stay on `--addr`.
+    #[arg(long, value_delimiter = ',')]
+    sub_addrs: Vec<String>,
     /// Rooms `<prefix>-0` … `<prefix>-(rooms-1)`; subscribers spread over them.
     #[arg(long, default_value = "bench")]
     prefix: String,
@@ -84,6 +90,10 @@ pub struct WriterArgs {
     system: String,
     #[arg(long)]
     addr: String,
+    /// More addresses of the same system (other nodes sharing its rooms): connections
+    /// spread over `--addr` and these (connection `i` on address `i mod count`).
+    #[arg(long, value_delimiter = ',')]
+    more_addrs: Vec<String>,
     /// Rooms `<prefix>-0` … `<prefix>-(rooms-1)`; connection `i` is in room `i mod rooms`.
     #[arg(long, default_value = "w5")]
     prefix: String,
@@ -141,6 +151,9 @@ async fn writer(args: WriterArgs) {
     let mut connections = Vec::with_capacity(args.connections);
     let mut failed = 0usize;
     let rooms = args.rooms.max(1);
+    let addrs: Vec<String> = std::iter::once(args.addr.clone())
+        .chain(args.more_addrs.iter().cloned())
+        .collect();
     for chunk in (0..args.connections)
         .collect::<Vec<_>>()
         .chunks(args.wave.max(1))
@@ -149,7 +162,7 @@ async fn writer(args: WriterArgs) {
             .iter()
             .map(|&i| {
                 let url_room = format!("{}-{}", args.prefix, i % rooms);
-                let addr = args.addr.clone();
+                let addr = addrs[i % addrs.len()].clone();
                 tokio::task::spawn_local(async move {
                     load::connect_for_writes(system, &addr, &url_room).await
                 })
@@ -226,6 +239,9 @@ async fn worker(args: WorkerArgs) {
         "tungstenite" => false,
         other => panic!("unknown --reader {other} (raw or tungstenite)"),
     };
+    let addrs: Vec<String> = std::iter::once(args.addr.clone())
+        .chain(args.sub_addrs.iter().cloned())
+        .collect();
     let started = Instant::now();
     let mut subscribers: Vec<(usize, Subscriber)> = Vec::with_capacity(args.subscribers);
     let mut failed = 0usize;
@@ -238,7 +254,7 @@ async fn worker(args: WorkerArgs) {
             .map(|&i| {
                 let room = i % args.rooms;
                 let url_room = format!("{}-{room}", args.prefix);
-                let addr = args.addr.clone();
+                let addr = addrs[(i / args.rooms) % addrs.len()].clone();
                 tokio::task::spawn_local(async move {
                     let subscriber = if raw {
                         reader::connect(system, &addr, &url_room)

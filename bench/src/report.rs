@@ -18,7 +18,9 @@ pub struct RunArgs {
     /// Systems to compare: rookery (`--store memory`), rookery-disk (`--store disk`, fsync
     /// every 5 ms, a fresh data directory per start), rookery-disk-always (the same with
     /// `--fsync always`), rookery-tls (`rookery` over TLS: `--tls-cert`/`--tls-key` with a
-    /// certificate made for the run, the load generator on `wss://`; W1–W4 only), tokio,
+    /// certificate made for the run, the load generator on `wss://`; W1–W4 only),
+    /// rookery-redis (two nodes with `--engine redis` and one Redis, all on the core one
+    /// server gets; subscribers split over the nodes, publishers on the first), tokio,
     /// tokio-tuned, uws (uWebSockets, built by bench/peers/install.sh), node, nchan, raw
     /// (the ceiling).
     #[arg(
@@ -90,6 +92,12 @@ struct Target {
     data: Option<DataDir>,
     /// Over TLS: the server's certificate (PEM), which the load generator trusts.
     tls_ca: Option<String>,
+    /// The system's other processes, measured with `server` (CPU, memory): for
+    /// `rookery-redis`, the second node and Redis.
+    others: Vec<ServerProcess>,
+    /// Other addresses serving the same rooms (the second node): subscribers spread over
+    /// `server.addr` and these; publishers stay on `server.addr`.
+    sub_addrs: Vec<String>,
 }
 
 impl Target {
@@ -100,6 +108,27 @@ impl Target {
             None => Vec::new(),
         }
     }
+
+    /// The load generator's arguments that spread subscribers over the system's nodes.
+    fn spread_args(&self, flag: &str) -> Vec<String> {
+        if self.sub_addrs.is_empty() {
+            return Vec::new();
+        }
+        vec![flag.into(), self.sub_addrs.join(",")]
+    }
+
+    /// Every process of the system.
+    fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.server)
+            .chain(&self.others)
+            .map(|p| p.child.id())
+            .collect()
+    }
+
+    /// The resident memory of all the system's processes together.
+    fn rss(&self) -> u64 {
+        self.pids().into_iter().map(crate::rss_of).sum()
+    }
 }
 
 /// Where a Rookery server keeps its state.
@@ -108,6 +137,8 @@ enum Store {
     Memory,
     /// `--store disk` with this `--fsync` mode (`interval`: every 5 ms, the default).
     Disk(&'static str),
+    /// Two nodes with the memory store sharing rooms through one Redis (`rookery-redis`).
+    Redis,
 }
 
 impl Store {
@@ -117,6 +148,7 @@ impl Store {
             "rookery" => Some(Store::Memory),
             "rookery-disk" => Some(Store::Disk("interval")),
             "rookery-disk-always" => Some(Store::Disk("always")),
+            "rookery-redis" => Some(Store::Redis),
             _ => None,
         }
     }
@@ -126,6 +158,7 @@ impl Store {
             Store::Memory => "memory".into(),
             Store::Disk("interval") => "disk, fsync interval (5 ms)".into(),
             Store::Disk(mode) => format!("disk, fsync {mode}"),
+            Store::Redis => "two nodes on one Redis".into(),
         }
     }
 }
@@ -153,6 +186,8 @@ fn start(system: &str, run: &RunArgs) -> Target {
         server,
         data: None,
         tls_ca: None,
+        others: Vec::new(),
+        sub_addrs: Vec::new(),
     }
 }
 
@@ -160,6 +195,9 @@ fn start(system: &str, run: &RunArgs) -> Target {
 /// explicitly, so that no data directory is made; a disk store in a fresh directory under
 /// `--data-root`), pinned to `cpu` when given.
 fn start_rookery(name: &str, store: Store, cpu: Option<&str>, run: &RunArgs) -> Target {
+    if store == Store::Redis {
+        return start_rookery_redis(cpu, run);
+    }
     let binary = format!("{}/rookery", run.bin_dir);
     let mut args: Vec<String> = ["--cores", "1", "--max-message-rate", "0"]
         .map(String::from)
@@ -170,6 +208,7 @@ fn start_rookery(name: &str, store: Store, cpu: Option<&str>, run: &RunArgs) -> 
         // A server from before the disk store has only the memory store and no flag.
         Store::Memory if !has_store => {}
         Store::Memory => args.extend(["--store".into(), "memory".into()]),
+        Store::Redis => unreachable!("started above"),
         Store::Disk(fsync) => {
             assert!(has_store, "{binary} has no --store: it cannot run {name}");
             let root = run
@@ -188,7 +227,92 @@ fn start_rookery(name: &str, store: Store, cpu: Option<&str>, run: &RunArgs) -> 
         server: ServerProcess::start_on(cpu, &binary, &args),
         data,
         tls_ca: None,
+        others: Vec::new(),
+        sub_addrs: Vec::new(),
     }
+}
+
+/// `rookery-redis`: two Rookery nodes (`--engine redis`, memory store, `--cores 1` each)
+/// sharing their rooms through one Redis (no persistence), all three pinned to `cpu` when
+/// given, as one server is: the figures are what the whole system does with that core.
+/// `server` is node A (publishers); subscribers spread over A and B.
+fn start_rookery_redis(cpu: Option<&str>, run: &RunArgs) -> Target {
+    let binary = format!("{}/rookery", run.bin_dir);
+    assert!(
+        crate::supports_flag(&binary, "--redis-url"),
+        "{binary} has no --redis-url: it cannot run rookery-redis"
+    );
+    let redis = start_redis(cpu);
+    let args: Vec<String> = [
+        "--cores",
+        "1",
+        "--max-message-rate",
+        "0",
+        "--store",
+        "memory",
+        "--engine",
+        "redis",
+        "--redis-url",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([format!("redis://{}", redis.addr)])
+    .collect();
+    let a = ServerProcess::start_on(cpu, &binary, &args);
+    let b = ServerProcess::start_on(cpu, &binary, &args);
+    for node in [&a, &b] {
+        wait_ready(&node.addr);
+    }
+    Target {
+        name: "rookery-redis".into(),
+        server: a,
+        data: None,
+        tls_ca: None,
+        sub_addrs: vec![b.addr.clone()],
+        others: vec![b, redis],
+    }
+}
+
+/// Waits (up to 20 s) until a node answers `/readyz` with 200: with `--engine redis`,
+/// until its link to Redis is live.
+fn wait_ready(addr: &str) {
+    for _ in 0..200 {
+        if crate::http(addr, "GET", "/readyz", "").0 == 200 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the node at {addr} did not become ready");
+}
+
+/// A `redis-server` for one measurement, on a free loopback port, without persistence.
+fn start_redis(cpu: Option<&str>) -> ServerProcess {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut command = Command::new("taskset");
+    command.args(["-c", cpu.unwrap_or("0-1023"), "redis-server"]);
+    let child = command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts (apt-get install redis-server)");
+    let addr = format!("127.0.0.1:{port}");
+    for _ in 0..200 {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let mut pong = [0u8; 7];
+            if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut pong).is_ok() {
+                return ServerProcess { child, addr };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not answer on {addr}");
 }
 
 /// `rookery` (memory store, pinned to core 0) serving TLS with a self-signed certificate
@@ -226,6 +350,8 @@ fn start_rookery_tls(run: &RunArgs) -> Target {
         server: ServerProcess::start_on(Some("0"), &binary, &args),
         tls_ca: Some(cert.display().to_string()),
         data: Some(dir),
+        others: Vec::new(),
+        sub_addrs: Vec::new(),
     }
 }
 
@@ -330,6 +456,7 @@ fn stepped(target: &Target, args: &[(&str, String)], subscribers: usize) -> (Vec
     cmd.args(["-c", "1"]).arg(&exe).arg("worker");
     cmd.args(["--system", &target.name, "--addr", &target.server.addr]);
     cmd.args(target.tls_args());
+    cmd.args(target.spread_args("--sub-addrs"));
     cmd.args(["--subscribers", &subscribers.to_string()]);
     for (k, v) in args {
         cmd.args([*k, v.as_str()]);
@@ -339,15 +466,15 @@ fn stepped(target: &Target, args: &[(&str, String)], subscribers: usize) -> (Vec
         .spawn()
         .expect("worker starts");
     let worker = child.id();
-    let pid = target.server.child.id();
+    let pids = target.pids();
     let mut samples = Vec::new();
     let mut peak_rss = 0;
     let mut result = Value::Null;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let Ok(line) = line else { break };
         if line == "start" || line.starts_with("step ") {
-            samples.push(Sample::take(pid, worker));
-            peak_rss = peak_rss.max(target.server.rss());
+            samples.push(Sample::take(&pids, worker));
+            peak_rss = peak_rss.max(target.rss());
         } else if line.starts_with('{') {
             result = serde_json::from_str(&line).unwrap_or(Value::Null);
         }
@@ -415,15 +542,18 @@ struct Used {
 }
 
 impl Sample {
-    fn take(server: u32, client: u32) -> Sample {
+    /// `server`: the system's processes, whose CPU is added up.
+    fn take(server: &[u32], client: u32) -> Sample {
         let (busy, total) = crate::machine_ticks();
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         Sample {
             at,
-            server: crate::cpu_seconds_of(server),
-            threads: crate::thread_cpu_of(server),
+            server: server.iter().map(|&p| crate::cpu_seconds_of(p)).sum(),
+            threads: server.iter().fold(ThreadCpu::default(), |all, &p| {
+                all.plus(&crate::thread_cpu_of(p))
+            }),
             client: crate::cpu_seconds_of(client),
             machine_busy: busy / 100.0,
             machine_total: total / 100.0,
@@ -719,7 +849,7 @@ pub fn run(args: RunArgs) {
                     let half_rate = median_range(half.iter().map(|s| s.expected_per_s).collect()).0;
                     let w2_share = median_range(half.iter().map(Step::reached_share).collect()).0;
                     let target = start(system, &args);
-                    let before = target.server.rss();
+                    let before = target.rss();
                     let rate = format!("{:.3}", half_rate / n as f64);
                     let (steps, peak) = stepped(
                         &target,
@@ -987,6 +1117,7 @@ fn writes_once(args: &RunArgs, case: &W5Case, r: usize, warmup: f64, seconds: f6
     let name = match case.store {
         Store::Memory => "rookery",
         Store::Disk(_) => "rookery-disk",
+        Store::Redis => "rookery-redis",
     };
     let target = start_rookery(name, case.store, case.cpu, args);
     let exe = std::env::current_exe().unwrap();
@@ -995,6 +1126,7 @@ fn writes_once(args: &RunArgs, case: &W5Case, r: usize, warmup: f64, seconds: f6
         .arg(&exe)
         .arg("writer")
         .args(["--system", &target.name, "--addr", &target.server.addr])
+        .args(target.spread_args("--more-addrs"))
         .args(["--prefix", &format!("w5-{r}")])
         .args(["--rooms", &case.rooms.to_string()])
         .args(["--connections", &args.w5_connections.to_string()])
@@ -1009,14 +1141,14 @@ fn writes_once(args: &RunArgs, case: &W5Case, r: usize, warmup: f64, seconds: f6
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("writer starts");
-    let pid = target.server.child.id();
+    let pids = target.pids();
     let worker = child.id();
     let mut samples = Vec::new();
     let mut result = Value::Null;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let Ok(line) = line else { break };
         if line == "start" || line == "end" {
-            samples.push(Sample::take(pid, worker));
+            samples.push(Sample::take(&pids, worker));
         } else if line.starts_with('{') {
             result = serde_json::from_str(&line).unwrap_or(Value::Null);
         }
@@ -1059,7 +1191,7 @@ fn writes_once(args: &RunArgs, case: &W5Case, r: usize, warmup: f64, seconds: f6
 /// W1: `n` connections held idle over as many workers as the fd limit needs. Returns the
 /// server's RSS growth per connection and the connect rate (connections/s).
 fn idle(target: &Target, n: usize, hold: &str) -> (f64, f64) {
-    let before = target.server.rss();
+    let before = target.rss();
     let exe = std::env::current_exe().unwrap();
     let workers = n.div_ceil(PER_WORKER);
     let mut handles: Vec<_> = (0..workers)
@@ -1071,6 +1203,7 @@ fn idle(target: &Target, n: usize, hold: &str) -> (f64, f64) {
                 .args(["worker", "--system", &target.name])
                 .args(["--addr", &target.server.addr])
                 .args(target.tls_args())
+                .args(target.spread_args("--sub-addrs"))
                 .args(["--subscribers", &share.to_string()])
                 .args(["--rates", "0", "--step-seconds", hold])
                 .stdout(std::process::Stdio::piped())
@@ -1085,7 +1218,7 @@ fn idle(target: &Target, n: usize, hold: &str) -> (f64, f64) {
         .iter_mut()
         .any(|h| h.try_wait().ok().flatten().is_none())
     {
-        peak = peak.max(target.server.rss());
+        peak = peak.max(target.rss());
         std::thread::sleep(Duration::from_millis(200));
     }
     let (mut connected, mut secs) = (0.0, 0.0f64);

@@ -105,16 +105,28 @@ fn the_sequencer_numbers_keeps_and_compares_exactly() {
         let b = sequence(&client, "r", &["{}", "event"]).await;
         assert_eq!(resp::text(&a[1]), Some("fresh"), "the epoch is made once");
         assert_eq!(resp::text(&b[2]), Some("2"));
-        // Exact decimals: the script compares strings, the node adds with rust_decimal.
-        let set = sequence(&client, "r", &["{}", "counter", "c", "0", "0.1"]).await;
-        assert_eq!(resp::text(&set[0]), Some("ok"));
-        let stale = sequence(&client, "r", &["{}", "counter", "c", "0", "0.2"]).await;
+        // Exact decimals: the script adds in decimal; a compare-and-set compares strings.
+        let add = sequence(&client, "r", &["<", "counter", "c", "0.1", "", "", ">"]).await;
+        assert_eq!(resp::text(&add[0]), Some("ok"));
+        let add = sequence(&client, "r", &["<", "counter", "c", "0.2", "", "", ">"]).await;
+        assert_eq!(resp::text(&add[0]), Some("ok"));
+        let stale = ["<", "counter", "c", "0.1", "0.1", "0.2", ">"];
+        let stale = sequence(&client, "r", &stale).await;
         assert_eq!(resp::text(&stale[0]), Some("conflict"));
-        assert_eq!(resp::text(&stale[1]), Some("0.1"));
+        assert_eq!(
+            resp::text(&stale[1]),
+            Some("0.3"),
+            "not 0.30000000000000004"
+        );
+        let cas = ["<", "counter", "c", "1", "0.3", "1.3", ">"];
+        assert_eq!(
+            resp::text(&sequence(&client, "r", &cas).await[0]),
+            Some("ok")
+        );
         // Votes: a repeat changes nothing, a move re-tallies.
         let vote = |a: &'static str| ["{\"x\":", "vote", "u1", a, "}", "d:p"];
         let v = sequence(&client, "r", &vote("yes")).await;
-        assert_eq!(resp::text(&v[2]), Some("4"));
+        assert_eq!(resp::text(&v[2]), Some("6"));
         assert_eq!(
             resp::text(&sequence(&client, "r", &vote("yes")).await[0]),
             Some("same")
@@ -124,15 +136,111 @@ fn the_sequencer_numbers_keeps_and_compares_exactly() {
             .await
             .unwrap();
         let Frame::Array(entries) = log else { panic!() };
-        assert_eq!(entries.len(), 4);
-        let Frame::Array(last) = &entries[3] else {
-            panic!()
+        assert_eq!(entries.len(), 6);
+        let text_of = |entry: &Frame| {
+            let Frame::Array(entry) = entry else { panic!() };
+            let Frame::Array(fields) = &entry[1] else {
+                panic!()
+            };
+            (
+                resp::text(&entry[0]).unwrap().to_owned(),
+                resp::text(&fields[1]).unwrap().to_owned(),
+            )
         };
-        assert_eq!(resp::text(&last[0]), Some("4-0"), "stream ids are seqs");
-        let Frame::Array(fields) = &last[1] else {
-            panic!()
-        };
-        assert_eq!(resp::text(&fields[1]), Some("fresh 4 {\"x\":{\"yes\":1}}"));
+        assert_eq!(
+            text_of(&entries[3]).1,
+            "fresh 4 <0.3>",
+            "the sum is in the event"
+        );
+        let (id, message) = text_of(&entries[5]);
+        assert_eq!(id, "6-0", "stream ids are seqs");
+        assert_eq!(message, "fresh 6 {\"x\":{\"yes\":1}}");
+    });
+}
+
+/// The script's decimal addition against rust_decimal's (what a node alone computes), on
+/// values of every sign, scale and length up to 28 digits: the same text, or a refusal
+/// (`conflict`, so the node adds itself) where the sum needs more than 28 digits.
+#[test]
+fn the_scripts_decimal_sums_are_rust_decimals() {
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+    let redis = TestRedis::start();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut value = move || {
+        let digits = 1 + next() % 28;
+        let mut text: String = (0..digits)
+            .map(|_| char::from(b'0' + (next() % 10) as u8))
+            .collect();
+        let scale = (next() % (digits + 1)) as usize;
+        if scale > 0 {
+            text.insert(text.len() - scale, '.');
+        }
+        if next() % 2 == 0 {
+            text.insert(0, '-');
+        }
+        Decimal::from_str(&text).unwrap().normalize()
+    };
+    let mut pairs: Vec<(Decimal, Decimal)> = (0..400).map(|_| (value(), value())).collect();
+    for (a, b) in [
+        ("0.1", "0.2"),
+        ("1", "-1"),
+        ("-0.5", "0.25"),
+        ("9999999999999999999999999999", "1"),
+        ("0.0000000000000000000000000001", "1"),
+        ("123.450", "-123.45"),
+    ] {
+        pairs.push((Decimal::from_str(a).unwrap(), Decimal::from_str(b).unwrap()));
+    }
+    run(async move {
+        let client = connected(redis.addr).await;
+        let (mut summed, mut refused) = (0, 0);
+        for (k, (a, b)) in pairs.iter().enumerate() {
+            let id = k.to_string();
+            let (a_text, b_text) = (a.normalize().to_string(), b.normalize().to_string());
+            let first = sequence(&client, "d", &["", "counter", &id, &a_text, "", "", ""]).await;
+            assert_eq!(resp::text(&first[0]), Some("ok"), "0 + {a_text}");
+            let sum = sequence(&client, "d", &["", "counter", &id, &b_text, "", "", ""]).await;
+            // rust_decimal keeps the larger scale unless it had to round.
+            let exact = a
+                .checked_add(*b)
+                .filter(|s| s.scale() == a.scale().max(b.scale()))
+                .map(|s| s.normalize());
+            let fits = |s: &Decimal| {
+                let text = s.abs().to_string().replace('.', "");
+                text.trim_start_matches('0').len() <= 28
+            };
+            match exact.filter(fits) {
+                Some(expected) => {
+                    assert_eq!(resp::text(&sum[0]), Some("ok"), "{a_text} + {b_text}");
+                    let held = client
+                        .call(&["HGET", &super::wire::key("d", "state"), &format!("c:{id}")])
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        resp::text(&held),
+                        Some(expected.to_string().as_str()),
+                        "{a_text} + {b_text}"
+                    );
+                    summed += 1;
+                }
+                None => {
+                    assert_eq!(resp::text(&sum[0]), Some("conflict"), "{a_text} + {b_text}");
+                    refused += 1;
+                }
+            }
+        }
+        // Both paths were taken, often.
+        assert!(
+            summed >= 100 && refused >= 20,
+            "{summed} sums, {refused} refusals"
+        );
     });
 }
 

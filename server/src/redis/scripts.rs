@@ -9,12 +9,81 @@
 /// poll's votes hash (or any room key), 6 the room's set of polls.
 /// ARGV: 1 channel, 2 an epoch for a room Redis does not know, 3 history size, 4 body (a
 /// poll's: its prefix), 5 op (`event`, `config`, `counter`, `vote`), then per op:
-/// config: 6 config; counter: 6 id, 7 expected value, 8 new value; vote: 6 user, 7 answer
-/// (`""` retracts), 8 the body's suffix, 9 the poll's member in the set of polls.
+/// config: 6 config; counter: 6 id, 7 the delta, 8 `""` (add here) or the value expected,
+/// 9 the new value when one is expected, 10 the body's suffix (ARGV 4 is its prefix: the
+/// value goes between); vote: 6 user, 7 answer (`""` retracts), 8 the body's suffix, 9
+/// the poll's member in the set of polls.
 ///
-/// Answers `{"ok", epoch, seq}`, `{"conflict", current}` (a counter moved: add to what is
-/// there and try again) or `{"same"}` (a vote that changes nothing: no event).
+/// A counter is added to here, exactly, in decimal (`dec_add`: Lua's numbers are doubles),
+/// so that increments from any number of connections and nodes never conflict. A sum
+/// with more than 28 significant digits or decimals, where `rust_decimal` (what a node
+/// alone computes with) would round, is answered `{"conflict", current}`: the node adds
+/// with `rust_decimal` and proposes a compare-and-set of the value it expects.
+///
+/// Answers `{"ok", epoch, seq}`, `{"conflict", current}` (for a counter, above) or
+/// `{"same"}` (a vote that changes nothing: no event).
 pub const SEQUENCE: &str = r#"
+-- "-12.50" → negative?, integer digits, decimals; nil if it is not a plain decimal.
+local function dec_parts(s)
+  local neg = false
+  if string.sub(s, 1, 1) == '-' then neg = true; s = string.sub(s, 2) end
+  local i, f = string.match(s, '^(%d+)%.?(%d*)$')
+  if not i then return nil end
+  return neg, i, f
+end
+-- Digit strings of one width: their sum (width + 1 digits) or difference (x >= y).
+local function mag_add(x, y)
+  local out, carry = {}, 0
+  for k = #x, 1, -1 do
+    local d = string.byte(x, k) + string.byte(y, k) - 96 + carry
+    carry = d >= 10 and 1 or 0
+    out[k + 1] = d - 10 * carry
+  end
+  out[1] = carry
+  return table.concat(out)
+end
+local function mag_sub(x, y)
+  local out, borrow = {}, 0
+  for k = #x, 1, -1 do
+    local d = string.byte(x, k) - string.byte(y, k) - borrow
+    borrow = d < 0 and 1 or 0
+    out[k] = d + 10 * borrow
+  end
+  return table.concat(out)
+end
+-- a + b exactly, written as rust_decimal writes a normalized value; nil beyond 28
+-- significant digits or 28 decimals.
+local function dec_add(a, b)
+  local an, ai, af = dec_parts(a)
+  local bn, bi, bf = dec_parts(b)
+  if an == nil or bn == nil then return nil end
+  local scale = math.max(#af, #bf)
+  local x = ai .. af .. string.rep('0', scale - #af)
+  local y = bi .. bf .. string.rep('0', scale - #bf)
+  local width = math.max(#x, #y)
+  x = string.rep('0', width - #x) .. x
+  y = string.rep('0', width - #y) .. y
+  local neg, r
+  if an == bn then
+    neg, r = an, mag_add(x, y)
+  elseif x >= y then
+    neg, r = an, mag_sub(x, y)
+  else
+    neg, r = bn, mag_sub(y, x)
+  end
+  if scale > 0 then
+    r = string.sub(r, 1, #r - scale) .. '.' .. string.sub(r, #r - scale + 1)
+    r = string.gsub(string.gsub(r, '0+$', ''), '%.$', '')
+  end
+  r = string.gsub(r, '^0+', '')
+  if r == '' or string.sub(r, 1, 1) == '.' then r = '0' .. r end
+  local decimals = string.match(r, '%.(%d*)$') or ''
+  local significant = string.gsub(string.gsub(r, '%.', ''), '^0+', '')
+  if #significant > 28 or #decimals > 28 then return nil end
+  if r == '0' then neg = false end
+  if neg then r = '-' .. r end
+  return r
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[2]
@@ -27,10 +96,17 @@ if op == 'config' then
 elseif op == 'counter' then
   local field = 'c:' .. ARGV[6]
   local current = redis.call('HGET', KEYS[4], field) or '0'
-  if current ~= ARGV[7] then
+  local value
+  if ARGV[8] == '' then
+    value = dec_add(current, ARGV[7])
+  elseif current == ARGV[8] then
+    value = ARGV[9]
+  end
+  if not value then
     return {'conflict', current}
   end
-  redis.call('HSET', KEYS[4], field, ARGV[8])
+  redis.call('HSET', KEYS[4], field, value)
+  body = body .. value .. ARGV[10]
 elseif op == 'vote' then
   local user, answer = ARGV[6], ARGV[7]
   local old = redis.call('HGET', KEYS[5], user)

@@ -55,9 +55,18 @@ pub struct Body {
 }
 
 /// A body as text; for a poll event, split where the script puts the stats
-/// (`prefix + stats + suffix`).
+/// (`prefix + stats + suffix`), and for a counter's where it puts the value, which the
+/// script computes (`prefix + value + suffix`, inside the value's quotes).
 pub fn encode_body(body: &Body) -> (String, Option<String>) {
     let text = serde_json::to_string(body).expect("bodies serialize");
+    if let RoomEvent::Counter { value, .. } = &body.event {
+        // The value is the event's last field and the event is the body's: the last
+        // occurrence is the value's whatever the counter's id holds.
+        let field = format!("\"value\":\"{value}\"");
+        let at = text.rfind(&field).expect("a counter event has its value") + 9;
+        let end = at + value.to_string().len();
+        return (text[..at].to_owned(), Some(text[end..].to_owned()));
+    }
     if !matches!(body.event, RoomEvent::Poll { .. }) {
         return (text, None);
     }
@@ -145,6 +154,30 @@ mod tests {
         assert_eq!(message.body.event, body.event);
         assert!(decode(b"ep x {}").is_err());
         assert!(decode(b"ep 1").is_err());
+    }
+
+    #[test]
+    fn a_counter_body_splits_where_the_value_goes_whatever_its_id() {
+        let body = Body {
+            scope: Scope::Room,
+            at_ms: 1,
+            origin: (1, 1),
+            key: None,
+            event: RoomEvent::Counter {
+                id: "\"value\":\"7\"".into(),
+                value: "7".parse().unwrap(),
+            },
+        };
+        let (prefix, suffix) = encode_body(&body);
+        let text = format!("{prefix}-0.30000000000000000001{}", suffix.unwrap());
+        let message = decode(format!("e 1 {text}").as_bytes()).unwrap();
+        match message.body.event {
+            RoomEvent::Counter { id, value } => {
+                assert_eq!(id, "\"value\":\"7\"");
+                assert_eq!(value.to_string(), "-0.30000000000000000001");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

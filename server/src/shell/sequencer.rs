@@ -260,7 +260,7 @@ impl Sequencer {
         }
         let (script, (keys, args)) = match &proposal.op {
             Op::Presence { .. } => (Script::Presence, self.presence_call(&proposal, n)),
-            _ => (Script::Sequence, self.sequence_call(&proposal, n)),
+            _ => (Script::Sequence, self.sequence_call(&proposal, n, false)),
         };
         let queued = self.queue_script(script, &keys, &args);
         let this = self.clone();
@@ -279,7 +279,8 @@ impl Sequencer {
                 Err(e) => Err(e),
             };
             let mut attempts = 0;
-            // A counter another node moved first: add to what is there and try again.
+            // A counter sum the script would not make exactly (beyond 28 digits), or one
+            // moved since: add to what is there with rust_decimal and compare-and-set.
             while let Ok(Frame::Array(parts)) = &answer {
                 if resp::text(&parts[0]) != Some("conflict") {
                     break;
@@ -287,12 +288,12 @@ impl Sequencer {
                 attempts += 1;
                 let current = parts.get(1).and_then(resp::text).unwrap_or("0");
                 match this.counter_retry(&mut proposal, current, attempts) {
-                    Some(()) => {
-                        let (keys, args) = this.sequence_call(&proposal, n);
+                    Ok(()) => {
+                        let (keys, args) = this.sequence_call(&proposal, n, true);
                         answer = this.script(Script::Sequence, &keys, &args).await;
                     }
-                    None => {
-                        answer = Err(RedisError::Reply("counter overflow".into()));
+                    Err(why) => {
+                        answer = Err(RedisError::Reply(why.into()));
                         break;
                     }
                 }
@@ -301,25 +302,33 @@ impl Sequencer {
         });
     }
 
-    /// Recomputes a counter proposal from the value Redis holds; `None` when it overflows
-    /// or keeps losing.
-    fn counter_retry(&self, proposal: &mut Proposal, current: &str, attempts: usize) -> Option<()> {
+    /// Recomputes a counter proposal from the value Redis holds: `counter overflow` when
+    /// the sum does not fit, `counter busy` when it kept losing to other changes.
+    fn counter_retry(
+        &self,
+        proposal: &mut Proposal,
+        current: &str,
+        attempts: usize,
+    ) -> Result<(), &'static str> {
         let Op::Counter {
             expected, delta, ..
         } = &mut proposal.op
         else {
-            return None;
+            return Err("counter overflow");
         };
-        let current = Decimal::from_str(current).ok()?;
-        let value = current.checked_add(*delta)?.normalize();
+        let current = Decimal::from_str(current).map_err(|_| "counter overflow")?;
+        let value = current
+            .checked_add(*delta)
+            .ok_or("counter overflow")?
+            .normalize();
         if attempts > MAX_CAS {
-            return None;
+            return Err("counter busy");
         }
         *expected = current;
         if let RoomEvent::Counter { value: v, .. } = &mut proposal.event {
             *v = value;
         }
-        Some(())
+        Ok(())
     }
 
     /// What became of a proposal: taken (its outcomes answered), nothing to do (a vote
@@ -362,6 +371,10 @@ impl Sequencer {
                         Err(RedisError::Reply(e)) if e == "counter overflow" => {
                             (ErrorCode::InvalidData, "counter overflow".to_owned())
                         }
+                        Err(RedisError::Reply(e)) if e == "counter busy" => (
+                            ErrorCode::Unavailable,
+                            "the counter kept changing under this change: try again".to_owned(),
+                        ),
                         // Written, never answered: Redis may still apply it.
                         Err(RedisError::Unavailable(e)) if e.starts_with("no reply within") => (
                             ErrorCode::Unavailable,
@@ -440,8 +453,10 @@ impl Sequencer {
         (keys, args)
     }
 
-    /// The keys and arguments of the sequencer script for `proposal`.
-    fn sequence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
+    /// The keys and arguments of the sequencer script for `proposal`; a counter's delta
+    /// is added in the script, or with `cas` the value the proposal computed is set if
+    /// the counter still holds the value it expected.
+    fn sequence_call(&self, proposal: &Proposal, n: u64, cas: bool) -> (Vec<String>, Vec<String>) {
         let room = &proposal.room;
         let body = wire::Body {
             scope: proposal.scope.clone(),
@@ -485,11 +500,18 @@ impl Sequencer {
                     .checked_add(*delta)
                     .map(|v| v.normalize())
                     .unwrap_or(*expected);
+                let (expected, value) = if cas {
+                    (expected.normalize().to_string(), value.to_string())
+                } else {
+                    (String::new(), String::new())
+                };
                 args.extend([
                     "counter".into(),
                     id.clone(),
-                    expected.normalize().to_string(),
-                    value.to_string(),
+                    delta.normalize().to_string(),
+                    expected,
+                    value,
+                    suffix.unwrap_or_default(),
                 ]);
             }
             Op::Vote { user, answer, .. } => args.extend([
