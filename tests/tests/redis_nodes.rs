@@ -154,6 +154,36 @@ fn counters_stay_exact_when_nodes_add_at_once() {
     assert_eq!(details["counters"], json!({"x": 6}));
 }
 
+/// Many writers on one counter from every node at once: the script adds, so no write
+/// loses a race and none is refused (a compare-and-set from each node refused them once
+/// 64 attempts lost), and the sum is exact.
+#[test]
+fn a_crowd_of_writers_on_one_counter_is_never_refused() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut writers: Vec<Client> = (0..12)
+        .map(|i| Client::pact(if i % 2 == 0 { a } else { b }, "crowd").0)
+        .collect();
+    for w in writers.iter_mut() {
+        let msgs: Vec<Value> = (0..30)
+            .map(|r| json!({"type":"counter","ref":r,"data":{"id":"n","value":"0.1"}}))
+            .collect();
+        w.send_all(&msgs);
+    }
+    for w in writers.iter_mut() {
+        let mut oks = 0;
+        while oks < 30 {
+            let m = w.recv();
+            assert_ne!(m["type"], "error", "{m}");
+            if m["type"] == "ok" {
+                oks += 1;
+            }
+        }
+    }
+    let details = wait_for_room(b, "crowd", |d| d["counters"]["n"] == json!(36));
+    assert_eq!(details["counters"], json!({"n": 36}), "12 × 30 × 0.1, exactly");
+}
+
 #[test]
 fn votes_are_tallied_once_for_every_node() {
     let redis = TestRedis::start();
