@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// reported beside the saturated one; 0 skips it.
     #[arg(long, default_value_t = 10_000.0)]
     pub w5_rate: f64,
+    /// W5: what each connection writes, in turn: `counter`, `poll` (lasting state
+    /// changes) and/or `chat` (an event appended to the room's history).
+    #[arg(long, value_delimiter = ',', default_value = "counter,poll")]
+    pub w5_kinds: Vec<String>,
     /// W5: the fsync modes `rookery-disk` is measured in.
     #[arg(long, value_delimiter = ',', default_value = "interval,always")]
     pub w5_fsync: Vec<String>,
@@ -237,27 +241,14 @@ fn start_rookery(name: &str, store: Store, cpu: Option<&str>, run: &RunArgs) -> 
 /// given, as one server is: the figures are what the whole system does with that core.
 /// `server` is node A (publishers); subscribers spread over A and B.
 fn start_rookery_redis(cpu: Option<&str>, run: &RunArgs) -> Target {
-    let binary = format!("{}/rookery", run.bin_dir);
-    assert!(
-        crate::supports_flag(&binary, "--redis-url"),
-        "{binary} has no --redis-url: it cannot run rookery-redis"
-    );
+    let binary = rookery_with(run, "--redis-url", "rookery-redis");
     let redis = start_redis(cpu);
-    let args: Vec<String> = [
-        "--cores",
-        "1",
-        "--max-message-rate",
-        "0",
-        "--store",
-        "memory",
-        "--engine",
-        "redis",
-        "--redis-url",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain([format!("redis://{}", redis.addr)])
-    .collect();
+    let args = memory_node([
+        "--engine".into(),
+        "redis".into(),
+        "--redis-url".into(),
+        format!("redis://{}", redis.addr),
+    ]);
     let a = ServerProcess::start_on(cpu, &binary, &args);
     let b = ServerProcess::start_on(cpu, &binary, &args);
     for node in [&a, &b] {
@@ -271,6 +262,33 @@ fn start_rookery_redis(cpu: Option<&str>, run: &RunArgs) -> Target {
         sub_addrs: vec![b.addr.clone()],
         others: vec![b, redis],
     }
+}
+
+/// The `rookery` binary of the run, which must know `flag` to run `system`.
+fn rookery_with(run: &RunArgs, flag: &str, system: &str) -> String {
+    let binary = format!("{}/rookery", run.bin_dir);
+    assert!(
+        crate::supports_flag(&binary, flag),
+        "{binary} has no {flag}: it cannot run {system}"
+    );
+    binary
+}
+
+/// A Rookery node's arguments as every memory-store system runs it (`--cores 1`, no
+/// message rate limit), then `more`.
+fn memory_node<const N: usize>(more: [String; N]) -> Vec<String> {
+    [
+        "--cores",
+        "1",
+        "--max-message-rate",
+        "0",
+        "--store",
+        "memory",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(more)
+    .collect()
 }
 
 /// Waits (up to 20 s) until a node answers `/readyz` with 200: with `--engine redis`,
@@ -302,17 +320,21 @@ fn start_redis(cpu: Option<&str>) -> ServerProcess {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server starts (apt-get install redis-server)");
-    let addr = format!("127.0.0.1:{port}");
+    // Killed and waited for when dropped, the panic below included.
+    let redis = ServerProcess {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
     for _ in 0..200 {
-        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+        if let Ok(mut s) = std::net::TcpStream::connect(&redis.addr) {
             let mut pong = [0u8; 7];
             if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut pong).is_ok() {
-                return ServerProcess { child, addr };
+                return redis;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("redis-server did not answer on {addr}");
+    panic!("redis-server did not answer on {}", redis.addr);
 }
 
 /// `rookery` (memory store, pinned to core 0) serving TLS with a self-signed certificate
@@ -327,24 +349,13 @@ fn start_rookery_tls(run: &RunArgs) -> Target {
     let key = dir.path.join("key.pem");
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-    let binary = format!("{}/rookery", run.bin_dir);
-    assert!(
-        crate::supports_flag(&binary, "--tls-cert"),
-        "{binary} has no --tls-cert: it cannot run rookery-tls"
-    );
-    let args: Vec<String> = [
-        "--cores",
-        "1",
-        "--max-message-rate",
-        "0",
-        "--store",
-        "memory",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain(["--tls-cert".into(), cert.display().to_string()])
-    .chain(["--tls-key".into(), key.display().to_string()])
-    .collect();
+    let binary = rookery_with(run, "--tls-cert", "rookery-tls");
+    let args = memory_node([
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ]);
     Target {
         name: "rookery-tls".into(),
         server: ServerProcess::start_on(Some("0"), &binary, &args),
@@ -1131,6 +1142,7 @@ fn writes_once(args: &RunArgs, case: &W5Case, r: usize, warmup: f64, seconds: f6
         .args(["--rooms", &case.rooms.to_string()])
         .args(["--connections", &args.w5_connections.to_string()])
         .args(["--window", &args.w5_window.to_string()])
+        .args(["--kinds", &args.w5_kinds.join(",")])
         .args(["--rate", &case.rate.to_string()])
         .args([
             "--warmup",
@@ -1267,6 +1279,9 @@ fn render(
     }
     if all.iter().any(|(s, _)| s == "rookery-tls") {
         let _ = writeln!(out, "`rookery-tls` is `rookery` (memory store) serving TLS (`--tls-cert`, `--tls-key`: a self-signed ECDSA P-256 certificate made per start); the load generator connects with `wss://` (rustls, ring; TLS 1.3, no session resumption: every connection a full handshake).\n");
+    }
+    if all.iter().any(|(s, _)| s == "rookery-redis") {
+        let _ = writeln!(out, "`rookery-redis` is two Rookery nodes (`--cores 1 --store memory --engine redis`) sharing their rooms through one `redis-server` (no persistence), all three on the core a single server gets (core 0, or unpinned where W5 says *both cores*): its CPU and memory figures are the three processes' together. Subscribers alternate between the nodes (each room has members on both); publishers and W5's writers: publishers on the first node, writers alternating.\n");
     }
     let rookery = all.iter().find(|(s, _)| s == "rookery").map(|(_, f)| f);
     let median_of =
@@ -1477,7 +1492,12 @@ fn render_disk_vs_memory(out: &mut String, all: &[(String, Figures)], selected: 
 /// W5's tables: throughput and latency per store, placement and load; then where the
 /// server's CPU went per write.
 fn render_w5(out: &mut String, args: &RunArgs, w5: &[(W5Case, Vec<WriteRun>)]) {
-    let _ = writeln!(out, "\n## W5 durable writes: {} connections, each with up to {} writes waiting for their `ok`\n\nEach connection sends, in turn, `{{\"type\":\"counter\",\"ref\":R,\"data\":{{\"id\":\"c\",\"value\":1}}}}` and a vote in poll `p` that moves between two answers (both lasting: state changed and the event appended to the room's history), each with a fresh `ref`; a write counts once its `{{\"type\":\"ok\",\"ref\":R}}` arrived. Saturated: every connection keeps its window full; fixed rate: the writes are spread evenly over the connections and the second (so a write mostly waits for nothing but its own commit). Latency: from handing the write to the socket to reading its `ok` (at saturation it is mostly queueing: connections × window ÷ throughput). `--cores 1` throughout; *core 0* pins the server (IO core, store thread, fjall's workers) to core 0, *both cores* leaves it unpinned (the load generator stays pinned to core 1). Load generator: its CPU use (1 core = it was the limit).\n\n| store | server on | rooms | load | acked writes/s | latency p50 / p99 / p999 | server CPU per write | load generator | other load |\n|---|---|---|---|---|---|---|---|---|", args.w5_connections, args.w5_window);
+    let writes = if args.w5_kinds == ["counter", "poll"] {
+        "`{\"type\":\"counter\",\"ref\":R,\"data\":{\"id\":\"c\",\"value\":1}}` and a vote in poll `p` that moves between two answers (both lasting: state changed and the event appended to the room's history)".to_owned()
+    } else {
+        format!("`{}` (`--w5-kinds`: `counter` +1, `poll` a vote that moves, `chat` 128 bytes appended to the room's history)", args.w5_kinds.join("`, `"))
+    };
+    let _ = writeln!(out, "\n## W5 durable writes: {} connections, each with up to {} writes waiting for their `ok`\n\nEach connection sends, in turn, {writes}, each with a fresh `ref`; a write counts once its `{{\"type\":\"ok\",\"ref\":R}}` arrived. Saturated: every connection keeps its window full; fixed rate: the writes are spread evenly over the connections and the second (so a write mostly waits for nothing but its own commit). Latency: from handing the write to the socket to reading its `ok` (at saturation it is mostly queueing: connections × window ÷ throughput). `--cores 1` throughout; *core 0* pins the server (IO core, store thread, fjall's workers) to core 0, *both cores* leaves it unpinned (the load generator stays pinned to core 1). Load generator: its CPU use (1 core = it was the limit).\n\n| store | server on | rooms | load | acked writes/s | latency p50 / p99 / p999 | server CPU per write | load generator | other load |\n|---|---|---|---|---|---|---|---|---|", args.w5_connections, args.w5_window);
     for (case, runs) in w5 {
         let f = |g: fn(&WriteRun) -> f64, unit: &str| fmt_mr(runs.iter().map(g).collect(), unit).1;
         let problems: f64 = runs
