@@ -140,11 +140,11 @@ impl Sequencer {
             .redis
             .as_ref()
             .expect("started with --engine redis");
-        let (addr, node_id) = (redis.addr, redis.id);
+        let node_id = redis.id;
         let stats = redis.stats[shard.id].clone();
         let (pushes, pushed) = flume::unbounded();
-        let client = Client::start(addr, stats.clone());
-        let subscriber = Subscriber::start(addr, stats.clone(), pushes);
+        let client = Client::start(redis.link.clone(), stats.clone());
+        let subscriber = Subscriber::start(redis.link.clone(), stats.clone(), pushes);
         let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
         subscriber.want(probe.clone());
         if shard.id == 0 {

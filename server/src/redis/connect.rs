@@ -1,0 +1,499 @@
+//! Opening a connection to Redis, the one way every connection of the client is opened
+//! (command and subscriber connections of every core, first connections and reconnects):
+//! TCP, then TLS for `rediss://`, then `AUTH` and `SELECT` when the URL asks for them,
+//! then a `PING` so that a Redis that wants a password the URL does not give is known at
+//! once (`NOAUTH`), not at the first real command.
+//!
+//! TLS is rustls (0.23, ring, as for the server's own TLS) driven on the monoio stream by
+//! hand, as `shell::tls` does: the handshake before anything else, then each read feeds
+//! ciphertext to rustls and hands out plaintext, each write encrypts and writes the
+//! ciphertext. The server certificate is checked against `--redis-ca FILE` (PEM) when
+//! given, else against the system's roots (Debian's `ca-certificates`, through
+//! `rustls-native-certs`), with the URL's host as SNI and as the name the certificate
+//! must hold (an IP address for `rediss://10.0.0.5`). No client certificate is sent:
+//! Redis must run with `tls-auth-clients no` (or `optional`).
+//!
+//! A refusal (wrong password, a certificate that does not verify, an unknown database) is
+//! logged once per node while it stays the same (every core's two connections retry with
+//! backoff and would otherwise repeat it), with the password redacted; a Redis that is
+//! merely unreachable is logged at debug level as before.
+
+use super::resp::{self, Frame, FrameReader};
+use super::url::RedisUrl;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The whole opening (TCP, TLS, `AUTH`, `SELECT`, `PING`) must be done within this: a
+/// Redis that accepts and then says nothing (or a TLS port spoken to in plain) is treated
+/// as unreachable, and retried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How to reach the node's Redis: the parsed `--redis-url`, its TLS settings, and the last
+/// refusal logged. Made once at start; shared by every core.
+pub struct Link {
+    pub url: RedisUrl,
+    /// The URL's host, resolved at start.
+    pub addr: SocketAddr,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    /// The last refusal logged (so that it is logged once, not once per try and core).
+    refusal: Mutex<Option<String>>,
+}
+
+impl Link {
+    /// `--redis-url` and `--redis-ca`, checked: the URL parsed and resolved, the CA file
+    /// read. Errors are one line and never hold the password.
+    pub fn new(url: &str, ca: Option<&Path>) -> Result<Link, String> {
+        let url = RedisUrl::parse(url)?;
+        let addr = url.resolve()?;
+        let tls = match (url.tls, ca) {
+            (true, ca) => {
+                let name = ServerName::try_from(url.host.clone()).map_err(|e| {
+                    format!(
+                        "--redis-url {}: the host is not a TLS name: {e}",
+                        url.shown()
+                    )
+                })?;
+                Some((client_config(ca)?, name))
+            }
+            (false, Some(_)) => {
+                return Err(format!(
+                    "--redis-ca is set but --redis-url {} is not TLS (rediss://)",
+                    url.shown()
+                ))
+            }
+            (false, None) => None,
+        };
+        Ok(Link {
+            url,
+            addr,
+            tls,
+            refusal: Mutex::default(),
+        })
+    }
+
+    /// Logs a refusal, unless it is the one logged last.
+    fn refused(&self, why: &str) {
+        let mut last = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(why) {
+            tracing::error!(url = %self.url.shown(), "redis refused this node: {why}");
+            *last = Some(why.to_owned());
+        }
+    }
+
+    fn accepted(&self) {
+        let mut last = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
+        if last.take().is_some() {
+            tracing::info!(url = %self.url.shown(), "redis accepts this node again");
+        }
+    }
+}
+
+/// The TLS client settings: `ca` (PEM, one or more certificates) or the system's roots.
+fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let shown = path.display();
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("--redis-ca {shown}: cannot read: {e}"))?;
+            for cert in CertificateDer::pem_slice_iter(&bytes) {
+                let cert = cert.map_err(|e| format!("--redis-ca {shown}: not PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("--redis-ca {shown}: a bad certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("--redis-ca {shown}: holds no certificate"));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err("rediss:// without --redis-ca needs the system's root \
+                            certificates, and none were found (install ca-certificates, or \
+                            give --redis-ca FILE)"
+                    .into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS to redis: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// Nobody answered, or the connection broke or stalled while opening: try again.
+    Unreachable(String),
+    /// Redis (or its TLS) said no: a wrong password, a certificate that does not verify, a
+    /// database it does not have. Logged once (see [`Link`]); trying again is still right
+    /// (an operator may fix Redis's side).
+    Refused(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unreachable(why) | ConnectError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Opens a connection to `addr` as `link` says (TLS, `AUTH`, `SELECT`), ready for
+/// commands. `addr` is `link.addr` for a standalone Redis; a client of several servers
+/// (a Cluster's masters) passes each one's.
+pub async fn connect(addr: SocketAddr, link: &Link) -> Result<Connection, ConnectError> {
+    let opened = monoio::time::timeout(CONNECT_TIMEOUT, open(addr, link)).await;
+    let result = opened.unwrap_or_else(|_| {
+        Err(ConnectError::Unreachable(format!(
+            "no answer within {CONNECT_TIMEOUT:?} while connecting"
+        )))
+    });
+    match &result {
+        Ok(_) => link.accepted(),
+        Err(ConnectError::Refused(why)) => link.refused(why),
+        Err(ConnectError::Unreachable(_)) => {}
+    }
+    result
+}
+
+async fn open(addr: SocketAddr, link: &Link) -> Result<Connection, ConnectError> {
+    let unreachable = |e: io::Error| ConnectError::Unreachable(e.to_string());
+    let mut stream = TcpStream::connect_addr(addr).await.map_err(unreachable)?;
+    let _ = stream.set_nodelay(true);
+    let connection = match &link.tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            Connection {
+                rd: ReadHalf::Plain(rd),
+                wr: WriteHalf::Plain(wr),
+            }
+        }
+        Some((config, name)) => {
+            let mut tls = ClientConnection::new(config.clone(), name.clone())
+                .map_err(|e| ConnectError::Refused(format!("TLS: {e}")))?;
+            // Each write is encrypted and drained at once: no second bound in rustls.
+            tls.set_buffer_limit(None);
+            handshake(&mut stream, &mut tls).await?;
+            let tls = Rc::new(RefCell::new(tls));
+            let (rd, wr) = stream.into_split();
+            Connection {
+                rd: ReadHalf::Tls(TlsRead {
+                    tcp: rd,
+                    tls: tls.clone(),
+                    cipher: vec![0; 16 * 1024],
+                    fed: 0,
+                    len: 0,
+                    plain: vec![0; 16 * 1024],
+                }),
+                wr: WriteHalf::Tls(TlsWrite {
+                    tcp: wr,
+                    tls,
+                    out: Vec::new(),
+                }),
+            }
+        }
+    };
+    hello(connection, &link.url).await
+}
+
+/// The TLS handshake on the whole stream, before it is split.
+async fn handshake(stream: &mut TcpStream, tls: &mut ClientConnection) -> Result<(), ConnectError> {
+    let unreachable = |e: io::Error| ConnectError::Unreachable(format!("TLS: {e}"));
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        flush_tls(stream, tls).await.map_err(unreachable)?;
+        if !tls.is_handshaking() {
+            return Ok(());
+        }
+        let (read, back) = stream.read(buf).await;
+        buf = back;
+        let n = read.map_err(unreachable)?;
+        if n == 0 {
+            return Err(ConnectError::Unreachable(
+                "closed during the TLS handshake (is the port a TLS port?)".into(),
+            ));
+        }
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            tls.read_tls(&mut data).map_err(unreachable)?;
+            if let Err(e) = tls.process_new_packets() {
+                // rustls queued an alert saying why: tell Redis too, then give up.
+                let _ = flush_tls(stream, tls).await;
+                return Err(ConnectError::Refused(format!("TLS: {e}")));
+            }
+        }
+    }
+}
+
+/// Writes whatever rustls has to send.
+async fn flush_tls(stream: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        let mut out = Vec::new();
+        tls.write_tls(&mut out)?;
+        let (result, _) = stream.write_all(out).await;
+        result?;
+    }
+    Ok(())
+}
+
+/// `AUTH`, `SELECT` and `PING`, pipelined; the connection once all three answered well.
+async fn hello(mut connection: Connection, url: &RedisUrl) -> Result<Connection, ConnectError> {
+    let mut bytes = Vec::new();
+    let mut asked = Vec::new();
+    if let Some(password) = &url.password {
+        let who = match &url.username {
+            Some(user) => {
+                resp::encode_command(&mut bytes, &["AUTH", user, password]);
+                format!("AUTH as user {user:?}")
+            }
+            None => {
+                resp::encode_command(&mut bytes, &["AUTH", password]);
+                "AUTH with a password".to_owned()
+            }
+        };
+        asked.push(who);
+    }
+    if let Some(db) = url.db {
+        resp::encode_command(&mut bytes, &["SELECT", &db.to_string()]);
+        asked.push(format!("SELECT {db}"));
+    }
+    resp::encode_command(&mut bytes, &["PING"]);
+    asked.push("PING".to_owned());
+    let unreachable = |e: String| ConnectError::Unreachable(e);
+    let (result, _) = connection.wr.write_all(bytes).await;
+    result.map_err(|e| unreachable(e.to_string()))?;
+    let mut reader = FrameReader::new();
+    let mut frames = Vec::new();
+    while frames.len() < asked.len() {
+        reader
+            .read(&mut connection.rd, &mut frames)
+            .await
+            .map_err(unreachable)?;
+    }
+    for (what, frame) in asked.iter().zip(&frames) {
+        if let Frame::Error(e) = frame {
+            let hint = if e.starts_with("NOAUTH") {
+                " (Redis wants a password: give it in the URL, redis://:PASSWORD@HOST)"
+            } else {
+                ""
+            };
+            return Err(ConnectError::Refused(format!("{what}: {e}{hint}")));
+        }
+    }
+    if frames.len() > asked.len() {
+        return Err(unreachable(
+            "more replies than commands while connecting".into(),
+        ));
+    }
+    Ok(connection)
+}
+
+/// A connection ready for commands (plain or TLS), to be split into its two halves.
+pub struct Connection {
+    rd: ReadHalf,
+    wr: WriteHalf,
+}
+
+impl Connection {
+    /// The reading and the writing halves, each usable from its own task of the core.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        (self.rd, self.wr)
+    }
+}
+
+/// The reading half of a [`Connection`].
+pub enum ReadHalf {
+    Plain(OwnedReadHalf<TcpStream>),
+    Tls(TlsRead),
+}
+
+/// The writing half of a [`Connection`].
+pub enum WriteHalf {
+    Plain(OwnedWriteHalf<TcpStream>),
+    Tls(TlsWrite),
+}
+
+/// Reads ciphertext and hands out plaintext. The rustls connection is shared with the
+/// writing half; neither holds it across an `await`.
+pub struct TlsRead {
+    tcp: OwnedReadHalf<TcpStream>,
+    tls: Rc<RefCell<ClientConnection>>,
+    /// Ciphertext read; `cipher[fed..len]` is not given to rustls yet.
+    cipher: Vec<u8>,
+    fed: usize,
+    len: usize,
+    /// Plaintext out of rustls, before it is copied into the caller's buffer.
+    plain: Vec<u8>,
+}
+
+impl TlsRead {
+    /// Up to `max` bytes of plaintext into `self.plain`; 0 when the stream is over.
+    async fn read_plain(&mut self, max: usize) -> io::Result<usize> {
+        let max = max.min(self.plain.len());
+        loop {
+            {
+                let mut tls = self.tls.borrow_mut();
+                match tls.reader().read(&mut self.plain[..max]) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                if self.fed < self.len {
+                    let mut data = &self.cipher[self.fed..self.len];
+                    let took = tls.read_tls(&mut data)?;
+                    self.fed += took;
+                    tls.process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    continue;
+                }
+            }
+            let buf = std::mem::take(&mut self.cipher);
+            let (read, back) = self.tcp.read(buf).await;
+            self.cipher = back;
+            let n = read?;
+            if n == 0 {
+                return Ok(0);
+            }
+            (self.fed, self.len) = (0, n);
+        }
+    }
+}
+
+/// Encrypts what is written and writes the ciphertext.
+pub struct TlsWrite {
+    tcp: OwnedWriteHalf<TcpStream>,
+    tls: Rc<RefCell<ClientConnection>>,
+    out: Vec<u8>,
+}
+
+impl TlsWrite {
+    /// Writes all of `data` (encrypted), or fails.
+    async fn write_plain(&mut self, data: &[u8]) -> io::Result<()> {
+        self.seal(data)?;
+        let out = std::mem::take(&mut self.out);
+        let (result, mut back) = self.tcp.write_all(out).await;
+        back.clear();
+        self.out = back;
+        result.map(|_| ())
+    }
+
+    /// Encrypts `data` into `self.out`, with anything else rustls has to send (a reply to
+    /// a key update the reading half took in).
+    fn seal(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut tls = self.tls.borrow_mut();
+        tls.writer().write_all(data)?;
+        while tls.wants_write() {
+            tls.write_tls(&mut self.out)?;
+        }
+        Ok(())
+    }
+}
+
+impl AsyncReadRent for ReadHalf {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        match self {
+            ReadHalf::Plain(rd) => rd.read(buf).await,
+            ReadHalf::Tls(rd) => {
+                let room = buf.bytes_total();
+                let n = match rd.read_plain(room).await {
+                    Ok(n) => n,
+                    Err(e) => return (Err(e), buf),
+                };
+                // Safety: `n` is within the buffer's capacity, and `plain[..n]` is
+                // initialized.
+                unsafe {
+                    buf.write_ptr()
+                        .copy_from_nonoverlapping(rd.plain.as_ptr(), n);
+                    buf.set_init(n);
+                }
+                (Ok(n), buf)
+            }
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        if let ReadHalf::Plain(rd) = self {
+            return rd.readv(buf).await;
+        }
+        // Safety: the first slice of `buf` lives as long as `buf`, which this holds.
+        let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+            Some(raw) => match self.read(raw).await {
+                (Ok(n), _) => n,
+                (Err(e), _) => return (Err(e), buf),
+            },
+            None => 0,
+        };
+        unsafe { buf.set_init(n) };
+        (Ok(n), buf)
+    }
+}
+
+impl AsyncWriteRent for WriteHalf {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            WriteHalf::Plain(wr) => wr.write(buf).await,
+            WriteHalf::Tls(wr) => {
+                // Safety: `read_ptr()..bytes_init()` is the buffer's initialized part.
+                let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+                let n = data.len();
+                match wr.write_plain(data).await {
+                    Ok(()) => (Ok(n), buf),
+                    Err(e) => (Err(e), buf),
+                }
+            }
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        if let WriteHalf::Plain(wr) = self {
+            return wr.writev(buf).await;
+        }
+        // Safety: the first slice of `buf` lives as long as `buf`, which this holds.
+        match unsafe { RawBuf::new_from_iovec(&buf) } {
+            Some(raw) => {
+                let (result, _) = self.write(raw).await;
+                (result, buf)
+            }
+            None => (Ok(0), buf),
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(wr) => wr.flush().await,
+            WriteHalf::Tls(wr) => wr.tcp.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Plain(wr) => wr.shutdown().await,
+            WriteHalf::Tls(wr) => {
+                wr.tls.borrow_mut().send_close_notify();
+                wr.write_plain(&[]).await?;
+                wr.tcp.shutdown().await
+            }
+        }
+    }
+}
