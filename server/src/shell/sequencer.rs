@@ -107,6 +107,17 @@ fn node_rooms(node: u64) -> String {
     format!("rk:node:{node:016x}:rooms")
 }
 
+/// The set of directory keys ([`who`]) where a node lists connections, each as
+/// `<core>|<key>` (a core adds its member with its first connection there and removes it
+/// with its last: each member has one writer): what a reaper walks to take a silent
+/// node's connections out of the directory.
+fn node_directory(node: u64) -> String {
+    format!("rk:node:{node:016x}:who")
+}
+
+/// Directory keys a reaper cleans per round trip.
+const REAP_BATCH: usize = 500;
+
 /// The prefix of a node's members' keys in rooms' shared presence.
 fn member_prefix(node: u64) -> String {
     format!("{node:016x}:")
@@ -1004,6 +1015,88 @@ impl Sequencer {
             }
         }
         let _ = self.client.call(&["DEL", &set]).await;
+        self.reap_directory(node).await;
+    }
+
+    /// Takes a silent node's connections out of the directory of users and client ids, so
+    /// that sends to them stop going to its channel: for each key the node listed
+    /// connections under, its fields (`<node>:<conn>`) are deleted; other nodes' stay.
+    /// Only this node's fields are touched and `HDEL` of a field already gone does
+    /// nothing, so a second reaper doing the same (or a reaper that stopped halfway and a
+    /// later one) is harmless. Keys go in batches of [`REAP_BATCH`], pipelined: two round
+    /// trips per batch (`HKEYS`, then `HDEL`).
+    async fn reap_directory(&self, node: u64) {
+        let index = node_directory(node);
+        let prefix = member_prefix(node);
+        let mut cursor = "0".to_owned();
+        let mut removed = 0usize;
+        loop {
+            let count = REAP_BATCH.to_string();
+            let scan = ["SSCAN", &index, &cursor, "COUNT", &count];
+            let Ok(Frame::Array(mut reply)) = self.client.call(&scan).await else {
+                return;
+            };
+            let members = reply.pop().map(pairs_of_array).unwrap_or_default();
+            cursor = reply.first().and_then(resp::text).unwrap_or("0").to_owned();
+            let mut keys: Vec<&str> = members
+                .iter()
+                .filter_map(|m| m.split_once('|').map(|(_, key)| key))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            if !keys.is_empty() {
+                removed += self.remove_fields(&keys, &prefix).await;
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        let _ = self.client.call(&["DEL", &index]).await;
+        tracing::info!(node = %format!("{node:016x}"), removed, "a silent node's connections left the directory");
+    }
+
+    /// Deletes the fields starting with `prefix` from the hashes `keys`; answers how many.
+    async fn remove_fields(&self, keys: &[&str], prefix: &str) -> usize {
+        let mut bytes = Vec::new();
+        for key in keys {
+            resp::encode_command(&mut bytes, &["HKEYS", key]);
+        }
+        let Ok(fields) = self.client.pipeline(bytes, keys.len()).await else {
+            return 0;
+        };
+        let mut bytes = Vec::new();
+        let mut commands = 0;
+        for (key, fields) in keys.iter().zip(fields) {
+            let mut command = vec!["HDEL".to_owned(), key.to_string()];
+            command.extend(
+                pairs_of_array(fields)
+                    .into_iter()
+                    .filter(|f| f.starts_with(prefix)),
+            );
+            if command.len() > 2 {
+                resp::encode_command(&mut bytes, &command);
+                commands += 1;
+            }
+        }
+        if commands == 0 {
+            return 0;
+        }
+        match self.client.pipeline(bytes, commands).await {
+            Ok(replies) => replies.iter().filter_map(resp::int).sum::<i64>() as usize,
+            Err(_) => 0,
+        }
+    }
+}
+
+/// The strings of an array reply.
+fn pairs_of_array(frame: Frame) -> Vec<String> {
+    match frame {
+        Frame::Array(items) => items
+            .iter()
+            .filter_map(resp::text)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -1046,30 +1139,53 @@ impl Sequencer {
     /// Lists a connection of this node in the directory of users and client ids (when
     /// indexed), or takes it out (when not any more), so that other nodes know to send
     /// here.
+    ///
+    /// The node's own set of directory keys ([`node_directory`]) follows: this core's
+    /// member for a key is added with its first connection there and removed with its
+    /// last (the core's name indexes say which, and they are updated before this).
     pub fn directory(&self, conn: ConnId, user: Option<&str>, client: &str, listed: bool) {
-        let field = format!("{}{}", member_prefix(self.node_id), conn.0);
-        for key in user
-            .map(|u| who('u', u))
-            .into_iter()
-            .chain([who('c', client)])
-        {
-            let command = match listed {
-                true => resp::command(&["HSET", &key, &field, "1"]),
-                false => resp::command(&["HDEL", &key, &field]),
-            };
-            // Fire and forget: a lost update costs a publish nobody answers, or a send
-            // that misses this node until Redis is back (then every connection is listed
-            // again, `relist`).
-            let _ = self.client.queue(command, 1);
+        let user = user.map(|u| (who('u', u), !self.shard.other_with_user(u, conn)));
+        let client = (who('c', client), !self.shard.other_with_id(client, conn));
+        for (key, alone) in user.into_iter().chain([client]) {
+            self.list(conn, &key, listed, alone);
         }
     }
 
+    /// One directory key's update: the connection's field, and this core's member of the
+    /// node's set of keys when `alone` (the first or last connection of the core there).
+    fn list(&self, conn: ConnId, key: &str, listed: bool, alone: bool) {
+        let field = format!("{}{}", member_prefix(self.node_id), conn.0);
+        let mut bytes = match listed {
+            true => resp::command(&["HSET", key, &field, "1"]),
+            false => resp::command(&["HDEL", key, &field]),
+        };
+        let mut count = 1;
+        if alone {
+            let index = node_directory(self.node_id);
+            let member = format!("{}|{key}", self.shard.id);
+            let verb = if listed { "SADD" } else { "SREM" };
+            resp::encode_command(&mut bytes, &[verb, &index, &member]);
+            count += 1;
+        }
+        // Fire and forget: a lost update costs a publish nobody answers, or a send that
+        // misses this node until Redis is back (then every connection is listed again,
+        // `relist`).
+        let _ = self.client.queue(bytes, count);
+    }
+
     /// Lists every connection of this core again (after the link to Redis was down: Redis
-    /// may have lost the directory).
+    /// may have lost the directory, or the others may have taken this node out of it
+    /// while it was silent), with the node's set of keys.
     fn relist(&self) {
         for conn in self.shard.conns.borrow().values() {
             let user = conn.user_id();
-            self.directory(conn.id, user.as_deref(), &conn.public_id(), true);
+            let keys = user
+                .map(|u| who('u', &u))
+                .into_iter()
+                .chain([who('c', &conn.public_id())]);
+            for key in keys {
+                self.list(conn.id, &key, true, true);
+            }
         }
     }
 
