@@ -345,3 +345,57 @@ fn a_killed_nodes_connections_leave_the_directory_and_sends_find_the_user_elsewh
     );
     assert_eq!(next_data(&mut erin_b), json!({"hi":"erin"}));
 }
+
+#[test]
+fn a_stalled_node_taken_for_dead_lists_itself_again_when_it_resumes() {
+    let (_redis, port, _dir) = redis();
+    let flags = ["--jwt-secret", SECRET, "--admin-key", ADMIN];
+    let (a, a_addr) = node_with(port, &flags);
+    let (_b, b_addr) = node_with(port, &flags);
+    let mut watcher = connect(&b_addr, "stall");
+    next(&mut watcher, "profile");
+    send(&mut watcher, json!({"type":"subscribe","data":"presence"}));
+    assert_eq!(next(&mut watcher, "presence")["data"]["count"], 1);
+    let mut member = connect(&a_addr, "stall");
+    next(&mut member, "profile");
+    assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
+    let (mut erin, _) = jac_user(&a_addr, "n::erin");
+    let user_key = "rk:who:u:n::erin";
+    let start = Instant::now();
+    while cli(port, &["HLEN", user_key]) != ["1"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin never listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    common::signal(&a.0, "STOP"); // stalled, not dead: its sockets stay open
+                                  // The others take it for dead: its member leaves, its directory entries go.
+    assert_eq!(next(&mut watcher, "presence:left")["data"]["count"], 1);
+    let start = Instant::now();
+    while cli(port, &["EXISTS", user_key]) != ["0"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin stayed listed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::signal(&a.0, "CONT");
+    // Back: it lists itself again, and its member is in the room again.
+    assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
+    let start = Instant::now();
+    while cli(port, &["HLEN", user_key]) != ["1"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin never listed again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        notify(&b_addr, r#"{"users":["n::erin"],"data":{"back":1}}"#),
+        200
+    );
+    assert_eq!(next_data(&mut erin), json!({"back":1}));
+    drop(member);
+}

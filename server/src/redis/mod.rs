@@ -41,6 +41,10 @@ pub struct RedisNode {
     pub id: u64,
     /// Each core's link health.
     pub stats: Vec<Arc<Stats>>,
+    /// Counts the times the other nodes took this one for dead (it was silent too long)
+    /// and removed its members and directory entries: each core lists them again when it
+    /// sees this move.
+    pub reaped: std::sync::atomic::AtomicU64,
 }
 
 impl RedisNode {
@@ -49,6 +53,7 @@ impl RedisNode {
             link: Arc::new(link),
             id: crate::ids::random_u64(),
             stats: (0..cores).map(|_| Arc::default()).collect(),
+            reaped: Default::default(),
         }
     }
 }

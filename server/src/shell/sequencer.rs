@@ -115,6 +115,16 @@ fn node_directory(node: u64) -> String {
     format!("rk:node:{node:016x}:who")
 }
 
+/// Set by the reaper once it removed a node's members and directory entries; the node, if
+/// it is alive after all (stalled, not dead), sees it at its next heartbeat and lists
+/// itself again. Expires: a node that is really dead never reads it.
+fn node_reaped(node: u64) -> String {
+    format!("rk:node:{node:016x}:reaped")
+}
+
+/// How long [`node_reaped`] waits for its node, in seconds.
+const REAPED_TTL_S: &str = "600";
+
 /// Directory keys a reaper cleans per round trip.
 const REAP_BATCH: usize = 500;
 
@@ -961,6 +971,20 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
             monoio::time::sleep(PROBE_EVERY).await;
             continue;
         }
+        let reaped = this
+            .client
+            .call(&["GETDEL", &node_reaped(this.node_id)])
+            .await;
+        if matches!(reaped, Ok(Frame::BulkString(_))) {
+            tracing::warn!(
+                "the other nodes took this node for dead (silent for more than {} s) and \
+                 removed its members: listing them again",
+                SILENT_AFTER_MS / 1000
+            );
+            if let Some(redis) = &this.shard.node.redis {
+                redis.reaped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let silent = SILENT_AFTER_MS.to_string();
         let claim = ["EVAL", scripts::CLAIM_SILENT, "1", NODES, &silent];
         if let Ok(Frame::Array(nodes)) = this.client.call(&claim).await {
@@ -1016,6 +1040,11 @@ impl Sequencer {
         }
         let _ = self.client.call(&["DEL", &set]).await;
         self.reap_directory(node).await;
+        let flag = node_reaped(node);
+        let _ = self
+            .client
+            .call(&["SET", &flag, "1", "EX", REAPED_TTL_S])
+            .await;
     }
 
     /// Takes a silent node's connections out of the directory of users and client ids, so
@@ -1277,9 +1306,27 @@ impl Sequencer {
 
 /// Publishes a probe on the command connection, to be seen on the subscriber connection
 /// (`Stats::live`): a subscription that silently stopped delivering does not look healthy.
+///
+/// Also notices when the other nodes took this one for dead ([`RedisNode::reaped`]
+/// moved): this core then lists its connections in the directory again and its rooms
+/// announce their members again, as after a reconnection.
+///
+/// [`RedisNode::reaped`]: crate::redis::RedisNode::reaped
 async fn run_probe(this: Rc<Sequencer>) {
+    let reaped = |this: &Sequencer| {
+        let redis = this.shard.node.redis.as_ref();
+        redis.map_or(0, |r| r.reaped.load(Ordering::Relaxed))
+    };
+    let mut seen = reaped(&this);
     loop {
         let _ = this.client.call(&["PUBLISH", &this.probe, "p"]).await;
+        let now = reaped(&this);
+        if now != seen {
+            seen = now;
+            this.relist();
+            let own = &this.shard.node.mailboxes[this.shard.id].commands;
+            let _ = own.send_async(ToOwner::Engine(Command::Resync)).await;
+        }
         monoio::time::sleep(PROBE_EVERY).await;
     }
 }
