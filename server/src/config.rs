@@ -277,6 +277,15 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_REDIS_CA", value_name = "PATH")]
     pub redis_ca: Option<std::path::PathBuf>,
 
+    /// With a `rediss://` `--redis-url`: a client certificate chain (PEM) for a Redis that
+    /// asks for one (`tls-auth-clients yes`). With `--redis-key`.
+    #[arg(long, env = "ROOKERY_REDIS_CERT", value_name = "PATH")]
+    pub redis_cert: Option<std::path::PathBuf>,
+
+    /// The private key of `--redis-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "ROOKERY_REDIS_KEY", value_name = "PATH")]
+    pub redis_key: Option<std::path::PathBuf>,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -366,7 +375,12 @@ impl Config {
                 Err("--engine redis needs --redis-url redis://HOST:PORT".into())
             }
             (EngineChoice::Redis, Some(url)) => {
-                crate::redis::Link::new(url, self.redis_ca.as_deref()).map(Some)
+                let files = crate::redis::TlsFiles {
+                    ca: self.redis_ca.clone(),
+                    cert: self.redis_cert.clone(),
+                    key: self.redis_key.clone(),
+                };
+                crate::redis::Link::new(url, &files).map(Some)
             }
         }
     }

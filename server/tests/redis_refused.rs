@@ -205,6 +205,32 @@ fn a_certificate_the_node_does_not_trust_is_refused_and_readyz_503() {
 }
 
 #[test]
+fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls = [
+        "--tls-cert-file",
+        cert_s,
+        "--tls-key-file",
+        key_s,
+        "--tls-ca-cert-file",
+        cert_s,
+        "--tls-auth-clients",
+        "yes",
+    ];
+    let (_redis, port, _rdir) = redis(&tls, true);
+    let (_node, addr, lines) = node(&format!("rediss://127.0.0.1:{port}"), Some(&cert));
+    let line = lines_until(&lines, "TLS:").pop().unwrap();
+    assert!(line.contains("refused this node"), "{line}");
+    assert_eq!(readyz(&addr), 503);
+}
+
+#[test]
 fn a_malformed_url_stops_the_start_with_one_line_without_the_password() {
     for (url, why) in [
         ("redis://:hunter2@127.0.0.1:6379/x", "not a database number"),

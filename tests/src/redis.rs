@@ -20,8 +20,9 @@ pub struct TestRedis {
     persistent: bool,
     /// More arguments for `redis-server` (a password, TLS).
     extra: Vec<String>,
-    /// Speaks TLS only (`--port 0 --tls-port`): what `redis-cli` needs to reach it.
-    tls: Option<std::path::PathBuf>,
+    /// Speaks TLS only (`--port 0 --tls-port`): what `redis-cli` needs to reach it (the CA
+    /// of the server's certificate, a client certificate and key).
+    tls: Option<(std::path::PathBuf, Option<[std::path::PathBuf; 2]>)>,
     /// The password `redis-cli` gives (`-a`).
     password: Option<String>,
 }
@@ -60,13 +61,38 @@ impl TestRedis {
             "--tls-auth-clients",
             "no",
         ];
-        TestRedis::start_full(false, &args, Some(cert_pem.to_owned()), None)
+        TestRedis::start_full(false, &args, Some((cert_pem.to_owned(), None)), None)
+    }
+
+    /// As [`TestRedis::start_tls`], but Redis asks every client for a certificate that
+    /// chains to `client_ca` (`tls-auth-clients yes`); `redis-cli` shows `client` (cert,
+    /// key).
+    pub fn start_mutual_tls(
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+        client_ca: &std::path::Path,
+        client: [std::path::PathBuf; 2],
+    ) -> TestRedis {
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let args = [
+            "--tls-cert-file".to_owned(),
+            path(cert_pem),
+            "--tls-key-file".to_owned(),
+            path(key_pem),
+            "--tls-ca-cert-file".to_owned(),
+            path(client_ca),
+            "--tls-auth-clients".to_owned(),
+            "yes".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let tls = Some((cert_pem.to_owned(), Some(client)));
+        TestRedis::start_full(false, &args, tls, None)
     }
 
     fn start_full(
         persistent: bool,
         extra: &[&str],
-        tls: Option<std::path::PathBuf>,
+        tls: Option<(std::path::PathBuf, Option<[std::path::PathBuf; 2]>)>,
         password: Option<&str>,
     ) -> TestRedis {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -134,8 +160,11 @@ impl TestRedis {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut cli = Command::new("redis-cli");
         cli.args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()]);
-        if let Some(ca) = &self.tls {
+        if let Some((ca, client)) = &self.tls {
             cli.arg("--tls").arg("--cacert").arg(ca);
+            if let Some([cert, key]) = client {
+                cli.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
         }
         if let Some(password) = &self.password {
             cli.args(["--no-auth-warning", "-a", password]);

@@ -12,9 +12,18 @@ use std::net::SocketAddr;
 
 /// Two nodes on `url` (and `--redis-ca` when given); a chat from one reaches the other.
 fn chat_through(redis: &TestRedis, url: &str, ca: Option<&std::path::Path>, room: &str) {
+    chat_through_with(redis, url, room, |c| c.redis_ca = ca.map(ToOwned::to_owned));
+}
+
+fn chat_through_with(
+    redis: &TestRedis,
+    url: &str,
+    room: &str,
+    more: impl Fn(&mut rookery::Config),
+) {
     let tweak = |c: &mut rookery::Config| {
         c.redis_url = Some(url.to_owned());
-        c.redis_ca = ca.map(ToOwned::to_owned);
+        more(c);
     };
     let (a, b) = (node_with(redis, 1, tweak), node_with(redis, 1, tweak));
     chat_between(a, b, room);
@@ -82,4 +91,22 @@ fn two_nodes_chat_through_a_tls_only_redis() {
     let url = format!("rediss://{}", redis.addr);
     chat_through(&redis, &url, Some(&cert.cert_path()), "tls");
     assert!(redis.cli(&["EXISTS", "rk:{tls}:seq"]).starts_with('1'));
+}
+
+#[test]
+fn a_client_certificate_for_a_redis_that_asks_for_one() {
+    let (server, client) = (TestCert::new(), TestCert::new());
+    let redis = TestRedis::start_mutual_tls(
+        &server.cert_path(),
+        &server.key_path(),
+        &client.cert_path(),
+        [client.cert_path(), client.key_path()],
+    );
+    let url = format!("rediss://{}", redis.addr);
+    chat_through_with(&redis, &url, "mtls", |c| {
+        c.redis_ca = Some(server.cert_path());
+        c.redis_cert = Some(client.cert_path());
+        c.redis_key = Some(client.key_path());
+    });
+    assert!(redis.cli(&["EXISTS", "rk:{mtls}:seq"]).starts_with('1'));
 }

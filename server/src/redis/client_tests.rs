@@ -16,7 +16,8 @@ fn run<F: std::future::Future<Output = ()>>(f: F) {
 
 /// Waits (bounded) until the client's connection is up.
 async fn connected(addr: std::net::SocketAddr) -> Client {
-    let link = super::Link::new(&format!("redis://{addr}"), None).expect("a good URL");
+    let link =
+        super::Link::new(&format!("redis://{addr}"), &Default::default()).expect("a good URL");
     let client = Client::start(Arc::new(link), Arc::new(Stats::default()));
     let start = Instant::now();
     loop {

@@ -10,8 +10,9 @@
 //! ciphertext. The server certificate is checked against `--redis-ca FILE` (PEM) when
 //! given, else against the system's roots (Debian's `ca-certificates`, through
 //! `rustls-native-certs`), with the URL's host as SNI and as the name the certificate
-//! must hold (an IP address for `rediss://10.0.0.5`). No client certificate is sent:
-//! Redis must run with `tls-auth-clients no` (or `optional`).
+//! must hold (an IP address for `rediss://10.0.0.5`). A client certificate
+//! (`--redis-cert`, `--redis-key`) is sent when given, for a Redis with
+//! `tls-auth-clients yes` (its default once TLS is on).
 //!
 //! A refusal (wrong password, a certificate that does not verify, an unknown database) is
 //! logged once per node while it stays the same (every core's two connections retry with
@@ -32,7 +33,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,28 +55,26 @@ pub struct Link {
 }
 
 impl Link {
-    /// `--redis-url` and `--redis-ca`, checked: the URL parsed and resolved, the CA file
+    /// `--redis-url` and its TLS files, checked: the URL parsed and resolved, the files
     /// read. Errors are one line and never hold the password.
-    pub fn new(url: &str, ca: Option<&Path>) -> Result<Link, String> {
+    pub fn new(url: &str, files: &TlsFiles) -> Result<Link, String> {
         let url = RedisUrl::parse(url)?;
         let addr = url.resolve()?;
-        let tls = match (url.tls, ca) {
-            (true, ca) => {
-                let name = ServerName::try_from(url.host.clone()).map_err(|e| {
-                    format!(
-                        "--redis-url {}: the host is not a TLS name: {e}",
-                        url.shown()
-                    )
-                })?;
-                Some((client_config(ca)?, name))
-            }
-            (false, Some(_)) => {
-                return Err(format!(
-                    "--redis-ca is set but --redis-url {} is not TLS (rediss://)",
+        let tls = if url.tls {
+            let name = ServerName::try_from(url.host.clone()).map_err(|e| {
+                format!(
+                    "--redis-url {}: the host is not a TLS name: {e}",
                     url.shown()
-                ))
-            }
-            (false, None) => None,
+                )
+            })?;
+            Some((client_config(files)?, name))
+        } else if let Some(flag) = files.set() {
+            return Err(format!(
+                "{flag} is set but --redis-url {} is not TLS (rediss://)",
+                url.shown()
+            ));
+        } else {
+            None
         };
         Ok(Link {
             url,
@@ -102,10 +101,34 @@ impl Link {
     }
 }
 
-/// The TLS client settings: `ca` (PEM, one or more certificates) or the system's roots.
-fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+/// The files of TLS to Redis (`--redis-ca`, `--redis-cert`, `--redis-key`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// The CA Redis's certificate must chain to (else the system's roots).
+    pub ca: Option<PathBuf>,
+    /// A client certificate chain and its key, for a Redis that asks for one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The first flag that is set, if any.
+    fn set(&self) -> Option<&'static str> {
+        [
+            ("--redis-ca", &self.ca),
+            ("--redis-cert", &self.cert),
+            ("--redis-key", &self.key),
+        ]
+        .into_iter()
+        .find_map(|(flag, path)| path.is_some().then_some(flag))
+    }
+}
+
+/// The TLS client settings: roots from `--redis-ca` (PEM, one or more certificates) or the
+/// system's; a client certificate from `--redis-cert` and `--redis-key`, if given.
+fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
-    match ca {
+    match files.ca.as_deref() {
         Some(path) => {
             let shown = path.display();
             let bytes =
@@ -132,11 +155,26 @@ fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS to redis: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match (&files.cert, &files.key) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let chain = crate::tls::read_chain("--redis-cert", cert)?;
+            let key_der = crate::tls::read_key("--redis-key", key)?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                format!(
+                    "--redis-key {} does not go with --redis-cert {}: {e}",
+                    key.display(),
+                    cert.display()
+                )
+            })?
+        }
+        (Some(_), None) => return Err("--redis-cert is set without --redis-key".into()),
+        (None, Some(_)) => return Err("--redis-key is set without --redis-cert".into()),
+    };
     Ok(Arc::new(config))
 }
 
@@ -205,6 +243,7 @@ async fn open(addr: SocketAddr, link: &Link) -> Result<Connection, ConnectError>
                     fed: 0,
                     len: 0,
                     plain: vec![0; 16 * 1024],
+                    failed: None,
                 }),
                 wr: WriteHalf::Tls(TlsWrite {
                     tcp: wr,
@@ -286,10 +325,16 @@ async fn hello(mut connection: Connection, url: &RedisUrl) -> Result<Connection,
     let mut reader = FrameReader::new();
     let mut frames = Vec::new();
     while frames.len() < asked.len() {
-        reader
-            .read(&mut connection.rd, &mut frames)
-            .await
-            .map_err(unreachable)?;
+        if let Err(e) = reader.read(&mut connection.rd, &mut frames).await {
+            // A TLS alert is Redis saying no (no client certificate, a refused one); a
+            // closed or broken connection is not.
+            return Err(match &connection.rd {
+                ReadHalf::Tls(TlsRead {
+                    failed: Some(why), ..
+                }) => ConnectError::Refused(format!("TLS: {why}")),
+                _ => unreachable(e),
+            });
+        }
     }
     for (what, frame) in asked.iter().zip(&frames) {
         if let Frame::Error(e) = frame {
@@ -345,6 +390,9 @@ pub struct TlsRead {
     len: usize,
     /// Plaintext out of rustls, before it is copied into the caller's buffer.
     plain: Vec<u8>,
+    /// Why TLS failed, once it did (a Redis that wants a client certificate says so with
+    /// an alert after the handshake, at the first read).
+    failed: Option<String>,
 }
 
 impl TlsRead {
@@ -363,8 +411,10 @@ impl TlsRead {
                     let mut data = &self.cipher[self.fed..self.len];
                     let took = tls.read_tls(&mut data)?;
                     self.fed += took;
-                    tls.process_new_packets()
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    if let Err(e) = tls.process_new_packets() {
+                        self.failed = Some(e.to_string());
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
                     continue;
                 }
             }

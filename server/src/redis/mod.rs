@@ -25,7 +25,7 @@ mod client_tests;
 pub mod testing;
 
 pub use client::{Client, RedisError};
-pub use connect::{connect, Link};
+pub use connect::{connect, Link, TlsFiles};
 pub use stats::Stats;
 
 use std::fmt::Write;
@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn metrics_are_there_with_redis_only_and_in_base_units() {
         assert_eq!(metrics_text(None, 0), "");
-        let node = RedisNode::new(Link::new("redis://127.0.0.1:1", None).unwrap(), 2);
+        let node = RedisNode::new(
+            Link::new("redis://127.0.0.1:1", &TlsFiles::default()).unwrap(),
+            2,
+        );
         node.stats[1].rtt_us.store(1_500, Ordering::Relaxed);
         node.stats[0].pending.store(3, Ordering::Relaxed);
         let text = metrics_text(Some(&node), 0);
