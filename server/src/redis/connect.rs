@@ -33,7 +33,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -545,5 +545,93 @@ impl AsyncWriteRent for WriteHalf {
                 wr.tcp.shutdown().await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path, ca: &str, cert: Option<&str>, key: Option<&str>) -> TlsFiles {
+        let path = |name: &str| dir.join(name);
+        TlsFiles {
+            ca: (!ca.is_empty()).then(|| path(ca)),
+            cert: cert.map(path),
+            key: key.map(path),
+        }
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), made.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+        let d = dir.path();
+        let url = "rediss://:hunter2@127.0.0.1:6380";
+        assert!(Link::new(url, &files(d, "ca.pem", None, None)).is_ok());
+        assert!(Link::new(url, &files(d, "ca.pem", Some("ca.pem"), Some("key.pem"))).is_ok());
+        let cases = [
+            (url, files(d, "missing.pem", None, None), "cannot read"),
+            (
+                url,
+                files(d, "empty.pem", None, None),
+                "holds no certificate",
+            ),
+            (url, files(d, "key.pem", None, None), "holds no certificate"),
+            (
+                url,
+                files(d, "ca.pem", Some("ca.pem"), None),
+                "without --redis-key",
+            ),
+            (
+                url,
+                files(d, "ca.pem", None, Some("key.pem")),
+                "without --redis-cert",
+            ),
+            (
+                url,
+                files(d, "ca.pem", Some("empty.pem"), Some("key.pem")),
+                "--redis-cert",
+            ),
+            (
+                url,
+                files(d, "ca.pem", Some("ca.pem"), Some("ca.pem")),
+                "--redis-key",
+            ),
+            (
+                "redis://:hunter2@127.0.0.1:6379",
+                files(d, "ca.pem", None, None),
+                "--redis-ca is set but",
+            ),
+            (
+                "redis://:hunter2@127.0.0.1:6379",
+                files(d, "", Some("ca.pem"), Some("key.pem")),
+                "--redis-cert is set but",
+            ),
+        ];
+        for (url, files, why) in cases {
+            let error = Link::new(url, &files).err().unwrap_or_default();
+            assert!(error.contains(why), "{files:?}: {error:?}");
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_tls_name_is_the_urls_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), made.cert.pem()).unwrap();
+        let files = files(dir.path(), "ca.pem", None, None);
+        let link = Link::new("rediss://localhost:6380", &files).unwrap();
+        let (_, name) = link.tls.as_ref().unwrap();
+        assert_eq!(name.to_str(), "localhost");
+        let link = Link::new("rediss://[::1]:6380", &files).unwrap();
+        assert!(matches!(link.tls.unwrap().1, ServerName::IpAddress(_)));
+        assert!(Link::new("redis://127.0.0.1", &TlsFiles::default())
+            .unwrap()
+            .tls
+            .is_none());
     }
 }
