@@ -33,7 +33,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -551,6 +551,7 @@ impl AsyncWriteRent for WriteHalf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn files(dir: &Path, ca: &str, cert: Option<&str>, key: Option<&str>) -> TlsFiles {
         let path = |name: &str| dir.join(name);
