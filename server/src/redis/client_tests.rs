@@ -187,46 +187,61 @@ fn round_trips() {
     let redis = TestRedis::start();
     run(async move {
         let client = connected(redis.addr).await;
-        let n = 20_000;
-        let start = Instant::now();
-        for _ in 0..n {
-            client.call(&["PING"]).await.unwrap();
-        }
-        let one = n as f64 / start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let client = client.clone();
-                monoio::spawn(async move {
-                    for _ in 0..n / 64 {
-                        client.call(&["PING"]).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await;
-        }
-        let piped = (n / 64 * 64) as f64 / start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..64)
-            .map(|t| {
-                let client = client.clone();
-                monoio::spawn(async move {
-                    for i in 0..n / 64 {
-                        let body = format!("{{\"n\":{i}}}");
-                        sequence(&client, &format!("bench{}", t % 8), &[&body, "event"]).await;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await;
-        }
-        let scripted = (n / 64 * 64) as f64 / start.elapsed().as_secs_f64();
-        println!(
-            "busy machine, indicative: PING one at a time {one:.0}/s, PING pipelined (64 \
-             tasks) {piped:.0}/s, sequencer EVAL pipelined (64 tasks, 8 rooms) {scripted:.0}/s"
-        );
+        measure(&client, "plain").await;
     });
+    // The same over TLS (`rediss://`, the server's certificate checked).
+    let redis = TestRedis::start_tls();
+    let files = super::TlsFiles {
+        ca: redis.ca.clone(),
+        ..Default::default()
+    };
+    let link = super::Link::new(&format!("rediss://{}", redis.addr), &files).unwrap();
+    run(async move {
+        let client = connected_through(link).await;
+        measure(&client, "TLS").await;
+    });
+}
+
+async fn measure(client: &Client, what: &str) {
+    let n = 20_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        client.call(&["PING"]).await.unwrap();
+    }
+    let one = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let client = client.clone();
+            monoio::spawn(async move {
+                for _ in 0..n / 64 {
+                    client.call(&["PING"]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    let piped = (n / 64 * 64) as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let client = client.clone();
+            monoio::spawn(async move {
+                for i in 0..n / 64 {
+                    let body = format!("{{\"n\":{i}}}");
+                    sequence(&client, &format!("bench{}", t % 8), &[&body, "event"]).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await;
+    }
+    let scripted = (n / 64 * 64) as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "{what}, busy machine, indicative: PING one at a time {one:.0}/s, PING pipelined (64 \
+         tasks) {piped:.0}/s, sequencer EVAL pipelined (64 tasks, 8 rooms) {scripted:.0}/s"
+    );
 }
