@@ -399,3 +399,44 @@ fn a_stalled_node_taken_for_dead_lists_itself_again_when_it_resumes() {
     assert_eq!(next_data(&mut erin), json!({"back":1}));
     drop(member);
 }
+
+#[test]
+fn a_reaping_left_unfinished_is_taken_up_by_another_node() {
+    let (_redis, port, _dir) = redis();
+    // As a reaper that died halfway leaves it: node ff claimed long ago (score 0 on
+    // Redis's clock), its directory entries still there, next to another node's.
+    let (ghost, other) = ("00000000000000ff", "00000000000000ee");
+    let user_key = "rk:who:u:n::ghost";
+    let ghost_index = format!("rk:node:{ghost}:who");
+    cli(port, &["HSET", user_key, &format!("{ghost}:1"), "1"]);
+    cli(port, &["HSET", user_key, &format!("{other}:2"), "1"]);
+    cli(port, &["SADD", &ghost_index, &format!("0|{user_key}")]);
+    cli(port, &["ZADD", "rk:reaping", "0", ghost]);
+    // And node dd, whose reaping was left unfinished but which heartbeats again.
+    let alive = "00000000000000dd";
+    let now =
+        "local t = redis.call('TIME') return redis.call('ZADD', KEYS[1], t[1] * 1000, ARGV[1])";
+    cli(port, &["EVAL", now, "1", "rk:nodes", alive]);
+    cli(port, &["ZADD", "rk:reaping", "0", alive]);
+
+    let (_b, _) = node(port);
+    // The dead node's entries go, the other node's stay; the live one is told; no
+    // reaping is left.
+    let flag = format!("rk:node:{alive}:reaped");
+    let start = Instant::now();
+    loop {
+        let fields = cli(port, &["HKEYS", user_key]);
+        let done = fields == [format!("{other}:2")]
+            && cli(port, &["EXISTS", &ghost_index]) == ["0"]
+            && cli(port, &["EXISTS", &flag]) == ["1"]
+            && cli(port, &["ZCARD", "rk:reaping"]) == ["0"];
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not taken up: {fields:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

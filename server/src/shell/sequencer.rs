@@ -53,6 +53,13 @@ const SILENT_AFTER_MS: u64 = 5_000;
 /// The set of nodes and their last heartbeats (Redis time).
 const NODES: &str = "rk:nodes";
 
+/// The nodes being reaped, with when their reaper took them (Redis time): a reaping not
+/// finished after [`REAP_STALE_MS`] (its reaper died or lost Redis halfway) is claimed
+/// and done again by another node. Every step of a reaping only removes what is the
+/// silent node's, so doing one twice is harmless.
+const REAPING: &str = "rk:reaping";
+const REAP_STALE_MS: u64 = 30_000;
+
 #[derive(Clone, Copy)]
 enum Script {
     Sequence,
@@ -985,13 +992,35 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
                 redis.reaped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let silent = SILENT_AFTER_MS.to_string();
-        let claim = ["EVAL", scripts::CLAIM_SILENT, "1", NODES, &silent];
-        if let Ok(Frame::Array(nodes)) = this.client.call(&claim).await {
-            for node in nodes.iter().filter_map(resp::text) {
-                if let Ok(node) = u64::from_str_radix(node, 16) {
-                    this.reap(node).await;
+        // Silent nodes, and reapings that a reaper left unfinished (it died, or lost
+        // Redis, on the way): claimed once each, recorded while under way.
+        for (set, after_ms) in [(NODES, SILENT_AFTER_MS), (REAPING, REAP_STALE_MS)] {
+            let after = after_ms.to_string();
+            let claim = ["EVAL", scripts::CLAIM_SILENT, "1", set, &after];
+            let Ok(Frame::Array(nodes)) = this.client.call(&claim).await else {
+                continue;
+            };
+            for name in nodes.iter().filter_map(resp::text) {
+                let Ok(node) = u64::from_str_radix(name, 16) else {
+                    continue;
+                };
+                if set == REAPING && this.beats_again(name).await {
+                    // Alive after all, and partly removed: it lists itself again once it
+                    // sees the flag.
+                    let flag = node_reaped(node);
+                    let _ = this
+                        .client
+                        .call(&["SET", &flag, "1", "EX", REAPED_TTL_S])
+                        .await;
+                    let _ = this.client.call(&["ZREM", REAPING, name]).await;
+                    continue;
                 }
+                let record = ["EVAL", scripts::HEARTBEAT, "1", REAPING, name];
+                if this.client.call(&record).await.is_err() {
+                    continue;
+                }
+                this.reap(node).await;
+                let _ = this.client.call(&["ZREM", REAPING, name]).await;
             }
         }
         monoio::time::sleep(HEARTBEAT_EVERY).await;
@@ -999,6 +1028,14 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
 }
 
 impl Sequencer {
+    /// Whether `node` heartbeats again (it is in the set of nodes).
+    async fn beats_again(&self, node: &str) -> bool {
+        matches!(
+            self.client.call(&["ZSCORE", NODES, node]).await,
+            Ok(Frame::BulkString(_))
+        )
+    }
+
     /// Removes a silent node's members from every room it had members in.
     async fn reap(self: &Rc<Self>, node: u64) {
         let set = node_rooms(node);
