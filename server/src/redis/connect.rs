@@ -5,9 +5,9 @@
 //! once (`NOAUTH`), not at the first real command.
 //!
 //! TLS is rustls (0.23, ring, as for the server's own TLS) driven on the monoio stream by
-//! hand, as `shell::tls` does: the handshake before anything else, then each read feeds
-//! ciphertext to rustls and hands out plaintext, each write encrypts and writes the
-//! ciphertext. The server certificate is checked against `--redis-ca FILE` (PEM) when
+//! hand, as `shell::tls` does: the handshake here, before anything else, then the
+//! connection's halves ([`super::stream`]) feed ciphertext to rustls and hand out
+//! plaintext, and encrypt what is written. The server certificate is checked against `--redis-ca FILE` (PEM) when
 //! given, else against the system's roots (Debian's `ca-certificates`, through
 //! `rustls-native-certs`), with the URL's host as SNI and as the name the certificate
 //! must hold (an IP address for `rediss://10.0.0.5`). A client certificate
@@ -20,21 +20,16 @@
 //! merely unreachable is logged at debug level as before.
 
 use super::resp::{self, Frame, FrameReader};
+pub use super::stream::{Connection, ReadHalf, WriteHalf};
 use super::url::RedisUrl;
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
-use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
-};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use monoio::BufResult;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -220,37 +215,14 @@ async fn open(addr: SocketAddr, link: &Link) -> Result<Connection, ConnectError>
     let mut stream = TcpStream::connect_addr(addr).await.map_err(unreachable)?;
     let _ = stream.set_nodelay(true);
     let connection = match &link.tls {
-        None => {
-            let (rd, wr) = stream.into_split();
-            Connection {
-                rd: ReadHalf::Plain(rd),
-                wr: WriteHalf::Plain(wr),
-            }
-        }
+        None => Connection::plain(stream),
         Some((config, name)) => {
             let mut tls = ClientConnection::new(config.clone(), name.clone())
                 .map_err(|e| ConnectError::Refused(format!("TLS: {e}")))?;
             // Each write is encrypted and drained at once: no second bound in rustls.
             tls.set_buffer_limit(None);
             handshake(&mut stream, &mut tls).await?;
-            let tls = Rc::new(RefCell::new(tls));
-            let (rd, wr) = stream.into_split();
-            Connection {
-                rd: ReadHalf::Tls(TlsRead {
-                    tcp: rd,
-                    tls: tls.clone(),
-                    cipher: vec![0; 16 * 1024],
-                    fed: 0,
-                    len: 0,
-                    plain: vec![0; 16 * 1024],
-                    failed: None,
-                }),
-                wr: WriteHalf::Tls(TlsWrite {
-                    tcp: wr,
-                    tls,
-                    out: Vec::new(),
-                }),
-            }
+            Connection::tls(stream, tls)
         }
     };
     hello(connection, &link.url).await
@@ -328,11 +300,9 @@ async fn hello(mut connection: Connection, url: &RedisUrl) -> Result<Connection,
         if let Err(e) = reader.read(&mut connection.rd, &mut frames).await {
             // A TLS alert is Redis saying no (no client certificate, a refused one); a
             // closed or broken connection is not.
-            return Err(match &connection.rd {
-                ReadHalf::Tls(TlsRead {
-                    failed: Some(why), ..
-                }) => ConnectError::Refused(format!("TLS: {why}")),
-                _ => unreachable(e),
+            return Err(match connection.rd.tls_failure() {
+                Some(why) => ConnectError::Refused(format!("TLS: {why}")),
+                None => unreachable(e),
             });
         }
     }
@@ -352,200 +322,6 @@ async fn hello(mut connection: Connection, url: &RedisUrl) -> Result<Connection,
         ));
     }
     Ok(connection)
-}
-
-/// A connection ready for commands (plain or TLS), to be split into its two halves.
-pub struct Connection {
-    rd: ReadHalf,
-    wr: WriteHalf,
-}
-
-impl Connection {
-    /// The reading and the writing halves, each usable from its own task of the core.
-    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
-        (self.rd, self.wr)
-    }
-}
-
-/// The reading half of a [`Connection`].
-pub enum ReadHalf {
-    Plain(OwnedReadHalf<TcpStream>),
-    Tls(TlsRead),
-}
-
-/// The writing half of a [`Connection`].
-pub enum WriteHalf {
-    Plain(OwnedWriteHalf<TcpStream>),
-    Tls(TlsWrite),
-}
-
-/// Reads ciphertext and hands out plaintext. The rustls connection is shared with the
-/// writing half; neither holds it across an `await`.
-pub struct TlsRead {
-    tcp: OwnedReadHalf<TcpStream>,
-    tls: Rc<RefCell<ClientConnection>>,
-    /// Ciphertext read; `cipher[fed..len]` is not given to rustls yet.
-    cipher: Vec<u8>,
-    fed: usize,
-    len: usize,
-    /// Plaintext out of rustls, before it is copied into the caller's buffer.
-    plain: Vec<u8>,
-    /// Why TLS failed, once it did (a Redis that wants a client certificate says so with
-    /// an alert after the handshake, at the first read).
-    failed: Option<String>,
-}
-
-impl TlsRead {
-    /// Up to `max` bytes of plaintext into `self.plain`; 0 when the stream is over.
-    async fn read_plain(&mut self, max: usize) -> io::Result<usize> {
-        let max = max.min(self.plain.len());
-        loop {
-            {
-                let mut tls = self.tls.borrow_mut();
-                match tls.reader().read(&mut self.plain[..max]) {
-                    Ok(n) => return Ok(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-                if self.fed < self.len {
-                    let mut data = &self.cipher[self.fed..self.len];
-                    let took = tls.read_tls(&mut data)?;
-                    self.fed += took;
-                    if let Err(e) = tls.process_new_packets() {
-                        self.failed = Some(e.to_string());
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-                    }
-                    continue;
-                }
-            }
-            let buf = std::mem::take(&mut self.cipher);
-            let (read, back) = self.tcp.read(buf).await;
-            self.cipher = back;
-            let n = read?;
-            if n == 0 {
-                return Ok(0);
-            }
-            (self.fed, self.len) = (0, n);
-        }
-    }
-}
-
-/// Encrypts what is written and writes the ciphertext.
-pub struct TlsWrite {
-    tcp: OwnedWriteHalf<TcpStream>,
-    tls: Rc<RefCell<ClientConnection>>,
-    out: Vec<u8>,
-}
-
-impl TlsWrite {
-    /// Writes all of `data` (encrypted), or fails.
-    async fn write_plain(&mut self, data: &[u8]) -> io::Result<()> {
-        self.seal(data)?;
-        let out = std::mem::take(&mut self.out);
-        let (result, mut back) = self.tcp.write_all(out).await;
-        back.clear();
-        self.out = back;
-        result.map(|_| ())
-    }
-
-    /// Encrypts `data` into `self.out`, with anything else rustls has to send (a reply to
-    /// a key update the reading half took in).
-    fn seal(&mut self, data: &[u8]) -> io::Result<()> {
-        let mut tls = self.tls.borrow_mut();
-        tls.writer().write_all(data)?;
-        while tls.wants_write() {
-            tls.write_tls(&mut self.out)?;
-        }
-        Ok(())
-    }
-}
-
-impl AsyncReadRent for ReadHalf {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        match self {
-            ReadHalf::Plain(rd) => rd.read(buf).await,
-            ReadHalf::Tls(rd) => {
-                let room = buf.bytes_total();
-                let n = match rd.read_plain(room).await {
-                    Ok(n) => n,
-                    Err(e) => return (Err(e), buf),
-                };
-                // Safety: `n` is within the buffer's capacity, and `plain[..n]` is
-                // initialized.
-                unsafe {
-                    buf.write_ptr()
-                        .copy_from_nonoverlapping(rd.plain.as_ptr(), n);
-                    buf.set_init(n);
-                }
-                (Ok(n), buf)
-            }
-        }
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if let ReadHalf::Plain(rd) = self {
-            return rd.readv(buf).await;
-        }
-        // Safety: the first slice of `buf` lives as long as `buf`, which this holds.
-        let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
-            Some(raw) => match self.read(raw).await {
-                (Ok(n), _) => n,
-                (Err(e), _) => return (Err(e), buf),
-            },
-            None => 0,
-        };
-        unsafe { buf.set_init(n) };
-        (Ok(n), buf)
-    }
-}
-
-impl AsyncWriteRent for WriteHalf {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            WriteHalf::Plain(wr) => wr.write(buf).await,
-            WriteHalf::Tls(wr) => {
-                // Safety: `read_ptr()..bytes_init()` is the buffer's initialized part.
-                let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-                let n = data.len();
-                match wr.write_plain(data).await {
-                    Ok(()) => (Ok(n), buf),
-                    Err(e) => (Err(e), buf),
-                }
-            }
-        }
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        if let WriteHalf::Plain(wr) = self {
-            return wr.writev(buf).await;
-        }
-        // Safety: the first slice of `buf` lives as long as `buf`, which this holds.
-        match unsafe { RawBuf::new_from_iovec(&buf) } {
-            Some(raw) => {
-                let (result, _) = self.write(raw).await;
-                (result, buf)
-            }
-            None => (Ok(0), buf),
-        }
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        match self {
-            WriteHalf::Plain(wr) => wr.flush().await,
-            WriteHalf::Tls(wr) => wr.tcp.flush().await,
-        }
-    }
-
-    async fn shutdown(&mut self) -> io::Result<()> {
-        match self {
-            WriteHalf::Plain(wr) => wr.shutdown().await,
-            WriteHalf::Tls(wr) => {
-                wr.tls.borrow_mut().send_close_notify();
-                wr.write_plain(&[]).await?;
-                wr.tcp.shutdown().await
-            }
-        }
-    }
 }
 
 #[cfg(test)]

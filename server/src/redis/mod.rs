@@ -15,6 +15,7 @@ pub mod connect;
 pub mod resp;
 pub mod scripts;
 pub mod stats;
+pub mod stream;
 pub mod subscriber;
 pub mod url;
 pub mod wire;
