@@ -231,6 +231,29 @@ fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
 }
 
 #[test]
+fn plain_redis_to_a_tls_port_says_to_use_rediss() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls = [
+        "--tls-cert-file",
+        cert_s,
+        "--tls-key-file",
+        key_s,
+        "--tls-auth-clients",
+        "no",
+    ];
+    let (_redis, port, _rdir) = redis(&tls, true);
+    let (_node, addr, lines) = node(&format!("redis://127.0.0.1:{port}"), None);
+    let line = lines_until(&lines, "refused this node").pop().unwrap();
+    assert!(line.contains("then rediss://"), "{line}");
+    assert_eq!(readyz(&addr), 503);
+}
+
+#[test]
 fn a_malformed_url_stops_the_start_with_one_line_without_the_password() {
     for (url, why) in [
         ("redis://:hunter2@127.0.0.1:6379/x", "not a database number"),

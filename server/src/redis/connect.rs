@@ -33,9 +33,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The whole opening (TCP, TLS, `AUTH`, `SELECT`, `PING`) must be done within this: a
-/// Redis that accepts and then says nothing (or a TLS port spoken to in plain) is treated
-/// as unreachable, and retried.
+/// The TCP connection, then the rest of the opening (TLS, `AUTH`, `SELECT`, `PING`), must
+/// each be done within this: a Redis that takes the connection and then says nothing (hung,
+/// or a TLS port spoken to in plain) is reported (once) and tried again.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How to reach the node's Redis: the parsed `--redis-url`, its TLS settings, and the last
@@ -196,12 +196,7 @@ impl std::fmt::Display for ConnectError {
 /// commands. `addr` is `link.addr` for a standalone Redis; a client of several servers
 /// (a Cluster's masters) passes each one's.
 pub async fn connect(addr: SocketAddr, link: &Link) -> Result<Connection, ConnectError> {
-    let opened = monoio::time::timeout(CONNECT_TIMEOUT, open(addr, link)).await;
-    let result = opened.unwrap_or_else(|_| {
-        Err(ConnectError::Unreachable(format!(
-            "no answer within {CONNECT_TIMEOUT:?} while connecting"
-        )))
-    });
+    let result = open(addr, link).await;
     match &result {
         Ok(_) => link.accepted(),
         Err(ConnectError::Refused(why)) => link.refused(why),
@@ -212,8 +207,29 @@ pub async fn connect(addr: SocketAddr, link: &Link) -> Result<Connection, Connec
 
 async fn open(addr: SocketAddr, link: &Link) -> Result<Connection, ConnectError> {
     let unreachable = |e: io::Error| ConnectError::Unreachable(e.to_string());
-    let mut stream = TcpStream::connect_addr(addr).await.map_err(unreachable)?;
+    let connecting = monoio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect_addr(addr)).await;
+    let stream = connecting
+        .map_err(|_| {
+            ConnectError::Unreachable(format!("no connection within {CONNECT_TIMEOUT:?}"))
+        })?
+        .map_err(unreachable)?;
     let _ = stream.set_nodelay(true);
+    let greeting = monoio::time::timeout(CONNECT_TIMEOUT, greet(stream, link)).await;
+    greeting.unwrap_or_else(|_| {
+        // Logged (once): a Redis that takes connections and answers nothing is hung, or
+        // is not speaking what the URL says.
+        let hint = match link.url.tls {
+            true => "hung, or not a TLS port?",
+            false => "hung, or a TLS port? then rediss://",
+        };
+        Err(ConnectError::Refused(format!(
+            "it took the connection but did not answer within {CONNECT_TIMEOUT:?} ({hint})"
+        )))
+    })
+}
+
+/// TLS when asked, then `AUTH`, `SELECT` and `PING`.
+async fn greet(mut stream: TcpStream, link: &Link) -> Result<Connection, ConnectError> {
     let connection = match &link.tls {
         None => Connection::plain(stream),
         Some((config, name)) => {
@@ -302,6 +318,12 @@ async fn hello(mut connection: Connection, url: &RedisUrl) -> Result<Connection,
             // closed or broken connection is not.
             return Err(match connection.rd.tls_failure() {
                 Some(why) => ConnectError::Refused(format!("TLS: {why}")),
+                // Redis answers even what it refuses: a close or a reset with no answer
+                // at all is most often a TLS port spoken to in plain.
+                None if frames.is_empty() && !url.tls => ConnectError::Refused(format!(
+                    "{e} before answering {} (is it a TLS port? then rediss://)",
+                    asked[0]
+                )),
                 None => unreachable(e),
             });
         }
