@@ -266,9 +266,25 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_ENGINE", value_enum, default_value_t = EngineChoice::Alone)]
     pub engine: EngineChoice,
 
-    /// The Redis server of `--engine redis`: `redis://HOST:PORT` (port 6379 when left out).
+    /// The Redis server of `--engine redis`:
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://…` for TLS (port 6379
+    /// when left out; user and password percent-encoded).
     #[arg(long, env = "ROOKERY_REDIS_URL")]
     pub redis_url: Option<String>,
+
+    /// With a `rediss://` `--redis-url`: the certificate authority (PEM, one or more
+    /// certificates) that Redis's certificate must chain to. Default: the system's roots.
+    #[arg(long, env = "ROOKERY_REDIS_CA", value_name = "PATH")]
+    pub redis_ca: Option<std::path::PathBuf>,
+
+    /// With a `rediss://` `--redis-url`: a client certificate chain (PEM) for a Redis that
+    /// asks for one (`tls-auth-clients yes`). With `--redis-key`.
+    #[arg(long, env = "ROOKERY_REDIS_CERT", value_name = "PATH")]
+    pub redis_cert: Option<std::path::PathBuf>,
+
+    /// The private key of `--redis-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "ROOKERY_REDIS_KEY", value_name = "PATH")]
+    pub redis_key: Option<std::path::PathBuf>,
 
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
@@ -346,18 +362,26 @@ impl Config {
         if let Some(files) = self.tls_files()? {
             crate::tls::load(&files)?;
         }
-        self.redis_addr()?;
+        self.redis_link()?;
         Ok(())
     }
 
-    /// The Redis server's address with `--engine redis` (`None` when running alone).
-    pub fn redis_addr(&self) -> Result<Option<SocketAddr>, String> {
+    /// How to reach Redis with `--engine redis` (`None` when running alone): the URL
+    /// parsed and resolved, the TLS settings loaded. Errors never show the password.
+    pub fn redis_link(&self) -> Result<Option<crate::redis::Link>, String> {
         match (self.engine, &self.redis_url) {
             (EngineChoice::Alone, _) => Ok(None),
             (EngineChoice::Redis, None) => {
                 Err("--engine redis needs --redis-url redis://HOST:PORT".into())
             }
-            (EngineChoice::Redis, Some(url)) => crate::redis::parse_url(url).map(Some),
+            (EngineChoice::Redis, Some(url)) => {
+                let files = crate::redis::TlsFiles {
+                    ca: self.redis_ca.clone(),
+                    cert: self.redis_cert.clone(),
+                    key: self.redis_key.clone(),
+                };
+                crate::redis::Link::new(url, &files).map(Some)
+            }
         }
     }
 

@@ -541,12 +541,16 @@ mod tests {
             "http://backend.example/slip?token=urlsecret6",
             "--backend-url",
             "http://backend.example/jac",
+            "--engine",
+            "redis",
+            "--redis-url",
+            "rediss://rookery:urlsecret7@127.0.0.1:6380/2",
             "check-config",
         ])
         .unwrap();
         let report = super::report(&loaded);
         for leaked in [
-            "secret1", "secret2", "secret3", "secret4", "secret5", "secret6",
+            "secret1", "secret2", "secret3", "secret4", "secret5", "secret6", "secret7",
         ] {
             assert!(!report.contains(leaked), "{leaked}: {report}");
         }
@@ -557,6 +561,10 @@ mod tests {
         );
         assert!(
             report.contains("backend_url = \"http://backend.example/jac\""),
+            "{report}"
+        );
+        assert!(
+            report.contains("redis_url = \"rediss://redacted:redacted@127.0.0.1:6380/2\""),
             "{report}"
         );
     }

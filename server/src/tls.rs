@@ -42,8 +42,8 @@ fn provider() -> Arc<CryptoProvider> {
 /// sign with, and the key the one of the chain's first (end-entity) certificate. The error
 /// is one line naming the file and the reason (never the key's bytes).
 pub fn load(files: &TlsFiles) -> Result<Arc<CertifiedKey>, String> {
-    let chain = read_chain(&files.cert)?;
-    let key = read_key(&files.key)?;
+    let chain = read_chain("--tls-cert", &files.cert)?;
+    let key = read_key("--tls-key", &files.key)?;
     let key_file = files.key.display();
     let cert_file = files.cert.display();
     let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
@@ -66,9 +66,10 @@ fn read_file(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read it ({e})", path.display()))
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = read_file("--tls-cert", path)?;
-    let bad = |why: String| format!("--tls-cert {}: {why}", path.display());
+/// A PEM certificate chain (end-entity first); errors name `flag`.
+pub(crate) fn read_chain(flag: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = read_file(flag, path)?;
+    let bad = |why: String| format!("{flag} {}: {why}", path.display());
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(format!("not a PEM certificate chain ({e})")))?;
@@ -80,8 +81,9 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = read_file("--tls-key", path)?;
+/// A PEM private key (PKCS#8, PKCS#1 or SEC1); errors name `flag`.
+pub(crate) fn read_key(flag: &str, path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = read_file(flag, path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         let why = match e {
             rustls::pki_types::pem::Error::NoItemsFound
@@ -97,7 +99,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
             // Other errors say where parsing stopped, not what the key holds.
             other => format!("not a PEM private key ({other})"),
         };
-        format!("--tls-key {}: {why}", path.display())
+        format!("{flag} {}: {why}", path.display())
     })
 }
 

@@ -55,6 +55,11 @@ fn redis() -> (Running, u16, tempfile::TempDir) {
 }
 
 fn node(redis_port: u16) -> (Running, String) {
+    node_with(redis_port, &[])
+}
+
+/// A node with more flags.
+fn node_with(redis_port: u16, extra: &[&str]) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rookery"))
         .args([
             "--listen",
@@ -66,6 +71,7 @@ fn node(redis_port: u16) -> (Running, String) {
         ])
         .args(["--engine", "redis", "--redis-url"])
         .arg(format!("redis://127.0.0.1:{redis_port}"))
+        .args(extra)
         .env("ROOKERY_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -190,4 +196,247 @@ fn a_killed_nodes_members_leave_within_8_seconds_and_leave_no_zombies() {
     );
     let snap = next(&mut watcher, "presence");
     assert_eq!(snap["data"]["count"], 1, "{snap}");
+}
+
+const SECRET: &str = "kill-test-secret";
+const ADMIN: &str = "kill-test-admin";
+
+/// An HS256 token for `sub` (the nodes' `--jwt-secret` is [`SECRET`]).
+fn token(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": sub, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// `redis-cli` against the test's Redis: its output lines.
+fn cli(port: u16, args: &[&str]) -> Vec<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A jac connection of user `sub` on `addr`; its client id.
+fn jac_user(addr: &str, sub: &str) -> (Ws, String) {
+    let path = format!(
+        "ws://{addr}/jac/websocket?channel_id=c&token={}",
+        token(sub)
+    );
+    let (mut ws, _) = tungstenite::connect(path).unwrap();
+    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    let hello = next(&mut ws, "connection");
+    let id = hello["data"]["client_id"].as_str().unwrap().to_owned();
+    (ws, id)
+}
+
+/// Posts `/api/notify` to `addr` with `body`; the status.
+fn notify(addr: &str, body: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/notify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The next text message that is not a jac control message (`connection`, pings…).
+fn next_data(ws: &mut Ws) -> Value {
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(10), "no data");
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v.get("type").is_none() {
+                    return v;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no data: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_killed_nodes_connections_leave_the_directory_and_sends_find_the_user_elsewhere() {
+    let (_redis, port, _dir) = redis();
+    let flags = ["--jwt-secret", SECRET, "--admin-key", ADMIN];
+    let (mut a, a_addr) = node_with(port, &flags);
+    let (_b, b_addr) = node_with(port, &flags);
+    let (_c, c_addr) = node_with(port, &flags);
+    // Erin on a, twice (one user, two client ids); a bystander on b.
+    let (_erin1, erin1_id) = jac_user(&a_addr, "n::erin");
+    let (_erin2, _) = jac_user(&a_addr, "n::erin");
+    let (_bob, bob_id) = jac_user(&b_addr, "n::bob");
+    let user_key = "rk:who:u:n::erin";
+    let client_key = format!("rk:who:c:{erin1_id}");
+    // The directory lists a's connections (fire and forget: wait until it has).
+    let start = Instant::now();
+    while cli(port, &["HLEN", user_key]) != ["2"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin never listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fields = cli(port, &["HKEYS", user_key]);
+    let a_node = fields[0].split_once(':').unwrap().0.to_owned();
+    let a_index = format!("rk:node:{a_node}:who");
+    assert_eq!(
+        cli(port, &["SCARD", &a_index]),
+        ["3"],
+        "one user, two clients"
+    );
+    assert_eq!(cli(port, &["EXISTS", &client_key]), ["1"]);
+
+    a.0.kill().unwrap(); // SIGKILL: no goodbye
+    a.0.wait().unwrap();
+    let killed = Instant::now();
+    // Erin comes back on b.
+    let (mut erin_b, _) = jac_user(&b_addr, "n::erin");
+    // Within the reap window, a's entries are gone: erin's key holds b's connection
+    // only, erin's old client ids are unknown, a's own set of keys is gone; bob stays.
+    loop {
+        let fields = cli(port, &["HKEYS", user_key]);
+        let gone = fields.len() == 1
+            && !fields[0].starts_with(&a_node)
+            && cli(port, &["EXISTS", &client_key, &a_index]) == ["0"];
+        if gone {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(8),
+            "a's directory entries stayed: {fields:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cli(port, &["EXISTS", &format!("rk:who:c:{bob_id}")]), ["1"]);
+    // A send to erin from c reaches her on b.
+    assert_eq!(
+        notify(&c_addr, r#"{"users":["n::erin"],"data":{"hi":"erin"}}"#),
+        200
+    );
+    assert_eq!(next_data(&mut erin_b), json!({"hi":"erin"}));
+}
+
+#[test]
+fn a_stalled_node_taken_for_dead_lists_itself_again_when_it_resumes() {
+    let (_redis, port, _dir) = redis();
+    let flags = ["--jwt-secret", SECRET, "--admin-key", ADMIN];
+    let (a, a_addr) = node_with(port, &flags);
+    let (_b, b_addr) = node_with(port, &flags);
+    let mut watcher = connect(&b_addr, "stall");
+    next(&mut watcher, "profile");
+    send(&mut watcher, json!({"type":"subscribe","data":"presence"}));
+    assert_eq!(next(&mut watcher, "presence")["data"]["count"], 1);
+    let mut member = connect(&a_addr, "stall");
+    next(&mut member, "profile");
+    assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
+    let (mut erin, _) = jac_user(&a_addr, "n::erin");
+    let user_key = "rk:who:u:n::erin";
+    let start = Instant::now();
+    while cli(port, &["HLEN", user_key]) != ["1"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin never listed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    common::signal(&a.0, "STOP"); // stalled, not dead: its sockets stay open
+                                  // The others take it for dead: its member leaves, its directory entries go.
+    assert_eq!(next(&mut watcher, "presence:left")["data"]["count"], 1);
+    let start = Instant::now();
+    while cli(port, &["EXISTS", user_key]) != ["0"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin stayed listed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::signal(&a.0, "CONT");
+    // Back: it lists itself again, and its member is in the room again.
+    assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
+    let start = Instant::now();
+    while cli(port, &["HLEN", user_key]) != ["1"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "erin never listed again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        notify(&b_addr, r#"{"users":["n::erin"],"data":{"back":1}}"#),
+        200
+    );
+    assert_eq!(next_data(&mut erin), json!({"back":1}));
+    drop(member);
+}
+
+#[test]
+fn a_reaping_left_unfinished_is_taken_up_by_another_node() {
+    let (_redis, port, _dir) = redis();
+    // As a reaper that died halfway leaves it: node ff claimed long ago (score 0 on
+    // Redis's clock), its directory entries still there, next to another node's.
+    let (ghost, other) = ("00000000000000ff", "00000000000000ee");
+    let user_key = "rk:who:u:n::ghost";
+    let ghost_index = format!("rk:node:{ghost}:who");
+    cli(port, &["HSET", user_key, &format!("{ghost}:1"), "1"]);
+    cli(port, &["HSET", user_key, &format!("{other}:2"), "1"]);
+    cli(port, &["SADD", &ghost_index, &format!("0|{user_key}")]);
+    cli(port, &["ZADD", "rk:reaping", "0", ghost]);
+    // And node dd, whose reaping was left unfinished but which heartbeats again.
+    let alive = "00000000000000dd";
+    let now =
+        "local t = redis.call('TIME') return redis.call('ZADD', KEYS[1], t[1] * 1000, ARGV[1])";
+    cli(port, &["EVAL", now, "1", "rk:nodes", alive]);
+    cli(port, &["ZADD", "rk:reaping", "0", alive]);
+
+    let (_b, _) = node(port);
+    // The dead node's entries go, the other node's stay; the live one is told; no
+    // reaping is left.
+    let flag = format!("rk:node:{alive}:reaped");
+    let start = Instant::now();
+    loop {
+        let fields = cli(port, &["HKEYS", user_key]);
+        let done = fields == [format!("{other}:2")]
+            && cli(port, &["EXISTS", &ghost_index]) == ["0"]
+            && cli(port, &["EXISTS", &flag]) == ["1"]
+            && cli(port, &["ZCARD", "rk:reaping"]) == ["0"];
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not taken up: {fields:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

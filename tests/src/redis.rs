@@ -18,6 +18,13 @@ pub struct TestRedis {
     dir: std::path::PathBuf,
     /// Keeps an append-only file in its directory (what it had survives a restart).
     persistent: bool,
+    /// More arguments for `redis-server` (a password, TLS).
+    extra: Vec<String>,
+    /// Speaks TLS only (`--port 0 --tls-port`): what `redis-cli` needs to reach it (the CA
+    /// of the server's certificate, a client certificate and key).
+    tls: Option<(std::path::PathBuf, Option<[std::path::PathBuf; 2]>)>,
+    /// The password `redis-cli` gives (`-a`).
+    password: Option<String>,
 }
 
 impl TestRedis {
@@ -32,6 +39,62 @@ impl TestRedis {
     }
 
     fn start_with(persistent: bool) -> TestRedis {
+        TestRedis::start_full(persistent, &[], None, None)
+    }
+
+    /// A server that wants a password (`requirepass`) for the `default` user.
+    pub fn start_with_password(password: &str) -> TestRedis {
+        TestRedis::start_full(false, &["--requirepass", password], None, Some(password))
+    }
+
+    /// A server that speaks TLS only (`--port 0 --tls-port P`), with the certificate and
+    /// key in `cert_pem`/`key_pem` (files), asking clients for no certificate.
+    pub fn start_tls(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> TestRedis {
+        let (cert, key) = (cert_pem.to_str().unwrap(), key_pem.to_str().unwrap());
+        let args = [
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            cert,
+            "--tls-auth-clients",
+            "no",
+        ];
+        TestRedis::start_full(false, &args, Some((cert_pem.to_owned(), None)), None)
+    }
+
+    /// As [`TestRedis::start_tls`], but Redis asks every client for a certificate that
+    /// chains to `client_ca` (`tls-auth-clients yes`); `redis-cli` shows `client` (cert,
+    /// key).
+    pub fn start_mutual_tls(
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+        client_ca: &std::path::Path,
+        client: [std::path::PathBuf; 2],
+    ) -> TestRedis {
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let args = [
+            "--tls-cert-file".to_owned(),
+            path(cert_pem),
+            "--tls-key-file".to_owned(),
+            path(key_pem),
+            "--tls-ca-cert-file".to_owned(),
+            path(client_ca),
+            "--tls-auth-clients".to_owned(),
+            "yes".to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let tls = Some((cert_pem.to_owned(), Some(client)));
+        TestRedis::start_full(false, &args, tls, None)
+    }
+
+    fn start_full(
+        persistent: bool,
+        extra: &[&str],
+        tls: Option<(std::path::PathBuf, Option<[std::path::PathBuf; 2]>)>,
+        password: Option<&str>,
+    ) -> TestRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -43,6 +106,9 @@ impl TestRedis {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
             persistent,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls,
+            password: password.map(str::to_owned),
         };
         redis.run();
         redis
@@ -50,13 +116,15 @@ impl TestRedis {
 
     /// Starts (again) on the same port.
     pub fn run(&mut self) {
+        let port = self.addr.port().to_string();
+        let ports: Vec<&str> = match self.tls {
+            None => vec!["--port", &port],
+            Some(_) => vec!["--port", "0", "--tls-port", &port],
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.addr.port().to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.extra)
             .args(["--save", "", "--appendfsync", "always", "--appendonly"])
             .arg(if self.persistent { "yes" } else { "no" })
             .arg("--dir")
@@ -68,13 +136,42 @@ impl TestRedis {
             );
         self.child = Some(child);
         let start = Instant::now();
-        while self.command("PING") != "+PONG\r\n" {
+        while !self.answers() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the server is up: it answers `PING` (or says it wants a password); a TLS
+    /// server accepts connections.
+    fn answers(&self) -> bool {
+        if self.tls.is_some() {
+            return TcpStream::connect(self.addr).is_ok();
+        }
+        let reply = self.command("PING");
+        reply == "+PONG\r\n" || reply.starts_with("-NOAUTH")
+    }
+
+    /// Runs `redis-cli` against this server (TLS, password as needed); its output,
+    /// failing the test if it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut cli = Command::new("redis-cli");
+        cli.args(["-h", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+        if let Some((ca, client)) = &self.tls {
+            cli.arg("--tls").arg("--cacert").arg(ca);
+            if let Some([cert, key]) = client {
+                cli.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+        }
+        if let Some(password) = &self.password {
+            cli.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = cli.args(args).output().expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Kills the server (its data goes with it: nothing is persisted).

@@ -6,13 +6,12 @@
 //! server) and the task reconnects with backoff (50 ms doubling to 1 s). A reply overdue
 //! by [`CALL_TIMEOUT`] breaks the connection the same way (a hung Redis).
 
+use super::connect::{connect, ConnectError, Connection, Link};
 use super::resp::{self, Frame};
 use super::stats::Stats;
-use monoio::io::{AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::AsyncWriteRentExt;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -56,9 +55,9 @@ pub struct Client {
 
 impl Client {
     /// Starts the connection's task on this core's runtime.
-    pub fn start(addr: SocketAddr, stats: Arc<Stats>) -> Client {
+    pub fn start(link: Arc<Link>, stats: Arc<Stats>) -> Client {
         let (jobs, queue) = flume::unbounded();
-        monoio::spawn(run(addr, queue, stats.clone()));
+        monoio::spawn(run(link, queue, stats.clone()));
         Client { jobs, stats }
     }
 
@@ -110,13 +109,13 @@ impl Queued {
 }
 
 /// Connects, serves, and reconnects for ever.
-async fn run(addr: SocketAddr, queue: flume::Receiver<Job>, stats: Arc<Stats>) {
+async fn run(link: Arc<Link>, queue: flume::Receiver<Job>, stats: Arc<Stats>) {
+    let addr = link.addr;
     let mut backoff = Duration::from_millis(50);
     let mut first = true;
     loop {
-        match TcpStream::connect_addr(addr).await {
+        match connect(addr, &link).await {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
                 if !first {
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -127,6 +126,8 @@ async fn run(addr: SocketAddr, queue: flume::Receiver<Job>, stats: Arc<Stats>) {
                 stats.command_up.store(false, Ordering::Relaxed);
                 tracing::warn!(%addr, %error, "redis command connection lost");
             }
+            // A refusal is logged by `connect`, once.
+            Err(ConnectError::Refused(_)) => {}
             Err(error) => tracing::debug!(%addr, %error, "redis is not reachable"),
         }
         // Down: whatever is asked meanwhile fails at once.
@@ -161,7 +162,7 @@ struct Waiting {
 }
 
 /// Runs one connection until it breaks; fails what was waiting on it.
-async fn serve(stream: TcpStream, queue: &flume::Receiver<Job>, stats: &Stats) -> String {
+async fn serve(stream: Connection, queue: &flume::Receiver<Job>, stats: &Stats) -> String {
     let (mut rd, mut wr) = stream.into_split();
     let waiting: Rc<RefCell<VecDeque<Waiting>>> = Rc::default();
     let reader = {

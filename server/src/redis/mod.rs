@@ -11,10 +11,13 @@
 //! sequencer scripts/s pipelined from one core; see docs/CLUSTER.md#performance.
 
 pub mod client;
+pub mod connect;
 pub mod resp;
 pub mod scripts;
 pub mod stats;
+pub mod stream;
 pub mod subscriber;
+pub mod url;
 pub mod wire;
 
 #[cfg(test)]
@@ -23,54 +26,35 @@ mod client_tests;
 pub mod testing;
 
 pub use client::{Client, RedisError};
+pub use connect::{connect, Link, TlsFiles};
 pub use stats::Stats;
 
 use std::fmt::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// `redis://HOST[:PORT][/]` → an address (resolved once, at start).
-pub fn parse_url(url: &str) -> Result<SocketAddr, String> {
-    let bad = |why: &str| format!("--redis-url {url:?}: {why} (expected redis://HOST:PORT)");
-    let rest = url
-        .strip_prefix("redis://")
-        .ok_or_else(|| bad("not a redis:// URL"))?;
-    let host_port = rest.strip_suffix('/').unwrap_or(rest);
-    if host_port.is_empty() || host_port.contains(['/', '@', '?']) {
-        return Err(bad("only a host and a port are supported"));
-    }
-    let with_port = if host_port
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:6379")
-    };
-    with_port
-        .to_socket_addrs()
-        .map_err(|e| bad(&e.to_string()))?
-        .next()
-        .ok_or_else(|| bad("the host has no address"))
-}
-
 /// A node's place among the nodes sharing Redis (`--engine redis`).
 pub struct RedisNode {
-    pub addr: SocketAddr,
+    /// How to reach Redis (`--redis-url`, `--redis-ca`): every connection opens through it.
+    pub link: Arc<Link>,
     /// This process among the nodes (random at each start): the key of its members in
     /// rooms' shared presence and of its heartbeat.
     pub id: u64,
     /// Each core's link health.
     pub stats: Vec<Arc<Stats>>,
+    /// Counts the times the other nodes took this one for dead (it was silent too long)
+    /// and removed its members and directory entries: each core lists them again when it
+    /// sees this move.
+    pub reaped: std::sync::atomic::AtomicU64,
 }
 
 impl RedisNode {
-    pub fn new(addr: SocketAddr, cores: usize) -> RedisNode {
+    pub fn new(link: Link, cores: usize) -> RedisNode {
         RedisNode {
-            addr,
+            link: Arc::new(link),
             id: crate::ids::random_u64(),
             stats: (0..cores).map(|_| Arc::default()).collect(),
+            reaped: Default::default(),
         }
     }
 }
@@ -138,7 +122,10 @@ mod tests {
     #[test]
     fn metrics_are_there_with_redis_only_and_in_base_units() {
         assert_eq!(metrics_text(None, 0), "");
-        let node = RedisNode::new("127.0.0.1:1".parse().unwrap(), 2);
+        let node = RedisNode::new(
+            Link::new("redis://127.0.0.1:1", &TlsFiles::default()).unwrap(),
+            2,
+        );
         node.stats[1].rtt_us.store(1_500, Ordering::Relaxed);
         node.stats[0].pending.store(3, Ordering::Relaxed);
         let text = metrics_text(Some(&node), 0);
@@ -156,17 +143,5 @@ mod tests {
         );
         assert!(!all_live(Some(&node), 0));
         assert!(all_live(None, 0), "alone: nothing to wait for");
-    }
-
-    #[test]
-    fn urls_name_a_host_and_a_port() {
-        assert_eq!(
-            parse_url("redis://127.0.0.1:7000").unwrap(),
-            "127.0.0.1:7000".parse().unwrap()
-        );
-        assert_eq!(parse_url("redis://127.0.0.1/").unwrap().port(), 6379);
-        for bad in ["http://x:1", "redis://", "redis://u:p@h:1", "redis://h:1/2"] {
-            assert!(parse_url(bad).is_err(), "{bad}");
-        }
     }
 }

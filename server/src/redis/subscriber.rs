@@ -3,12 +3,11 @@
 //! core's Redis task, and after a reconnect subscribes again and says so
 //! ([`Push::Resubscribed`]), so that the rooms fill what they missed from their streams.
 
+use super::connect::{connect, ConnectError, Connection, Link};
 use super::resp::{self, Frame};
 use super::stats::Stats;
 use ahash::{AHashMap, AHashSet};
-use monoio::io::{AsyncWriteRentExt, Splitable};
-use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use monoio::io::AsyncWriteRentExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,9 +41,9 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Starts the connection's task; messages go to `pushes`.
-    pub fn start(addr: SocketAddr, stats: Arc<Stats>, pushes: flume::Sender<Push>) -> Subscriber {
+    pub fn start(link: Arc<Link>, stats: Arc<Stats>, pushes: flume::Sender<Push>) -> Subscriber {
         let (ctl, queue) = flume::unbounded();
-        monoio::spawn(run(addr, queue, stats, pushes));
+        monoio::spawn(run(link, queue, stats, pushes));
         Subscriber { ctl }
     }
 
@@ -82,18 +81,18 @@ struct State {
 }
 
 async fn run(
-    addr: SocketAddr,
+    link: Arc<Link>,
     queue: flume::Receiver<Ctl>,
     stats: Arc<Stats>,
     pushes: flume::Sender<Push>,
 ) {
+    let addr = link.addr;
     let mut state = State::default();
     let mut backoff = Duration::from_millis(50);
     let mut first = true;
     loop {
-        match TcpStream::connect_addr(addr).await {
+        match connect(addr, &link).await {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
                 if !first {
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
@@ -103,6 +102,8 @@ async fn run(
                 stats.subscriber_up.store(false, Ordering::Relaxed);
                 tracing::warn!(%addr, %error, "redis subscriber connection lost");
             }
+            // A refusal is logged by `connect`, once.
+            Err(ConnectError::Refused(_)) => {}
             Err(error) => tracing::debug!(%addr, %error, "redis is not reachable"),
         }
         // Down: requests are remembered and made on the next connection.
@@ -142,7 +143,7 @@ fn remember(state: &mut State, ctl: Ctl) -> Option<Vec<u8>> {
 }
 
 async fn serve(
-    stream: TcpStream,
+    stream: Connection,
     queue: &flume::Receiver<Ctl>,
     state: &mut State,
     stats: &Stats,

@@ -201,12 +201,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let verifier = crate::auth::Verifier::from_config(&config)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let store = open_store(&config)?;
-    let redis_addr = config.redis_addr().map_err(io::Error::other)?;
-    if let Some(addr) = redis_addr {
-        tracing::info!(%addr, "rooms are shared through redis (--engine redis)");
+    let redis_link = config.redis_link().map_err(io::Error::other)?;
+    if let Some(link) = &redis_link {
+        let (url, addr) = (link.url.shown(), link.addr);
+        tracing::info!(%url, %addr, "rooms are shared through redis (--engine redis)");
     }
     let node = Arc::new(Node {
-        redis: redis_addr.map(|addr| crate::redis::RedisNode::new(addr, cores)),
+        redis: redis_link.map(|link| crate::redis::RedisNode::new(link, cores)),
         origins,
         tls,
         store,

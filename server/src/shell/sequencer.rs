@@ -53,6 +53,13 @@ const SILENT_AFTER_MS: u64 = 5_000;
 /// The set of nodes and their last heartbeats (Redis time).
 const NODES: &str = "rk:nodes";
 
+/// The nodes being reaped, with when their reaper took them (Redis time): a reaping not
+/// finished after [`REAP_STALE_MS`] (its reaper died or lost Redis halfway) is claimed
+/// and done again by another node. Every step of a reaping only removes what is the
+/// silent node's, so doing one twice is harmless.
+const REAPING: &str = "rk:reaping";
+const REAP_STALE_MS: u64 = 30_000;
+
 #[derive(Clone, Copy)]
 enum Script {
     Sequence,
@@ -107,6 +114,27 @@ fn node_rooms(node: u64) -> String {
     format!("rk:node:{node:016x}:rooms")
 }
 
+/// The set of directory keys ([`who`]) where a node lists connections, each as
+/// `<core>|<key>` (a core adds its member with its first connection there and removes it
+/// with its last: each member has one writer): what a reaper walks to take a silent
+/// node's connections out of the directory.
+fn node_directory(node: u64) -> String {
+    format!("rk:node:{node:016x}:who")
+}
+
+/// Set by the reaper once it removed a node's members and directory entries; the node, if
+/// it is alive after all (stalled, not dead), sees it at its next heartbeat and lists
+/// itself again. Expires: a node that is really dead never reads it.
+fn node_reaped(node: u64) -> String {
+    format!("rk:node:{node:016x}:reaped")
+}
+
+/// How long [`node_reaped`] waits for its node, in seconds.
+const REAPED_TTL_S: &str = "600";
+
+/// Directory keys a reaper cleans per round trip.
+const REAP_BATCH: usize = 500;
+
 /// The prefix of a node's members' keys in rooms' shared presence.
 fn member_prefix(node: u64) -> String {
     format!("{node:016x}:")
@@ -140,11 +168,11 @@ impl Sequencer {
             .redis
             .as_ref()
             .expect("started with --engine redis");
-        let (addr, node_id) = (redis.addr, redis.id);
+        let node_id = redis.id;
         let stats = redis.stats[shard.id].clone();
         let (pushes, pushed) = flume::unbounded();
-        let client = Client::start(addr, stats.clone());
-        let subscriber = Subscriber::start(addr, stats.clone(), pushes);
+        let client = Client::start(redis.link.clone(), stats.clone());
+        let subscriber = Subscriber::start(redis.link.clone(), stats.clone(), pushes);
         let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
         subscriber.want(probe.clone());
         if shard.id == 0 {
@@ -972,13 +1000,49 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
             monoio::time::sleep(PROBE_EVERY).await;
             continue;
         }
-        let silent = SILENT_AFTER_MS.to_string();
-        let claim = ["EVAL", scripts::CLAIM_SILENT, "1", NODES, &silent];
-        if let Ok(Frame::Array(nodes)) = this.client.call(&claim).await {
-            for node in nodes.iter().filter_map(resp::text) {
-                if let Ok(node) = u64::from_str_radix(node, 16) {
-                    this.reap(node).await;
+        let reaped = this
+            .client
+            .call(&["GETDEL", &node_reaped(this.node_id)])
+            .await;
+        if matches!(reaped, Ok(Frame::BulkString(_))) {
+            tracing::warn!(
+                "the other nodes took this node for dead (silent for more than {} s) and \
+                 removed its members: listing them again",
+                SILENT_AFTER_MS / 1000
+            );
+            if let Some(redis) = &this.shard.node.redis {
+                redis.reaped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Silent nodes, and reapings that a reaper left unfinished (it died, or lost
+        // Redis, on the way): claimed once each, recorded while under way.
+        for (set, after_ms) in [(NODES, SILENT_AFTER_MS), (REAPING, REAP_STALE_MS)] {
+            let after = after_ms.to_string();
+            let claim = ["EVAL", scripts::CLAIM_SILENT, "1", set, &after];
+            let Ok(Frame::Array(nodes)) = this.client.call(&claim).await else {
+                continue;
+            };
+            for name in nodes.iter().filter_map(resp::text) {
+                let Ok(node) = u64::from_str_radix(name, 16) else {
+                    continue;
+                };
+                if set == REAPING && this.beats_again(name).await {
+                    // Alive after all, and partly removed: it lists itself again once it
+                    // sees the flag.
+                    let flag = node_reaped(node);
+                    let _ = this
+                        .client
+                        .call(&["SET", &flag, "1", "EX", REAPED_TTL_S])
+                        .await;
+                    let _ = this.client.call(&["ZREM", REAPING, name]).await;
+                    continue;
                 }
+                let record = ["EVAL", scripts::HEARTBEAT, "1", REAPING, name];
+                if this.client.call(&record).await.is_err() {
+                    continue;
+                }
+                this.reap(node).await;
+                let _ = this.client.call(&["ZREM", REAPING, name]).await;
             }
         }
         monoio::time::sleep(HEARTBEAT_EVERY).await;
@@ -986,6 +1050,14 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
 }
 
 impl Sequencer {
+    /// Whether `node` heartbeats again (it is in the set of nodes).
+    async fn beats_again(&self, node: &str) -> bool {
+        matches!(
+            self.client.call(&["ZSCORE", NODES, node]).await,
+            Ok(Frame::BulkString(_))
+        )
+    }
+
     /// Removes a silent node's members from every room it had members in.
     async fn reap(self: &Rc<Self>, node: u64) {
         let set = node_rooms(node);
@@ -1026,6 +1098,93 @@ impl Sequencer {
             }
         }
         let _ = self.client.call(&["DEL", &set]).await;
+        self.reap_directory(node).await;
+        let flag = node_reaped(node);
+        let _ = self
+            .client
+            .call(&["SET", &flag, "1", "EX", REAPED_TTL_S])
+            .await;
+    }
+
+    /// Takes a silent node's connections out of the directory of users and client ids, so
+    /// that sends to them stop going to its channel: for each key the node listed
+    /// connections under, its fields (`<node>:<conn>`) are deleted; other nodes' stay.
+    /// Only this node's fields are touched and `HDEL` of a field already gone does
+    /// nothing, so a second reaper doing the same (or a reaper that stopped halfway and a
+    /// later one) is harmless. Keys go in batches of [`REAP_BATCH`], pipelined: two round
+    /// trips per batch (`HKEYS`, then `HDEL`).
+    async fn reap_directory(&self, node: u64) {
+        let index = node_directory(node);
+        let prefix = member_prefix(node);
+        let mut cursor = "0".to_owned();
+        let mut removed = 0usize;
+        loop {
+            let count = REAP_BATCH.to_string();
+            let scan = ["SSCAN", &index, &cursor, "COUNT", &count];
+            let Ok(Frame::Array(mut reply)) = self.client.call(&scan).await else {
+                return;
+            };
+            let members = reply.pop().map(pairs_of_array).unwrap_or_default();
+            cursor = reply.first().and_then(resp::text).unwrap_or("0").to_owned();
+            let mut keys: Vec<&str> = members
+                .iter()
+                .filter_map(|m| m.split_once('|').map(|(_, key)| key))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            if !keys.is_empty() {
+                removed += self.remove_fields(&keys, &prefix).await;
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        let _ = self.client.call(&["DEL", &index]).await;
+        tracing::info!(node = %format!("{node:016x}"), removed, "a silent node's connections left the directory");
+    }
+
+    /// Deletes the fields starting with `prefix` from the hashes `keys`; answers how many.
+    async fn remove_fields(&self, keys: &[&str], prefix: &str) -> usize {
+        let mut bytes = Vec::new();
+        for key in keys {
+            resp::encode_command(&mut bytes, &["HKEYS", key]);
+        }
+        let Ok(fields) = self.client.pipeline(bytes, keys.len()).await else {
+            return 0;
+        };
+        let mut bytes = Vec::new();
+        let mut commands = 0;
+        for (key, fields) in keys.iter().zip(fields) {
+            let mut command = vec!["HDEL".to_owned(), key.to_string()];
+            command.extend(
+                pairs_of_array(fields)
+                    .into_iter()
+                    .filter(|f| f.starts_with(prefix)),
+            );
+            if command.len() > 2 {
+                resp::encode_command(&mut bytes, &command);
+                commands += 1;
+            }
+        }
+        if commands == 0 {
+            return 0;
+        }
+        match self.client.pipeline(bytes, commands).await {
+            Ok(replies) => replies.iter().filter_map(resp::int).sum::<i64>() as usize,
+            Err(_) => 0,
+        }
+    }
+}
+
+/// The strings of an array reply.
+fn pairs_of_array(frame: Frame) -> Vec<String> {
+    match frame {
+        Frame::Array(items) => items
+            .iter()
+            .filter_map(resp::text)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -1068,30 +1227,53 @@ impl Sequencer {
     /// Lists a connection of this node in the directory of users and client ids (when
     /// indexed), or takes it out (when not any more), so that other nodes know to send
     /// here.
+    ///
+    /// The node's own set of directory keys ([`node_directory`]) follows: this core's
+    /// member for a key is added with its first connection there and removed with its
+    /// last (the core's name indexes say which, and they are updated before this).
     pub fn directory(&self, conn: ConnId, user: Option<&str>, client: &str, listed: bool) {
-        let field = format!("{}{}", member_prefix(self.node_id), conn.0);
-        for key in user
-            .map(|u| who('u', u))
-            .into_iter()
-            .chain([who('c', client)])
-        {
-            let command = match listed {
-                true => resp::command(&["HSET", &key, &field, "1"]),
-                false => resp::command(&["HDEL", &key, &field]),
-            };
-            // Fire and forget: a lost update costs a publish nobody answers, or a send
-            // that misses this node until Redis is back (then every connection is listed
-            // again, `relist`).
-            let _ = self.client.queue(command, 1);
+        let user = user.map(|u| (who('u', u), !self.shard.other_with_user(u, conn)));
+        let client = (who('c', client), !self.shard.other_with_id(client, conn));
+        for (key, alone) in user.into_iter().chain([client]) {
+            self.list(conn, &key, listed, alone);
         }
     }
 
+    /// One directory key's update: the connection's field, and this core's member of the
+    /// node's set of keys when `alone` (the first or last connection of the core there).
+    fn list(&self, conn: ConnId, key: &str, listed: bool, alone: bool) {
+        let field = format!("{}{}", member_prefix(self.node_id), conn.0);
+        let mut bytes = match listed {
+            true => resp::command(&["HSET", key, &field, "1"]),
+            false => resp::command(&["HDEL", key, &field]),
+        };
+        let mut count = 1;
+        if alone {
+            let index = node_directory(self.node_id);
+            let member = format!("{}|{key}", self.shard.id);
+            let verb = if listed { "SADD" } else { "SREM" };
+            resp::encode_command(&mut bytes, &[verb, &index, &member]);
+            count += 1;
+        }
+        // Fire and forget: a lost update costs a publish nobody answers, or a send that
+        // misses this node until Redis is back (then every connection is listed again,
+        // `relist`).
+        let _ = self.client.queue(bytes, count);
+    }
+
     /// Lists every connection of this core again (after the link to Redis was down: Redis
-    /// may have lost the directory).
+    /// may have lost the directory, or the others may have taken this node out of it
+    /// while it was silent), with the node's set of keys.
     fn relist(&self) {
         for conn in self.shard.conns.borrow().values() {
             let user = conn.user_id();
-            self.directory(conn.id, user.as_deref(), &conn.public_id(), true);
+            let keys = user
+                .map(|u| who('u', &u))
+                .into_iter()
+                .chain([who('c', &conn.public_id())]);
+            for key in keys {
+                self.list(conn.id, &key, true, true);
+            }
         }
     }
 
@@ -1183,9 +1365,27 @@ impl Sequencer {
 
 /// Publishes a probe on the command connection, to be seen on the subscriber connection
 /// (`Stats::live`): a subscription that silently stopped delivering does not look healthy.
+///
+/// Also notices when the other nodes took this one for dead ([`RedisNode::reaped`]
+/// moved): this core then lists its connections in the directory again and its rooms
+/// announce their members again, as after a reconnection.
+///
+/// [`RedisNode::reaped`]: crate::redis::RedisNode::reaped
 async fn run_probe(this: Rc<Sequencer>) {
+    let reaped = |this: &Sequencer| {
+        let redis = this.shard.node.redis.as_ref();
+        redis.map_or(0, |r| r.reaped.load(Ordering::Relaxed))
+    };
+    let mut seen = reaped(&this);
     loop {
         let _ = this.client.call(&["PUBLISH", &this.probe, "p"]).await;
+        let now = reaped(&this);
+        if now != seen {
+            seen = now;
+            this.relist();
+            let own = &this.shard.node.mailboxes[this.shard.id].commands;
+            let _ = own.send_async(ToOwner::Engine(Command::Resync)).await;
+        }
         monoio::time::sleep(PROBE_EVERY).await;
     }
 }

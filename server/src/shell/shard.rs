@@ -234,6 +234,30 @@ impl Shard {
         result
     }
 
+    /// Whether another of this core's connections than `except` is `user`'s.
+    pub(super) fn other_with_user(&self, user: &str, except: ConnId) -> bool {
+        let conns = self.conns.borrow();
+        let index = self.by_user.borrow();
+        index
+            .candidates(user)
+            .iter()
+            .filter(|id| **id != except)
+            .filter_map(|id| conns.get(id))
+            .any(|conn| conn.has_user(user))
+    }
+
+    /// Whether another of this core's connections than `except` has public id `id`.
+    pub(super) fn other_with_id(&self, id: &str, except: ConnId) -> bool {
+        let conns = self.conns.borrow();
+        let index = self.by_public.borrow();
+        index
+            .candidates(id)
+            .iter()
+            .filter(|c| **c != except)
+            .filter_map(|c| conns.get(c))
+            .any(|conn| conn.has_public_id(id))
+    }
+
     /// This core's connections with public id `id`.
     pub fn conns_with_id(&self, id: &str) -> Vec<Rc<Conn>> {
         self.named(&self.by_public, id, |c| c.has_public_id(id))
