@@ -270,6 +270,12 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// The Redis of `--redis-url` is a Redis Cluster (any of its nodes): the slot map is
+    /// discovered, every command goes to the master of its key's slot and rooms' events
+    /// travel on sharded pub/sub (docs/CLUSTER.md#redis-cluster).
+    #[arg(long, env = "ROOKERY_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -353,6 +359,9 @@ impl Config {
     /// The Redis server's address with `--engine redis` (`None` when running alone).
     pub fn redis_addr(&self) -> Result<Option<SocketAddr>, String> {
         match (self.engine, &self.redis_url) {
+            (EngineChoice::Alone, _) if self.redis_cluster => {
+                Err("--redis-cluster needs --engine redis".into())
+            }
             (EngineChoice::Alone, _) => Ok(None),
             (EngineChoice::Redis, None) => {
                 Err("--engine redis needs --redis-url redis://HOST:PORT".into())

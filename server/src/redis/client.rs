@@ -62,6 +62,11 @@ impl Client {
         Client { jobs, stats }
     }
 
+    /// Whether the connection is up now (calls would be written, not refused at once).
+    pub fn is_up(&self) -> bool {
+        self.stats.command_up.load(Ordering::Relaxed)
+    }
+
     /// Sends one command and waits for its reply; an error reply is `Err(Reply)`.
     pub async fn call<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Frame, RedisError> {
         let mut frames = self.pipeline(resp::command(args), 1).await?;
@@ -101,6 +106,11 @@ impl Client {
 pub struct Queued(Result<flume::Receiver<Result<Vec<Frame>, RedisError>>, RedisError>);
 
 impl Queued {
+    /// Commands that could not be queued: waiting answers `error`.
+    pub fn failed(error: RedisError) -> Queued {
+        Queued(Err(error))
+    }
+
     pub async fn wait(self) -> Result<Vec<Frame>, RedisError> {
         self.0?
             .recv_async()
@@ -114,9 +124,8 @@ async fn run(addr: SocketAddr, queue: flume::Receiver<Job>, stats: Arc<Stats>) {
     let mut backoff = Duration::from_millis(50);
     let mut first = true;
     loop {
-        match TcpStream::connect_addr(addr).await {
+        match super::dial::open(addr).await {
             Ok(stream) => {
-                let _ = stream.set_nodelay(true);
                 if !first {
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 }

@@ -11,10 +11,13 @@
 //! sequencer scripts/s pipelined from one core; see docs/CLUSTER.md#performance.
 
 pub mod client;
+pub mod cluster;
+pub mod dial;
 pub mod resp;
 pub mod scripts;
 pub mod stats;
 pub mod subscriber;
+pub mod topology;
 pub mod wire;
 
 #[cfg(test)]
@@ -23,11 +26,11 @@ mod client_tests;
 pub mod testing;
 
 pub use client::{Client, RedisError};
+pub use cluster::Redis;
 pub use stats::Stats;
 
 use std::fmt::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// `redis://HOST[:PORT][/]` → an address (resolved once, at start).
@@ -57,7 +60,11 @@ pub fn parse_url(url: &str) -> Result<SocketAddr, String> {
 
 /// A node's place among the nodes sharing Redis (`--engine redis`).
 pub struct RedisNode {
+    /// The `--redis-url` address (with `--redis-cluster`: any node of the Cluster, asked
+    /// for the slot map).
     pub addr: SocketAddr,
+    /// `--redis-cluster`: a Redis Cluster, keys and shard channels routed by slot.
+    pub cluster: bool,
     /// This process among the nodes (random at each start): the key of its members in
     /// rooms' shared presence and of its heartbeat.
     pub id: u64,
@@ -66,9 +73,10 @@ pub struct RedisNode {
 }
 
 impl RedisNode {
-    pub fn new(addr: SocketAddr, cores: usize) -> RedisNode {
+    pub fn new(addr: SocketAddr, cluster: bool, cores: usize) -> RedisNode {
         RedisNode {
             addr,
+            cluster,
             id: crate::ids::random_u64(),
             stats: (0..cores).map(|_| Arc::default()).collect(),
         }
@@ -89,7 +97,7 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
     let cores = &node.stats;
     let max_rtt_us = cores
         .iter()
-        .map(|s| s.rtt_us.load(Ordering::Relaxed))
+        .map(|s| s.total(|s| &s.rtt_us, true))
         .max()
         .unwrap_or(0);
     let _ = writeln!(
@@ -110,17 +118,14 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
         "Reconnections to Redis (command and subscriber connections).",
         cores
             .iter()
-            .map(|s| s.reconnects.load(Ordering::Relaxed))
+            .map(|s| s.total(|s| &s.reconnects, false))
             .sum(),
     );
     metric(
         "rookery_redis_pending_commands",
         "gauge",
         "Redis commands written and not answered yet.",
-        cores
-            .iter()
-            .map(|s| s.pending.load(Ordering::Relaxed))
-            .sum(),
+        cores.iter().map(|s| s.total(|s| &s.pending, false)).sum(),
     );
     metric(
         "rookery_redis_up",
@@ -134,11 +139,12 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn metrics_are_there_with_redis_only_and_in_base_units() {
         assert_eq!(metrics_text(None, 0), "");
-        let node = RedisNode::new("127.0.0.1:1".parse().unwrap(), 2);
+        let node = RedisNode::new("127.0.0.1:1".parse().unwrap(), false, 2);
         node.stats[1].rtt_us.store(1_500, Ordering::Relaxed);
         node.stats[0].pending.store(3, Ordering::Relaxed);
         let text = metrics_text(Some(&node), 0);

@@ -203,10 +203,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let store = open_store(&config)?;
     let redis_addr = config.redis_addr().map_err(io::Error::other)?;
     if let Some(addr) = redis_addr {
-        tracing::info!(%addr, "rooms are shared through redis (--engine redis)");
+        let cluster = config.redis_cluster;
+        tracing::info!(%addr, cluster, "rooms are shared through redis (--engine redis)");
     }
     let node = Arc::new(Node {
-        redis: redis_addr.map(|addr| crate::redis::RedisNode::new(addr, cores)),
+        redis: redis_addr
+            .map(|addr| crate::redis::RedisNode::new(addr, config.redis_cluster, cores)),
         origins,
         tls,
         store,

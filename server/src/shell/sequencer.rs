@@ -5,8 +5,9 @@
 //! subscription brings into `Command::Remote` for this core's engine — this node's own
 //! events included: a node delivers a room's events only as Redis ordered them.
 //!
-//! Each core has its own command connection and subscriber connection (`crate::redis`), and
-//! holds the rooms it owns: a room's events arrive on the core that owns it.
+//! Each core has its own command connection and subscriber connection (`crate::redis`; one
+//! pair per master against a Redis Cluster), and holds the rooms it owns: a room's events
+//! arrive on the core that owns it.
 
 use super::mailbox::{now_ms, ToOwner};
 use super::owner::Waiting;
@@ -20,21 +21,19 @@ use crate::engine::{
 };
 use crate::ids::{random_u64, ConnId};
 use crate::redis::resp::{self, Frame};
-use crate::redis::subscriber::{Push, Subscriber};
+use crate::redis::subscriber::Push;
 use crate::redis::wire::{self, channel, key};
-use crate::redis::{scripts, Client, RedisError, Stats};
+use crate::redis::{scripts, Redis, RedisError, Stats};
 use ahash::AHashMap;
 use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often each core checks its pub/sub round trip (readiness needs one within
-/// `stats::PROBE_STALE_MS`).
-const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How soon a heartbeat that failed is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a room's load waits for its subscription to be confirmed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -114,8 +113,7 @@ fn member_prefix(node: u64) -> String {
 
 pub struct Sequencer {
     shard: Rc<Shard>,
-    client: Client,
-    subscriber: Subscriber,
+    redis: Rc<Redis>,
     stats: Arc<Stats>,
     /// This process among the nodes: events it proposed come back carrying it.
     node_id: u64,
@@ -126,7 +124,6 @@ pub struct Sequencer {
     shas: RefCell<[Option<String>; 3]>,
     /// A `SCRIPT LOAD` of each script is under way (one at a time).
     learning: Cell<[bool; 3]>,
-    probe: String,
     waiting: Waiting,
     history_size: usize,
 }
@@ -143,29 +140,30 @@ impl Sequencer {
         let (addr, node_id) = (redis.addr, redis.id);
         let stats = redis.stats[shard.id].clone();
         let (pushes, pushed) = flume::unbounded();
-        let client = Client::start(addr, stats.clone());
-        let subscriber = Subscriber::start(addr, stats.clone(), pushes);
-        let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
-        subscriber.want(probe.clone());
+        let redis = Redis::start(
+            addr,
+            redis.cluster,
+            stats.clone(),
+            node_id,
+            shard.id,
+            pushes,
+        );
         if shard.id == 0 {
-            subscriber.want(node_channel(node_id));
+            redis.want(node_channel(node_id));
         }
         let sequencer = Rc::new(Sequencer {
             history_size: shard.config.history_size.max(1),
             shard,
-            client,
-            subscriber,
+            redis,
             stats,
             node_id,
             next: Cell::new(0),
             pending: RefCell::default(),
             shas: RefCell::default(),
             learning: Cell::default(),
-            probe,
             waiting,
         });
         monoio::spawn(run_pushes(sequencer.clone(), pushed));
-        monoio::spawn(run_probe(sequencer.clone()));
         if sequencer.shard.id == 0 {
             monoio::spawn(run_heartbeat(sequencer.clone()));
         }
@@ -179,7 +177,7 @@ impl Sequencer {
         script: Script,
         keys: &[String],
         args: &[String],
-    ) -> crate::redis::client::Queued {
+    ) -> crate::redis::cluster::Queued {
         let sha = self.shas.borrow()[script as usize].clone();
         let mut command: Vec<&str> = Vec::with_capacity(3 + keys.len() + args.len());
         let count = keys.len().to_string();
@@ -190,7 +188,7 @@ impl Sequencer {
         command.push(&count);
         command.extend(keys.iter().map(String::as_str));
         command.extend(args.iter().map(String::as_str));
-        self.client.queue(resp::command(&command), 1)
+        self.redis.queue(&command)
     }
 
     /// Runs a script, with `EVAL` when Redis lost it; learns its SHA1 for next time.
@@ -225,7 +223,8 @@ impl Sequencer {
         self.learning.set(learning);
         let this = self.clone();
         monoio::spawn(async move {
-            if let Ok(frame) = this.client.call(&["SCRIPT", "LOAD", script.source()]).await {
+            let load = ["SCRIPT", "LOAD", script.source()];
+            if let Ok(frame) = this.redis.call_all(&load).await {
                 if let Some(sha) = resp::text(&frame) {
                     this.shas.borrow_mut()[script as usize] = Some(sha.to_owned());
                 }
@@ -243,10 +242,9 @@ impl Sequencer {
             // Not sequenced: `! [event id, client]` on the room's channel.
             let ack = serde_json::to_string(&(event_id, client)).expect("strings serialize");
             let message = format!("! {ack}");
-            let queued = self.client.queue(
-                resp::command(&["PUBLISH", &channel(&proposal.room), &message]),
-                1,
-            );
+            let queued = self
+                .redis
+                .queue(&["SPUBLISH", &channel(&proposal.room), &message]);
             monoio::spawn(async move {
                 let _ = queued.wait().await;
             });
@@ -259,7 +257,12 @@ impl Sequencer {
             self.pending.borrow_mut().insert(n, replies);
         }
         let (script, (keys, args)) = match &proposal.op {
-            Op::Presence { .. } => (Script::Presence, self.presence_call(&proposal, n)),
+            Op::Presence { change, .. } => {
+                if *change == PresenceChange::Joined {
+                    self.register(&proposal.room);
+                }
+                (Script::Presence, self.presence_call(&proposal, n))
+            }
             _ => (Script::Sequence, self.sequence_call(&proposal, n)),
         };
         let queued = self.queue_script(script, &keys, &args);
@@ -391,6 +394,19 @@ impl Sequencer {
         }
     }
 
+    /// Lists `room` among this node's rooms (what a reaper walks if the node goes silent)
+    /// and the node among the nodes, queued just before a join. Not in the presence script:
+    /// these keys are the node's, in other slots than the room's in a Redis Cluster.
+    fn register(&self, room: &str) {
+        let me = format!("{:016x}", self.node_id);
+        self.redis
+            .queue(&["EVAL", scripts::REGISTER, "1", NODES, &me])
+            .detach();
+        self.redis
+            .queue(&["SADD", &node_rooms(self.node_id), room])
+            .detach();
+    }
+
     /// The keys and arguments of the presence script for a member's diff.
     fn presence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
         let Op::Presence {
@@ -410,8 +426,6 @@ impl Sequencer {
             key(room, "epoch"),
             key(room, "seq"),
             key(room, "log"),
-            node_rooms(self.node_id),
-            NODES.to_owned(),
         ];
         let op = match change {
             PresenceChange::Joined => "join",
@@ -434,8 +448,6 @@ impl Sequencer {
             user.clone(),
             scope,
             origin,
-            room.clone(),
-            format!("{:016x}", self.node_id),
         ];
         (keys, args)
     }
@@ -508,7 +520,7 @@ impl Sequencer {
     /// first (confirmed), so that no event after the state read is missed.
     pub async fn load(self: &Rc<Self>, room: String, subscribe: bool) -> LoadResult {
         if subscribe {
-            let confirmed = self.subscriber.subscribe(channel(&room));
+            let confirmed = self.redis.subscribe(channel(&room));
             match monoio::time::timeout(SUBSCRIBE_TIMEOUT, confirmed).await {
                 Ok(Ok(())) => {}
                 _ => {
@@ -547,7 +559,7 @@ impl Sequencer {
             let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
             let block = SUFFIX_BLOCK.to_string();
             let until = this
-                .client
+                .redis
                 .call(&["INCRBY", &key(&room, "suffix"), &block])
                 .await;
             let block = match until.map(|f| resp::int(&f)) {
@@ -565,7 +577,7 @@ impl Sequencer {
 
     /// The room has no member on this core any more: stop receiving its events.
     pub fn idle(&self, room: &str) {
-        self.subscriber.unsubscribe(channel(room));
+        self.redis.unsubscribe(channel(room));
     }
 
     /// Reads what a room missed after a gap and hands it to the engine, then
@@ -575,7 +587,7 @@ impl Sequencer {
         monoio::spawn(async move {
             let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
             let log = key(&fill.room, "log");
-            let epoch = this.client.call(&["GET", &key(&fill.room, "epoch")]).await;
+            let epoch = this.redis.call(&["GET", &key(&fill.room, "epoch")]).await;
             let same = matches!(&epoch, Ok(f) if resp::text(f) == Some(fill.epoch.as_str()));
             // A new epoch: its stream is read from its start.
             let from = if same {
@@ -583,7 +595,7 @@ impl Sequencer {
             } else {
                 "-".to_owned()
             };
-            let read = this.client.call(&["XRANGE", &log, &from, "+"]).await;
+            let read = this.redis.call(&["XRANGE", &log, &from, "+"]).await;
             let complete = read.is_ok();
             if let Ok(frame) = read {
                 for (entry, origin) in entries_with_origin(frame) {
@@ -607,7 +619,7 @@ impl Sequencer {
             }
             // Read after the events: what the stream keeps now (older ones are gone).
             let first = this
-                .client
+                .redis
                 .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
                 .await;
             let oldest = first.as_ref().ok().and_then(|f| {
@@ -635,17 +647,17 @@ impl Sequencer {
                     _ => "+".to_owned(),
                 };
                 let call = ["XRANGE", &log, &from, &to, "COUNT", &limit];
-                (false, self.client.call(&call).await)
+                (false, self.redis.call(&call).await)
             }
             (None, Some(before)) if before <= 1 => return Ok(History::default()),
             (None, Some(before)) => {
                 let from = format!("{}-0", before - 1);
                 let call = ["XREVRANGE", &log, &from, "-", "COUNT", &limit];
-                (true, self.client.call(&call).await)
+                (true, self.redis.call(&call).await)
             }
             (None, None) => {
                 let call = ["XREVRANGE", &log, "+", "-", "COUNT", &limit];
-                (true, self.client.call(&call).await)
+                (true, self.redis.call(&call).await)
             }
         };
         let mut events = entries(frame.map_err(|e| e.to_string())?);
@@ -656,7 +668,7 @@ impl Sequencer {
             events.retain(|e| e.at_ms >= since);
         }
         let oldest = self
-            .client
+            .redis
             .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
             .await
             .map_err(|e| e.to_string())?;
@@ -865,7 +877,7 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 // What follows needs the command connection too, which reconnects on its
                 // own: wait for it (bounded; a Redis that is gone again resubscribes again).
                 for _ in 0..50 {
-                    if this.stats.command_up.load(Ordering::Relaxed) {
+                    if this.stats.commands_up() {
                         break;
                     }
                     monoio::time::sleep(Duration::from_millis(100)).await;
@@ -873,11 +885,15 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 this.relist();
                 Command::Resync
             }
+            Push::Dropped(channel) => {
+                this.redis.dropped(&channel);
+                continue;
+            }
+            Push::Refused(error) => {
+                this.redis.refused(&error);
+                continue;
+            }
             Push::Message { channel, payload } => {
-                if channel == this.probe.as_bytes() {
-                    this.stats.probe_seen_ms.store(now_ms(), Ordering::Relaxed);
-                    continue;
-                }
                 if channel == node_channel(this.node_id).as_bytes() {
                     routed(&this.shard, &payload).await;
                     continue;
@@ -945,14 +961,14 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
     let me = format!("{:016x}", this.node_id);
     loop {
         let beat = ["EVAL", scripts::HEARTBEAT, "1", NODES, &me];
-        if this.client.call(&beat).await.is_err() {
+        if this.redis.call(&beat).await.is_err() {
             // Not connected yet (or any more): try again soon.
-            monoio::time::sleep(PROBE_EVERY).await;
+            monoio::time::sleep(RETRY_EVERY).await;
             continue;
         }
         let silent = SILENT_AFTER_MS.to_string();
         let claim = ["EVAL", scripts::CLAIM_SILENT, "1", NODES, &silent];
-        if let Ok(Frame::Array(nodes)) = this.client.call(&claim).await {
+        if let Ok(Frame::Array(nodes)) = this.redis.call(&claim).await {
             for node in nodes.iter().filter_map(resp::text) {
                 if let Ok(node) = u64::from_str_radix(node, 16) {
                     this.reap(node).await;
@@ -967,7 +983,7 @@ impl Sequencer {
     /// Removes a silent node's members from every room it had members in.
     async fn reap(self: &Rc<Self>, node: u64) {
         let set = node_rooms(node);
-        let Ok(rooms) = self.client.call(&["SMEMBERS", &set]).await else {
+        let Ok(rooms) = self.redis.call(&["SMEMBERS", &set]).await else {
             return;
         };
         let Frame::Array(rooms) = rooms else {
@@ -987,8 +1003,6 @@ impl Sequencer {
                 key(&room, "epoch"),
                 key(&room, "seq"),
                 key(&room, "log"),
-                set.clone(),
-                NODES.to_owned(),
             ];
             let args = [
                 channel(&room),
@@ -1003,7 +1017,7 @@ impl Sequencer {
                 tracing::warn!(%room, %error, "a silent node's members could not be removed");
             }
         }
-        let _ = self.client.call(&["DEL", &set]).await;
+        let _ = self.redis.call(&["DEL", &set]).await;
     }
 }
 
@@ -1053,14 +1067,14 @@ impl Sequencer {
             .into_iter()
             .chain([who('c', client)])
         {
-            let command = match listed {
-                true => resp::command(&["HSET", &key, &field, "1"]),
-                false => resp::command(&["HDEL", &key, &field]),
+            let queued = match listed {
+                true => self.redis.queue(&["HSET", &key, &field, "1"]),
+                false => self.redis.queue(&["HDEL", &key, &field]),
             };
             // Fire and forget: a lost update costs a publish nobody answers, or a send
             // that misses this node until Redis is back (then every connection is listed
             // again, `relist`).
-            let _ = self.client.queue(command, 1);
+            queued.detach();
         }
     }
 
@@ -1099,8 +1113,8 @@ impl Sequencer {
         monoio::spawn(async move {
             for node in this.holders(&keys).await.into_keys() {
                 let _ = this
-                    .client
-                    .call(&["PUBLISH", &node_channel(node), &message])
+                    .redis
+                    .call(&["SPUBLISH", &node_channel(node), &message])
                     .await;
             }
         });
@@ -1116,8 +1130,8 @@ impl Sequencer {
         let message = serde_json::to_string(&message).expect("routed messages serialize");
         for node in self.holders(&[who('c', conn)]).await.into_keys() {
             let _ = self
-                .client
-                .call(&["PUBLISH", &node_channel(node), &message])
+                .redis
+                .call(&["SPUBLISH", &node_channel(node), &message])
                 .await;
         }
     }
@@ -1131,8 +1145,8 @@ impl Sequencer {
         let mut count = 0;
         for (node, n) in holders {
             let _ = self
-                .client
-                .call(&["PUBLISH", &node_channel(node), &message])
+                .redis
+                .call(&["SPUBLISH", &node_channel(node), &message])
                 .await;
             count += n;
         }
@@ -1143,7 +1157,7 @@ impl Sequencer {
     async fn holders(&self, keys: &[String]) -> AHashMap<u64, usize> {
         let mut nodes = AHashMap::new();
         for key in keys {
-            if let Ok(frame) = self.client.call(&["HGETALL", key]).await {
+            if let Ok(frame) = self.redis.call(&["HGETALL", key]).await {
                 for (field, _) in pairs(frame) {
                     let node = field.split_once(':').map(|(node, _)| node);
                     let Some(Ok(node)) = node.map(|n| u64::from_str_radix(n, 16)) else {
@@ -1156,14 +1170,5 @@ impl Sequencer {
             }
         }
         nodes
-    }
-}
-
-/// Publishes a probe on the command connection, to be seen on the subscriber connection
-/// (`Stats::live`): a subscription that silently stopped delivering does not look healthy.
-async fn run_probe(this: Rc<Sequencer>) {
-    loop {
-        let _ = this.client.call(&["PUBLISH", &this.probe, "p"]).await;
-        monoio::time::sleep(PROBE_EVERY).await;
     }
 }
