@@ -69,3 +69,39 @@ impl Stats {
             .fold(own, |a, b| if max { a.max(b) } else { a + b })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live_link(now: u64) -> Arc<Stats> {
+        let link = Stats::default();
+        link.command_up.store(true, Ordering::Relaxed);
+        link.subscriber_up.store(true, Ordering::Relaxed);
+        link.probe_seen_ms.store(now, Ordering::Relaxed);
+        Arc::new(link)
+    }
+
+    #[test]
+    fn a_cluster_core_is_live_only_when_every_serving_master_is() {
+        let now = 10_000;
+        let core = Stats::default();
+        core.cluster.store(true, Ordering::Relaxed);
+        assert!(!core.live(now), "no slot map yet");
+        let links = vec![live_link(now), live_link(now), live_link(now)];
+        *core.links.write().unwrap() = links.clone();
+        assert!(core.live(now) && core.commands_up());
+        links[1]
+            .probe_seen_ms
+            .store(now - PROBE_STALE_MS - 1, Ordering::Relaxed);
+        assert!(!core.live(now), "one master's pub/sub is silent");
+        assert!(core.commands_up());
+        links[2].command_up.store(false, Ordering::Relaxed);
+        assert!(!core.commands_up());
+        links[0].pending.store(2, Ordering::Relaxed);
+        links[2].pending.store(3, Ordering::Relaxed);
+        links[1].rtt_us.store(700, Ordering::Relaxed);
+        assert_eq!(core.total(|s| &s.pending, false), 5);
+        assert_eq!(core.total(|s| &s.rtt_us, true), 700);
+    }
+}
