@@ -269,6 +269,8 @@ impl Redis {
         slot: Option<u16>,
     ) -> Result<Vec<Frame>, RedisError> {
         let (mut redirects, mut tries) = (0, 0);
+        // The importing master of the last `ASK`: a `TRYAGAIN` from it is asked there again.
+        let mut asked: Option<Rc<Link>> = None;
         while redirects < MAX_REDIRECTS && tries < MAX_TRYAGAIN {
             let Some(Frame::Error(error)) = frames.last() else {
                 return Ok(frames);
@@ -280,6 +282,7 @@ impl Redis {
                         return Ok(frames);
                     };
                     tracing::debug!(slot = moved, %addr, "redis cluster: MOVED");
+                    asked = None;
                     self.moved(moved, addr);
                     let _ = self.refresh.send(());
                     let link = self
@@ -300,11 +303,19 @@ impl Redis {
                     asking.extend_from_slice(&bytes);
                     let mut both = link.client.queue(asking, 2).wait().await?;
                     frames = vec![both.pop().expect("two replies")];
+                    asked = Some(link);
                 }
                 None if error.starts_with("TRYAGAIN") => {
                     redirects -= 1;
                     tries += 1;
                     monoio::time::sleep(TRYAGAIN_WAIT).await;
+                    if let Some(link) = &asked {
+                        let mut asking = resp::command(&["ASKING"]);
+                        asking.extend_from_slice(&bytes);
+                        let mut both = link.client.queue(asking, 2).wait().await?;
+                        frames = vec![both.pop().expect("two replies")];
+                        continue;
+                    }
                     let Some(link) = self.link_for(slot) else {
                         return Ok(frames);
                     };
@@ -583,14 +594,31 @@ async fn run_probes(this: Rc<Redis>) {
 /// asked (a redirection, a dropped subscription).
 async fn run_refresh(this: Rc<Redis>, asked: flume::Receiver<()>) {
     let mut backoff = Duration::from_millis(50);
+    // Told once per streak of failures (and once that this Redis is not a Cluster).
+    let (mut failing, mut told_disabled) = (false, false);
     loop {
         let wait = match this.refresh_map().await {
             Ok(()) => {
+                failing = false;
                 backoff = Duration::from_millis(50);
                 REFRESH_EVERY
             }
             Err(error) => {
-                tracing::debug!(%error, "the cluster's slot map is not known");
+                let disabled = error.contains("cluster support disabled");
+                if disabled && !std::mem::replace(&mut told_disabled, true) {
+                    tracing::error!(
+                        addr = %this.seed,
+                        "--redis-cluster is set but this Redis is not a Cluster \
+                         (cluster-enabled no): the node stays unready"
+                    );
+                } else if !disabled
+                    && !error.contains("not connected")
+                    && !std::mem::replace(&mut failing, true)
+                {
+                    tracing::warn!(%error, "the cluster's slot map cannot be read");
+                } else {
+                    tracing::debug!(%error, "the cluster's slot map cannot be read");
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 backoff
             }
