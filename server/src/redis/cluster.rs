@@ -21,7 +21,7 @@ use super::stats::Stats;
 use super::subscriber::{Push, Subscriber, PROBE_PREFIX};
 use super::topology::{self, Redirect, Route, SLOTS};
 use ahash::{AHashMap, AHashSet};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -98,10 +98,10 @@ pub struct Redis {
     /// Cluster: the channels this core wants, and on which link each is subscribed.
     wanted: RefCell<AHashSet<String>>,
     placed: RefCell<AHashMap<String, usize>>,
+    /// Cluster: wanted channels Redis dropped (their slot moved), to be made again.
+    lost: RefCell<AHashSet<String>>,
     /// Cluster: asks the refresher for a new slot map now.
     refresh: flume::Sender<()>,
-    /// Cluster: a map was known before (a change after it may have cost events).
-    mapped: Cell<bool>,
 }
 
 impl Redis {
@@ -140,8 +140,8 @@ impl Redis {
             map: RefCell::default(),
             wanted: RefCell::default(),
             placed: RefCell::default(),
+            lost: RefCell::default(),
             refresh,
-            mapped: Cell::new(false),
         });
         monoio::spawn(run_probes(redis.clone()));
         if cluster {
@@ -175,7 +175,9 @@ impl Redis {
         links.len() - 1
     }
 
-    /// `host:port` from a map or a redirection (an empty host is the seed's).
+    /// `host:port` from a map or a redirection (an empty host is the seed's). Masters
+    /// announce IP addresses unless configured with `cluster-announce-hostname`; a host
+    /// name is resolved here, on the core (blocking, briefly).
     fn resolve(&self, addr: &str) -> Option<SocketAddr> {
         let full = match addr.strip_prefix(':') {
             Some(port) => format!("{}:{port}", self.seed.ip()),
@@ -412,6 +414,7 @@ impl Redis {
             "redis cluster: a subscription was dropped (its slot moved)"
         );
         if self.placed.borrow_mut().remove(channel).is_some() {
+            self.lost.borrow_mut().insert(channel.to_owned());
             let _ = self.refresh.send(());
         }
     }
@@ -430,8 +433,9 @@ impl Redis {
     }
 
     /// Makes every wanted subscription on the link the map says (moving those on another
-    /// link); when one moved after the first map, says [`Push::Resubscribed`] so that the
-    /// rooms fill what they may have missed.
+    /// link); when one moved or was lost, says [`Push::Resubscribed`] so that the rooms
+    /// fill what they may have missed. (A channel wanted for the first time is just
+    /// subscribed.)
     fn place_all(&self) {
         let map = self.map.borrow();
         if map.len() != SLOTS {
@@ -439,6 +443,7 @@ impl Redis {
         }
         let links = self.links.borrow();
         let mut placed = self.placed.borrow_mut();
+        let mut lost = self.lost.borrow_mut();
         let mut moved = false;
         for channel in self.wanted.borrow().iter() {
             let index = map[usize::from(topology::slot(channel.as_bytes()))];
@@ -452,11 +457,12 @@ impl Redis {
                     links[old].subscriber.unsubscribe(channel.clone());
                     moved = true;
                 }
-                None => moved = true,
+                None => moved |= lost.remove(channel),
             }
             links[index].subscriber.want(channel.clone());
         }
-        if moved && self.mapped.get() {
+        lost.retain(|channel| self.wanted.borrow().contains(channel));
+        if moved {
             let _ = self.pushes.send(Push::Resubscribed);
         }
     }
@@ -531,7 +537,6 @@ impl Redis {
         }
         *self.stats.links.write().expect("not poisoned") = live;
         self.place_all();
-        self.mapped.set(true);
     }
 }
 
