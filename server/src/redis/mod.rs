@@ -1,7 +1,10 @@
 //! Redis, for rooms shared by several nodes (`--engine redis`, SPEC §5.4): a small
-//! pipelined RESP client per core on monoio ([`client`], [`subscriber`]), the Lua scripts
-//! that make Redis each room's sequencer ([`scripts`]) and the keys and message format
-//! ([`wire`]). The shell's side, what a core does with them, is `shell::sequencer`.
+//! pipelined RESP client per core on monoio ([`client`], [`subscriber`], every connection
+//! opened by [`dial`]), behind one handle per core that routes commands and subscriptions
+//! to a standalone Redis or to the masters of a Redis Cluster ([`cluster`], by the rules of
+//! [`topology`]: slots, redirections, the slot map), the Lua scripts that make Redis each
+//! room's sequencer ([`scripts`]) and the keys and message format ([`wire`]). The shell's
+//! side, what a core does with them, is `shell::sequencer`.
 //!
 //! Why a client of our own: no Redis crate runs on monoio (`fred`'s `monoio` feature is an
 //! empty placeholder, `redis` needs tokio or smol), and going through a tokio thread would
