@@ -190,9 +190,14 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 
 impl TestCluster {
     pub fn start() -> TestCluster {
+        TestCluster::start_with(0)
+    }
+
+    /// Three masters with `replicas` replicas each (`ports[0..3]` are the masters).
+    pub fn start_with(replicas: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
         let mut ports = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..3 * (1 + replicas) {
             ports.push(free_cluster_port(&ports));
         }
         let mut cluster = TestCluster {
@@ -200,7 +205,7 @@ impl TestCluster {
             ports,
             dir,
         };
-        for i in 0..3 {
+        for i in 0..cluster.ports.len() {
             cluster.run(i);
         }
         let mut create = Command::new("redis-cli");
@@ -209,7 +214,7 @@ impl TestCluster {
             create.arg(format!("127.0.0.1:{port}"));
         }
         let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
         assert!(
@@ -233,6 +238,58 @@ impl TestCluster {
             }
         }
         cluster
+    }
+
+    /// The replica of master `master` (an index into `ports`), once it is in sync.
+    pub fn replica_of(&self, master: usize) -> usize {
+        let port = self.ports[master];
+        let id = self.cli(port, &["CLUSTER", "MYID"]);
+        let start = Instant::now();
+        loop {
+            let replicas = self.cli(port, &["CLUSTER", "REPLICAS", &id]);
+            // `<id> <ip>:<port>@<bus> slave <master id> …`
+            let found = replicas.lines().find_map(|line| {
+                let addr = line.split_whitespace().nth(1)?;
+                let port: u16 = addr.split(['@', ':']).nth(1)?.parse().ok()?;
+                self.ports.iter().position(|&p| p == port)
+            });
+            if let Some(replica) = found {
+                let info = self.cli(self.ports[replica], &["INFO", "replication"]);
+                if info.contains("master_link_status:up") {
+                    return replica;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "master {master} has no replica in sync: {replicas}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Makes replica `replica` take over its master (`CLUSTER FAILOVER`: the master stops
+    /// writes, the replica catches up, then takes the slots); waits until every node sees
+    /// it.
+    pub fn fail_over(&self, replica: usize) {
+        let port = self.ports[replica];
+        assert_eq!(self.cli(port, &["CLUSTER", "FAILOVER"]), "OK");
+        let id = self.cli(port, &["CLUSTER", "MYID"]);
+        let start = Instant::now();
+        loop {
+            let seen = self.ports.iter().all(|&p| {
+                self.cli(p, &["CLUSTER", "NODES"])
+                    .lines()
+                    .any(|l| l.starts_with(&id) && l.contains("master"))
+            });
+            if seen {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the failover did not happen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Starts master `i` (again, after [`TestCluster::stop`]: on the same port, with the

@@ -357,6 +357,49 @@ fn a_master_going_away_is_visible_and_its_rooms_come_back_with_it() {
 }
 
 #[test]
+fn a_replica_that_takes_over_its_master_serves_its_rooms_on() {
+    let cluster = TestCluster::start_with(1);
+    let (a, b) = (
+        cluster_node(&cluster, |_| {}),
+        cluster_node(&cluster, |_| {}),
+    );
+    let room = room_on(&cluster, 1, "failover");
+    let mut on_a = member(a, &room, &["chat", "counter"]);
+    let mut on_b = member(b, &room, &["chat", "counter"]);
+    let reply = on_a.call(
+        json!({"type":"counter","data":{"id":"x","value":"1.5"}}),
+        "n",
+    );
+    assert_eq!(reply["type"], "ok", "{reply}");
+    on_b.send(json!({"type":"chat","data":"before"}));
+    for c in [&mut on_a, &mut on_b] {
+        assert_eq!(next_of(c, "chat", 1)[0]["seq"], 2);
+    }
+
+    let replica = cluster.replica_of(1);
+    cluster.fail_over(replica);
+    // The old master answers MOVED and drops the room's channel; the nodes follow the slot
+    // to the new master, where the room's stream and state are (replicated).
+    on_b.send(json!({"type":"chat","data":"after"}));
+    for c in [&mut on_a, &mut on_b] {
+        let m = next_of(c, "chat", 1).remove(0);
+        assert_eq!(
+            (m["data"]["message"].clone(), m["seq"].clone()),
+            (json!("after"), json!(3)),
+            "{m}"
+        );
+    }
+    let (mut late, _) = Client::pact(a, &room);
+    late.send(json!({"type":"subscribe","data":"counter"}));
+    assert_eq!(
+        next_of(&mut late, "counter", 1)[0]["data"]["value"],
+        json!(1.5)
+    );
+    wait_ready(a, true);
+    wait_ready(b, true);
+}
+
+#[test]
 fn a_node_refuses_redis_cluster_without_the_redis_engine() {
     let mut config = rookery::Config::local();
     config.redis_cluster = true;

@@ -516,7 +516,7 @@ impl Redis {
         // Each serving master's probe channel must be in one of its slots.
         let links = self.links.borrow().clone();
         let mut live = Vec::new();
-        for index in serving {
+        for &index in &serving {
             let link = &links[usize::from(index)];
             let current = link.probe.borrow().clone();
             let owned = |name: &str| {
@@ -534,6 +534,15 @@ impl Redis {
                 *link.probe.borrow_mut() = probe;
             }
             live.push(link.stats.clone());
+        }
+        // A master that serves no slot any more (a replica now, or emptied by resharding)
+        // has no probe: readiness does not depend on it, and it gets a fresh one if it
+        // serves slots again.
+        for (index, link) in links.iter().enumerate() {
+            if !serving.contains(&(index as u16)) && !link.probe.borrow().is_empty() {
+                let probe = std::mem::take(&mut *link.probe.borrow_mut());
+                link.subscriber.unsubscribe(probe);
+            }
         }
         *self.stats.links.write().expect("not poisoned") = live;
         self.place_all();
