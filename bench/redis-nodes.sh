@@ -4,21 +4,38 @@
 # subscribers on one node alone or split over two nodes sharing one Redis. Run from the
 # repository root after `cargo build --release -p rookery -p rookery-bench`; needs
 # redis-server and curl. Ports 16479 and 18081-18083 must be free.
+# CLUSTER=1: the two nodes share a Redis Cluster of three masters instead (`--redis-cluster`;
+# ports 16479-16481 and their cluster bus ports 26479-26481 must be free; needs redis-cli).
 set -u
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 W=${W:-target/release}
 P=16479
-redis-server --port $P --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR" --daemonize no >/dev/null 2>&1 &
-RP=$!
-for i in $(seq 1 100); do redis-cli -p $P ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+CLUSTER=${CLUSTER:-0}
+RP=""
+if [ "$CLUSTER" = 1 ]; then
+  for port in $P $((P+1)) $((P+2)); do
+    mkdir -p "$DIR/$port"
+    redis-server --port $port --bind 127.0.0.1 --cluster-enabled yes --save "" --appendonly no --dir "$DIR/$port" --daemonize no >/dev/null 2>&1 &
+    RP="$RP $!"
+    for i in $(seq 1 100); do redis-cli -p $port ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  done
+  redis-cli --cluster create 127.0.0.1:$P 127.0.0.1:$((P+1)) 127.0.0.1:$((P+2)) --cluster-replicas 0 --cluster-yes >/dev/null
+  for i in $(seq 1 100); do redis-cli -p $P cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+  REDIS="--redis-cluster --redis-url redis://127.0.0.1:$P"
+else
+  redis-server --port $P --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR" --daemonize no >/dev/null 2>&1 &
+  RP=$!
+  for i in $(seq 1 100); do redis-cli -p $P ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  REDIS="--redis-url redis://127.0.0.1:$P"
+fi
 start() { # $1 port $2.. extra
   local port=$1; shift
   ROOKERY_LOG=warn $W/rookery --listen 127.0.0.1:$port --cores 1 --store memory --max-message-rate 0 "$@" > /dev/null 2>&1 &
   echo $!
 }
-A=$(start 18081 --engine redis --redis-url redis://127.0.0.1:$P)
-B=$(start 18082 --engine redis --redis-url redis://127.0.0.1:$P)
+A=$(start 18081 --engine redis $REDIS)
+B=$(start 18082 --engine redis $REDIS)
 C=$(start 18083)
 for port in 18081 18082 18083; do
   for i in $(seq 1 100); do curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/readyz | grep -q 200 && break; sleep 0.1; done

@@ -225,7 +225,9 @@ impl Redis {
     }
 
     /// Sends one command to every master (`SCRIPT LOAD`: each keeps its own scripts);
-    /// answers the first master's reply, or the first failure.
+    /// answers the first master's reply that is not an error (a script's SHA1 is the same
+    /// everywhere; a master that missed it answers `NOSCRIPT` later, and gets `EVAL`), or
+    /// the first failure.
     pub async fn call_all<A: AsRef<[u8]>>(
         self: &Rc<Self>,
         args: &[A],
@@ -256,7 +258,7 @@ impl Redis {
                     Some(frame) => Ok(frame),
                     None => Err(RedisError::Unavailable("no reply".into())),
                 });
-            if i == 0 || answer.is_err() && first.is_ok() {
+            if i == 0 || answer.is_ok() && first.is_err() {
                 first = answer;
             }
         }
