@@ -55,3 +55,4 @@ WB=$!
 $W/rookery-bench worker --system rookery --addr 127.0.0.1:18081 --prefix w2r --subscribers 50 --publishers 1 --rates $RATES --step-seconds 2 | tail -1
 wait $WB; tail -1 "$DIR/b.out"
 kill $A $B $C $RP
+wait
