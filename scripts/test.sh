@@ -6,7 +6,7 @@
 # browser tests the wasm32 target, wasm-pack, wasm-bindgen-cli and Chromium
 # (scripts/sdk-test.sh), Firefox ESR and geckodriver for the console's Firefox test
 # (scripts/firefox-test.sh), for the package test cargo-deb, systemd-analyze and promtool
-# (scripts/deploy-test.sh), and redis-server for the tests of `--engine redis`.
+# (scripts/deploy-test.sh), and redis-server (with redis-cli) for the tests of `--engine redis`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +15,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-step "redis-server (the tests of --engine redis start their own, on a loopback port)"
-# redis-cli (Debian's redis-tools, a dependency of redis-server) checks what the nodes
-# wrote; Debian's redis-server is built with TLS (the rediss:// tests need --tls-port).
+step "redis-server and redis-cli (the tests of --engine redis start their own, on loopback ports; the Cluster suite creates its Cluster with redis-cli)"
+# redis-cli (Debian's redis-tools) also checks what the nodes wrote; Debian's redis-server
+# is built with TLS (the rediss:// tests need --tls-port).
 { command -v redis-server && command -v redis-cli; } >/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
 }
 redis-server --version
 

@@ -286,6 +286,12 @@ pub struct Config {
     #[arg(long, env = "ROOKERY_REDIS_KEY", value_name = "PATH")]
     pub redis_key: Option<std::path::PathBuf>,
 
+    /// The Redis of `--redis-url` is a Redis Cluster (any of its nodes): the slot map is
+    /// discovered, every command goes to the master of its key's slot and rooms' events
+    /// travel on sharded pub/sub (docs/CLUSTER.md#redis-cluster).
+    #[arg(long, env = "ROOKERY_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+
     /// Log filter (`tracing` env-filter syntax: `info`, `rookery=debug`,
     /// `info,rookery::access=off`). Reloaded on SIGHUP.
     #[arg(long, env = "ROOKERY_LOG", default_value = DEFAULT_LOG, value_parser = parse_log_filter)]
@@ -370,6 +376,9 @@ impl Config {
     /// parsed and resolved, the TLS settings loaded. Errors never show the password.
     pub fn redis_link(&self) -> Result<Option<crate::redis::Link>, String> {
         match (self.engine, &self.redis_url) {
+            (EngineChoice::Alone, _) if self.redis_cluster => {
+                Err("--redis-cluster needs --engine redis".into())
+            }
             (EngineChoice::Alone, _) => Ok(None),
             (EngineChoice::Redis, None) => {
                 Err("--engine redis needs --redis-url redis://HOST:PORT".into())
@@ -380,7 +389,14 @@ impl Config {
                     cert: self.redis_cert.clone(),
                     key: self.redis_key.clone(),
                 };
-                crate::redis::Link::new(url, &files).map(Some)
+                let link = crate::redis::Link::new(url, &files)?;
+                if self.redis_cluster && link.url.db.is_some_and(|db| db != 0) {
+                    return Err(format!(
+                        "--redis-url {}: a Redis Cluster has database 0 only (--redis-cluster)",
+                        link.url.shown()
+                    ));
+                }
+                Ok(Some(link))
             }
         }
     }
@@ -478,6 +494,33 @@ mod tests {
             "16777216",
         ]);
         assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn a_redis_cluster_needs_the_redis_engine_and_database_0() {
+        let check = |args: &[&str]| {
+            let c = Config::parse_from(["rookery"].iter().chain(args));
+            c.check()
+        };
+        let alone = check(&["--redis-cluster"]).unwrap_err();
+        assert!(
+            alone.contains("--redis-cluster needs --engine redis"),
+            "{alone}"
+        );
+        let cluster = ["--engine", "redis", "--redis-cluster", "--redis-url"];
+        let url = |u: &'static str| [&cluster[..], &[u]].concat();
+        assert_eq!(check(&url("redis://127.0.0.1:7000")), Ok(()));
+        assert_eq!(check(&url("redis://127.0.0.1:7000/0")), Ok(()));
+        let db = check(&url("redis://:secret@127.0.0.1:7000/2")).unwrap_err();
+        assert!(db.contains("database 0 only"), "{db}");
+        assert!(!db.contains("secret"), "{db}");
+        let standalone = [
+            "--engine",
+            "redis",
+            "--redis-url",
+            "redis://127.0.0.1:6379/2",
+        ];
+        assert_eq!(check(&standalone), Ok(()));
     }
 
     #[test]

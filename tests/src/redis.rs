@@ -258,3 +258,296 @@ pub fn wait_ready(addr: SocketAddr, ready: bool) -> Duration {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A Redis Cluster of three masters (no replicas) on loopback ports, each in a temporary
+/// directory with no persistence, killed when dropped. A cluster node also listens on its
+/// port + 10000 (the cluster bus), so port 0 cannot be used: free pairs are probed.
+pub struct TestCluster {
+    children: Vec<Option<Child>>,
+    pub ports: Vec<u16>,
+    dir: tempfile::TempDir,
+}
+
+/// A loopback port free now whose cluster bus port (+10000) is free too.
+fn free_cluster_port(taken: &[u16]) -> u16 {
+    for _ in 0..200 {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let port = listener.local_addr().unwrap().port();
+        if port > 55_000 || taken.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free pair of loopback ports for a cluster node");
+}
+
+impl TestCluster {
+    pub fn start() -> TestCluster {
+        TestCluster::start_with(0)
+    }
+
+    /// Three masters with `replicas` replicas each (`ports[0..3]` are the masters).
+    pub fn start_with(replicas: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut ports = Vec::new();
+        for _ in 0..3 * (1 + replicas) {
+            ports.push(free_cluster_port(&ports));
+        }
+        let mut cluster = TestCluster {
+            children: ports.iter().map(|_| None).collect(),
+            ports,
+            dir,
+        };
+        for i in 0..cluster.ports.len() {
+            cluster.run(i);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &cluster.ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Every master knows every slot's owner.
+        for &port in &cluster.ports {
+            let start = Instant::now();
+            loop {
+                let info = cluster.cli(port, &["CLUSTER", "INFO"]);
+                if info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384") {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the cluster did not settle: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// The replica of master `master` (an index into `ports`), once it is in sync.
+    pub fn replica_of(&self, master: usize) -> usize {
+        let port = self.ports[master];
+        let id = self.cli(port, &["CLUSTER", "MYID"]);
+        let start = Instant::now();
+        loop {
+            let replicas = self.cli(port, &["CLUSTER", "REPLICAS", &id]);
+            // `<id> <ip>:<port>@<bus> slave <master id> …`
+            let found = replicas.lines().find_map(|line| {
+                let addr = line.split_whitespace().nth(1)?;
+                let port: u16 = addr.split(['@', ':']).nth(1)?.parse().ok()?;
+                self.ports.iter().position(|&p| p == port)
+            });
+            if let Some(replica) = found {
+                let info = self.cli(self.ports[replica], &["INFO", "replication"]);
+                if info.contains("master_link_status:up") {
+                    return replica;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "master {master} has no replica in sync: {replicas}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Makes replica `replica` take over its master (`CLUSTER FAILOVER`: the master stops
+    /// writes, the replica catches up, then takes the slots); waits until every node sees
+    /// it.
+    pub fn fail_over(&self, replica: usize) {
+        let port = self.ports[replica];
+        assert_eq!(self.cli(port, &["CLUSTER", "FAILOVER"]), "OK");
+        let id = self.cli(port, &["CLUSTER", "MYID"]);
+        let start = Instant::now();
+        loop {
+            let seen = self.ports.iter().all(|&p| {
+                self.cli(p, &["CLUSTER", "NODES"])
+                    .lines()
+                    .any(|l| l.starts_with(&id) && l.contains("master"))
+            });
+            if seen {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the failover did not happen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts master `i` (again, after [`TestCluster::stop`]: on the same port, with the
+    /// same cluster configuration file, so that it takes its slots back; its keys are
+    /// gone, nothing is persisted).
+    pub fn run(&mut self, i: usize) {
+        let port = self.ports[i];
+        let node_dir = self.dir.path().join(i.to_string());
+        std::fs::create_dir_all(&node_dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server runs (scripts/test.sh installs it: apt-get install redis-server)",
+            );
+        self.children[i] = Some(child);
+        let start = Instant::now();
+        while self.cli(port, &["PING"]) != "PONG" {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server on {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills master `i`.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `redis-cli -p PORT ARGS…`; its output, trimmed.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The `--redis-url` of the cluster (its first node: the others are discovered).
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[0])
+    }
+
+    /// Which of the three masters serves `slot` (an index into `ports`).
+    pub fn master_of(&self, slot: u16) -> usize {
+        self.master_seen_by(self.ports[0], slot)
+    }
+
+    /// Which master serves `slot`, as the node on `port` sees it.
+    fn master_seen_by(&self, port: u16, slot: u16) -> usize {
+        let owner = self.cli(port, &["CLUSTER", "SLOTS"]);
+        // redis-cli prints each range as: start, end, ip, port, id (one per line).
+        let lines: Vec<&str> = owner.lines().map(str::trim).collect();
+        let mut i = 0;
+        while i + 3 < lines.len() {
+            if let (Ok(start), Ok(end)) = (lines[i].parse::<u16>(), lines[i + 1].parse::<u16>()) {
+                if (start..=end).contains(&slot) {
+                    let port: u16 = lines[i + 3].parse().unwrap();
+                    return self.ports.iter().position(|&p| p == port).unwrap();
+                }
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        panic!("no master serves slot {slot}: {owner}");
+    }
+
+    /// Moves `slot` (and its keys) from its master to master `to` with `CLUSTER SETSLOT`
+    /// and `MIGRATE`, as `redis-cli --cluster reshard` does.
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.begin_move(slot, to);
+        self.finish_move(slot, from, to);
+    }
+
+    /// The first half of [`TestCluster::move_slot`]: the slot is migrating and its keys are
+    /// at master `to` already, but its old master still owns it (it answers `ASK` for
+    /// them). Answers the old master.
+    pub fn begin_move(&self, slot: u16, to: usize) -> usize {
+        let from = self.master_of(slot);
+        assert_ne!(from, to, "slot {slot} is already there");
+        let (src, dst) = (self.ports[from], self.ports[to]);
+        let src_id = self.cli(src, &["CLUSTER", "MYID"]);
+        let dst_id = self.cli(dst, &["CLUSTER", "MYID"]);
+        let s = slot.to_string();
+        assert_eq!(
+            self.cli(dst, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &src_id]),
+            "OK"
+        );
+        assert_eq!(
+            self.cli(src, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &dst_id]),
+            "OK"
+        );
+        loop {
+            let keys = self.cli(src, &["CLUSTER", "GETKEYSINSLOT", &s, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = dst.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "10000", "KEYS"];
+            args.extend(keys);
+            assert_eq!(self.cli(src, &args), "OK");
+        }
+        from
+    }
+
+    /// The second half of [`TestCluster::move_slot`]: master `to` owns the slot, and every
+    /// master knows it.
+    pub fn finish_move(&self, slot: u16, from: usize, to: usize) {
+        let (src, dst) = (self.ports[from], self.ports[to]);
+        let dst_id = self.cli(dst, &["CLUSTER", "MYID"]);
+        let s = slot.to_string();
+        for port in [dst, src] {
+            assert_eq!(
+                self.cli(port, &["CLUSTER", "SETSLOT", &s, "NODE", &dst_id]),
+                "OK"
+            );
+        }
+        let other = self.ports[3 - from - to];
+        self.cli(other, &["CLUSTER", "SETSLOT", &s, "NODE", &dst_id]);
+        let start = Instant::now();
+        while self
+            .ports
+            .iter()
+            .any(|&p| self.master_seen_by(p, slot) != to)
+        {
+            assert!(start.elapsed() < Duration::from_secs(10), "slot not moved");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.stop(i);
+        }
+    }
+}
+
+/// Starts a node (`--cores 1`) on the Redis Cluster `cluster` (`--redis-cluster`); waits
+/// until it is ready (every master's link verified both ways).
+pub fn cluster_node(cluster: &TestCluster, tweak: impl FnOnce(&mut Config)) -> SocketAddr {
+    let url = cluster.url();
+    let addr = crate::server_with(1, |c| {
+        c.engine = EngineChoice::Redis;
+        c.redis_url = Some(url);
+        c.redis_cluster = true;
+        tweak(c);
+    });
+    wait_ready(addr, true);
+    addr
+}

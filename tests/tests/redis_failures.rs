@@ -120,7 +120,9 @@ fn a_flush_starts_a_new_epoch_and_a_resume_from_the_old_one_is_not_recovered() {
     let new_epoch = resumed["data"]["pos"]["epoch"].as_str().unwrap();
     assert_ne!(new_epoch, old_epoch);
     assert_eq!(resumed["data"]["pos"]["seq"], 1);
-    // And a client at the new epoch resumes exactly, from the stream.
+    // And a client at the new epoch resumes exactly, from the stream (once its own node
+    // has delivered the new epoch to it: nodes hear of it one after the other).
+    while on_b.recv_type("chat")["data"]["message"] != "fresh" {}
     let resumed = on_b.call(
         json!({"type":"resume","data":{"epoch": new_epoch, "seq": 0}}),
         "r2",

@@ -181,7 +181,11 @@ fn a_crowd_of_writers_on_one_counter_is_never_refused() {
         }
     }
     let details = wait_for_room(b, "crowd", |d| d["counters"]["n"] == json!(36));
-    assert_eq!(details["counters"], json!({"n": 36}), "12 × 30 × 0.1, exactly");
+    assert_eq!(
+        details["counters"],
+        json!({"n": 36}),
+        "12 × 30 × 0.1, exactly"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use super::stats::Stats;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -54,11 +55,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts the connection's task on this core's runtime.
-    pub fn start(link: Arc<Link>, stats: Arc<Stats>) -> Client {
+    /// Starts the connection's task on this core's runtime: to `addr` (the URL's, or a
+    /// Cluster master's), opened as `link` says (credentials, TLS).
+    pub fn start(addr: SocketAddr, link: Arc<Link>, stats: Arc<Stats>) -> Client {
         let (jobs, queue) = flume::unbounded();
-        monoio::spawn(run(link, queue, stats.clone()));
+        monoio::spawn(run(addr, link, queue, stats.clone()));
         Client { jobs, stats }
+    }
+
+    /// Whether the connection is up now (calls would be written, not refused at once).
+    pub fn is_up(&self) -> bool {
+        self.stats.command_up.load(Ordering::Relaxed)
     }
 
     /// Sends one command and waits for its reply; an error reply is `Err(Reply)`.
@@ -100,6 +107,11 @@ impl Client {
 pub struct Queued(Result<flume::Receiver<Result<Vec<Frame>, RedisError>>, RedisError>);
 
 impl Queued {
+    /// Commands that could not be queued: waiting answers `error`.
+    pub fn failed(error: RedisError) -> Queued {
+        Queued(Err(error))
+    }
+
     pub async fn wait(self) -> Result<Vec<Frame>, RedisError> {
         self.0?
             .recv_async()
@@ -109,8 +121,7 @@ impl Queued {
 }
 
 /// Connects, serves, and reconnects for ever.
-async fn run(link: Arc<Link>, queue: flume::Receiver<Job>, stats: Arc<Stats>) {
-    let addr = link.addr;
+async fn run(addr: SocketAddr, link: Arc<Link>, queue: flume::Receiver<Job>, stats: Arc<Stats>) {
     let mut backoff = Duration::from_millis(50);
     let mut first = true;
     loop {

@@ -22,7 +22,7 @@ async fn connected(addr: std::net::SocketAddr) -> Client {
 
 /// Waits (bounded) until a client on `link` is connected.
 async fn connected_through(link: super::Link) -> Client {
-    let client = Client::start(Arc::new(link), Arc::new(Stats::default()));
+    let client = Client::start(link.addr, Arc::new(link), Arc::new(Stats::default()));
     let start = Instant::now();
     loop {
         match client.call(&["PING"]).await {

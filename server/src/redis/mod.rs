@@ -1,7 +1,10 @@
 //! Redis, for rooms shared by several nodes (`--engine redis`, SPEC §5.4): a small
-//! pipelined RESP client per core on monoio ([`client`], [`subscriber`]), the Lua scripts
-//! that make Redis each room's sequencer ([`scripts`]) and the keys and message format
-//! ([`wire`]). The shell's side, what a core does with them, is `shell::sequencer`.
+//! pipelined RESP client per core on monoio ([`client`], [`subscriber`], every connection
+//! opened by [`dial`]), behind one handle per core that routes commands and subscriptions
+//! to a standalone Redis or to the masters of a Redis Cluster ([`cluster`], by the rules of
+//! [`topology`]: slots, redirections, the slot map), the Lua scripts that make Redis each
+//! room's sequencer ([`scripts`]) and the keys and message format ([`wire`]). The shell's
+//! side, what a core does with them, is `shell::sequencer`.
 //!
 //! Why a client of our own: no Redis crate runs on monoio (`fred`'s `monoio` feature is an
 //! empty placeholder, `redis` needs tokio or smol), and going through a tokio thread would
@@ -11,12 +14,14 @@
 //! sequencer scripts/s pipelined from one core; see docs/CLUSTER.md#performance.
 
 pub mod client;
+pub mod cluster;
 pub mod connect;
 pub mod resp;
 pub mod scripts;
 pub mod stats;
 pub mod stream;
 pub mod subscriber;
+pub mod topology;
 pub mod url;
 pub mod wire;
 
@@ -26,17 +31,21 @@ mod client_tests;
 pub mod testing;
 
 pub use client::{Client, RedisError};
+pub use cluster::Redis;
 pub use connect::{connect, Link, TlsFiles};
 pub use stats::Stats;
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A node's place among the nodes sharing Redis (`--engine redis`).
 pub struct RedisNode {
-    /// How to reach Redis (`--redis-url`, `--redis-ca`): every connection opens through it.
+    /// How to reach Redis (`--redis-url`, `--redis-ca`): every connection opens through it,
+    /// to the URL's address (with `--redis-cluster`: any node of the Cluster, asked for
+    /// the slot map) or to a Cluster master's.
     pub link: Arc<Link>,
+    /// `--redis-cluster`: a Redis Cluster, keys and shard channels routed by slot.
+    pub cluster: bool,
     /// This process among the nodes (random at each start): the key of its members in
     /// rooms' shared presence and of its heartbeat.
     pub id: u64,
@@ -49,9 +58,10 @@ pub struct RedisNode {
 }
 
 impl RedisNode {
-    pub fn new(link: Link, cores: usize) -> RedisNode {
+    pub fn new(link: Link, cluster: bool, cores: usize) -> RedisNode {
         RedisNode {
             link: Arc::new(link),
+            cluster,
             id: crate::ids::random_u64(),
             stats: (0..cores).map(|_| Arc::default()).collect(),
             reaped: Default::default(),
@@ -73,7 +83,7 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
     let cores = &node.stats;
     let max_rtt_us = cores
         .iter()
-        .map(|s| s.rtt_us.load(Ordering::Relaxed))
+        .map(|s| s.total(|s| &s.rtt_us, true))
         .max()
         .unwrap_or(0);
     let _ = writeln!(
@@ -94,17 +104,14 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
         "Reconnections to Redis (command and subscriber connections).",
         cores
             .iter()
-            .map(|s| s.reconnects.load(Ordering::Relaxed))
+            .map(|s| s.total(|s| &s.reconnects, false))
             .sum(),
     );
     metric(
         "rookery_redis_pending_commands",
         "gauge",
         "Redis commands written and not answered yet.",
-        cores
-            .iter()
-            .map(|s| s.pending.load(Ordering::Relaxed))
-            .sum(),
+        cores.iter().map(|s| s.total(|s| &s.pending, false)).sum(),
     );
     metric(
         "rookery_redis_up",
@@ -118,12 +125,14 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn metrics_are_there_with_redis_only_and_in_base_units() {
         assert_eq!(metrics_text(None, 0), "");
         let node = RedisNode::new(
             Link::new("redis://127.0.0.1:1", &TlsFiles::default()).unwrap(),
+            false,
             2,
         );
         node.stats[1].rtt_us.store(1_500, Ordering::Relaxed);

@@ -2,6 +2,11 @@
 //! its place in the room's history and its publication happen in one script, atomically.
 //! Scripts run by `EVALSHA`; a Redis that lost them (restarted, `SCRIPT FLUSH`) answers
 //! `NOSCRIPT` and the caller sends the source with `EVAL` instead.
+//!
+//! Redis Cluster: every key a script declares is one room's (`rk:{room}:…`) or the one
+//! key of a node-wide script (`rk:nodes`), so a script never spans slots; events go out
+//! with `SPUBLISH` on the room's shard channel `rk:{room}`, in the room's slot too (sharded
+//! pub/sub, Redis 7; standalone Redis takes it as well).
 
 /// Applies a change and sequences its event.
 ///
@@ -132,7 +137,7 @@ end
 local seq = redis.call('INCR', KEYS[2])
 local message = epoch .. ' ' .. seq .. ' ' .. body
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
-redis.call('PUBLISH', ARGV[1], message)
+redis.call('SPUBLISH', ARGV[1], message)
 return {'ok', epoch, tostring(seq)}
 "#;
 
@@ -165,13 +170,14 @@ return {epoch, seq, redis.call('HGETALL', KEYS[3]), polls, redis.call('HGETALL',
 /// sequenced: presence is state, not stream). When a user's last connection leaves, its
 /// ephemeral votes are withdrawn and each poll's new tally is sequenced like any vote.
 ///
-/// KEYS: 1 members hash (`<node>:<conn>` → `<len of user>:<user><member JSON>`), 2 users
-/// hash (user → connections), 3 set of polls, 4 epoch, 5 seq, 6 history stream, 7 the
-/// node's set of rooms (what a reaper walks when the node goes silent), 8 the set of
-/// nodes (a node is known there from its first member on, heartbeat or not).
+/// KEYS (all the room's): 1 members hash (`<node>:<conn>` → `<len of user>:<user><member
+/// JSON>`), 2 users hash (user → connections), 3 set of polls, 4 epoch, 5 seq, 6 history
+/// stream. The node's own records — its set of rooms (what a reaper walks when the node
+/// goes silent) and its entry in the set of nodes — are in other slots: the caller writes
+/// them with [`REGISTER`] just before a join, not here.
 /// ARGV: 1 channel, 2 an epoch for a room Redis does not know, 3 history size, 4 now (ms),
 /// 5 the prefix of the room's poll keys, 6 op (`join`, `update`, `leave`, `reap`), then:
-/// join/update: 7 key, 8 value, 9 user, 10 scope JSON, 11 origin JSON, 12 room, 13 node;
+/// join/update: 7 key, 8 value, 9 user, 10 scope JSON, 11 origin JSON;
 /// leave: 7 key, 10 scope JSON, 11 origin JSON; reap: 7 the silent node's key prefix.
 /// Answers the room's member count.
 pub const PRESENCE: &str = r#"
@@ -185,7 +191,7 @@ local function diff(change, key, member, scope, origin)
   local body = '{"s":' .. scope .. ',"t":' .. ARGV[4] .. ',"o":' .. origin ..
     ',"k":' .. cjson.encode(key) .. ',"e":{"Presence":{"change":"' .. change ..
     '","member":' .. member .. ',"count":' .. count .. '}}}'
-  redis.call('PUBLISH', ARGV[1], '- 0 ' .. body)
+  redis.call('SPUBLISH', ARGV[1], '- 0 ' .. body)
 end
 local function sequence(body)
   local epoch = redis.call('GET', KEYS[4])
@@ -196,7 +202,7 @@ local function sequence(body)
   local seq = redis.call('INCR', KEYS[5])
   local message = epoch .. ' ' .. seq .. ' ' .. body
   redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
-  redis.call('PUBLISH', ARGV[1], message)
+  redis.call('SPUBLISH', ARGV[1], message)
 end
 local function withdraw(user)
   for _, poll in ipairs(redis.call('SMEMBERS', KEYS[3])) do
@@ -233,9 +239,6 @@ local op = ARGV[6]
 if op == 'join' then
   if redis.call('HSET', KEYS[1], ARGV[7], ARGV[8]) == 1 then
     redis.call('HINCRBY', KEYS[2], ARGV[9], 1)
-    redis.call('SADD', KEYS[7], ARGV[12])
-    local t = redis.call('TIME')
-    redis.call('ZADD', KEYS[8], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[13])
     local _, member = parse(ARGV[8])
     diff('Joined', ARGV[7], member, ARGV[10], ARGV[11])
   end
@@ -257,6 +260,16 @@ else
   return redis.error_reply('unknown op ' .. op)
 end
 return redis.call('HLEN', KEYS[1])
+"#;
+
+/// A node makes itself known in the set of nodes, from its first member on (heartbeat or
+/// not: a node that dies before its first heartbeat is still reaped), without moving a
+/// heartbeat: KEYS 1 the set of nodes; ARGV 1 the node. Sent with `SADD` of the room to the
+/// node's set of rooms, queued before the join itself.
+pub const REGISTER: &str = r#"
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])
+return 1
 "#;
 
 /// A node's heartbeat, on Redis's clock (nodes' clocks may differ): KEYS 1 the set of

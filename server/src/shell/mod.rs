@@ -203,11 +203,12 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
     let store = open_store(&config)?;
     let redis_link = config.redis_link().map_err(io::Error::other)?;
     if let Some(link) = &redis_link {
-        let (url, addr) = (link.url.shown(), link.addr);
-        tracing::info!(%url, %addr, "rooms are shared through redis (--engine redis)");
+        let (url, addr, cluster) = (link.url.shown(), link.addr, config.redis_cluster);
+        tracing::info!(%url, %addr, cluster, "rooms are shared through redis (--engine redis)");
     }
     let node = Arc::new(Node {
-        redis: redis_link.map(|link| crate::redis::RedisNode::new(link, cores)),
+        redis: redis_link
+            .map(|link| crate::redis::RedisNode::new(link, config.redis_cluster, cores)),
         origins,
         tls,
         store,

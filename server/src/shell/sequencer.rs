@@ -5,8 +5,9 @@
 //! subscription brings into `Command::Remote` for this core's engine — this node's own
 //! events included: a node delivers a room's events only as Redis ordered them.
 //!
-//! Each core has its own command connection and subscriber connection (`crate::redis`), and
-//! holds the rooms it owns: a room's events arrive on the core that owns it.
+//! Each core has its own command connection and subscriber connection (`crate::redis`; one
+//! pair per master against a Redis Cluster), and holds the rooms it owns: a room's events
+//! arrive on the core that owns it.
 
 use super::mailbox::{now_ms, ToOwner};
 use super::owner::Waiting;
@@ -20,9 +21,9 @@ use crate::engine::{
 };
 use crate::ids::{random_u64, ConnId};
 use crate::redis::resp::{self, Frame};
-use crate::redis::subscriber::{Push, Subscriber};
+use crate::redis::subscriber::Push;
 use crate::redis::wire::{self, channel, key};
-use crate::redis::{scripts, Client, RedisError, Stats};
+use crate::redis::{scripts, Redis, RedisError, Stats};
 use ahash::AHashMap;
 use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
@@ -32,9 +33,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often each core checks its pub/sub round trip (readiness needs one within
-/// `stats::PROBE_STALE_MS`).
-const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How soon a heartbeat that failed is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 /// How long a room's load waits for its subscription to be confirmed.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -142,8 +142,7 @@ fn member_prefix(node: u64) -> String {
 
 pub struct Sequencer {
     shard: Rc<Shard>,
-    client: Client,
-    subscriber: Subscriber,
+    redis: Rc<Redis>,
     stats: Arc<Stats>,
     /// This process among the nodes: events it proposed come back carrying it.
     node_id: u64,
@@ -154,7 +153,6 @@ pub struct Sequencer {
     shas: RefCell<[Option<String>; 3]>,
     /// A `SCRIPT LOAD` of each script is under way (one at a time).
     learning: Cell<[bool; 3]>,
-    probe: String,
     waiting: Waiting,
     history_size: usize,
 }
@@ -171,29 +169,31 @@ impl Sequencer {
         let node_id = redis.id;
         let stats = redis.stats[shard.id].clone();
         let (pushes, pushed) = flume::unbounded();
-        let client = Client::start(redis.link.clone(), stats.clone());
-        let subscriber = Subscriber::start(redis.link.clone(), stats.clone(), pushes);
-        let probe = format!("rk:probe:{node_id:016x}:{}", shard.id);
-        subscriber.want(probe.clone());
+        let redis = Redis::start(
+            redis.link.clone(),
+            redis.cluster,
+            stats.clone(),
+            node_id,
+            shard.id,
+            pushes,
+        );
         if shard.id == 0 {
-            subscriber.want(node_channel(node_id));
+            redis.want(node_channel(node_id));
         }
         let sequencer = Rc::new(Sequencer {
             history_size: shard.config.history_size.max(1),
             shard,
-            client,
-            subscriber,
+            redis,
             stats,
             node_id,
             next: Cell::new(0),
             pending: RefCell::default(),
             shas: RefCell::default(),
             learning: Cell::default(),
-            probe,
             waiting,
         });
         monoio::spawn(run_pushes(sequencer.clone(), pushed));
-        monoio::spawn(run_probe(sequencer.clone()));
+        monoio::spawn(run_reaped_watch(sequencer.clone()));
         if sequencer.shard.id == 0 {
             monoio::spawn(run_heartbeat(sequencer.clone()));
         }
@@ -207,7 +207,7 @@ impl Sequencer {
         script: Script,
         keys: &[String],
         args: &[String],
-    ) -> crate::redis::client::Queued {
+    ) -> crate::redis::cluster::Queued {
         let sha = self.shas.borrow()[script as usize].clone();
         let mut command: Vec<&str> = Vec::with_capacity(3 + keys.len() + args.len());
         let count = keys.len().to_string();
@@ -218,7 +218,7 @@ impl Sequencer {
         command.push(&count);
         command.extend(keys.iter().map(String::as_str));
         command.extend(args.iter().map(String::as_str));
-        self.client.queue(resp::command(&command), 1)
+        self.redis.queue(&command)
     }
 
     /// Runs a script, with `EVAL` when Redis lost it; learns its SHA1 for next time.
@@ -253,7 +253,8 @@ impl Sequencer {
         self.learning.set(learning);
         let this = self.clone();
         monoio::spawn(async move {
-            if let Ok(frame) = this.client.call(&["SCRIPT", "LOAD", script.source()]).await {
+            let load = ["SCRIPT", "LOAD", script.source()];
+            if let Ok(frame) = this.redis.call_all(&load).await {
                 if let Some(sha) = resp::text(&frame) {
                     this.shas.borrow_mut()[script as usize] = Some(sha.to_owned());
                 }
@@ -271,10 +272,9 @@ impl Sequencer {
             // Not sequenced: `! [event id, client]` on the room's channel.
             let ack = serde_json::to_string(&(event_id, client)).expect("strings serialize");
             let message = format!("! {ack}");
-            let queued = self.client.queue(
-                resp::command(&["PUBLISH", &channel(&proposal.room), &message]),
-                1,
-            );
+            let queued = self
+                .redis
+                .queue(&["SPUBLISH", &channel(&proposal.room), &message]);
             monoio::spawn(async move {
                 let _ = queued.wait().await;
             });
@@ -287,7 +287,12 @@ impl Sequencer {
             self.pending.borrow_mut().insert(n, replies);
         }
         let (script, (keys, args)) = match &proposal.op {
-            Op::Presence { .. } => (Script::Presence, self.presence_call(&proposal, n)),
+            Op::Presence { change, .. } => {
+                if *change == PresenceChange::Joined {
+                    self.register(&proposal.room);
+                }
+                (Script::Presence, self.presence_call(&proposal, n))
+            }
             _ => (Script::Sequence, self.sequence_call(&proposal, n, false)),
         };
         let queued = self.queue_script(script, &keys, &args);
@@ -432,6 +437,19 @@ impl Sequencer {
         }
     }
 
+    /// Lists `room` among this node's rooms (what a reaper walks if the node goes silent)
+    /// and the node among the nodes, queued just before a join. Not in the presence script:
+    /// these keys are the node's, in other slots than the room's in a Redis Cluster.
+    fn register(&self, room: &str) {
+        let me = format!("{:016x}", self.node_id);
+        self.redis
+            .queue(&["EVAL", scripts::REGISTER, "1", NODES, &me])
+            .detach();
+        self.redis
+            .queue(&["SADD", &node_rooms(self.node_id), room])
+            .detach();
+    }
+
     /// The keys and arguments of the presence script for a member's diff.
     fn presence_call(&self, proposal: &Proposal, n: u64) -> (Vec<String>, Vec<String>) {
         let Op::Presence {
@@ -451,8 +469,6 @@ impl Sequencer {
             key(room, "epoch"),
             key(room, "seq"),
             key(room, "log"),
-            node_rooms(self.node_id),
-            NODES.to_owned(),
         ];
         let op = match change {
             PresenceChange::Joined => "join",
@@ -475,8 +491,6 @@ impl Sequencer {
             user.clone(),
             scope,
             origin,
-            room.clone(),
-            format!("{:016x}", self.node_id),
         ];
         (keys, args)
     }
@@ -558,7 +572,7 @@ impl Sequencer {
     /// first (confirmed), so that no event after the state read is missed.
     pub async fn load(self: &Rc<Self>, room: String, subscribe: bool) -> LoadResult {
         if subscribe {
-            let confirmed = self.subscriber.subscribe(channel(&room));
+            let confirmed = self.redis.subscribe(channel(&room));
             match monoio::time::timeout(SUBSCRIBE_TIMEOUT, confirmed).await {
                 Ok(Ok(())) => {}
                 _ => {
@@ -597,7 +611,7 @@ impl Sequencer {
             let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
             let block = SUFFIX_BLOCK.to_string();
             let until = this
-                .client
+                .redis
                 .call(&["INCRBY", &key(&room, "suffix"), &block])
                 .await;
             let block = match until.map(|f| resp::int(&f)) {
@@ -615,7 +629,7 @@ impl Sequencer {
 
     /// The room has no member on this core any more: stop receiving its events.
     pub fn idle(&self, room: &str) {
-        self.subscriber.unsubscribe(channel(room));
+        self.redis.unsubscribe(channel(room));
     }
 
     /// Reads what a room missed after a gap and hands it to the engine, then
@@ -625,7 +639,7 @@ impl Sequencer {
         monoio::spawn(async move {
             let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
             let log = key(&fill.room, "log");
-            let epoch = this.client.call(&["GET", &key(&fill.room, "epoch")]).await;
+            let epoch = this.redis.call(&["GET", &key(&fill.room, "epoch")]).await;
             let same = matches!(&epoch, Ok(f) if resp::text(f) == Some(fill.epoch.as_str()));
             // A new epoch: its stream is read from its start.
             let from = if same {
@@ -633,7 +647,7 @@ impl Sequencer {
             } else {
                 "-".to_owned()
             };
-            let read = this.client.call(&["XRANGE", &log, &from, "+"]).await;
+            let read = this.redis.call(&["XRANGE", &log, &from, "+"]).await;
             let complete = read.is_ok();
             if let Ok(frame) = read {
                 for (entry, origin) in entries_with_origin(frame) {
@@ -657,7 +671,7 @@ impl Sequencer {
             }
             // Read after the events: what the stream keeps now (older ones are gone).
             let first = this
-                .client
+                .redis
                 .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
                 .await;
             let oldest = first.as_ref().ok().and_then(|f| {
@@ -685,17 +699,17 @@ impl Sequencer {
                     _ => "+".to_owned(),
                 };
                 let call = ["XRANGE", &log, &from, &to, "COUNT", &limit];
-                (false, self.client.call(&call).await)
+                (false, self.redis.call(&call).await)
             }
             (None, Some(before)) if before <= 1 => return Ok(History::default()),
             (None, Some(before)) => {
                 let from = format!("{}-0", before - 1);
                 let call = ["XREVRANGE", &log, &from, "-", "COUNT", &limit];
-                (true, self.client.call(&call).await)
+                (true, self.redis.call(&call).await)
             }
             (None, None) => {
                 let call = ["XREVRANGE", &log, "+", "-", "COUNT", &limit];
-                (true, self.client.call(&call).await)
+                (true, self.redis.call(&call).await)
             }
         };
         let mut events = entries(frame.map_err(|e| e.to_string())?);
@@ -706,7 +720,7 @@ impl Sequencer {
             events.retain(|e| e.at_ms >= since);
         }
         let oldest = self
-            .client
+            .redis
             .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
             .await
             .map_err(|e| e.to_string())?;
@@ -915,7 +929,7 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 // What follows needs the command connection too, which reconnects on its
                 // own: wait for it (bounded; a Redis that is gone again resubscribes again).
                 for _ in 0..50 {
-                    if this.stats.command_up.load(Ordering::Relaxed) {
+                    if this.stats.commands_up() {
                         break;
                     }
                     monoio::time::sleep(Duration::from_millis(100)).await;
@@ -923,11 +937,15 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 this.relist();
                 Command::Resync
             }
+            Push::Dropped(channel) => {
+                this.redis.dropped(&channel);
+                continue;
+            }
+            Push::Refused(error) => {
+                this.redis.refused(&error);
+                continue;
+            }
             Push::Message { channel, payload } => {
-                if channel == this.probe.as_bytes() {
-                    this.stats.probe_seen_ms.store(now_ms(), Ordering::Relaxed);
-                    continue;
-                }
                 if channel == node_channel(this.node_id).as_bytes() {
                     routed(&this.shard, &payload).await;
                     continue;
@@ -995,13 +1013,13 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
     let me = format!("{:016x}", this.node_id);
     loop {
         let beat = ["EVAL", scripts::HEARTBEAT, "1", NODES, &me];
-        if this.client.call(&beat).await.is_err() {
+        if this.redis.call(&beat).await.is_err() {
             // Not connected yet (or any more): try again soon.
-            monoio::time::sleep(PROBE_EVERY).await;
+            monoio::time::sleep(RETRY_EVERY).await;
             continue;
         }
         let reaped = this
-            .client
+            .redis
             .call(&["GETDEL", &node_reaped(this.node_id)])
             .await;
         if matches!(reaped, Ok(Frame::BulkString(_))) {
@@ -1019,7 +1037,7 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
         for (set, after_ms) in [(NODES, SILENT_AFTER_MS), (REAPING, REAP_STALE_MS)] {
             let after = after_ms.to_string();
             let claim = ["EVAL", scripts::CLAIM_SILENT, "1", set, &after];
-            let Ok(Frame::Array(nodes)) = this.client.call(&claim).await else {
+            let Ok(Frame::Array(nodes)) = this.redis.call(&claim).await else {
                 continue;
             };
             for name in nodes.iter().filter_map(resp::text) {
@@ -1031,18 +1049,18 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
                     // sees the flag.
                     let flag = node_reaped(node);
                     let _ = this
-                        .client
+                        .redis
                         .call(&["SET", &flag, "1", "EX", REAPED_TTL_S])
                         .await;
-                    let _ = this.client.call(&["ZREM", REAPING, name]).await;
+                    let _ = this.redis.call(&["ZREM", REAPING, name]).await;
                     continue;
                 }
                 let record = ["EVAL", scripts::HEARTBEAT, "1", REAPING, name];
-                if this.client.call(&record).await.is_err() {
+                if this.redis.call(&record).await.is_err() {
                     continue;
                 }
                 this.reap(node).await;
-                let _ = this.client.call(&["ZREM", REAPING, name]).await;
+                let _ = this.redis.call(&["ZREM", REAPING, name]).await;
             }
         }
         monoio::time::sleep(HEARTBEAT_EVERY).await;
@@ -1053,7 +1071,7 @@ impl Sequencer {
     /// Whether `node` heartbeats again (it is in the set of nodes).
     async fn beats_again(&self, node: &str) -> bool {
         matches!(
-            self.client.call(&["ZSCORE", NODES, node]).await,
+            self.redis.call(&["ZSCORE", NODES, node]).await,
             Ok(Frame::BulkString(_))
         )
     }
@@ -1061,7 +1079,7 @@ impl Sequencer {
     /// Removes a silent node's members from every room it had members in.
     async fn reap(self: &Rc<Self>, node: u64) {
         let set = node_rooms(node);
-        let Ok(rooms) = self.client.call(&["SMEMBERS", &set]).await else {
+        let Ok(rooms) = self.redis.call(&["SMEMBERS", &set]).await else {
             return;
         };
         let Frame::Array(rooms) = rooms else {
@@ -1081,8 +1099,6 @@ impl Sequencer {
                 key(&room, "epoch"),
                 key(&room, "seq"),
                 key(&room, "log"),
-                set.clone(),
-                NODES.to_owned(),
             ];
             let args = [
                 channel(&room),
@@ -1097,11 +1113,11 @@ impl Sequencer {
                 tracing::warn!(%room, %error, "a silent node's members could not be removed");
             }
         }
-        let _ = self.client.call(&["DEL", &set]).await;
+        let _ = self.redis.call(&["DEL", &set]).await;
         self.reap_directory(node).await;
         let flag = node_reaped(node);
         let _ = self
-            .client
+            .redis
             .call(&["SET", &flag, "1", "EX", REAPED_TTL_S])
             .await;
     }
@@ -1113,7 +1129,7 @@ impl Sequencer {
     /// nothing, so a second reaper doing the same (or a reaper that stopped halfway and a
     /// later one) is harmless. Keys go in batches of [`REAP_BATCH`], pipelined: two round
     /// trips per batch (`HKEYS`, then `HDEL`).
-    async fn reap_directory(&self, node: u64) {
+    async fn reap_directory(self: &Rc<Self>, node: u64) {
         let index = node_directory(node);
         let prefix = member_prefix(node);
         let mut cursor = "0".to_owned();
@@ -1121,7 +1137,7 @@ impl Sequencer {
         loop {
             let count = REAP_BATCH.to_string();
             let scan = ["SSCAN", &index, &cursor, "COUNT", &count];
-            let Ok(Frame::Array(mut reply)) = self.client.call(&scan).await else {
+            let Ok(Frame::Array(mut reply)) = self.redis.call(&scan).await else {
                 return;
             };
             let members = reply.pop().map(pairs_of_array).unwrap_or_default();
@@ -1139,40 +1155,43 @@ impl Sequencer {
                 break;
             }
         }
-        let _ = self.client.call(&["DEL", &index]).await;
+        let _ = self.redis.call(&["DEL", &index]).await;
         tracing::info!(node = %format!("{node:016x}"), removed, "a silent node's connections left the directory");
     }
 
     /// Deletes the fields starting with `prefix` from the hashes `keys`; answers how many.
-    async fn remove_fields(&self, keys: &[&str], prefix: &str) -> usize {
-        let mut bytes = Vec::new();
-        for key in keys {
-            resp::encode_command(&mut bytes, &["HKEYS", key]);
-        }
-        let Ok(fields) = self.client.pipeline(bytes, keys.len()).await else {
-            return 0;
-        };
-        let mut bytes = Vec::new();
-        let mut commands = 0;
-        for (key, fields) in keys.iter().zip(fields) {
+    /// Each key's commands are queued at once (pipelined per master: in a Cluster the
+    /// keys live in any slot) and waited for after.
+    async fn remove_fields(self: &Rc<Self>, keys: &[&str], prefix: &str) -> usize {
+        let asked: Vec<_> = keys
+            .iter()
+            .map(|key| self.redis.queue(&["HKEYS", key]))
+            .collect();
+        let mut deletes = Vec::new();
+        for (key, asked) in keys.iter().zip(asked) {
+            let Ok(mut fields) = asked.wait().await else {
+                continue;
+            };
             let mut command = vec!["HDEL".to_owned(), key.to_string()];
             command.extend(
-                pairs_of_array(fields)
+                fields
+                    .pop()
+                    .map(pairs_of_array)
+                    .unwrap_or_default()
                     .into_iter()
                     .filter(|f| f.starts_with(prefix)),
             );
             if command.len() > 2 {
-                resp::encode_command(&mut bytes, &command);
-                commands += 1;
+                deletes.push(self.redis.queue(&command));
             }
         }
-        if commands == 0 {
-            return 0;
+        let mut removed = 0;
+        for delete in deletes {
+            if let Ok(replies) = delete.wait().await {
+                removed += replies.iter().filter_map(resp::int).sum::<i64>() as usize;
+            }
         }
-        match self.client.pipeline(bytes, commands).await {
-            Ok(replies) => replies.iter().filter_map(resp::int).sum::<i64>() as usize,
-            Err(_) => 0,
-        }
+        removed
     }
 }
 
@@ -1243,22 +1262,19 @@ impl Sequencer {
     /// node's set of keys when `alone` (the first or last connection of the core there).
     fn list(&self, conn: ConnId, key: &str, listed: bool, alone: bool) {
         let field = format!("{}{}", member_prefix(self.node_id), conn.0);
-        let mut bytes = match listed {
-            true => resp::command(&["HSET", key, &field, "1"]),
-            false => resp::command(&["HDEL", key, &field]),
-        };
-        let mut count = 1;
+        // Fire and forget: a lost update costs a publish nobody answers, or a send that
+        // misses this node until Redis is back (then every connection is listed again,
+        // `relist`). One command each: in a Cluster the two keys live in any slots.
+        match listed {
+            true => self.redis.queue(&["HSET", key, &field, "1"]).detach(),
+            false => self.redis.queue(&["HDEL", key, &field]).detach(),
+        }
         if alone {
             let index = node_directory(self.node_id);
             let member = format!("{}|{key}", self.shard.id);
             let verb = if listed { "SADD" } else { "SREM" };
-            resp::encode_command(&mut bytes, &[verb, &index, &member]);
-            count += 1;
+            self.redis.queue(&[verb, &index, &member]).detach();
         }
-        // Fire and forget: a lost update costs a publish nobody answers, or a send that
-        // misses this node until Redis is back (then every connection is listed again,
-        // `relist`).
-        let _ = self.client.queue(bytes, count);
     }
 
     /// Lists every connection of this core again (after the link to Redis was down: Redis
@@ -1303,8 +1319,8 @@ impl Sequencer {
         monoio::spawn(async move {
             for node in this.holders(&keys).await.into_keys() {
                 let _ = this
-                    .client
-                    .call(&["PUBLISH", &node_channel(node), &message])
+                    .redis
+                    .call(&["SPUBLISH", &node_channel(node), &message])
                     .await;
             }
         });
@@ -1320,8 +1336,8 @@ impl Sequencer {
         let message = serde_json::to_string(&message).expect("routed messages serialize");
         for node in self.holders(&[who('c', conn)]).await.into_keys() {
             let _ = self
-                .client
-                .call(&["PUBLISH", &node_channel(node), &message])
+                .redis
+                .call(&["SPUBLISH", &node_channel(node), &message])
                 .await;
         }
     }
@@ -1335,8 +1351,8 @@ impl Sequencer {
         let mut count = 0;
         for (node, n) in holders {
             let _ = self
-                .client
-                .call(&["PUBLISH", &node_channel(node), &message])
+                .redis
+                .call(&["SPUBLISH", &node_channel(node), &message])
                 .await;
             count += n;
         }
@@ -1347,7 +1363,7 @@ impl Sequencer {
     async fn holders(&self, keys: &[String]) -> AHashMap<u64, usize> {
         let mut nodes = AHashMap::new();
         for key in keys {
-            if let Ok(frame) = self.client.call(&["HGETALL", key]).await {
+            if let Ok(frame) = self.redis.call(&["HGETALL", key]).await {
                 for (field, _) in pairs(frame) {
                     let node = field.split_once(':').map(|(node, _)| node);
                     let Some(Ok(node)) = node.map(|n| u64::from_str_radix(n, 16)) else {
@@ -1363,22 +1379,19 @@ impl Sequencer {
     }
 }
 
-/// Publishes a probe on the command connection, to be seen on the subscriber connection
-/// (`Stats::live`): a subscription that silently stopped delivering does not look healthy.
-///
-/// Also notices when the other nodes took this one for dead ([`RedisNode::reaped`]
-/// moved): this core then lists its connections in the directory again and its rooms
-/// announce their members again, as after a reconnection.
+/// Notices when the other nodes took this one for dead ([`RedisNode::reaped`] moved):
+/// this core then lists its connections in the directory again and its rooms announce
+/// their members again, as after a reconnection.
 ///
 /// [`RedisNode::reaped`]: crate::redis::RedisNode::reaped
-async fn run_probe(this: Rc<Sequencer>) {
+async fn run_reaped_watch(this: Rc<Sequencer>) {
     let reaped = |this: &Sequencer| {
         let redis = this.shard.node.redis.as_ref();
         redis.map_or(0, |r| r.reaped.load(Ordering::Relaxed))
     };
     let mut seen = reaped(&this);
     loop {
-        let _ = this.client.call(&["PUBLISH", &this.probe, "p"]).await;
+        monoio::time::sleep(RETRY_EVERY).await;
         let now = reaped(&this);
         if now != seen {
             seen = now;
@@ -1386,6 +1399,5 @@ async fn run_probe(this: Rc<Sequencer>) {
             let own = &this.shard.node.mailboxes[this.shard.id].commands;
             let _ = own.send_async(ToOwner::Engine(Command::Resync)).await;
         }
-        monoio::time::sleep(PROBE_EVERY).await;
     }
 }
