@@ -24,8 +24,9 @@ pub enum Received {
 /// `take`.
 pub fn recv_now(fd: RawFd, take: impl FnOnce(&[u8])) -> Received {
     let mut buf = [0u8; MAX_READ];
-    // SAFETY: `buf` is valid for `MAX_READ` bytes; MSG_DONTWAIT makes the call return at
-    // once whatever the socket's blocking mode.
+    // SAFETY: `buf` is writable for `buf.len()` bytes for the whole call, and the kernel
+    // writes at most that many; `take` sees only the `n` bytes it wrote. MSG_DONTWAIT makes
+    // the call return at once whatever the socket's blocking mode.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     match n {
         0 => Received::End,
@@ -60,5 +61,27 @@ mod tests {
         assert!(matches!(recv_now(b.as_raw_fd(), |_| {}), Received::Nothing));
         drop(a);
         assert!(matches!(recv_now(b.as_raw_fd(), |_| {}), Received::End));
+    }
+
+    /// A backlog larger than the buffer is taken `MAX_READ` bytes at a time, each byte
+    /// once and in order: the call never writes past the buffer, nor hands over more than
+    /// it wrote.
+    #[test]
+    fn a_large_backlog_comes_in_buffer_sized_reads() {
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let sent: Vec<u8> = (0..MAX_READ * 3 + 123).map(|i| (i % 253) as u8).collect();
+        let writer = std::thread::spawn(move || a.write_all(&sent).map(|_| sent));
+        let mut got = Vec::new();
+        let mut largest = 0;
+        while got.len() < MAX_READ * 3 + 123 {
+            if let Received::Bytes(n) =
+                recv_now(b.as_raw_fd(), |bytes| got.extend_from_slice(bytes))
+            {
+                largest = largest.max(n);
+            }
+        }
+        let sent = writer.join().unwrap().unwrap();
+        assert!(largest <= MAX_READ);
+        assert!(got == sent, "every byte once, in order");
     }
 }
