@@ -8,8 +8,8 @@
 //! What a session task keeps while its connection is idle is what an idle connection
 //! costs, so the task is small: opening and closing run as boxed futures (their state —
 //! the request, SLIP's backend call — lives only while they run), handling a message and
-//! the write in flight are boxed too, and the socket is read on readiness into a buffer on
-//! the stack, so no read buffer is held while waiting.
+//! the write in flight are boxed too, and the socket is read on readiness into the core's
+//! read buffer, so no read buffer is held while waiting.
 
 use super::batch::{Batch, Written};
 use super::conn::Conn;
