@@ -8,8 +8,10 @@
 //! What a session task keeps while its connection is idle is what an idle connection
 //! costs, so the task is small: opening and closing run as boxed futures (their state —
 //! the request, SLIP's backend call — lives only while they run), handling a message and
-//! the write in flight are boxed too, and the socket is read on readiness into the core's
-//! read buffer, so no read buffer is held while waiting.
+//! the wait for room in a full socket are boxed too, writes finish within the call that
+//! makes them (`batch.rs`), and the socket is read on readiness into the core's read
+//! buffer, so no read buffer is held while waiting. `sizes_of_what_an_idle_connection_holds`
+//! (below) prints the sizes and bounds the task's.
 
 use super::batch::{Batch, Written};
 use super::conn::Conn;
