@@ -374,9 +374,9 @@ impl Conn {
         self.flush_protocol();
     }
 
-    /// Ends the connection now: the socket is shut down, so the readiness wait returns and a
-    /// pending write fails; the session then finishes.
-    /// Does nothing once the session has let the socket go.
+    /// Ends the connection now: the socket is shut down, so the readiness wait returns and
+    /// the next write fails; the session then finishes. Does nothing once the session has
+    /// let the socket go.
     pub fn shut_down(&self) {
         let fd = self.fd.get();
         if fd < 0 {
