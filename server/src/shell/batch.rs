@@ -2,10 +2,11 @@
 //! per-core spare buffers that batches and send queues borrow while they have work.
 //!
 //! A batch is written with one non-blocking `sendmsg` (a `writev` with `MSG_DONTWAIT`), on
-//! the session's own task, when the socket has room; when it has none the session waits
-//! for the socket to be writable (monoio's `TcpStream::writable`) and tries again. The
-//! write is over when the call returns, so the batch's buffers are never in the kernel's
-//! hands past it: nothing is lent to an operation in flight.
+//! the session's own task, once monoio's `TcpStream::writable` says the socket has room
+//! (the session waits for that before each write, which also gathers the frames queued
+//! meanwhile into the batch). The write is over when the call returns, so the batch's
+//! buffers are never in the kernel's hands past it: nothing is lent to an operation in
+//! flight.
 
 use super::conn::OutFrame;
 use bytes::Bytes;

@@ -124,21 +124,30 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
                         }
                         continue;
                     }
-                    Event::Queued => match conn.next_batch() {
-                        Some(batch) => batch,
-                        None => continue,
-                    },
+                    Event::Queued => {
+                        // Not written at once: after a poll round trip (writable at once,
+                        // unless the socket is full), with everything queued by then.
+                        // Writing at every wake-up sends a small TCP segment per wake-up,
+                        // and under load that per-packet work (the peer's wake-up above
+                        // all) swamps the core: W3 fell to half its rate past saturation.
+                        flow.room_wait = Some(Box::pin(stream.writable(false)));
+                        continue;
+                    }
                     Event::Writable(ready) => {
                         flow.room_wait = None;
-                        let batch = flow.blocked.take().expect("a blocked batch waits for room");
+                        let blocked = flow.blocked.take();
                         if !ready {
                             // The wait failed: so does the write.
                             let error = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+                            let batch = blocked.unwrap_or_else(super::batch::spares::take_batch);
                             let _ = conn.after_write(Err(error), batch);
                             flow.failed = true;
                             continue;
                         }
-                        batch
+                        match blocked.or_else(|| conn.next_batch()) {
+                            Some(batch) => batch,
+                            None => continue,
+                        }
                     }
                 };
                 match write(&conn, batch) {
@@ -175,7 +184,8 @@ struct Flow<'a> {
     handling: Option<Pin<Box<dyn Future<Output = bool> + 'a>>>,
     /// A batch the socket had no room for (all of it, or the rest of a partial write)...
     blocked: Option<Batch>,
-    /// ...and the wait for room. Both boxed: an idle session holds neither.
+    /// ...and the wait for room before the next write (with no batch blocked: for frames
+    /// just queued). Both boxed: an idle session holds neither.
     room_wait: Option<Pin<Box<dyn Future<Output = std::io::Result<()>> + 'a>>>,
     /// The socket may still have bytes to read.
     reading: bool,
@@ -256,7 +266,8 @@ enum Event {
     Readable(bool),
     /// Frames are queued and no write waits for room.
     Queued,
-    /// The socket has room for the blocked batch (`false`: waiting for it failed).
+    /// The socket has room for the blocked batch or the queued frames (`false`: waiting
+    /// for it failed).
     Writable(bool),
     /// Handling what was read (or closing) finished; `false`: the session is over.
     Handled(bool),
