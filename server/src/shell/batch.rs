@@ -1,10 +1,16 @@
 //! Batches: the frames a connection's session writes with one vectored write, and the
 //! per-core spare buffers that batches and send queues borrow while they have work.
+//!
+//! A batch is written with one non-blocking `sendmsg` (a `writev` with `MSG_DONTWAIT`), on
+//! the session's own task, once monoio's `TcpStream::writable` says the socket has room
+//! (the session waits for that before each write, which also gathers the frames queued
+//! meanwhile into the batch). The write is over when the call returns, so the batch's
+//! buffers are never in the kernel's hands past it: nothing is lent to an operation in
+//! flight.
 
 use super::conn::OutFrame;
 use bytes::Bytes;
-use monoio::buf::IoVecBuf;
-use monoio::io::AsyncWriteRent;
+use std::os::fd::RawFd;
 
 /// What a finished write leaves to do.
 pub enum Written {
@@ -16,38 +22,45 @@ pub enum Written {
     Failed,
 }
 
-/// Frames to write with one `writev`, and their iovecs (rebuilt after a partial write).
+/// Frames to write with one `writev`.
 ///
-/// Boxed, so that a write in flight (which holds its batch) is small enough to live in the
-/// session's task without making it much larger.
+/// Boxed, so that a batch waiting for the socket to have room makes the session's task
+/// one pointer larger, no more.
 pub struct Batch(pub(super) Box<Buffers>);
 
 pub(super) struct Buffers {
     pub(super) frames: Vec<Bytes>,
+    /// Scratch for the iovecs of one write, rebuilt from `frames` right before each.
     iovecs: Vec<libc::iovec>,
 }
 
-// SAFETY: the iovecs point into `frames`, which the batch owns and does not change while a
-// write is in flight (it is moved into the operation and handed back after).
-unsafe impl IoVecBuf for Batch {
-    fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.0.iovecs.as_ptr()
-    }
-
-    fn read_iovec_len(&self) -> usize {
-        self.0.iovecs.len()
-    }
-}
-
 impl Batch {
-    pub(super) fn point_iovecs(&mut self) {
-        self.0.iovecs.clear();
-        self.0
-            .iovecs
-            .extend(self.0.frames.iter().map(|f| libc::iovec {
-                iov_base: f.as_ptr() as *mut libc::c_void,
-                iov_len: f.len(),
-            }));
+    /// Writes as much of the batch as the socket `fd` takes now, without waiting: the
+    /// number of bytes written, or the error (`WouldBlock`: the socket has no room).
+    /// Never raises SIGPIPE.
+    pub fn write_now(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        let Buffers { frames, iovecs } = &mut *self.0;
+        iovecs.clear();
+        iovecs.extend(frames.iter().map(|f| libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        }));
+        // SAFETY: a zeroed msghdr is valid (no name, no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iovecs.as_mut_ptr();
+        msg.msg_iovlen = iovecs.len() as _;
+        // SAFETY: each iovec was made just above from a frame of `frames`, which this call
+        // holds borrowed (through `&mut self`) until `sendmsg` returns: every iovec points
+        // to `iov_len` live, initialised bytes, and the kernel only reads them (a send
+        // copies them into the socket's buffer before it returns). `iovecs` itself lives as
+        // long, and `msg_iovlen` is its length. MSG_DONTWAIT: the call never blocks,
+        // whatever the socket's mode; MSG_NOSIGNAL: a reset peer is an EPIPE, not a signal.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     /// Drops `written` bytes from the front.
@@ -64,18 +77,18 @@ impl Batch {
         }
         self.0.frames.drain(..done);
     }
-}
 
-/// Writes `batch` with one vectored write, handing back the sink and the batch.
-///
-/// The batch's buffers are the core's, not the connection's: taken when there is work and
-/// given back after, so an idle connection holds none.
-pub async fn write_batch<W: AsyncWriteRent>(
-    mut sink: W,
-    batch: Batch,
-) -> (W, std::io::Result<usize>, Batch) {
-    let (result, batch) = sink.writev(batch).await;
-    (sink, result, batch)
+    /// Whether everything has been written.
+    pub fn is_empty(&self) -> bool {
+        self.0.frames.is_empty()
+    }
+
+    /// A batch of one buffer (a TLS connection's last records).
+    pub fn of(bytes: Vec<u8>) -> Batch {
+        let mut batch = spares::take_batch();
+        batch.0.frames.push(Bytes::from(bytes));
+        batch
+    }
 }
 
 /// Buffers that writers and send queues use only while they have work, kept per core
@@ -160,5 +173,89 @@ pub(super) mod spares {
             give_queue(queue);
             assert_eq!(take_queue().as_slices().0.as_ptr(), ptr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    /// Frames of many sizes (empty ones too), each filled with its own index.
+    fn frames() -> (Vec<Bytes>, Vec<u8>) {
+        let frames: Vec<Bytes> = (0..300usize)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; (i * 7919) % 20_000]))
+            .collect();
+        let all = frames.iter().flat_map(|f| f.to_vec()).collect();
+        (frames, all)
+    }
+
+    /// A batch much larger than the socket's buffer goes out through many partial writes
+    /// and "no room" answers, the reader taking a little at a time: what arrives is every
+    /// byte of every frame, in order — the iovecs are rebuilt to what is left each time.
+    #[test]
+    fn partial_writes_resume_exactly_where_they_stopped() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let (frames, expected) = frames();
+        let mut batch = spares::take_batch();
+        batch.0.frames.extend(frames);
+        let mut got = Vec::with_capacity(expected.len());
+        let (mut partial, mut full) = (0, 0);
+        let mut buf = vec![0u8; 3_001];
+        while !batch.is_empty() {
+            match batch.write_now(a.as_raw_fd()) {
+                Ok(n) => {
+                    assert!(n > 0);
+                    batch.advance(n);
+                    if !batch.is_empty() {
+                        partial += 1;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    full += 1;
+                    let n = b.read(&mut buf).unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        b.set_nonblocking(false).unwrap();
+        drop(a);
+        b.read_to_end(&mut got).unwrap();
+        assert!(partial > 0 && full > 0, "the socket was full at times");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "every byte, in order");
+    }
+
+    /// The batch's frames may be the only handles on their bytes: a write reads them
+    /// through iovecs made from the frames it holds, never from a copy that outlived them.
+    #[test]
+    fn a_batch_owns_what_it_writes() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut batch = spares::take_batch();
+        for i in 0..50u8 {
+            // Each frame's only handle is in the batch.
+            batch.0.frames.push(Bytes::from(vec![i; 100]));
+        }
+        batch.advance(150); // drop one frame and a half
+        let n = batch.write_now(a.as_raw_fd()).unwrap();
+        assert_eq!(n, 50 * 100 - 150);
+        drop(batch);
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).unwrap();
+        let expected: Vec<u8> = (0..50u8).flat_map(|i| vec![i; 100]).skip(150).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn a_closed_peer_is_an_error_not_a_signal() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(b);
+        let mut batch = Batch::of(b"bye".to_vec());
+        let error = batch.write_now(a.as_raw_fd()).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
     }
 }

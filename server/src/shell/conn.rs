@@ -48,7 +48,9 @@ pub struct Conn {
     /// Who the connection is (shared with its memberships): what admin calls and targeted
     /// sends name.
     identity: RefCell<Arc<Identity>>,
-    fd: RawFd,
+    /// The socket's descriptor while the session holds the socket open; -1 after
+    /// ([`Conn::release_fd`]).
+    fd: Cell<RawFd>,
     max_outbound: usize,
     metrics: Arc<Metrics>,
     queue: RefCell<VecDeque<OutFrame>>,
@@ -98,7 +100,7 @@ impl Conn {
             rooms: RefCell::new(room.into_iter().collect()),
             dialect,
             identity: RefCell::new(identity),
-            fd,
+            fd: Cell::new(fd),
             max_outbound,
             metrics,
             queue: RefCell::new(VecDeque::new()),
@@ -198,9 +200,16 @@ impl Conn {
         })
     }
 
-    /// The socket's descriptor (open while the connection's session runs).
+    /// The socket's descriptor while the connection's session holds the socket open, -1
+    /// after.
     pub fn fd(&self) -> RawFd {
-        self.fd
+        self.fd.get()
+    }
+
+    /// The session is about to close the socket: nothing may use its descriptor any more
+    /// (the number may soon name another socket).
+    pub fn release_fd(&self) {
+        self.fd.set(-1);
     }
 
     pub fn has_public_id(&self, id: &str) -> bool {
@@ -365,14 +374,19 @@ impl Conn {
         self.flush_protocol();
     }
 
-    /// Ends the connection now: the socket is shut down, so the readiness wait returns and a
-    /// pending write fails; the session then finishes.
+    /// Ends the connection now: the socket is shut down, so the readiness wait returns and
+    /// the next write fails; the session then finishes. Does nothing once the session has
+    /// let the socket go.
     pub fn shut_down(&self) {
-        // SAFETY: `fd` belongs to this connection's socket, which its session holds open
-        // while the connection is registered (only registered connections are shut down);
-        // shutdown(2) does not close or invalidate the descriptor.
+        let fd = self.fd.get();
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: `fd` is this connection's socket, which its session holds open until it
+        // calls `release_fd` (after which `fd` is -1 and we returned above); shutdown(2)
+        // neither closes nor invalidates the descriptor, and touches no memory of ours.
         unsafe {
-            libc::shutdown(self.fd, libc::SHUT_RDWR);
+            libc::shutdown(fd, libc::SHUT_RDWR);
         }
     }
 
@@ -409,7 +423,6 @@ impl Conn {
             return seal(tls, batch);
         }
         if filled {
-            batch.point_iovecs();
             Some(batch)
         } else {
             spares::give_batch(batch);
@@ -434,7 +447,6 @@ impl Conn {
                     spares::give_batch(batch);
                     Written::All
                 } else {
-                    batch.point_iovecs();
                     Written::Partly(batch)
                 }
             }
@@ -488,7 +500,6 @@ fn seal(tls: &RefCell<TlsConn>, mut batch: Batch) -> Option<Batch> {
         return None;
     }
     frames.push(Bytes::from(out));
-    batch.point_iovecs();
     Some(batch)
 }
 
@@ -498,4 +509,82 @@ fn truncate(reason: &str) -> &str {
         end -= 1;
     }
     &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn conn_on(fd: RawFd) -> Conn {
+        let identity = Arc::new(Identity {
+            public_id: "p".into(),
+            user: None,
+        });
+        let metrics = Arc::new(Metrics::default());
+        Conn::new(
+            ConnId(1),
+            None,
+            Dialect::Pact,
+            identity,
+            fd,
+            None,
+            1 << 20,
+            metrics,
+            1 << 16,
+            0,
+        )
+    }
+
+    /// `shut_down` acts on the descriptor only while the session holds the socket: once it
+    /// lets go (and the number may name another socket), a late shutdown (the ticker's
+    /// close grace) touches nothing.
+    #[test]
+    fn a_released_socket_is_never_shut_down() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let released = conn_on(a.as_raw_fd());
+        released.release_fd();
+        released.shut_down();
+        (&a).write_all(b"still here").unwrap();
+        let mut buf = [0u8; 10];
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"still here");
+
+        let held = conn_on(a.as_raw_fd());
+        held.shut_down();
+        let mut rest = Vec::new();
+        assert_eq!(
+            b.read_to_end(&mut rest).unwrap(),
+            0,
+            "shut down: the peer sees the end"
+        );
+        assert!((&a).write_all(b"x").is_err(), "and cannot be written to");
+    }
+
+    /// A partial write leaves the rest of the batch, in order, to write next; a failed one
+    /// ends the connection.
+    #[test]
+    fn after_a_write_what_is_left_is_the_unwritten_tail() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let conn = conn_on(a.as_raw_fd());
+        assert!(conn.send(Bytes::from_static(b"hello "), 0));
+        assert!(conn.send(Bytes::from_static(b"world"), 0));
+        let batch = conn.next_batch().expect("queued");
+        let Written::Partly(rest) = conn.after_write(Ok(8), batch) else {
+            panic!("partly")
+        };
+        let left: Vec<u8> = rest.0.frames.iter().flat_map(|f| f.to_vec()).collect();
+        assert_eq!(left, b"rld");
+        assert!(matches!(conn.after_write(Ok(3), rest), Written::All));
+        assert!(conn.next_batch().is_none());
+        assert!(conn.send(Bytes::from_static(b"more"), 0));
+        let batch = conn.next_batch().expect("queued");
+        assert!(matches!(
+            conn.after_write(Err(std::io::ErrorKind::BrokenPipe.into()), batch),
+            Written::Failed
+        ));
+        assert_eq!(conn.state(), State::Dead);
+    }
 }

@@ -1,7 +1,7 @@
 //! TLS on the shell's own IO: rustls's sans-IO `ServerConnection`, fed at exactly the two
 //! points where bytes cross the socket.
 //!
-//! - **In:** after the one non-blocking `recv` into the stack buffer (`recv.rs`), the
+//! - **In:** after the one non-blocking `recv` into the core's read buffer (`recv.rs`), the
 //!   ciphertext goes through [`TlsConn::take`] (`read_tls`, `process_new_packets`), and the
 //!   plaintext it yields is what the plain path would have had: the request head's buffer,
 //!   or tungstenite's `MemStream`.
@@ -11,7 +11,7 @@
 //!   one write, through the same batch, partial writes and all.
 //!
 //! Why not an async TLS stream around the socket (monoio-rustls and the like): the shell
-//! does not read through a stream. It waits for readiness and reads into a stack buffer so
+//! does not read through a stream. It waits for readiness and reads into the core's buffer so
 //! that an idle connection holds no read buffer and no pending read, and it writes the
 //! core's shared `Bytes` with vectored writes; a stream adapter would put a pending owned
 //! read (and its buffer) under every idle connection and a second copy of every frame in

@@ -13,7 +13,6 @@ use crate::dialect::Dialect;
 use crate::engine::Identity;
 use crate::http::{self, Request};
 use bytes::Bytes;
-use monoio::io::Splitable;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -149,7 +148,6 @@ pub(super) async fn open(
         shard.watch_token(conn.id, token_exp_ms);
     }
     super::access::ws_open(&conn, peer, room.as_deref());
-    let (reader, writer) = stream.into_split();
 
     // The dialect's greeting. A refused token is told either here or in the room's
     // welcome (`Reply::TokenRefused`), as each dialect chooses.
@@ -168,8 +166,7 @@ pub(super) async fn open(
     Some(Session {
         shard,
         conn,
-        reader,
-        writer,
+        stream,
         _admission: admission,
     })
 }

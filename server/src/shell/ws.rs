@@ -8,10 +8,12 @@
 //! What a session task keeps while its connection is idle is what an idle connection
 //! costs, so the task is small: opening and closing run as boxed futures (their state —
 //! the request, SLIP's backend call — lives only while they run), handling a message and
-//! the write in flight are boxed too, and the socket is read on readiness into a buffer on
-//! the stack, so no read buffer is held while waiting.
+//! the wait for room in a full socket are boxed too, writes finish within the call that
+//! makes them (`batch.rs`), and the socket is read on readiness into the core's read
+//! buffer, so no read buffer is held while waiting. `sizes_of_what_an_idle_connection_holds`
+//! (below) prints the sizes and bounds the task's.
 
-use super::batch::{write_batch, Batch, Written};
+use super::batch::{Batch, Written};
 use super::conn::Conn;
 use super::mailbox::now_ms;
 use super::recv::{recv_now, Received};
@@ -21,10 +23,11 @@ use super::upgrade;
 use crate::dialect::{Dialect, Refusal};
 use crate::engine::Command;
 use crate::http::Request;
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf};
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::Poll;
@@ -57,119 +60,215 @@ pub async fn serve_ws(
 /// what is queued and shut the socket down.
 ///
 /// One task does both (rather than a reader and a writer) because a task is what an idle
-/// connection costs: it waits on the socket's readiness and on the queue at once.
-async fn run(session: Session, leftover: Vec<u8>) {
+/// connection costs: it waits on the socket's readiness and on the queue at once. It owns
+/// the whole socket: both directions only need `&TcpStream` (readiness waits) and the
+/// descriptor (the non-blocking `recv` and `sendmsg`), so the stream is never split.
+fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
+    // Not an `async fn`: its arguments would be kept in the task beside the locals moved
+    // out of them. The block captures the session's parts once.
     let Session {
         shard,
         conn,
-        reader,
-        writer,
-        _admission,
+        mut stream,
+        _admission: admission,
     } = session;
-    let mut sink = Some(writer);
-    // The 101 is queued: the first write starts at once.
-    let mut writing = next_write(&conn, &mut sink, None);
-    let mut read_wait = pin!(readable(&reader));
-    // Handling runs beside the writes (a handler may wait on a backend for seconds while
-    // broadcasts keep arriving for this connection), boxed: it is not idle state.
-    let mut handling: Option<Pin<Box<dyn Future<Output = bool> + '_>>> =
-        Some(Box::pin(feed(&shard, &conn, leftover)));
-    let mut reading = true;
-    let mut closed = false;
-    loop {
-        if !reading && handling.is_none() && !closed {
-            handling = Some(Box::pin(async {
-                close(&shard, &conn).await;
-                false
-            }));
-            closed = true;
-        }
-        let flushed = writing.is_none() && (sink.is_none() || !conn.has_queued());
-        if closed && handling.is_none() && flushed {
-            break;
-        }
-        let event = poll_fn(|cx| {
-            if let Some(write) = writing.as_mut() {
-                if let Poll::Ready(done) = write.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Wrote(done));
+    // What the client sent after the request head goes to tungstenite now; the task keeps
+    // only whether there is something to handle.
+    let fed = feed(&shard, &conn, &leftover);
+    drop(leftover);
+    async move {
+        let failed = {
+            // Handling runs beside the writes (a handler may wait on a backend for seconds
+            // while broadcasts keep arriving for this connection), boxed: not idle state.
+            let mut flow = Flow {
+                handling: if fed {
+                    Some(Box::pin(after_bytes(&shard, &conn)))
+                } else {
+                    None
+                },
+                blocked: None,
+                room_wait: None,
+                reading: true,
+                closed: false,
+                failed: false,
+            };
+            let mut read_wait = pin!(stream.readable(false));
+            loop {
+                if !flow.reading && flow.handling.is_none() && !flow.closed {
+                    flow.handling = Some(Box::pin(async {
+                        close(&shard, &conn).await;
+                        false
+                    }));
+                    flow.closed = true;
                 }
-            } else if sink.is_some() && conn.poll_queued(cx) {
-                return Poll::Ready(Event::Queued);
-            }
-            if let Some(handler) = handling.as_mut() {
-                if let Poll::Ready(alive) = handler.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Handled(alive));
+                let flushed = flow.failed || (flow.blocked.is_none() && !conn.has_queued());
+                if flow.closed && flow.handling.is_none() && flushed {
+                    break flow.failed;
                 }
-            } else if reading {
-                if let Poll::Ready(result) = read_wait.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Readable(result.is_ok()));
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        match event {
-            Event::Readable(true) => handling = Some(Box::pin(on_readable(&shard, &conn))),
-            Event::Readable(false) => reading = false,
-            Event::Handled(alive) => {
-                handling = None;
-                if !alive {
-                    reading = false;
-                } else if reading {
-                    read_wait.set(readable(&reader));
-                }
-            }
-            Event::Queued => writing = next_write(&conn, &mut sink, None),
-            Event::Wrote((out, result, batch)) => {
-                writing = None;
-                match conn.after_write(result, batch) {
-                    Written::All => sink = Some(out),
-                    Written::Partly(rest) => {
-                        sink = Some(out);
-                        writing = next_write(&conn, &mut sink, Some(rest));
+                let event = poll_fn(|cx| flow.poll(cx, &conn, read_wait.as_mut())).await;
+                let batch = match event {
+                    Event::Readable(true) => {
+                        flow.handling = Some(Box::pin(on_readable(&shard, &conn)));
+                        continue;
                     }
-                    Written::Failed => {}
+                    Event::Readable(false) => {
+                        flow.reading = false;
+                        continue;
+                    }
+                    Event::Handled(alive) => {
+                        flow.handling = None;
+                        if !alive {
+                            flow.reading = false;
+                        } else if flow.reading {
+                            read_wait.set(stream.readable(false));
+                        }
+                        continue;
+                    }
+                    Event::Queued => {
+                        // Not written at once: after a poll round trip (writable at once,
+                        // unless the socket is full), with everything queued by then.
+                        // Writing at every wake-up sends a small TCP segment per wake-up,
+                        // and under load that per-packet work (the peer's wake-up above
+                        // all) swamps the core: W3 fell to half its rate past saturation.
+                        flow.room_wait = Some(Box::pin(stream.writable(false)));
+                        continue;
+                    }
+                    Event::Writable(ready) => {
+                        flow.room_wait = None;
+                        let blocked = flow.blocked.take();
+                        if !ready {
+                            // The wait failed: so does the write.
+                            let error = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+                            let batch = blocked.unwrap_or_else(super::batch::spares::take_batch);
+                            let _ = conn.after_write(Err(error), batch);
+                            flow.failed = true;
+                            continue;
+                        }
+                        match blocked.or_else(|| conn.next_batch()) {
+                            Some(batch) => batch,
+                            None => continue,
+                        }
+                    }
+                };
+                match write(&conn, batch) {
+                    Written::All => {}
+                    Written::Partly(rest) => {
+                        // The socket's buffer is full: wait for room before writing the rest.
+                        flow.blocked = Some(rest);
+                        flow.room_wait = Some(Box::pin(stream.writable(false)));
+                    }
+                    Written::Failed => flow.failed = true,
                 }
             }
+        };
+        if !failed {
+            if let Some(goodbye) = conn.tls_goodbye() {
+                // Boxed: its writability wait held in this task's state would grow every
+                // session's task, idle ones included.
+                let _ = Box::pin(write_all(&stream, Batch::of(goodbye))).await;
+            }
+            let _ = stream.shutdown().await;
         }
-    }
-    if let Some(mut out) = sink {
-        if let Some(goodbye) = conn.tls_goodbye() {
-            // Boxed: a write future held in this task's state would grow every session's
-            // task, idle ones included, by its size (~240 B per connection, measured in W1).
-            let _ = Box::pin(out.write_all(goodbye)).await;
-        }
-        let _ = out.shutdown().await;
+        conn.release_fd();
+        // Named here so that the block holds it: the connection keeps its place under the
+        // connection limits until its session is over.
+        drop(admission);
     }
 }
 
-/// Starts writing `rest` (what a partial write left) or else what is queued, when the
-/// sink is free (no write in flight, the socket not failed) and there is something to write.
-///
-/// The write in flight is boxed, so an idle session's task holds no room for one.
-#[allow(clippy::type_complexity)]
-fn next_write<W: AsyncWriteRent + 'static>(
-    conn: &Conn,
-    sink: &mut Option<W>,
-    rest: Option<Batch>,
-) -> Option<Pin<Box<impl Future<Output = (W, std::io::Result<usize>, Batch)>>>> {
-    sink.as_ref()?;
-    let batch = match rest {
-        Some(rest) => rest,
-        None => conn.next_batch()?,
-    };
-    let out = sink.take()?;
-    Some(Box::pin(write_batch(out, batch)))
+/// What a session's loop keeps between events, besides the readiness wait: one struct,
+/// so that the loop's poll borrows one thing (each borrow held across the wait is a
+/// pointer in every idle task).
+struct Flow<'a> {
+    /// Handling what was read (or closing), while it runs.
+    handling: Option<Pin<Box<dyn Future<Output = bool> + 'a>>>,
+    /// A batch the socket had no room for (all of it, or the rest of a partial write)...
+    blocked: Option<Batch>,
+    /// ...and the wait for room before the next write (with no batch blocked: for frames
+    /// just queued). Both boxed: an idle session holds neither.
+    room_wait: Option<Pin<Box<dyn Future<Output = std::io::Result<()>> + 'a>>>,
+    /// The socket may still have bytes to read.
+    reading: bool,
+    /// The session is closing (leaving its rooms).
+    closed: bool,
+    /// A write failed: nothing more can be written.
+    failed: bool,
+}
+
+impl Flow<'_> {
+    /// What happened first: room for the blocked batch (or else frames queued), handling
+    /// finished (or else the socket readable).
+    fn poll<R: Future<Output = std::io::Result<()>>>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        conn: &Conn,
+        read_wait: Pin<&mut R>,
+    ) -> Poll<Event> {
+        if let Some(wait) = self.room_wait.as_mut() {
+            if let Poll::Ready(result) = wait.as_mut().poll(cx) {
+                return Poll::Ready(Event::Writable(result.is_ok()));
+            }
+        } else if !self.failed && conn.poll_queued(cx) {
+            return Poll::Ready(Event::Queued);
+        }
+        if let Some(handler) = self.handling.as_mut() {
+            if let Poll::Ready(alive) = handler.as_mut().poll(cx) {
+                return Poll::Ready(Event::Handled(alive));
+            }
+        } else if self.reading {
+            if let Poll::Ready(result) = read_wait.poll(cx) {
+                return Poll::Ready(Event::Readable(result.is_ok()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Writes what of `batch` the socket takes now, without waiting, and accounts for it:
+/// `Partly` with all or the rest of the batch when the socket had no room for it.
+fn write(conn: &Conn, mut batch: Batch) -> Written {
+    loop {
+        match batch.write_now(conn.fd()) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Written::Partly(batch),
+            result => return conn.after_write(result, batch),
+        }
+    }
+}
+
+/// Writes all of `batch` (a TLS connection's last records), waiting for room as needed.
+/// False when the socket failed.
+async fn write_all(stream: &TcpStream, mut batch: Batch) -> bool {
+    loop {
+        match batch.write_now(stream.as_raw_fd()) {
+            Ok(0) => return false,
+            Ok(n) => {
+                batch.advance(n);
+                if batch.is_empty() {
+                    super::batch::spares::give_batch(batch);
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stream.writable(false).await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
 }
 
 /// What woke a session.
-enum Event<W> {
+enum Event {
     /// The socket is readable (`false`: waiting for it failed).
     Readable(bool),
-    /// Frames are queued and no write is in flight.
+    /// Frames are queued and no write waits for room.
     Queued,
-    /// A write finished.
-    Wrote(W),
+    /// The socket has room for the blocked batch or the queued frames (`false`: waiting
+    /// for it failed).
+    Writable(bool),
     /// Handling what was read (or closing) finished; `false`: the session is over.
     Handled(bool),
 }
@@ -178,19 +277,9 @@ enum Event<W> {
 pub(super) struct Session {
     pub(super) shard: Rc<Shard>,
     pub(super) conn: Rc<Conn>,
-    pub(super) reader: OwnedReadHalf<TcpStream>,
-    pub(super) writer: OwnedWriteHalf<TcpStream>,
+    pub(super) stream: TcpStream,
     /// The connection's place under the connection limits.
     pub(super) _admission: super::admission::Admission,
-}
-
-/// Waits until the socket has bytes, an end or an error to report.
-async fn readable(reader: &OwnedReadHalf<TcpStream>) -> std::io::Result<()> {
-    // SAFETY: the write half uses the shared stream only to submit its writes (each
-    // operation holds its own handle on the descriptor); waiting for readiness reads
-    // nothing of the stream's state, exactly as monoio's own read half does.
-    let stream: &TcpStream = unsafe { &*reader.0.get() };
-    stream.readable(false).await
 }
 
 /// Reads what the socket has (up to [`super::recv::MAX_READ`], without blocking) and handles it.
@@ -205,15 +294,15 @@ async fn on_readable(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
     }
 }
 
-/// Hands `bytes` (sent right after the request head, plaintext) to tungstenite and handles
-/// them.
-async fn feed(shard: &Rc<Shard>, conn: &Rc<Conn>, bytes: Vec<u8>) -> bool {
+/// Hands `bytes` (sent right after the request head, plaintext) to tungstenite, to be
+/// handled by [`after_bytes`]; false when there are none.
+fn feed(shard: &Shard, conn: &Conn, bytes: &[u8]) -> bool {
     if bytes.is_empty() {
-        return true;
+        return false;
     }
     shard.metrics.bytes_in.add(bytes.len() as u64);
-    conn.with_ws(|ws| ws.push(&bytes));
-    after_bytes(shard, conn).await
+    conn.with_ws(|ws| ws.push(bytes));
+    true
 }
 
 /// Counts bytes from the client and adds them to tungstenite's input: as they are, or
@@ -351,5 +440,41 @@ fn close_for(error: &WsError) -> (CloseCode, String) {
         }
         WsError::Protocol(e) => (CloseCode::Protocol, e.to_string()),
         other => (CloseCode::Error, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns (an async fn's future), without calling it.
+    fn returned_size<A, B, F>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What an idle connection's task and records are made of (`bench/RESULTS.md`, "where
+    /// an idle connection's bytes go"): `cargo test -p rookery --release sizes_of -- --nocapture`.
+    #[test]
+    fn sizes_of_what_an_idle_connection_holds() {
+        let task = returned_size(run);
+        println!("session future (run): {task} B");
+        println!(
+            "readiness wait: {} B",
+            std::mem::size_of_val(&async {
+                let stream: Option<&TcpStream> = None;
+                if let Some(s) = stream {
+                    let _ = s.readable(false).await;
+                }
+            })
+        );
+        println!("Conn: {} B", std::mem::size_of::<Conn>());
+        println!("TcpStream: {} B", std::mem::size_of::<TcpStream>());
+        println!(
+            "WsState (mid-message only): {} B",
+            std::mem::size_of::<super::super::wsstate::WsState>()
+        );
+        println!("Session: {} B", std::mem::size_of::<Session>());
+        // A bound, so that something made to live in every idle task shows up here.
+        assert!(task <= 640, "the session's future grew to {task} B");
     }
 }
