@@ -1,6 +1,7 @@
 //! Redis, for rooms shared by several nodes (`--engine redis`, SPEC §5.4): a small
 //! pipelined RESP client per core on monoio ([`client`], [`subscriber`], every connection
-//! opened by [`dial`]), behind one handle per core that routes commands and subscriptions
+//! opened by [`connect()`]: TCP, TLS, `AUTH`, `SELECT`, with `--redis-url` parsed by
+//! [`url`]), behind one handle per core that routes commands and subscriptions
 //! to a standalone Redis or to the masters of a Redis Cluster ([`cluster`], by the rules of
 //! [`topology`]: slots, redirections, the slot map), the Lua scripts that make Redis each
 //! room's sequencer ([`scripts`]) and the keys and message format ([`wire`]). The shell's
