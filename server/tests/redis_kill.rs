@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{listening, Running};
+use common::{get_status, http_status, listening, Running};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -79,7 +79,7 @@ fn node_with(redis_port: u16, extra: &[&str]) -> (Running, String) {
         .unwrap();
     let (addr, _) = listening(&mut child);
     let start = Instant::now();
-    while get(&addr, "/readyz") != 200 {
+    while get_status(&addr, "/readyz") != 200 {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the node never got ready"
@@ -87,23 +87,6 @@ fn node_with(redis_port: u16, extra: &[&str]) -> (Running, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     (Running(child), addr)
-}
-
-fn get(addr: &str, path: &str) -> u16 {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return 0;
-    };
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 fn connect(addr: &str, room: &str) -> Ws {
@@ -249,21 +232,14 @@ fn jac_user(addr: &str, sub: &str) -> (Ws, String) {
 
 /// Posts `/api/notify` to `addr` with `body`; the status.
 fn notify(addr: &str, body: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /api/notify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    http_status(
+        addr,
+        &format!(
+            "POST /api/notify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The next text message that is not a jac control message (`connection`, pings…).

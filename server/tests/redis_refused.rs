@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{lines_of, listening, Running};
-use std::io::{Read, Write};
+use common::{get_status, lines_of, listening, Running};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -73,22 +72,6 @@ fn node(url: &str, ca: Option<&Path>) -> (Running, String, Receiver<String>) {
     (Running(child), addr, lines)
 }
 
-fn readyz(addr: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The lines up to the first holding `needle` (failing after 30 s).
 fn lines_until(lines: &Receiver<String>, needle: &str) -> Vec<String> {
     let mut seen = Vec::new();
@@ -139,7 +122,7 @@ fn a_wrong_password_is_one_log_line_without_it_and_readyz_503() {
         refusal.contains("redis://app:redacted@127.0.0.1"),
         "{refusal}"
     );
-    assert_eq!(readyz(&addr), 503);
+    assert_eq!(get_status(&addr, "/readyz"), 503);
     // Two cores, two connections each, retrying with backoff: still the one line, after
     // Redis refused a dozen tries (its ACL log counts them).
     let start = Instant::now();
@@ -150,7 +133,7 @@ fn a_wrong_password_is_one_log_line_without_it_and_readyz_503() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(readyz(&addr), 503);
+    assert_eq!(get_status(&addr, "/readyz"), 503);
     let mut all = seen.clone();
     all.extend(lines.try_iter());
     for line in &all {
@@ -169,7 +152,7 @@ fn no_password_where_one_is_needed_says_so() {
     let (_node, addr, lines) = node(&format!("redis://127.0.0.1:{port}"), None);
     let line = lines_until(&lines, "NOAUTH").pop().unwrap();
     assert!(line.contains("give it in the URL"), "{line}");
-    assert_eq!(readyz(&addr), 503);
+    assert_eq!(get_status(&addr, "/readyz"), 503);
 }
 
 #[test]
@@ -201,7 +184,7 @@ fn a_certificate_the_node_does_not_trust_is_refused_and_readyz_503() {
     let (_node, addr, lines) = node(&format!("rediss://127.0.0.1:{port}"), Some(&other));
     let line = lines_until(&lines, "TLS:").pop().unwrap();
     assert!(line.contains("certificate"), "{line}");
-    assert_eq!(readyz(&addr), 503);
+    assert_eq!(get_status(&addr, "/readyz"), 503);
 }
 
 #[test]
@@ -227,7 +210,7 @@ fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
     let (_node, addr, lines) = node(&format!("rediss://127.0.0.1:{port}"), Some(&cert));
     let line = lines_until(&lines, "TLS:").pop().unwrap();
     assert!(line.contains("refused this node"), "{line}");
-    assert_eq!(readyz(&addr), 503);
+    assert_eq!(get_status(&addr, "/readyz"), 503);
 }
 
 #[test]
@@ -250,7 +233,7 @@ fn plain_redis_to_a_tls_port_says_to_use_rediss() {
     let (_node, addr, lines) = node(&format!("redis://127.0.0.1:{port}"), None);
     let line = lines_until(&lines, "refused this node").pop().unwrap();
     assert!(line.contains("then rediss://"), "{line}");
-    assert_eq!(readyz(&addr), 503);
+    assert_eq!(get_status(&addr, "/readyz"), 503);
 }
 
 #[test]

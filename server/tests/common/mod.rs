@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -67,4 +67,28 @@ pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
             Err(e) => panic!("no line with {needle:?}: {e}"),
         }
     }
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, as written) to `addr` and answers the
+/// response's status: 0 when the server cannot be reached or answers nothing within 10 s.
+pub fn http_status(addr: &str, request: &str) -> u16 {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(request.as_bytes());
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `GET path` with `Connection: close`: the status, as [`http_status`].
+pub fn get_status(addr: &str, path: &str) -> u16 {
+    http_status(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+    )
 }
