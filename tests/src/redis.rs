@@ -198,6 +198,16 @@ impl TestRedis {
         assert!(status.success(), "kill {which} {pid}");
     }
 
+    /// Waits until the inline command `line` answers `reply` (raw, e.g. `":3\r\n"`),
+    /// failing after 10 s with `what`.
+    pub fn wait_for(&self, line: &str, reply: &str, what: &str) {
+        let start = Instant::now();
+        while self.command(line) != reply {
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends an inline command; returns the raw reply's first read ("" if unreachable).
     pub fn command(&self, line: &str) -> String {
         let Ok(mut s) = TcpStream::connect(self.addr) else {

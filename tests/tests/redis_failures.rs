@@ -38,14 +38,7 @@ fn a_redis_outage_is_visible_at_once_and_nodes_come_back_by_themselves() {
     let jac_b_id = jac_b.recv_type("connection")["data"]["client_id"].clone();
     // jac says `connection` before its room is joined: wait for the join to be done (its
     // member is in Redis), or stopping Redis below would refuse it (1011), as it should.
-    let start = std::time::Instant::now();
-    while redis.command("HLEN rk:{elsewhere}:members") != ":1\r\n" {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "jac never joined"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    redis.wait_for("HLEN rk:{elsewhere}:members", ":1\r\n", "jac never joined");
     on_b.send(json!({"type":"chat","data":"before"}));
     assert_eq!(on_a.recv_type("chat")["seq"], 1);
     assert_eq!(on_b.recv_type("chat")["seq"], 1);
@@ -77,14 +70,11 @@ fn a_redis_outage_is_visible_at_once_and_nodes_come_back_by_themselves() {
     // The new Redis learns again who is where: presence (each node announces its members
     // again; a new member sees all four) and the directory of clients (a targeted send
     // from a reaches b's client; b listed it before announcing its members).
-    let start = std::time::Instant::now();
-    while redis.command("HLEN rk:{outage}:members") != ":3\r\n" {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "members never announced again"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    redis.wait_for(
+        "HLEN rk:{outage}:members",
+        ":3\r\n",
+        "members never announced again",
+    );
     let (mut late, _) = Client::pact(a, "outage");
     late.send(json!({"type":"subscribe","data":"presence"}));
     assert_eq!(late.recv_type("presence")["data"]["count"], 4);
