@@ -42,6 +42,24 @@ fn next_of(c: &mut Client, kind: &str, n: usize) -> Vec<Value> {
     out
 }
 
+/// Two nodes (`--cores 1`) on `cluster`.
+fn two_nodes(cluster: &TestCluster) -> (SocketAddr, SocketAddr) {
+    (cluster_node(cluster, |_| {}), cluster_node(cluster, |_| {}))
+}
+
+/// `on_b` chats `text`; both members see it as the room's event `seq`.
+fn chat_from_b_seen_by_both(on_a: &mut Client, on_b: &mut Client, text: &str, seq: u64) {
+    on_b.send(json!({"type":"chat","data":text}));
+    for c in [on_a, on_b] {
+        let m = next_of(c, "chat", 1).remove(0);
+        assert_eq!(
+            (m["data"]["message"].clone(), m["seq"].clone()),
+            (json!(text), json!(seq)),
+            "{m}"
+        );
+    }
+}
+
 #[test]
 fn rooms_on_every_master_work_across_nodes() {
     let cluster = TestCluster::start();
@@ -191,10 +209,7 @@ fn user_and_client_sends_and_notify_reach_the_nodes_that_hold_them() {
 #[test]
 fn history_and_resume_come_from_the_rooms_stream_on_its_master() {
     let cluster = TestCluster::start();
-    let (a, b) = (
-        cluster_node(&cluster, |_| {}),
-        cluster_node(&cluster, |_| {}),
-    );
+    let (a, b) = two_nodes(&cluster);
     for master in 0..3 {
         let room = room_on(&cluster, master, "hist");
         let (mut on_a, profile) = Client::pact(a, &room);
@@ -228,10 +243,7 @@ fn history_and_resume_come_from_the_rooms_stream_on_its_master() {
 #[test]
 fn a_room_whose_slot_moves_to_another_master_keeps_working() {
     let cluster = TestCluster::start();
-    let (a, b) = (
-        cluster_node(&cluster, |_| {}),
-        cluster_node(&cluster, |_| {}),
-    );
+    let (a, b) = two_nodes(&cluster);
     let room = room_on(&cluster, 0, "moving");
     let mut on_a = member(a, &room, &["chat", "counter"]);
     let mut on_b = member(b, &room, &["chat", "counter"]);
@@ -240,22 +252,12 @@ fn a_room_whose_slot_moves_to_another_master_keeps_working() {
         "n0",
     );
     assert_eq!(reply["type"], "ok", "{reply}");
-    on_b.send(json!({"type":"chat","data":"before"}));
-    for c in [&mut on_a, &mut on_b] {
-        assert_eq!(next_of(c, "chat", 1)[0]["seq"], 2);
-    }
+    chat_from_b_seen_by_both(&mut on_a, &mut on_b, "before", 2);
 
     cluster.move_slot(slot(room.as_bytes()), 1);
     // Commands follow MOVED, subscriptions follow the slot: the room goes on where it is
     // now, its stream and state with it.
-    on_b.send(json!({"type":"chat","data":"after"}));
-    for c in [&mut on_a, &mut on_b] {
-        let m = next_of(c, "chat", 1).remove(0);
-        assert_eq!(
-            (m["data"]["message"].clone(), m["seq"].clone()),
-            (json!("after"), json!(3))
-        );
-    }
+    chat_from_b_seen_by_both(&mut on_a, &mut on_b, "after", 3);
     on_a.send(json!({"type":"counter","data":{"id":"x","value":"2.2"}}));
     for c in [&mut on_a, &mut on_b] {
         assert_eq!(next_of(c, "counter", 1)[0]["data"]["value"], json!(3.3));
@@ -325,17 +327,11 @@ fn commands_follow_ask_and_moved_while_a_slot_migrates() {
 #[test]
 fn a_master_going_away_is_visible_and_its_rooms_come_back_with_it() {
     let mut cluster = TestCluster::start();
-    let (a, b) = (
-        cluster_node(&cluster, |_| {}),
-        cluster_node(&cluster, |_| {}),
-    );
+    let (a, b) = two_nodes(&cluster);
     let room = room_on(&cluster, 1, "outage");
     let mut on_a = member(a, &room, &["chat"]);
     let mut on_b = member(b, &room, &["chat"]);
-    on_b.send(json!({"type":"chat","data":"before"}));
-    for c in [&mut on_a, &mut on_b] {
-        assert_eq!(next_of(c, "chat", 1)[0]["seq"], 1);
-    }
+    chat_from_b_seen_by_both(&mut on_a, &mut on_b, "before", 1);
 
     cluster.stop(1);
     // Every node depends on every master: not ready while one is gone.
@@ -345,24 +341,13 @@ fn a_master_going_away_is_visible_and_its_rooms_come_back_with_it() {
     wait_ready(a, true);
     wait_ready(b, true);
     // The master came back empty: the room starts a new epoch, on every node.
-    on_b.send(json!({"type":"chat","data":"after"}));
-    for c in [&mut on_a, &mut on_b] {
-        let m = next_of(c, "chat", 1).remove(0);
-        assert_eq!(
-            (m["data"]["message"].clone(), m["seq"].clone()),
-            (json!("after"), json!(1)),
-            "{m}"
-        );
-    }
+    chat_from_b_seen_by_both(&mut on_a, &mut on_b, "after", 1);
 }
 
 #[test]
 fn a_replica_that_takes_over_its_master_serves_its_rooms_on() {
     let cluster = TestCluster::start_with(1);
-    let (a, b) = (
-        cluster_node(&cluster, |_| {}),
-        cluster_node(&cluster, |_| {}),
-    );
+    let (a, b) = two_nodes(&cluster);
     let room = room_on(&cluster, 1, "failover");
     let mut on_a = member(a, &room, &["chat", "counter"]);
     let mut on_b = member(b, &room, &["chat", "counter"]);
@@ -371,24 +356,13 @@ fn a_replica_that_takes_over_its_master_serves_its_rooms_on() {
         "n",
     );
     assert_eq!(reply["type"], "ok", "{reply}");
-    on_b.send(json!({"type":"chat","data":"before"}));
-    for c in [&mut on_a, &mut on_b] {
-        assert_eq!(next_of(c, "chat", 1)[0]["seq"], 2);
-    }
+    chat_from_b_seen_by_both(&mut on_a, &mut on_b, "before", 2);
 
     let replica = cluster.replica_of(1);
     cluster.fail_over(replica);
     // The old master answers MOVED and drops the room's channel; the nodes follow the slot
     // to the new master, where the room's stream and state are (replicated).
-    on_b.send(json!({"type":"chat","data":"after"}));
-    for c in [&mut on_a, &mut on_b] {
-        let m = next_of(c, "chat", 1).remove(0);
-        assert_eq!(
-            (m["data"]["message"].clone(), m["seq"].clone()),
-            (json!("after"), json!(3)),
-            "{m}"
-        );
-    }
+    chat_from_b_seen_by_both(&mut on_a, &mut on_b, "after", 3);
     let (mut late, _) = Client::pact(a, &room);
     late.send(json!({"type":"subscribe","data":"counter"}));
     assert_eq!(
