@@ -35,21 +35,27 @@ async fn connected_through(link: super::Link) -> Client {
     }
 }
 
+/// `n` tasks that each `SET` their own key and `GET` it back, all at once on `client`
+/// (pipelined); each answers the value it read.
+fn set_and_get_at_once(client: &Client, n: usize) -> Vec<monoio::task::JoinHandle<Option<i64>>> {
+    (0..n)
+        .map(|i| {
+            let client = client.clone();
+            monoio::spawn(async move {
+                let key = format!("k{i}");
+                client.call(&["SET", &key, &i.to_string()]).await.unwrap();
+                resp::int(&client.call(&["GET", &key]).await.unwrap())
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn replies_come_back_to_their_callers_in_order() {
     let redis = TestRedis::start();
     run(async move {
         let client = connected(redis.addr).await;
-        let calls: Vec<_> = (0..200)
-            .map(|i| {
-                let client = client.clone();
-                monoio::spawn(async move {
-                    let key = format!("k{i}");
-                    client.call(&["SET", &key, &i.to_string()]).await.unwrap();
-                    resp::int(&client.call(&["GET", &key]).await.unwrap())
-                })
-            })
-            .collect();
+        let calls = set_and_get_at_once(&client, 200);
         for (i, call) in calls.into_iter().enumerate() {
             assert_eq!(call.await, Some(i as i64));
         }
@@ -73,16 +79,7 @@ fn tls_carries_pipelined_calls_and_replies_larger_than_a_record() {
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
         client.call(&["SET", "big", &big]).await.unwrap();
-        let calls: Vec<_> = (0..100)
-            .map(|i| {
-                let client = client.clone();
-                monoio::spawn(async move {
-                    let key = format!("k{i}");
-                    client.call(&["SET", &key, &i.to_string()]).await.unwrap();
-                    resp::int(&client.call(&["GET", &key]).await.unwrap())
-                })
-            })
-            .collect();
+        let calls = set_and_get_at_once(&client, 100);
         let got = client.call(&["GET", "big"]).await.unwrap();
         assert_eq!(resp::text(&got).map(str::len), Some(big.len()));
         assert_eq!(resp::text(&got), Some(big.as_str()));
