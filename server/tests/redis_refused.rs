@@ -8,7 +8,7 @@ mod common;
 
 use common::{get_status, lines_of, listening, Running};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -155,20 +155,23 @@ fn no_password_where_one_is_needed_says_so() {
     assert_eq!(get_status(&addr, "/readyz"), 503);
 }
 
+/// A self-signed certificate for `names` and its key, written to `<name>.pem` and
+/// `<name>.key` in `dir`.
+fn self_signed(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let made = rcgen::generate_simple_self_signed(names).unwrap();
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
 #[test]
 fn a_certificate_the_node_does_not_trust_is_refused_and_readyz_503() {
     let dir = tempfile::tempdir().unwrap();
-    let make = |name: &str| {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-            .unwrap();
-        let cert = dir.path().join(format!("{name}.pem"));
-        let key = dir.path().join(format!("{name}.key"));
-        std::fs::write(&cert, made.cert.pem()).unwrap();
-        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-        (cert, key)
-    };
-    let (cert, key) = make("redis");
-    let (other, _) = make("other");
+    let (cert, key) = self_signed(dir.path(), "redis", &["localhost", "127.0.0.1"]);
+    let (other, _) = self_signed(dir.path(), "other", &["localhost", "127.0.0.1"]);
     let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let tls = [
         "--tls-cert-file",
@@ -190,11 +193,7 @@ fn a_certificate_the_node_does_not_trust_is_refused_and_readyz_503() {
 #[test]
 fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
     let dir = tempfile::tempdir().unwrap();
-    let made =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed(dir.path(), "redis", &["localhost", "127.0.0.1"]);
     let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let tls = [
         "--tls-cert-file",
@@ -216,10 +215,7 @@ fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
 #[test]
 fn plain_redis_to_a_tls_port_says_to_use_rediss() {
     let dir = tempfile::tempdir().unwrap();
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed(dir.path(), "redis", &["127.0.0.1"]);
     let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let tls = [
         "--tls-cert-file",
