@@ -52,20 +52,23 @@ pub struct RedisNode {
     pub id: u64,
     /// Each core's link health.
     pub stats: Vec<Arc<Stats>>,
-    /// Counts the times the other nodes took this one for dead (it was silent too long)
-    /// and removed its members and directory entries: each core lists them again when it
-    /// sees this move.
-    pub reaped: std::sync::atomic::AtomicU64,
+    /// Each core's channel of [`subscriber::Push`]es, made here so that any core can
+    /// reach every other ([`subscriber::Push::Reaped`] from core 0's heartbeat): the
+    /// senders, and the receiver each core takes its own from.
+    pub pushes: Vec<flume::Sender<subscriber::Push>>,
+    pub pushed: Vec<flume::Receiver<subscriber::Push>>,
 }
 
 impl RedisNode {
     pub fn new(link: Link, cluster: bool, cores: usize) -> RedisNode {
+        let (pushes, pushed) = (0..cores).map(|_| flume::unbounded()).unzip();
         RedisNode {
             link: Arc::new(link),
             cluster,
             id: crate::ids::random_u64(),
             stats: (0..cores).map(|_| Arc::default()).collect(),
-            reaped: Default::default(),
+            pushes,
+            pushed,
         }
     }
 }

@@ -37,6 +37,10 @@ pub enum Push {
     Dropped(String),
     /// Redis refused a subscription (in a Cluster: `MOVED`, the slot is elsewhere).
     Refused(String),
+    /// Not the subscriber's: the other nodes took this one for dead (it was silent too
+    /// long) and removed its members and directory entries, which the core lists again,
+    /// as after `Resubscribed`. Sent to every core by the node's heartbeat (core 0).
+    Reaped,
 }
 
 /// Probe channels start with this: see [`crate::redis::cluster`].

@@ -29,7 +29,6 @@ use rust_decimal::Decimal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,7 +167,10 @@ impl Sequencer {
             .expect("started with --engine redis");
         let node_id = redis.id;
         let stats = redis.stats[shard.id].clone();
-        let (pushes, pushed) = flume::unbounded();
+        let (pushes, pushed) = (
+            redis.pushes[shard.id].clone(),
+            redis.pushed[shard.id].clone(),
+        );
         let redis = Redis::start(
             redis.link.clone(),
             redis.cluster,
@@ -193,7 +195,6 @@ impl Sequencer {
             waiting,
         });
         monoio::spawn(run_pushes(sequencer.clone(), pushed));
-        monoio::spawn(run_reaped_watch(sequencer.clone()));
         if sequencer.shard.id == 0 {
             monoio::spawn(run_heartbeat(sequencer.clone()));
         }
@@ -925,7 +926,7 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
     let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
     while let Ok(push) = pushed.recv_async().await {
         let command = match push {
-            Push::Resubscribed => {
+            Push::Resubscribed | Push::Reaped => {
                 // What follows needs the command connection too, which reconnects on its
                 // own: wait for it (bounded; a Redis that is gone again resubscribes again).
                 for _ in 0..50 {
@@ -1029,7 +1030,9 @@ async fn run_heartbeat(this: Rc<Sequencer>) {
                 SILENT_AFTER_MS / 1000
             );
             if let Some(redis) = &this.shard.node.redis {
-                redis.reaped.fetch_add(1, Ordering::Relaxed);
+                for core in &redis.pushes {
+                    let _ = core.send(Push::Reaped);
+                }
             }
         }
         // Silent nodes, and reapings that a reaper left unfinished (it died, or lost
@@ -1376,28 +1379,5 @@ impl Sequencer {
             }
         }
         nodes
-    }
-}
-
-/// Notices when the other nodes took this one for dead ([`RedisNode::reaped`] moved):
-/// this core then lists its connections in the directory again and its rooms announce
-/// their members again, as after a reconnection.
-///
-/// [`RedisNode::reaped`]: crate::redis::RedisNode::reaped
-async fn run_reaped_watch(this: Rc<Sequencer>) {
-    let reaped = |this: &Sequencer| {
-        let redis = this.shard.node.redis.as_ref();
-        redis.map_or(0, |r| r.reaped.load(Ordering::Relaxed))
-    };
-    let mut seen = reaped(&this);
-    loop {
-        monoio::time::sleep(RETRY_EVERY).await;
-        let now = reaped(&this);
-        if now != seen {
-            seen = now;
-            this.relist();
-            let own = &this.shard.node.mailboxes[this.shard.id].commands;
-            let _ = own.send_async(ToOwner::Engine(Command::Resync)).await;
-        }
     }
 }
