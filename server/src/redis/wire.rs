@@ -59,22 +59,25 @@ pub struct Body {
 /// script computes (`prefix + value + suffix`, inside the value's quotes).
 pub fn encode_body(body: &Body) -> (String, Option<String>) {
     let text = serde_json::to_string(body).expect("bodies serialize");
-    if let RoomEvent::Counter { value, .. } = &body.event {
-        // The value is the event's last field and the event is the body's: the last
-        // occurrence is the value's whatever the counter's id holds.
-        let field = format!("\"value\":\"{value}\"");
-        let at = text.rfind(&field).expect("a counter event has its value") + 9;
-        let end = at + value.to_string().len();
-        return (text[..at].to_owned(), Some(text[end..].to_owned()));
+    match &body.event {
+        RoomEvent::Counter { value, .. } => split_last(&text, "\"value\":\"", &value.to_string()),
+        RoomEvent::Poll { .. } => split_last(&text, "\"stats\":", "{}"),
+        _ => (text, None),
     }
-    if !matches!(body.event, RoomEvent::Poll { .. }) {
-        return (text, None);
-    }
-    // The stats are the event's last field and the event is the body's: the last
-    // occurrence is theirs whatever the poll's id holds.
-    const EMPTY: &str = "\"stats\":{}";
-    let at = text.rfind(EMPTY).expect("a poll event has stats") + EMPTY.len() - 2;
-    (text[..at].to_owned(), Some(text[at + 2..].to_owned()))
+}
+
+/// `text` without `cut` where it last follows `before`: what comes before and after. The
+/// field is the event's last and the event is the body's, so its last occurrence is the
+/// field's, whatever an id before it holds.
+fn split_last(text: &str, before: &str, cut: &str) -> (String, Option<String>) {
+    let at = text
+        .rfind(&format!("{before}{cut}"))
+        .expect("the event has the field")
+        + before.len();
+    (
+        text[..at].to_owned(),
+        Some(text[at + cut.len()..].to_owned()),
+    )
 }
 
 /// A message from the room's channel or stream: a positioned event, or (`- 0 <body>`) a
