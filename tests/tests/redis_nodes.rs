@@ -188,6 +188,38 @@ fn a_crowd_of_writers_on_one_counter_is_never_refused() {
     );
 }
 
+/// A sum beyond 28 significant digits, which the script does not make (rust_decimal would
+/// round it): the node adds with rust_decimal and sets it by compare-and-set, so nodes on
+/// Redis end where a node alone does.
+#[test]
+fn a_sum_the_script_hands_back_ends_where_a_node_alone_ends() {
+    let adds = ["9999999999999999999999999999", "0.5", "-0.25"];
+    let values = |addr| {
+        let mut c = member(addr, "big", &["counter"]);
+        let msgs: Vec<Value> = adds
+            .iter()
+            .map(|by| json!({"type":"counter","data":{"id":"x","value":by}}))
+            .collect();
+        c.send_all(&msgs);
+        let mut values = Vec::new();
+        while values.len() < adds.len() {
+            let m = c.recv();
+            assert_ne!(m["type"], "error", "{m}");
+            if m["type"] == "counter" {
+                values.push(m["data"]["value"].to_string());
+            }
+        }
+        values
+    };
+    let alone = values(server(1));
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let on_redis = values(a);
+    assert_eq!(on_redis, alone);
+    let details = wait_for_room(b, "big", |d| d["counters"]["x"].is_number());
+    assert_eq!(details["counters"]["x"].to_string(), alone[2]);
+}
+
 #[test]
 fn votes_are_tallied_once_for_every_node() {
     let redis = TestRedis::start();
