@@ -539,14 +539,12 @@ impl Sequencer {
                 expected,
                 delta,
             } => {
-                let value = expected
-                    .checked_add(*delta)
-                    .map(|v| v.normalize())
-                    .unwrap_or(*expected);
-                let (expected, value) = if cas {
-                    (expected.normalize().to_string(), value.to_string())
-                } else {
-                    (String::new(), String::new())
+                // A compare-and-set sets the value `counter_retry` put in the event.
+                let (expected, value) = match (&proposal.event, cas) {
+                    (RoomEvent::Counter { value, .. }, true) => {
+                        (expected.normalize().to_string(), value.to_string())
+                    }
+                    _ => (String::new(), String::new()),
                 };
                 args.extend([
                     "counter".into(),
