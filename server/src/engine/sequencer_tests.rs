@@ -301,3 +301,85 @@ fn joins_wait_for_a_new_block_of_suffixes_and_are_refused_without_one() {
         .iter()
         .any(|(c, code, _)| *c == conn(34) && *code == 1011));
 }
+
+/// A presence diff from the sequencer carries the count in the order Redis saw the joins,
+/// which can lag this node's own members (they count here at once). A watcher's snapshot
+/// is this node's view, so each diff it gets must carry the count of the same view, or it
+/// would see `2` for a room of three for good.
+#[test]
+fn a_presence_diff_counts_as_this_nodes_snapshot_did() {
+    let mut e = Engine::new(1).with_sequencer();
+    joined(&mut e, conn(1));
+    let mut out = Outbox::default();
+    let join = Command::Join {
+        conn: conn(2),
+        room: ROOM.into(),
+        joiner: Joiner {
+            identity: Arc::new(Identity {
+                public_id: "watcher".into(),
+                user: None,
+            }),
+            codec: CodecId(0),
+            traits: Traits::default(),
+            role: Role::User,
+            details: json!({}),
+            token_error: None,
+        },
+    };
+    e.handle(join, 0, &mut out);
+    let watch = Command::Request {
+        conn: conn(2),
+        room: ROOM.into(),
+        reference: None,
+        request: Request::Subscribe(Topic::parse("presence")),
+    };
+    e.handle(watch, 0, &mut out);
+    let snapshot = out.sends.iter().find_map(|s| match s {
+        Send::Reply {
+            to,
+            reply: Reply::Presence(p),
+            ..
+        } if *to == conn(2) => Some(p.count),
+        _ => None,
+    });
+    assert_eq!(snapshot, Some(2), "both members here");
+    // Another node's member joined before the watcher reached Redis: Redis counted two.
+    let member = rookery_protocol::pact::Member {
+        id: "elsewhere".into(),
+        suffix: 7,
+        properties: Default::default(),
+    };
+    let remote = |change, count| {
+        Command::Remote(Published {
+            room: ROOM.into(),
+            event: Sequenced {
+                position: None,
+                event: RoomEvent::Presence {
+                    change,
+                    member: member.clone(),
+                    count,
+                },
+            },
+            scope: Scope::Presence { except: None },
+            replies: Vec::new(),
+            member_key: Some("node-b:1".into()),
+        })
+    };
+    let counts = |e: &mut Engine, command| {
+        let mut out = Outbox::default();
+        e.handle(command, 0, &mut out);
+        out.sends
+            .iter()
+            .filter_map(|s| match s {
+                Send::Event { event, to } if to.contains(conn(2)) => match &event.event {
+                    RoomEvent::Presence { count, .. } => Some(*count),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(counts(&mut e, remote(PresenceChange::Joined, 2)), vec![3]);
+    assert_eq!(e.details(ROOM).unwrap().count, 3);
+    assert_eq!(counts(&mut e, remote(PresenceChange::Left, 3)), vec![2]);
+}

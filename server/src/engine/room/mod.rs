@@ -361,20 +361,34 @@ impl Room {
     /// Delivers an event another node published (or, with a sequencer, any positioned
     /// event of this room, this node's own included), to this node's members its scope
     /// covers.
-    pub fn deliver_remote(&mut self, published: Published, context: Context<'_>, out: &mut Outbox) {
+    pub fn deliver_remote(
+        &mut self,
+        mut published: Published,
+        context: Context<'_>,
+        out: &mut Outbox,
+    ) {
         if !context.sequencer {
             let audience = self.audience(&published.scope);
             out.event(published.event, audience);
             return;
         }
         let Some(position) = published.event.position.clone() else {
-            if let (Some(key), RoomEvent::Presence { change, member, .. }) =
-                (&published.member_key, &published.event.event)
+            if let RoomEvent::Presence {
+                change,
+                member,
+                count,
+            } = &mut published.event.event
             {
-                match change {
-                    PresenceChange::Left => self.others.remove(key),
-                    _ => self.others.insert(key.clone(), member.clone()),
-                };
+                if let Some(key) = &published.member_key {
+                    match change {
+                        PresenceChange::Left => self.others.remove(key),
+                        _ => self.others.insert(key.clone(), member.clone()),
+                    };
+                }
+                // Redis counted in its order of joins, which can lag this node's own
+                // members (they count here at once): watchers got this node's view in
+                // their snapshot, so the diff carries the same view's count.
+                *count = self.members.len() + self.others.len();
             }
             let mut audience = self.audience(&published.scope);
             for (conn, codec) in context.observers {
