@@ -72,7 +72,7 @@ fn field_error(loc: &str, msg: impl Into<String>, kind: &'static str) -> FieldEr
 
 /// Decodes one text frame; `text` is scratch space (simd-json parses in place).
 pub fn decode(text: &mut [u8]) -> Result<Inbound, Vec<FieldError>> {
-    let value: Value = simd_json::serde::from_slice(text).map_err(|e| {
+    let value: Value = super::json::from_slice(text).map_err(|e| {
         vec![field_error(
             "body",
             format!("invalid JSON: {e}"),

@@ -33,8 +33,7 @@ pub const MAX_CHANNEL_LEN: usize = 256;
 
 /// Decodes one text frame; `text` is scratch space (simd-json parses in place).
 pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
-    let value: Value =
-        simd_json::serde::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let value: Value = super::json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(mut message) = value else {
         return Err("a message must be a JSON object".into());
     };

@@ -10,6 +10,7 @@
 
 pub mod echo;
 pub mod jac;
+pub mod json;
 pub mod lambda;
 pub mod pact;
 pub mod session;

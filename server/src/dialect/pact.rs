@@ -81,7 +81,7 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
     // text, so the value can be read exactly from it.
     let original = may_be_counter(text).then(|| text.to_vec());
     let none = None;
-    let value: Value = simd_json::serde::from_slice(text)
+    let value: Value = super::json::from_slice(text)
         .map_err(|e| DecodeError::new(&none, codes::INVALID_JSON, format!("invalid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err(DecodeError::new(

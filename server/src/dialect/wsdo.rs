@@ -143,7 +143,7 @@ fn refuse(code: &'static str, message: impl Into<String>) -> DecodeError {
 
 /// Decodes one text frame; `text` is scratch space (simd-json parses in place).
 pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
-    let value: Value = simd_json::serde::from_slice(text)
+    let value: Value = super::json::from_slice(text)
         .map_err(|e| refuse(codes::INVALID_JSON, format!("invalid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err(refuse(

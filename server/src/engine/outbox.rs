@@ -22,9 +22,20 @@ pub struct Audience {
 
 impl Audience {
     pub fn add(&mut self, codec: CodecId, conn: ConnId) {
+        self.add_sized(codec, conn, 1);
+    }
+
+    /// [`Self::add`], a new codec's group made with room for `room_for` connections: a
+    /// room's audience is sized once from its member count instead of growing by doubling
+    /// (five reallocations for a room of 64, on every event).
+    pub fn add_sized(&mut self, codec: CodecId, conn: ConnId, room_for: usize) {
         match self.groups.iter_mut().find(|(c, _)| *c == codec) {
             Some((_, conns)) => conns.push(conn),
-            None => self.groups.push((codec, vec![conn])),
+            None => {
+                let mut conns = Vec::with_capacity(room_for.max(1));
+                conns.push(conn);
+                self.groups.push((codec, conns));
+            }
         }
     }
 

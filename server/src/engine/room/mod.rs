@@ -63,6 +63,9 @@ pub struct Room {
     awaited_order: std::collections::VecDeque<String>,
 }
 
+/// The most connections an event's audience reserves room for before it is filled.
+const MAX_AUDIENCE_RESERVED: usize = 1024;
+
 /// Emits asking for acks a room remembers having delivered (with a sequencer).
 const MAX_AWAITED: usize = 1024;
 
@@ -566,7 +569,10 @@ impl Room {
     /// The members `scope` covers, grouped by codec.
     fn audience(&self, scope: &Scope) -> Audience {
         let mut audience = Audience::default();
-        let mut add = |conn: &ConnId, m: &MemberState| audience.add(m.codec, *conn);
+        // At most every member; capped, so that a few subscribers in a huge room do not
+        // reserve room for all of it.
+        let room_for = self.members.len().min(MAX_AUDIENCE_RESERVED);
+        let mut add = |conn: &ConnId, m: &MemberState| audience.add_sized(m.codec, *conn, room_for);
         match scope {
             // The common scopes skip the per-member match.
             Scope::Room => self.members.iter().for_each(|(c, m)| add(c, m)),
