@@ -15,10 +15,11 @@ fn conn(n: u64) -> ConnId {
     ConnId::new(0, n)
 }
 
-fn joined(e: &mut Engine, c: ConnId) {
-    let joiner = Joiner {
+/// A Pact user joining as `public_id`, with no token.
+fn joiner(public_id: String) -> Joiner {
+    Joiner {
         identity: Arc::new(Identity {
-            public_id: format!("m{c:?}"),
+            public_id,
             user: None,
         }),
         codec: CodecId(0),
@@ -26,12 +27,15 @@ fn joined(e: &mut Engine, c: ConnId) {
         role: Role::User,
         details: json!({}),
         token_error: None,
-    };
+    }
+}
+
+fn joined(e: &mut Engine, c: ConnId) {
     let mut out = Outbox::default();
     let join = Command::Join {
         conn: c,
         room: ROOM.into(),
-        joiner,
+        joiner: joiner(format!("m{c:?}")),
     };
     e.handle(join, 0, &mut out);
     assert_eq!(out.loads, vec![ROOM.to_owned()]);
@@ -235,17 +239,7 @@ fn joins_wait_for_a_new_block_of_suffixes_and_are_refused_without_one() {
     let join = |c: u64| Command::Join {
         conn: conn(c),
         room: ROOM.into(),
-        joiner: Joiner {
-            identity: Arc::new(Identity {
-                public_id: format!("m{c}"),
-                user: None,
-            }),
-            codec: CodecId(0),
-            traits: Traits::default(),
-            role: Role::User,
-            details: json!({}),
-            token_error: None,
-        },
+        joiner: joiner(format!("m{c}")),
     };
     e.handle(join(1), 0, &mut out);
     let snapshot = RoomSnapshot {
@@ -314,17 +308,7 @@ fn a_presence_diff_counts_as_this_nodes_snapshot_did() {
     let join = Command::Join {
         conn: conn(2),
         room: ROOM.into(),
-        joiner: Joiner {
-            identity: Arc::new(Identity {
-                public_id: "watcher".into(),
-                user: None,
-            }),
-            codec: CodecId(0),
-            traits: Traits::default(),
-            role: Role::User,
-            details: json!({}),
-            token_error: None,
-        },
+        joiner: joiner("watcher".into()),
     };
     e.handle(join, 0, &mut out);
     let watch = Command::Request {
