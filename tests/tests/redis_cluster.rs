@@ -47,6 +47,25 @@ fn two_nodes(cluster: &TestCluster) -> (SocketAddr, SocketAddr) {
     (cluster_node(cluster, |_| {}), cluster_node(cluster, |_| {}))
 }
 
+/// `c` adds `value` to the room's counter `x`, and it is done.
+fn add_to_counter(c: &mut Client, value: &str) {
+    let reply = c.call(
+        json!({"type":"counter","data":{"id":"x","value":value}}),
+        "add",
+    );
+    assert_eq!(reply["type"], "ok", "{reply}");
+}
+
+/// A newcomer on `addr` loads `room` and is shown counter `x` at `value`.
+fn newcomer_sees_counter(addr: SocketAddr, room: &str, value: f64) {
+    let (mut late, _) = Client::pact(addr, room);
+    late.send(json!({"type":"subscribe","data":"counter"}));
+    assert_eq!(
+        next_of(&mut late, "counter", 1)[0]["data"]["value"],
+        json!(value)
+    );
+}
+
 /// `on_b` chats `text`; both members see it as the room's event `seq`.
 fn chat_from_b_seen_by_both(on_a: &mut Client, on_b: &mut Client, text: &str, seq: u64) {
     on_b.send(json!({"type":"chat","data":text}));
@@ -247,11 +266,7 @@ fn a_room_whose_slot_moves_to_another_master_keeps_working() {
     let room = room_on(&cluster, 0, "moving");
     let mut on_a = member(a, &room, &["chat", "counter"]);
     let mut on_b = member(b, &room, &["chat", "counter"]);
-    let reply = on_a.call(
-        json!({"type":"counter","data":{"id":"x","value":"1.1"}}),
-        "n0",
-    );
-    assert_eq!(reply["type"], "ok", "{reply}");
+    add_to_counter(&mut on_a, "1.1");
     chat_from_b_seen_by_both(&mut on_a, &mut on_b, "before", 2);
 
     cluster.move_slot(slot(room.as_bytes()), 1);
@@ -263,12 +278,7 @@ fn a_room_whose_slot_moves_to_another_master_keeps_working() {
         assert_eq!(next_of(c, "counter", 1)[0]["data"]["value"], json!(3.3));
     }
     // A newcomer loads the room from its new master.
-    let (mut late, _) = Client::pact(b, &room);
-    late.send(json!({"type":"subscribe","data":"counter"}));
-    assert_eq!(
-        next_of(&mut late, "counter", 1)[0]["data"]["value"],
-        json!(3.3)
-    );
+    newcomer_sees_counter(b, &room, 3.3);
     wait_ready(a, true);
     wait_ready(b, true);
 }
@@ -281,11 +291,7 @@ fn commands_follow_ask_and_moved_while_a_slot_migrates() {
     let a = cluster_node(&cluster, |_| {});
     let room = room_on(&cluster, 2, "quiet");
     let (mut once, _) = Client::pact(a, &room);
-    let reply = once.call(
-        json!({"type":"counter","data":{"id":"x","value":"1.5"}}),
-        "n",
-    );
-    assert_eq!(reply["type"], "ok", "{reply}");
+    add_to_counter(&mut once, "1.5");
     once.ws.close(None).unwrap();
     wait_for_room(a, &room, |d| d["count"] == 0);
     let emit = |i: u32| {
@@ -315,12 +321,7 @@ fn commands_follow_ask_and_moved_while_a_slot_migrates() {
         (status, body),
         (200, json!({"history":[{"i":0},{"i":1},{"i":2}]}))
     );
-    let (mut late, _) = Client::pact(a, &room);
-    late.send(json!({"type":"subscribe","data":"counter"}));
-    assert_eq!(
-        next_of(&mut late, "counter", 1)[0]["data"]["value"],
-        json!(1.5)
-    );
+    newcomer_sees_counter(a, &room, 1.5);
     wait_ready(a, true);
 }
 
@@ -351,11 +352,7 @@ fn a_replica_that_takes_over_its_master_serves_its_rooms_on() {
     let room = room_on(&cluster, 1, "failover");
     let mut on_a = member(a, &room, &["chat", "counter"]);
     let mut on_b = member(b, &room, &["chat", "counter"]);
-    let reply = on_a.call(
-        json!({"type":"counter","data":{"id":"x","value":"1.5"}}),
-        "n",
-    );
-    assert_eq!(reply["type"], "ok", "{reply}");
+    add_to_counter(&mut on_a, "1.5");
     chat_from_b_seen_by_both(&mut on_a, &mut on_b, "before", 2);
 
     let replica = cluster.replica_of(1);
@@ -363,12 +360,7 @@ fn a_replica_that_takes_over_its_master_serves_its_rooms_on() {
     // The old master answers MOVED and drops the room's channel; the nodes follow the slot
     // to the new master, where the room's stream and state are (replicated).
     chat_from_b_seen_by_both(&mut on_a, &mut on_b, "after", 3);
-    let (mut late, _) = Client::pact(a, &room);
-    late.send(json!({"type":"subscribe","data":"counter"}));
-    assert_eq!(
-        next_of(&mut late, "counter", 1)[0]["data"]["value"],
-        json!(1.5)
-    );
+    newcomer_sees_counter(a, &room, 1.5);
     wait_ready(a, true);
     wait_ready(b, true);
 }
