@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{get_status, http_status, listening, Running};
+use common::{eventually, get_status, http_status, listening, until, Running};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -31,26 +31,22 @@ fn redis() -> (Running, u16, tempfile::TempDir) {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server runs (scripts/test.sh installs it)");
-    let start = Instant::now();
-    loop {
-        let pong = TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|mut s| {
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-                s.write_all(b"PING\r\n").ok()?;
-                let mut buf = [0u8; 7];
-                s.read_exact(&mut buf).ok()?;
-                Some(buf)
-            });
-        if pong == Some(*b"+PONG\r\n") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(
+        Duration::from_secs(10),
+        "redis-server did not start",
+        || {
+            let pong = TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                    s.write_all(b"PING\r\n").ok()?;
+                    let mut buf = [0u8; 7];
+                    s.read_exact(&mut buf).ok()?;
+                    Some(buf)
+                });
+            pong == Some(*b"+PONG\r\n")
+        },
+    );
     (Running(child), port, dir)
 }
 
@@ -78,14 +74,9 @@ fn node_with(redis_port: u16, extra: &[&str]) -> (Running, String) {
         .spawn()
         .unwrap();
     let (addr, _) = listening(&mut child);
-    let start = Instant::now();
-    while get_status(&addr, "/readyz") != 200 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the node never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(Duration::from_secs(10), "the node never got ready", || {
+        get_status(&addr, "/readyz") == 200
+    });
     (Running(child), addr)
 }
 
@@ -274,14 +265,9 @@ fn a_killed_nodes_connections_leave_the_directory_and_sends_find_the_user_elsewh
     let user_key = "rk:who:u:n::erin";
     let client_key = format!("rk:who:c:{erin1_id}");
     // The directory lists a's connections (fire and forget: wait until it has).
-    let start = Instant::now();
-    while cli(port, &["HLEN", user_key]) != ["2"] {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "erin never listed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(Duration::from_secs(10), "erin never listed", || {
+        cli(port, &["HLEN", user_key]) == ["2"]
+    });
     let fields = cli(port, &["HKEYS", user_key]);
     let a_node = fields[0].split_once(':').unwrap().0.to_owned();
     let a_index = format!("rk:node:{a_node}:who");
@@ -299,20 +285,13 @@ fn a_killed_nodes_connections_leave_the_directory_and_sends_find_the_user_elsewh
     let (mut erin_b, _) = jac_user(&b_addr, "n::erin");
     // Within the reap window, a's entries are gone: erin's key holds b's connection
     // only, erin's old client ids are unknown, a's own set of keys is gone; bob stays.
-    loop {
+    eventually(killed, Duration::from_secs(8), || {
         let fields = cli(port, &["HKEYS", user_key]);
         let gone = fields.len() == 1
             && !fields[0].starts_with(&a_node)
             && cli(port, &["EXISTS", &client_key, &a_index]) == ["0"];
-        if gone {
-            break;
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(8),
-            "a's directory entries stayed: {fields:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (!gone).then(|| format!("a's directory entries stayed: {fields:?}"))
+    });
     assert_eq!(cli(port, &["EXISTS", &format!("rk:who:c:{bob_id}")]), ["1"]);
     // A send to erin from c reaches her on b.
     assert_eq!(
@@ -337,37 +316,23 @@ fn a_stalled_node_taken_for_dead_lists_itself_again_when_it_resumes() {
     assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
     let (mut erin, _) = jac_user(&a_addr, "n::erin");
     let user_key = "rk:who:u:n::erin";
-    let start = Instant::now();
-    while cli(port, &["HLEN", user_key]) != ["1"] {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "erin never listed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(Duration::from_secs(10), "erin never listed", || {
+        cli(port, &["HLEN", user_key]) == ["1"]
+    });
 
-    common::signal(&a.0, "STOP"); // stalled, not dead: its sockets stay open
-                                  // The others take it for dead: its member leaves, its directory entries go.
+    // Stalled, not dead: its sockets stay open. The others take it for dead: its member
+    // leaves, its directory entries go.
+    common::signal(&a.0, "STOP");
     assert_eq!(next(&mut watcher, "presence:left")["data"]["count"], 1);
-    let start = Instant::now();
-    while cli(port, &["EXISTS", user_key]) != ["0"] {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "erin stayed listed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(Duration::from_secs(10), "erin stayed listed", || {
+        cli(port, &["EXISTS", user_key]) == ["0"]
+    });
     common::signal(&a.0, "CONT");
     // Back: it lists itself again, and its member is in the room again.
     assert_eq!(next(&mut watcher, "presence:joined")["data"]["count"], 2);
-    let start = Instant::now();
-    while cli(port, &["HLEN", user_key]) != ["1"] {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "erin never listed again"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(Duration::from_secs(10), "erin never listed again", || {
+        cli(port, &["HLEN", user_key]) == ["1"]
+    });
     assert_eq!(
         notify(&b_addr, r#"{"users":["n::erin"],"data":{"back":1}}"#),
         200
@@ -399,20 +364,12 @@ fn a_reaping_left_unfinished_is_taken_up_by_another_node() {
     // The dead node's entries go, the other node's stay; the live one is told; no
     // reaping is left.
     let flag = format!("rk:node:{alive}:reaped");
-    let start = Instant::now();
-    loop {
+    eventually(Instant::now(), Duration::from_secs(10), || {
         let fields = cli(port, &["HKEYS", user_key]);
         let done = fields == [format!("{other}:2")]
             && cli(port, &["EXISTS", &ghost_index]) == ["0"]
             && cli(port, &["EXISTS", &flag]) == ["1"]
             && cli(port, &["ZCARD", "rk:reaping"]) == ["0"];
-        if done {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "not taken up: {fields:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (!done).then(|| format!("not taken up: {fields:?}"))
+    });
 }

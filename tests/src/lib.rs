@@ -447,22 +447,41 @@ pub fn read_some(stream: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Re
     }
 }
 
+/// Polls every `every` until `poll` gives `Ok`, failing with the last `Err` it gave once
+/// `within` has passed.
+pub fn eventually<T>(
+    within: Duration,
+    every: Duration,
+    mut poll: impl FnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match poll() {
+            Ok(done) => return done,
+            Err(why) => assert!(start.elapsed() < within, "{why}"),
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// [`eventually`] for a condition that says no more than `what` when it fails.
+pub fn until(within: Duration, every: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    eventually(within, every, || {
+        done().then_some(()).ok_or_else(|| what.to_owned())
+    });
+}
+
 /// Polls `GET /api/rooms/room` until `check` accepts the details or the wait runs out.
 pub fn wait_for_room(addr: SocketAddr, room: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(WAIT, Duration::from_millis(20), || {
         let (status, body) = http_get(addr, &format!("/api/rooms/{room}"));
         assert_eq!(status, 200);
         let details: Value = serde_json::from_str(&body).unwrap();
-        if check(&details) {
-            return details;
+        match check(&details) {
+            true => Ok(details),
+            false => Err(format!("room never reached the state: {details}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "room never reached the state: {details}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 /// The value of the unlabelled metric `name` (a counter or gauge) in `GET /metrics`.

@@ -5,6 +5,7 @@
 //! `--appendonly no`, a temporary `--dir`) and is killed when dropped; it can be stopped and
 //! started again on the same port to test outages.
 
+use crate::{eventually, until};
 use rookery::config::EngineChoice;
 use rookery::Config;
 use std::io::{Read, Write};
@@ -135,14 +136,10 @@ impl TestRedis {
                 "redis-server runs (scripts/test.sh installs it: apt-get install redis-server)",
             );
         self.child = Some(child);
-        let start = Instant::now();
-        while !self.answers() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (within, every) = (Duration::from_secs(10), Duration::from_millis(20));
+        until(within, every, "redis-server did not start", || {
+            self.answers()
+        });
     }
 
     /// Whether the server is up: it answers `PING` (or says it wants a password); a TLS
@@ -201,11 +198,8 @@ impl TestRedis {
     /// Waits until the inline command `line` answers `reply` (raw, e.g. `":3\r\n"`),
     /// failing after 10 s with `what`.
     pub fn wait_for(&self, line: &str, reply: &str, what: &str) {
-        let start = Instant::now();
-        while self.command(line) != reply {
-            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let (within, every) = (Duration::from_secs(10), Duration::from_millis(10));
+        until(within, every, what, || self.command(line) == reply);
     }
 
     /// Sends an inline command; returns the raw reply's first read ("" if unreachable).
@@ -256,17 +250,13 @@ pub fn node(redis: &TestRedis) -> SocketAddr {
 /// Waits until `/readyz` answers 200 (`ready`) or 503 (not), failing after 10 s.
 pub fn wait_ready(addr: SocketAddr, ready: bool) -> Duration {
     let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), Duration::from_millis(10), || {
         let (status, _) = crate::http_get(addr, "/readyz");
-        if (status == 200) == ready {
-            return start.elapsed();
+        match (status == 200) == ready {
+            true => Ok(start.elapsed()),
+            false => Err(format!("/readyz stayed {status}")),
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "/readyz stayed {status}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    })
 }
 
 /// A Redis Cluster of three masters (no replicas) on loopback ports, each in a temporary
@@ -331,18 +321,13 @@ impl TestCluster {
         );
         // Every master knows every slot's owner.
         for &port in &cluster.ports {
-            let start = Instant::now();
-            loop {
+            eventually(Duration::from_secs(20), Duration::from_millis(50), || {
                 let info = cluster.cli(port, &["CLUSTER", "INFO"]);
-                if info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384") {
-                    break;
+                match info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384") {
+                    true => Ok(()),
+                    false => Err(format!("the cluster did not settle: {info}")),
                 }
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "the cluster did not settle: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            });
         }
         cluster
     }
@@ -351,8 +336,7 @@ impl TestCluster {
     pub fn replica_of(&self, master: usize) -> usize {
         let port = self.ports[master];
         let id = self.cli(port, &["CLUSTER", "MYID"]);
-        let start = Instant::now();
-        loop {
+        eventually(Duration::from_secs(20), Duration::from_millis(50), || {
             let replicas = self.cli(port, &["CLUSTER", "REPLICAS", &id]);
             // `<id> <ip>:<port>@<bus> slave <master id> …`
             let found = replicas.lines().find_map(|line| {
@@ -363,15 +347,13 @@ impl TestCluster {
             if let Some(replica) = found {
                 let info = self.cli(self.ports[replica], &["INFO", "replication"]);
                 if info.contains("master_link_status:up") {
-                    return replica;
+                    return Ok(replica);
                 }
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
+            Err(format!(
                 "master {master} has no replica in sync: {replicas}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            ))
+        })
     }
 
     /// Makes replica `replica` take over its master (`CLUSTER FAILOVER`: the master stops
@@ -381,22 +363,14 @@ impl TestCluster {
         let port = self.ports[replica];
         assert_eq!(self.cli(port, &["CLUSTER", "FAILOVER"]), "OK");
         let id = self.cli(port, &["CLUSTER", "MYID"]);
-        let start = Instant::now();
-        loop {
-            let seen = self.ports.iter().all(|&p| {
+        let (within, every) = (Duration::from_secs(20), Duration::from_millis(50));
+        until(within, every, "the failover did not happen", || {
+            self.ports.iter().all(|&p| {
                 self.cli(p, &["CLUSTER", "NODES"])
                     .lines()
                     .any(|l| l.starts_with(&id) && l.contains("master"))
-            });
-            if seen {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "the failover did not happen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            })
+        });
     }
 
     /// Starts master `i` (again, after [`TestCluster::stop`]: on the same port, with the
@@ -417,14 +391,9 @@ impl TestCluster {
                 "redis-server runs (scripts/test.sh installs it: apt-get install redis-server)",
             );
         self.children[i] = Some(child);
-        let start = Instant::now();
-        while self.cli(port, &["PING"]) != "PONG" {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server on {port} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (within, every) = (Duration::from_secs(10), Duration::from_millis(20));
+        let what = format!("redis-server on {port} did not start");
+        until(within, every, &what, || self.cli(port, &["PING"]) == "PONG");
     }
 
     /// Kills master `i`.
@@ -528,15 +497,12 @@ impl TestCluster {
         }
         let other = self.ports[3 - from - to];
         self.cli(other, &["CLUSTER", "SETSLOT", &s, "NODE", &dst_id]);
-        let start = Instant::now();
-        while self
-            .ports
-            .iter()
-            .any(|&p| self.master_seen_by(p, slot) != to)
-        {
-            assert!(start.elapsed() < Duration::from_secs(10), "slot not moved");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (within, every) = (Duration::from_secs(10), Duration::from_millis(20));
+        until(within, every, "slot not moved", || {
+            self.ports
+                .iter()
+                .all(|&p| self.master_seen_by(p, slot) == to)
+        });
     }
 }
 

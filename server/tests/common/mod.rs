@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A started server, killed (and reaped) when the test ends.
 pub struct Running(pub Child);
@@ -91,4 +91,20 @@ pub fn get_status(addr: &str, path: &str) -> u16 {
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
     )
+}
+
+/// Checks every 20 ms until `pending` answers `None`, failing with the last reason it gave
+/// once `within` has passed since `since` (a kill, say, or now).
+pub fn eventually(since: Instant, within: Duration, mut pending: impl FnMut() -> Option<String>) {
+    while let Some(why) = pending() {
+        assert!(since.elapsed() < within, "{why}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`eventually`] from now, for a condition that says no more than `what` when it fails.
+pub fn until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    eventually(Instant::now(), within, || {
+        (!done()).then(|| what.to_owned())
+    });
 }
