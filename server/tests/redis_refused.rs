@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{get_status, lines_of, listening, Running};
+use common::{get_status, lines_of, listening, until, Running};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A `redis-server` on a free loopback port with `args`, killed on drop; answers once it
 /// accepts connections.
@@ -35,14 +35,11 @@ fn redis(args: &[&str], tls: bool) -> (Running, u16, tempfile::TempDir) {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server runs (scripts/test.sh installs it)");
-    let start = Instant::now();
-    while TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(
+        Duration::from_secs(10),
+        "redis-server did not start",
+        || TcpStream::connect(format!("127.0.0.1:{port}")).is_ok(),
+    );
     (Running(child), port.parse().unwrap(), dir)
 }
 
@@ -125,14 +122,9 @@ fn a_wrong_password_is_one_log_line_without_it_and_readyz_503() {
     assert_eq!(get_status(&addr, "/readyz"), 503);
     // Two cores, two connections each, retrying with backoff: still the one line, after
     // Redis refused a dozen tries (its ACL log counts them).
-    let start = Instant::now();
-    while refused_auths(port) < 12 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the node stopped trying"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(Duration::from_secs(30), "the node stopped trying", || {
+        refused_auths(port) >= 12
+    });
     assert_eq!(get_status(&addr, "/readyz"), 503);
     let mut all = seen.clone();
     all.extend(lines.try_iter());
@@ -167,23 +159,32 @@ fn self_signed(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// A Redis on TLS only, with `cert` and `key`; with `ca`, it trusts `cert` for client
+/// certificates, which it demands with `auth_clients`.
+fn tls_redis(
+    cert: &Path,
+    key: &Path,
+    ca: bool,
+    auth_clients: bool,
+) -> (Running, u16, tempfile::TempDir) {
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut args = vec!["--tls-cert-file", cert, "--tls-key-file", key];
+    if ca {
+        args.extend(["--tls-ca-cert-file", cert]);
+    }
+    args.extend([
+        "--tls-auth-clients",
+        if auth_clients { "yes" } else { "no" },
+    ]);
+    redis(&args, true)
+}
+
 #[test]
 fn a_certificate_the_node_does_not_trust_is_refused_and_readyz_503() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "redis", &["localhost", "127.0.0.1"]);
     let (other, _) = self_signed(dir.path(), "other", &["localhost", "127.0.0.1"]);
-    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let tls = [
-        "--tls-cert-file",
-        cert_s,
-        "--tls-key-file",
-        key_s,
-        "--tls-ca-cert-file",
-        cert_s,
-        "--tls-auth-clients",
-        "no",
-    ];
-    let (_redis, port, _rdir) = redis(&tls, true);
+    let (_redis, port, _rdir) = tls_redis(&cert, &key, true, false);
     let (_node, addr, lines) = node(&format!("rediss://127.0.0.1:{port}"), Some(&other));
     let line = lines_until(&lines, "TLS:").pop().unwrap();
     assert!(line.contains("certificate"), "{line}");
@@ -194,18 +195,7 @@ fn a_certificate_the_node_does_not_trust_is_refused_and_readyz_503() {
 fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "redis", &["localhost", "127.0.0.1"]);
-    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let tls = [
-        "--tls-cert-file",
-        cert_s,
-        "--tls-key-file",
-        key_s,
-        "--tls-ca-cert-file",
-        cert_s,
-        "--tls-auth-clients",
-        "yes",
-    ];
-    let (_redis, port, _rdir) = redis(&tls, true);
+    let (_redis, port, _rdir) = tls_redis(&cert, &key, true, true);
     let (_node, addr, lines) = node(&format!("rediss://127.0.0.1:{port}"), Some(&cert));
     let line = lines_until(&lines, "TLS:").pop().unwrap();
     assert!(line.contains("refused this node"), "{line}");
@@ -216,16 +206,7 @@ fn a_redis_that_asks_for_a_client_certificate_refuses_a_node_without_one() {
 fn plain_redis_to_a_tls_port_says_to_use_rediss() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "redis", &["127.0.0.1"]);
-    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let tls = [
-        "--tls-cert-file",
-        cert_s,
-        "--tls-key-file",
-        key_s,
-        "--tls-auth-clients",
-        "no",
-    ];
-    let (_redis, port, _rdir) = redis(&tls, true);
+    let (_redis, port, _rdir) = tls_redis(&cert, &key, false, false);
     let (_node, addr, lines) = node(&format!("redis://127.0.0.1:{port}"), None);
     let line = lines_until(&lines, "refused this node").pop().unwrap();
     assert!(line.contains("then rediss://"), "{line}");
