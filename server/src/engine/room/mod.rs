@@ -135,6 +135,12 @@ impl Room {
         self.members.is_empty()
     }
 
+    /// Members on every node, as this node knows them: its own at once, the others' as
+    /// their diffs arrive (what its presence snapshots and diffs count).
+    fn member_count(&self) -> usize {
+        self.members.len() + self.others.len()
+    }
+
     /// The room's current stream position.
     pub fn position(&self) -> Position {
         Position {
@@ -269,7 +275,7 @@ impl Room {
             let event = RoomEvent::Presence {
                 change,
                 member: member.clone(),
-                count: self.members.len() + self.others.len(),
+                count: self.member_count(),
             };
             let op = Op::Presence {
                 change,
@@ -391,7 +397,7 @@ impl Room {
                 // Redis counted in its order of joins, which can lag this node's own
                 // members (they count here at once): watchers got this node's view in
                 // their snapshot, so the diff carries the same view's count.
-                *count = self.members.len() + self.others.len();
+                *count = self.member_count();
             }
             let mut audience = self.audience(&published.scope);
             for (conn, codec) in context.observers {
@@ -628,7 +634,7 @@ impl Room {
         let here = self.members.values().map(MemberState::public);
         PresenceSnapshot {
             members: here.chain(self.others.values().cloned()).collect(),
-            count: self.members.len() + self.others.len(),
+            count: self.member_count(),
         }
     }
 
