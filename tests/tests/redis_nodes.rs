@@ -309,6 +309,38 @@ fn many_publishers_on_three_nodes_are_seen_in_one_order() {
     }
 }
 
+/// A member's burst (messages that reach the server in one write, handled in one turn) is
+/// sequenced in fewer script calls than events — a run of one room's events is one call
+/// and one publication — and still reaches members on both nodes whole and in order.
+#[test]
+fn a_burst_is_sequenced_in_runs_and_seen_in_order_on_every_node() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut readers = [member(a, "burst", &["chat"]), member(b, "burst", &["chat"])];
+    let mut writer = member(a, "burst", &[]);
+    const BURST: usize = 60;
+    let burst: Vec<Value> = (0..BURST)
+        .map(|i| json!({"type":"chat","data":format!("m{i}")}))
+        .collect();
+    writer.send_all(&burst);
+    for reader in &mut readers {
+        for i in 0..BURST {
+            let m = reader.recv_type("chat");
+            assert_eq!(m["seq"], json!(i + 1), "no gap, no repeat: {m}");
+            assert_eq!(m["data"]["message"], format!("m{i}"));
+        }
+    }
+    let events = metric(a, "rookery_redis_proposed_events_total");
+    let calls = metric(a, "rookery_redis_sequencer_calls_total");
+    assert_eq!(events, BURST as u64);
+    assert!(calls < events, "{calls} calls for {events} events");
+    // What follows is sequenced after the burst, wherever it is proposed.
+    readers[1].send(json!({"type":"chat","data":"after"}));
+    for reader in &mut readers {
+        assert_eq!(reader.recv_type("chat")["seq"], json!(BURST + 1));
+    }
+}
+
 #[test]
 fn presence_spans_the_nodes_and_ephemeral_votes_go_with_their_voter() {
     let redis = TestRedis::start();

@@ -201,6 +201,51 @@ fn the_sequencer_numbers_keeps_and_compares_exactly() {
 /// The script's decimal addition against rust_decimal's (what a node alone computes), on
 /// values of every sign, scale and length up to 28 digits: the same text, or a refusal
 /// (`conflict`, so the node adds itself) where the sum needs more than 28 digits.
+/// Op `events`: several plain events in one call get the next seqs, in order, each its own
+/// entry in the room's stream, exactly as if proposed one by one.
+#[test]
+fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
+    let redis = TestRedis::start();
+    run(async move {
+        let client = connected(redis.addr).await;
+        let one = sequence(&client, "r", &["a", "event"]).await;
+        assert_eq!(resp::text(&one[2]), Some("1"));
+        let run = sequence(&client, "r", &["", "events", "b", "c d", "e"]).await;
+        assert_eq!(resp::text(&run[0]), Some("ok"));
+        assert_eq!(resp::text(&run[1]), Some("fresh"));
+        assert_eq!(resp::text(&run[2]), Some("4"), "the last event's seq");
+        let after = sequence(&client, "r", &["f", "event"]).await;
+        assert_eq!(resp::text(&after[2]), Some("5"));
+        let log = client
+            .call(&["XRANGE", &super::wire::key("r", "log"), "-", "+"])
+            .await
+            .unwrap();
+        let Frame::Array(entries) = log else { panic!() };
+        let entries: Vec<(String, String)> = entries
+            .iter()
+            .map(|entry| {
+                let Frame::Array(entry) = entry else { panic!() };
+                let Frame::Array(fields) = &entry[1] else {
+                    panic!()
+                };
+                (
+                    resp::text(&entry[0]).unwrap().to_owned(),
+                    resp::text(&fields[1]).unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("1-0", "fresh 1 a"),
+            ("2-0", "fresh 2 b"),
+            ("3-0", "fresh 3 c d"),
+            ("4-0", "fresh 4 e"),
+            ("5-0", "fresh 5 f"),
+        ]
+        .map(|(id, m)| (id.to_owned(), m.to_owned()));
+        assert_eq!(entries, expected);
+    });
+}
+
 #[test]
 fn the_scripts_decimal_sums_are_rust_decimals() {
     use rust_decimal::Decimal;

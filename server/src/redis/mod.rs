@@ -37,6 +37,7 @@ pub use connect::{connect, Link, TlsFiles};
 pub use stats::Stats;
 
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A node's place among the nodes sharing Redis (`--engine redis`).
@@ -116,6 +117,24 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
         "gauge",
         "Redis commands written and not answered yet.",
         cores.iter().map(|s| s.total(|s| &s.pending, false)).sum(),
+    );
+    metric(
+        "rookery_redis_proposed_events_total",
+        "counter",
+        "Events proposed to the sequencer script (chat, broadcasts, emits, config, counters, votes).",
+        cores
+            .iter()
+            .map(|s| s.events_proposed.load(Ordering::Relaxed))
+            .sum(),
+    );
+    metric(
+        "rookery_redis_sequencer_calls_total",
+        "counter",
+        "Sequencer script calls that carried them (a run of one room's events is one call).",
+        cores
+            .iter()
+            .map(|s| s.sequencer_calls.load(Ordering::Relaxed))
+            .sum(),
     );
     metric(
         "rookery_redis_up",

@@ -7,17 +7,25 @@ pub use redis_protocol::resp2::types::OwnedFrame as Frame;
 
 /// Appends `args` to `out` as one command (a RESP array of bulk strings).
 pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    // Room for all of it at once: a sequencer call is a dozen arguments, some long.
+    out.reserve(16 + args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>());
     out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
+    push_decimal(out, args.len());
     out.extend_from_slice(b"\r\n");
     for arg in args {
         let arg = arg.as_ref();
         out.push(b'$');
-        out.extend_from_slice(arg.len().to_string().as_bytes());
+        push_decimal(out, arg.len());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// `n` in decimal, without a `String` for it.
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    use std::io::Write;
+    write!(out, "{n}").expect("a Vec takes every write");
 }
 
 /// One command, encoded.

@@ -25,8 +25,14 @@
 /// alone computes with) would round, is answered `{"conflict", current}`: the node adds
 /// with `rust_decimal` and proposes a compare-and-set of the value it expects.
 ///
-/// Answers `{"ok", epoch, seq}`, `{"conflict", current}` (for a counter, above) or
-/// `{"same"}` (a vote that changes nothing: no event).
+/// Op `events` sequences several plain events of the room at once, in order (ARGV 4 is
+/// unused; ARGV 6… are their bodies): one call, one `INCRBY`, each event's `XADD` as for
+/// one, and one `SPUBLISH` of their messages joined by newlines (`wire::messages` splits
+/// them; a body is compact JSON, which has none) — what a node proposes in one turn costs
+/// Redis one script run and one publication, and every node one push.
+///
+/// Answers `{"ok", epoch, seq}` (the last event's), `{"conflict", current}` (for a counter,
+/// above) or `{"same"}` (a vote that changes nothing: no event).
 pub const SEQUENCE: &str = r#"
 -- "-12.50" → negative?, integer digits, decimals; nil if it is not a plain decimal.
 local function dec_parts(s)
@@ -95,6 +101,18 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch)
 end
 local op = ARGV[5]
+if op == 'events' then
+  local count = #ARGV - 5
+  local last = redis.call('INCRBY', KEYS[2], count)
+  local messages = {}
+  for i = 1, count do
+    local message = epoch .. ' ' .. (last - count + i) .. ' ' .. ARGV[5 + i]
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (last - count + i) .. '-0', 'm', message)
+    messages[i] = message
+  end
+  redis.call('SPUBLISH', ARGV[1], table.concat(messages, '\n'))
+  return {'ok', epoch, tostring(last)}
+end
 local body = ARGV[4]
 if op == 'config' then
   redis.call('HSET', KEYS[4], 'config', ARGV[6])

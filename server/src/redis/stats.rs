@@ -24,6 +24,10 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     /// Commands written and not answered yet.
     pub pending: AtomicU64,
+    /// Events this core proposed to the sequencer script, and the script calls that
+    /// carried them (fewer under load: a run of one room's events is one call).
+    pub events_proposed: AtomicU64,
+    pub sequencer_calls: AtomicU64,
     /// Cluster only: the links to the masters that serve slots (replaced when the slot
     /// map changes). Empty against a standalone Redis.
     pub links: RwLock<Vec<Arc<Stats>>>,

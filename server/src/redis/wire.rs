@@ -10,6 +10,7 @@
 
 use crate::engine::{Position, RoomEvent, Scope, Sequenced};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub fn key(room: &str, part: &str) -> String {
@@ -37,10 +38,12 @@ pub fn poll_member(ephemeral: bool, id: &str) -> String {
     format!("{}:{id}", if ephemeral { 'e' } else { 'd' })
 }
 
+/// A message's body. The proposing node serializes one that borrows its proposal's event
+/// and scope (no copy per event); one decoded from Redis owns them.
 #[derive(Serialize, Deserialize)]
-pub struct Body {
+pub struct Body<'a> {
     #[serde(rename = "s")]
-    pub scope: Scope,
+    pub scope: Cow<'a, Scope>,
     #[serde(rename = "t")]
     pub at_ms: u64,
     /// Which node (and which of its proposals) made it: that node releases the replies
@@ -51,7 +54,7 @@ pub struct Body {
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(rename = "e")]
-    pub event: RoomEvent,
+    pub event: Cow<'a, RoomEvent>,
 }
 
 /// A body as text; for a poll event, split where the script puts the stats
@@ -59,7 +62,7 @@ pub struct Body {
 /// script computes (`prefix + value + suffix`, inside the value's quotes).
 pub fn encode_body(body: &Body) -> (String, Option<String>) {
     let text = serde_json::to_string(body).expect("bodies serialize");
-    match &body.event {
+    match &*body.event {
         RoomEvent::Counter { value, .. } => split_last(&text, "\"value\":\"", &value.to_string()),
         RoomEvent::Poll { .. } => split_last(&text, "\"stats\":", "{}"),
         _ => (text, None),
@@ -84,7 +87,7 @@ fn split_last(text: &str, before: &str, cut: &str) -> (String, Option<String>) {
 /// presence diff, which has no position.
 pub struct Message {
     pub position: Option<Position>,
-    pub body: Body,
+    pub body: Body<'static>,
 }
 
 impl Message {
@@ -98,10 +101,17 @@ impl Message {
         } = self.body;
         let sequenced = Sequenced {
             position: self.position,
-            event,
+            event: event.into_owned(),
         };
-        (sequenced, scope, origin, at_ms)
+        (sequenced, scope.into_owned(), origin, at_ms)
     }
+}
+
+/// The messages of one publication on a room's channel: one, or (the sequencer's op
+/// `events`) several joined by newlines. A body never holds a newline: it is compact JSON,
+/// whose strings escape theirs.
+pub fn messages(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    payload.split(|b| *b == b'\n')
 }
 
 pub fn decode(message: &[u8]) -> Result<Message, String> {
@@ -136,17 +146,17 @@ mod tests {
     #[test]
     fn a_message_round_trips() {
         let body = Body {
-            scope: Scope::Topic {
+            scope: Cow::Owned(Scope::Topic {
                 kind: Cow::Borrowed("chat"),
                 id: None,
-            },
+            }),
             at_ms: 5,
             origin: (7, 9),
             key: None,
-            event: RoomEvent::Broadcast {
+            event: Cow::Owned(RoomEvent::Broadcast {
                 kind: "k".into(),
                 data: json!({"x": "a b"}),
-            },
+            }),
         };
         let (text, rest) = encode_body(&body);
         assert!(rest.is_none());
@@ -154,27 +164,53 @@ mod tests {
         let position = message.position.unwrap();
         assert_eq!((&*position.epoch, position.seq), ("ep", 42));
         assert_eq!(message.body.origin, (7, 9));
-        assert_eq!(message.body.event, body.event);
+        assert_eq!(*message.body.event, *body.event);
         assert!(decode(b"ep x {}").is_err());
         assert!(decode(b"ep 1").is_err());
     }
 
     #[test]
-    fn a_counter_body_splits_where_the_value_goes_whatever_its_id() {
-        let body = Body {
-            scope: Scope::Room,
+    fn a_publication_of_several_events_splits_into_their_messages() {
+        let body = |text: &str| Body {
+            scope: Cow::Owned(Scope::Room),
             at_ms: 1,
             origin: (1, 1),
             key: None,
-            event: RoomEvent::Counter {
+            event: Cow::Owned(RoomEvent::Broadcast {
+                kind: "k\nk".into(),
+                data: json!({"line\nbreak": text}),
+            }),
+        };
+        let (first, _) = encode_body(&body("a\nb"));
+        let (second, _) = encode_body(&body("\n"));
+        assert!(!first.contains('\n') && !second.contains('\n'), "{first}");
+        let payload = format!("ep 1 {first}\nep 2 {second}");
+        let decoded: Vec<Message> = messages(payload.as_bytes())
+            .map(|m| decode(m).unwrap())
+            .collect();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[1].position.as_ref().unwrap().seq, 2);
+        assert_eq!(*decoded[0].body.event, *body("a\nb").event);
+        assert_eq!(*decoded[1].body.event, *body("\n").event);
+        assert_eq!(messages(b"ep 3 {}").count(), 1);
+    }
+
+    #[test]
+    fn a_counter_body_splits_where_the_value_goes_whatever_its_id() {
+        let body = Body {
+            scope: Cow::Owned(Scope::Room),
+            at_ms: 1,
+            origin: (1, 1),
+            key: None,
+            event: Cow::Owned(RoomEvent::Counter {
                 id: "\"value\":\"7\"".into(),
                 value: "7".parse().unwrap(),
-            },
+            }),
         };
         let (prefix, suffix) = encode_body(&body);
         let text = format!("{prefix}-0.30000000000000000001{}", suffix.unwrap());
         let message = decode(format!("e 1 {text}").as_bytes()).unwrap();
-        match message.body.event {
+        match message.body.event.into_owned() {
             RoomEvent::Counter { id, value } => {
                 assert_eq!(id, "\"value\":\"7\"");
                 assert_eq!(value.to_string(), "-0.30000000000000000001");
@@ -186,20 +222,20 @@ mod tests {
     #[test]
     fn a_poll_body_splits_where_the_stats_go_whatever_its_id() {
         let body = Body {
-            scope: Scope::Room,
+            scope: Cow::Owned(Scope::Room),
             at_ms: 1,
             origin: (1, 1),
             key: None,
-            event: RoomEvent::Poll {
+            event: Cow::Owned(RoomEvent::Poll {
                 kind: PollKind::Durable,
                 id: "\"stats\":{}".into(),
                 stats: Default::default(),
-            },
+            }),
         };
         let (prefix, suffix) = encode_body(&body);
         let text = format!("{prefix}{}{}", r#"{"yes":2}"#, suffix.unwrap());
         let message = decode(format!("e 1 {text}").as_bytes()).unwrap();
-        match message.body.event {
+        match message.body.event.into_owned() {
             RoomEvent::Poll { id, stats, .. } => {
                 assert_eq!(id, "\"stats\":{}");
                 assert_eq!(stats.get("yes"), Some(&2));

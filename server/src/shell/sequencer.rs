@@ -26,9 +26,11 @@ use crate::redis::wire::{self, channel, key};
 use crate::redis::{scripts, Redis, RedisError, Stats};
 use ahash::AHashMap;
 use rust_decimal::Decimal;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::str::FromStr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -281,12 +283,7 @@ impl Sequencer {
             });
             return;
         }
-        let n = self.next.get() + 1;
-        self.next.set(n);
-        let replies = std::mem::take(&mut proposal.replies);
-        if !replies.is_empty() {
-            self.pending.borrow_mut().insert(n, replies);
-        }
+        let n = self.number(&mut proposal);
         let (script, (keys, args)) = match &proposal.op {
             Op::Presence { change, .. } => {
                 if *change == PresenceChange::Joined {
@@ -299,19 +296,7 @@ impl Sequencer {
         let queued = self.queue_script(script, &keys, &args);
         let this = self.clone();
         monoio::spawn(async move {
-            let mut answer = match one(queued.wait().await) {
-                Ok(Frame::Error(e)) if e.starts_with("NOSCRIPT") => {
-                    this.shas.borrow_mut()[script as usize] = None;
-                    this.script(script, &keys, &args).await
-                }
-                Ok(frame) => {
-                    if this.shas.borrow()[script as usize].is_none() {
-                        this.learn_sha(script);
-                    }
-                    frame.into_result()
-                }
-                Err(e) => Err(e),
-            };
+            let mut answer = this.answer(script, queued, &keys, &args).await;
             let mut attempts = 0;
             // A counter sum the script would not make exactly (beyond 28 digits), or one
             // moved since: add to what is there with rust_decimal and compare-and-set.
@@ -334,6 +319,90 @@ impl Sequencer {
             }
             this.settle(n, proposal, answer).await;
         });
+    }
+
+    /// Hands a turn's proposals to the sequencer script, in order: each run of plain events
+    /// of one room (a publisher's backlog read at once, say) goes as one call, which Redis
+    /// sequences as it would each alone (op `events`) for one script run instead of many.
+    pub fn propose_all(self: &Rc<Self>, proposals: impl IntoIterator<Item = Proposal>) {
+        for mut call in calls(proposals) {
+            if !matches!(call[0].op, Op::Presence { .. } | Op::Ack { .. }) {
+                let events = call.len() as u64;
+                self.stats.events_proposed.fetch_add(events, Relaxed);
+                self.stats.sequencer_calls.fetch_add(1, Relaxed);
+            }
+            if call.len() == 1 {
+                self.propose(call.pop().expect("one"));
+            } else {
+                self.propose_events(call);
+            }
+        }
+    }
+
+    /// Proposes plain events of one room with one script call.
+    fn propose_events(self: &Rc<Self>, run: Vec<Proposal>) {
+        let room = run[0].room.clone();
+        let mut args = Vec::with_capacity(5 + run.len());
+        args.extend([
+            channel(&room),
+            new_epoch(),
+            self.history_size.to_string(),
+            String::new(),
+            "events".to_owned(),
+        ]);
+        let numbered: Vec<(u64, Proposal)> = run
+            .into_iter()
+            .map(|mut proposal| {
+                let n = self.number(&mut proposal);
+                args.push(self.body(&proposal, n).0);
+                (n, proposal)
+            })
+            .collect();
+        let keys = sequence_keys(&room, None);
+        let queued = self.queue_script(Script::Sequence, &keys, &args);
+        let this = self.clone();
+        monoio::spawn(async move {
+            let answer = this.answer(Script::Sequence, queued, &keys, &args).await;
+            for (n, proposal) in numbered {
+                this.settle(n, proposal, answer.clone()).await;
+            }
+        });
+    }
+
+    /// A proposal's number among this node's (what its event comes back carrying); its
+    /// replies wait under it.
+    fn number(&self, proposal: &mut Proposal) -> u64 {
+        let n = self.next.get() + 1;
+        self.next.set(n);
+        let replies = std::mem::take(&mut proposal.replies);
+        if !replies.is_empty() {
+            self.pending.borrow_mut().insert(n, replies);
+        }
+        n
+    }
+
+    /// The answer to a queued script call: sent again with `EVAL` if Redis lost the
+    /// script (and its SHA1 learnt again), learning the SHA1 if it was not known yet.
+    async fn answer(
+        self: &Rc<Self>,
+        script: Script,
+        queued: crate::redis::cluster::Queued,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Frame, RedisError> {
+        match one(queued.wait().await) {
+            Ok(Frame::Error(e)) if e.starts_with("NOSCRIPT") => {
+                self.shas.borrow_mut()[script as usize] = None;
+                self.script(script, keys, args).await
+            }
+            Ok(frame) => {
+                if self.shas.borrow()[script as usize].is_none() {
+                    self.learn_sha(script);
+                }
+                frame.into_result()
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Recomputes a counter proposal from the value Redis holds: `counter overflow` when
@@ -501,30 +570,12 @@ impl Sequencer {
     /// the counter still holds the value it expected.
     fn sequence_call(&self, proposal: &Proposal, n: u64, cas: bool) -> (Vec<String>, Vec<String>) {
         let room = &proposal.room;
-        let body = wire::Body {
-            scope: proposal.scope.clone(),
-            at_ms: proposal.at_ms,
-            origin: (self.node_id, n),
-            key: None,
-            event: proposal.event.clone(),
-        };
-        let (body, suffix) = wire::encode_body(&body);
+        let (body, suffix) = self.body(proposal, n);
         let poll = match &proposal.op {
             Op::Vote { kind, poll, .. } => wire::poll_member(*kind == PollKind::Ephemeral, poll),
             _ => String::new(),
         };
-        let keys = vec![
-            key(room, "epoch"),
-            key(room, "seq"),
-            key(room, "log"),
-            key(room, "state"),
-            if poll.is_empty() {
-                key(room, "state")
-            } else {
-                wire::poll_key(room, &poll)
-            },
-            key(room, "polls"),
-        ];
+        let keys = sequence_keys(room, (!poll.is_empty()).then_some(poll.as_str()));
         let mut args = vec![
             channel(room),
             new_epoch(),
@@ -565,6 +616,18 @@ impl Sequencer {
             Op::Presence { .. } | Op::Ack { .. } => unreachable!("not the sequencer script's"),
         }
         (keys, args)
+    }
+
+    /// The body of proposal `n` as the script takes it (split where the script puts a
+    /// counter's value or a poll's stats: [`wire::encode_body`]).
+    fn body(&self, proposal: &Proposal, n: u64) -> (String, Option<String>) {
+        wire::encode_body(&wire::Body {
+            scope: Cow::Borrowed(&proposal.scope),
+            at_ms: proposal.at_ms,
+            origin: (self.node_id, n),
+            key: None,
+            event: Cow::Borrowed(&proposal.event),
+        })
     }
 
     /// A room's state from Redis; with `subscribe`, the room's channel is subscribed
@@ -737,9 +800,7 @@ pub fn carry_out(
     out: &mut Outbox,
     details: &mut Vec<(String, flume::Sender<String>)>,
 ) {
-    for proposal in out.proposals.drain(..) {
-        sequencer.propose(proposal);
-    }
+    sequencer.propose_all(out.proposals.drain(..));
     for room in out.idle.drain(..) {
         sequencer.idle(&room);
     }
@@ -780,6 +841,43 @@ pub fn carry_out(
     }
 }
 
+/// The sequencer script's keys for `room` (KEYS 5 is the poll's votes hash for a vote).
+fn sequence_keys(room: &str, poll: Option<&str>) -> Vec<String> {
+    vec![
+        key(room, "epoch"),
+        key(room, "seq"),
+        key(room, "log"),
+        key(room, "state"),
+        match poll {
+            Some(poll) => wire::poll_key(room, poll),
+            None => key(room, "state"),
+        },
+        key(room, "polls"),
+    ]
+}
+
+/// The most events one script call sequences: a backlog goes as several calls, so that
+/// no call holds Redis (single-threaded) for long.
+const MAX_RUN: usize = 32;
+
+/// The script calls for a turn's proposals, in their order: each run of plain events of
+/// one room (up to [`MAX_RUN`]) is one call, anything else a call of its own.
+fn calls(proposals: impl IntoIterator<Item = Proposal>) -> Vec<Vec<Proposal>> {
+    let mut calls: Vec<Vec<Proposal>> = Vec::new();
+    let mut open = false; // whether the last call is a run that may take more
+    for proposal in proposals {
+        let event = matches!(proposal.op, Op::Event);
+        match calls.last_mut() {
+            Some(run) if open && event && run[0].room == proposal.room && run.len() < MAX_RUN => {
+                run.push(proposal)
+            }
+            _ => calls.push(vec![proposal]),
+        }
+        open = event;
+    }
+    calls
+}
+
 /// The one reply of a one-command job.
 fn one(frames: Result<Vec<Frame>, RedisError>) -> Result<Frame, RedisError> {
     frames?
@@ -802,8 +900,22 @@ impl IntoResult for Frame {
 
 /// A candidate epoch for a room Redis does not know (the first script to run for the room
 /// makes it the room's).
+/// A fresh epoch for a room Redis may not know (the script uses it only then). Every
+/// proposal carries one, so it is drawn from a per-core generator (splitmix64, seeded from
+/// the OS once) rather than the OS each time: unpredictability is not needed, only that
+/// epochs never repeat, which 64 random bits make as unlikely as before.
 fn new_epoch() -> String {
-    format!("{:016x}", random_u64())
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(random_u64());
+    }
+    let mut z = STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        next
+    });
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("{:016x}", z ^ (z >> 31))
 }
 
 /// History entries of an `XRANGE` answer (entries that do not decode are logged and left
@@ -922,6 +1034,7 @@ fn pairs(frame: Frame) -> impl Iterator<Item = (String, String)> {
 /// Turns what the subscription brings into commands for this core's engine.
 async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
     let own = this.shard.node.mailboxes[this.shard.id].commands.clone();
+    let mine = node_channel(this.node_id);
     while let Ok(push) = pushed.recv_async().await {
         let command = match push {
             Push::Resubscribed | Push::Reaped => {
@@ -945,7 +1058,7 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 continue;
             }
             Push::Message { channel, payload } => {
-                if channel == node_channel(this.node_id).as_bytes() {
+                if channel == mine.as_bytes() {
                     routed(&this.shard, &payload).await;
                     continue;
                 }
@@ -968,39 +1081,56 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                     }
                     continue;
                 }
-                let message = match wire::decode(&payload) {
-                    Ok(message) => message,
-                    Err(error) => {
-                        tracing::warn!(%room, %error, "an undecodable message on a room's channel");
+                // One publication may carry several events (op `events`): each is a
+                // command of its own, in order.
+                for message in wire::messages(&payload) {
+                    let Some(command) = this.remote(room, message) else {
                         continue;
+                    };
+                    if own.send_async(ToOwner::Engine(command)).await.is_err() {
+                        return;
                     }
-                };
-                let key = message.body.key.clone();
-                let (event, mut scope, origin, _) = message.sequenced();
-                let mine = origin.0 == this.node_id;
-                let replies = if mine {
-                    this.pending.borrow_mut().remove(&origin.1)
-                } else {
-                    // Connection ids are this node's: another node's exception excepts
-                    // nobody here.
-                    if let crate::engine::Scope::Presence { except } = &mut scope {
-                        *except = None;
-                    }
-                    None
-                };
-                Command::Remote(Published {
-                    room: room.to_owned(),
-                    event,
-                    scope,
-                    replies: replies.unwrap_or_default(),
-                    // This node's own members are its engine's; the copy is of the others.
-                    member_key: key.filter(|_| !mine),
-                })
+                }
+                continue;
             }
         };
         if own.send_async(ToOwner::Engine(command)).await.is_err() {
             return;
         }
+    }
+}
+
+impl Sequencer {
+    /// The command for one message from a room's channel: the event, with the replies
+    /// that waited for it if this node proposed it. `None` (logged) if it does not decode.
+    fn remote(&self, room: &str, message: &[u8]) -> Option<Command> {
+        let message = match wire::decode(message) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%room, %error, "an undecodable message on a room's channel");
+                return None;
+            }
+        };
+        let key = message.body.key.clone();
+        let (event, mut scope, origin, _) = message.sequenced();
+        let mine = origin.0 == self.node_id;
+        let replies = if mine {
+            self.pending.borrow_mut().remove(&origin.1)
+        } else {
+            // Connection ids are this node's: another node's exception excepts nobody here.
+            if let crate::engine::Scope::Presence { except } = &mut scope {
+                *except = None;
+            }
+            None
+        };
+        Some(Command::Remote(Published {
+            room: room.to_owned(),
+            event,
+            scope,
+            replies: replies.unwrap_or_default(),
+            // This node's own members are its engine's; the copy is of the others.
+            member_key: key.filter(|_| !mine),
+        }))
     }
 }
 
@@ -1377,5 +1507,87 @@ impl Sequencer {
             }
         }
         nodes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Scope;
+
+    fn proposal(room: &str, op: Op, i: usize) -> Proposal {
+        Proposal {
+            room: room.into(),
+            event: RoomEvent::Broadcast {
+                kind: "n".into(),
+                data: serde_json::json!(i),
+            },
+            scope: Scope::Room,
+            at_ms: 0,
+            op,
+            replies: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// What each call holds: (room, the proposals' numbers).
+    fn shape(calls: Vec<Vec<Proposal>>) -> Vec<(String, Vec<usize>)> {
+        calls
+            .into_iter()
+            .map(|call| {
+                let room = call[0].room.clone();
+                let numbers = call
+                    .iter()
+                    .map(|p| match &p.event {
+                        RoomEvent::Broadcast { data, .. } => data.as_u64().unwrap() as usize,
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                (room, numbers)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_of_one_rooms_plain_events_share_a_call_and_nothing_is_reordered() {
+        let ops = [
+            ("a", Op::Event),
+            ("a", Op::Event),
+            ("a", Op::Config("{}".into())),
+            ("a", Op::Event),
+            ("a", Op::Event),
+            ("b", Op::Event),
+            ("a", Op::Event),
+        ];
+        let proposals = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, (room, op))| proposal(room, op, i));
+        let expected = [
+            ("a", vec![0, 1]),
+            ("a", vec![2]),
+            ("a", vec![3, 4]),
+            ("b", vec![5]),
+            ("a", vec![6]),
+        ]
+        .map(|(room, numbers)| (room.to_owned(), numbers));
+        assert_eq!(shape(calls(proposals)), expected);
+    }
+
+    #[test]
+    fn a_long_backlog_goes_as_several_calls_in_order() {
+        let proposals = (0..MAX_RUN * 2 + 1).map(|i| proposal("a", Op::Event, i));
+        let calls = shape(calls(proposals));
+        let sizes: Vec<usize> = calls.iter().map(|(_, n)| n.len()).collect();
+        assert_eq!(sizes, [MAX_RUN, MAX_RUN, 1]);
+        let all: Vec<usize> = calls.into_iter().flat_map(|(_, n)| n).collect();
+        assert_eq!(all, (0..MAX_RUN * 2 + 1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn epochs_do_not_repeat() {
+        let epochs: std::collections::HashSet<String> = (0..10_000).map(|_| new_epoch()).collect();
+        assert_eq!(epochs.len(), 10_000);
+        assert!(epochs.iter().all(|e| e.len() == 16));
     }
 }
