@@ -136,6 +136,28 @@ async fn sequence(client: &Client, room: &str, op: &[&str]) -> Vec<Frame> {
     }
 }
 
+/// The room's history stream: (entry id, message) of each entry, oldest first.
+async fn log_of(client: &Client, room: &str) -> Vec<(String, String)> {
+    let log = client
+        .call(&["XRANGE", &super::wire::key(room, "log"), "-", "+"])
+        .await
+        .unwrap();
+    let Frame::Array(entries) = log else { panic!() };
+    entries
+        .iter()
+        .map(|entry| {
+            let Frame::Array(entry) = entry else { panic!() };
+            let Frame::Array(fields) = &entry[1] else {
+                panic!()
+            };
+            (
+                resp::text(&entry[0]).unwrap().to_owned(),
+                resp::text(&fields[1]).unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn the_sequencer_numbers_keeps_and_compares_exactly() {
     let redis = TestRedis::start();
@@ -171,36 +193,15 @@ fn the_sequencer_numbers_keeps_and_compares_exactly() {
             resp::text(&sequence(&client, "r", &vote("yes")).await[0]),
             Some("same")
         );
-        let log = client
-            .call(&["XRANGE", &super::wire::key("r", "log"), "-", "+"])
-            .await
-            .unwrap();
-        let Frame::Array(entries) = log else { panic!() };
+        let entries = log_of(&client, "r").await;
         assert_eq!(entries.len(), 6);
-        let text_of = |entry: &Frame| {
-            let Frame::Array(entry) = entry else { panic!() };
-            let Frame::Array(fields) = &entry[1] else {
-                panic!()
-            };
-            (
-                resp::text(&entry[0]).unwrap().to_owned(),
-                resp::text(&fields[1]).unwrap().to_owned(),
-            )
-        };
-        assert_eq!(
-            text_of(&entries[3]).1,
-            "fresh 4 <0.3>",
-            "the sum is in the event"
-        );
-        let (id, message) = text_of(&entries[5]);
+        assert_eq!(entries[3].1, "fresh 4 <0.3>", "the sum is in the event");
+        let (id, message) = &entries[5];
         assert_eq!(id, "6-0", "stream ids are seqs");
         assert_eq!(message, "fresh 6 {\"x\":{\"yes\":1}}");
     });
 }
 
-/// The script's decimal addition against rust_decimal's (what a node alone computes), on
-/// values of every sign, scale and length up to 28 digits: the same text, or a refusal
-/// (`conflict`, so the node adds itself) where the sum needs more than 28 digits.
 /// Op `events`: several plain events in one call get the next seqs, in order, each its own
 /// entry in the room's stream, exactly as if proposed one by one.
 #[test]
@@ -216,24 +217,7 @@ fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
         assert_eq!(resp::text(&run[2]), Some("4"), "the last event's seq");
         let after = sequence(&client, "r", &["f", "event"]).await;
         assert_eq!(resp::text(&after[2]), Some("5"));
-        let log = client
-            .call(&["XRANGE", &super::wire::key("r", "log"), "-", "+"])
-            .await
-            .unwrap();
-        let Frame::Array(entries) = log else { panic!() };
-        let entries: Vec<(String, String)> = entries
-            .iter()
-            .map(|entry| {
-                let Frame::Array(entry) = entry else { panic!() };
-                let Frame::Array(fields) = &entry[1] else {
-                    panic!()
-                };
-                (
-                    resp::text(&entry[0]).unwrap().to_owned(),
-                    resp::text(&fields[1]).unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let entries = log_of(&client, "r").await;
         let expected = [
             ("1-0", "fresh 1 a"),
             ("2-0", "fresh 2 b"),
@@ -246,6 +230,9 @@ fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
     });
 }
 
+/// The script's decimal addition against rust_decimal's (what a node alone computes), on
+/// values of every sign, scale and length up to 28 digits: the same text, or a refusal
+/// (`conflict`, so the node adds itself) where the sum needs more than 28 digits.
 #[test]
 fn the_scripts_decimal_sums_are_rust_decimals() {
     use rust_decimal::Decimal;
