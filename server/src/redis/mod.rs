@@ -37,7 +37,6 @@ pub use connect::{connect, Link, TlsFiles};
 pub use stats::Stats;
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A node's place among the nodes sharing Redis (`--engine redis`).
@@ -122,10 +121,7 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
         "rookery_redis_proposed_events_total",
         "counter",
         "Events proposed to the sequencer script (chat, broadcasts, emits, config, counters, votes).",
-        cores
-            .iter()
-            .map(|s| s.events_proposed.load(Ordering::Relaxed))
-            .sum(),
+        cores.iter().map(|s| s.total(|s| &s.events_proposed, false)).sum(),
     );
     metric(
         "rookery_redis_sequencer_calls_total",
@@ -133,7 +129,7 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
         "Sequencer script calls that carried them (a run of one room's events is one call).",
         cores
             .iter()
-            .map(|s| s.sequencer_calls.load(Ordering::Relaxed))
+            .map(|s| s.total(|s| &s.sequencer_calls, false))
             .sum(),
     );
     metric(

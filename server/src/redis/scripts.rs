@@ -106,8 +106,9 @@ if op == 'events' then
   local last = redis.call('INCRBY', KEYS[2], count)
   local messages = {}
   for i = 1, count do
-    local message = epoch .. ' ' .. (last - count + i) .. ' ' .. ARGV[5 + i]
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], (last - count + i) .. '-0', 'm', message)
+    local seq = last - count + i
+    local message = epoch .. ' ' .. seq .. ' ' .. ARGV[5 + i]
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', message)
     messages[i] = message
   end
   redis.call('SPUBLISH', ARGV[1], table.concat(messages, '\n'))

@@ -70,15 +70,15 @@ impl Batch {
     /// Never raises SIGPIPE.
     pub fn write_now(&mut self, fd: RawFd) -> std::io::Result<usize> {
         let Buffers { frames, iovecs } = &mut *self.0;
+        // A lone frame gains nothing from a copy.
+        let copies = |len: usize, used: usize| frames.len() > 1 && corked(len, used);
         CORK.with_borrow_mut(|cork| {
             cork.clear();
             // Pass 1: small frames are copied into the core's cork, in order (no frame is
             // split: one that does not fit, or is not small, is written from its own bytes).
-            if frames.len() > 1 {
-                for f in frames.iter() {
-                    if corked(f.len(), cork.len()) {
-                        cork.extend_from_slice(f);
-                    }
+            for f in frames.iter() {
+                if copies(f.len(), cork.len()) {
+                    cork.extend_from_slice(f);
                 }
             }
             // Pass 2: the iovecs, the same decisions again — a run of copied frames is one
@@ -86,7 +86,7 @@ impl Batch {
             iovecs.clear();
             let (mut used, mut run) = (0, None::<usize>);
             for f in frames.iter() {
-                if frames.len() > 1 && corked(f.len(), used) {
+                if copies(f.len(), used) {
                     run.get_or_insert(used);
                     used += f.len();
                     continue;

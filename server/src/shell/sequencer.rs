@@ -342,14 +342,9 @@ impl Sequencer {
     /// Proposes plain events of one room with one script call.
     fn propose_events(self: &Rc<Self>, run: Vec<Proposal>) {
         let room = run[0].room.clone();
-        let mut args = Vec::with_capacity(5 + run.len());
-        args.extend([
-            channel(&room),
-            new_epoch(),
-            self.history_size.to_string(),
-            String::new(),
-            "events".to_owned(),
-        ]);
+        // ARGV 4 (one event's body) is unused: the bodies follow the op.
+        let mut args = self.sequence_args(&room, String::new());
+        args.push("events".to_owned());
         let numbered: Vec<(u64, Proposal)> = run
             .into_iter()
             .map(|mut proposal| {
@@ -576,12 +571,7 @@ impl Sequencer {
             _ => String::new(),
         };
         let keys = sequence_keys(room, (!poll.is_empty()).then_some(poll.as_str()));
-        let mut args = vec![
-            channel(room),
-            new_epoch(),
-            self.history_size.to_string(),
-            body,
-        ];
+        let mut args = self.sequence_args(room, body);
         match &proposal.op {
             Op::Event => args.push("event".into()),
             Op::Config(config) => args.extend(["config".into(), config.clone()]),
@@ -616,6 +606,17 @@ impl Sequencer {
             Op::Presence { .. } | Op::Ack { .. } => unreachable!("not the sequencer script's"),
         }
         (keys, args)
+    }
+
+    /// The sequencer script's first arguments, the same for every op: ARGV 1 the room's
+    /// channel, 2 an epoch for a room Redis does not know, 3 the history size, 4 `body`.
+    fn sequence_args(&self, room: &str, body: String) -> Vec<String> {
+        vec![
+            channel(room),
+            new_epoch(),
+            self.history_size.to_string(),
+            body,
+        ]
     }
 
     /// The body of proposal `n` as the script takes it (split where the script puts a
@@ -899,11 +900,10 @@ impl IntoResult for Frame {
 }
 
 /// A candidate epoch for a room Redis does not know (the first script to run for the room
-/// makes it the room's).
-/// A fresh epoch for a room Redis may not know (the script uses it only then). Every
-/// proposal carries one, so it is drawn from a per-core generator (splitmix64, seeded from
-/// the OS once) rather than the OS each time: unpredictability is not needed, only that
-/// epochs never repeat, which 64 random bits make as unlikely as before.
+/// makes it the room's). Every proposal carries one, so it is drawn from a per-core
+/// generator (splitmix64, seeded from the OS once) rather than the OS each time:
+/// unpredictability is not needed, only that epochs never repeat, which 64 random bits
+/// make as unlikely as before.
 fn new_epoch() -> String {
     thread_local! {
         static STATE: Cell<u64> = Cell::new(random_u64());
