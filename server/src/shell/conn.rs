@@ -23,9 +23,7 @@ use tungstenite::protocol::frame::CloseFrame;
 /// Most buffers taken into one vectored write (Linux's IOV_MAX is 1024).
 pub(super) const MAX_IOVECS: usize = 512;
 
-/// One frame in the send queue: a whole frame, or the pieces of one (a wsdo header, the
-/// shared body, the recipient's tail), always written together and in order.
-pub(super) type OutFrame = SmallVec<[Bytes; 3]>;
+pub(super) use super::outframe::OutFrame;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -250,8 +248,7 @@ impl Conn {
     }
 
     fn enqueue(&self, frame: OutFrame) {
-        let len: usize = frame.iter().map(Bytes::len).sum();
-        self.set_queued(self.queued_bytes.get() + len);
+        self.set_queued(self.queued_bytes.get() + frame.len());
         let mut queue = self.queue.borrow_mut();
         if queue.capacity() == 0 {
             *queue = spares::take_queue();
@@ -272,7 +269,7 @@ impl Conn {
     /// than the message it carries, so one message of the largest size allowed never closes
     /// its recipient.
     pub fn send(&self, frame: Bytes, now_ms: u64) -> bool {
-        self.send_parts(smallvec::smallvec![frame], now_ms)
+        self.send_parts(OutFrame::Whole(frame), now_ms)
     }
 
     /// Queues an encoded event; a body is finished for this recipient by its dialect
@@ -283,7 +280,7 @@ impl Conn {
             Wire::Body(body) => {
                 let (head, tail) =
                     self.with_peer(|peer| self.dialect.protocol().finish(body, peer));
-                self.send_parts(SmallVec::from_buf([head, body.clone(), tail]), now_ms)
+                self.send_parts(OutFrame::pieces(head, body.clone(), tail), now_ms)
             }
         }
     }
@@ -292,7 +289,7 @@ impl Conn {
         if self.state.get() != State::Open {
             return false;
         }
-        let len: usize = frame.iter().map(Bytes::len).sum();
+        let len = frame.len();
         let queued = self.queued_bytes.get();
         if queued > 0 && queued + len > self.max_outbound {
             self.metrics.slow_consumers.inc();
@@ -345,7 +342,7 @@ impl Conn {
             Bytes::from(std::mem::take(&mut stream.outbound))
         };
         if self.state.get() != State::Dead {
-            self.enqueue(smallvec::smallvec![bytes]);
+            self.enqueue(OutFrame::Whole(bytes));
         }
     }
 
@@ -459,16 +456,12 @@ impl Conn {
         let mut queue = self.queue.borrow_mut();
         let mut bytes = 0;
         while let Some(frame) = queue.front() {
-            if !batch.is_empty() && batch.len() + frame.len() > MAX_IOVECS {
+            if !batch.is_empty() && batch.len() + frame.buffers() > MAX_IOVECS {
                 break;
             }
             let frame = queue.pop_front().expect("front exists");
-            for part in frame {
-                bytes += part.len();
-                if !part.is_empty() {
-                    batch.push(part);
-                }
-            }
+            bytes += frame.len();
+            frame.move_into(batch);
         }
         self.set_queued(self.queued_bytes.get() - bytes);
         if queue.is_empty() {

@@ -16,6 +16,7 @@ pub mod mailbox;
 pub mod memstream;
 pub mod metrics;
 pub mod names;
+mod outframe;
 pub mod owner;
 pub mod recv;
 pub mod room_api;
