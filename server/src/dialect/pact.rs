@@ -2,6 +2,7 @@
 //! frames into [`Request`]s, and (in [`protocol`]) room events and replies as complete
 //! WebSocket frames.
 
+mod client_frame;
 mod protocol;
 mod session;
 
@@ -11,6 +12,7 @@ use crate::engine::subscriptions::Topic;
 use crate::engine::Request;
 use crate::frame;
 use bytes::Bytes;
+use client_frame::ClientFrame;
 use rookery_protocol::pact::{codes, types, ErrorData};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -81,16 +83,20 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
     // text, so the value can be read exactly from it.
     let original = may_be_counter(text).then(|| text.to_vec());
     let none = None;
-    let value: Value = super::json::from_slice(text)
+    let frame: ClientFrame = super::json::from_slice(text)
         .map_err(|e| DecodeError::new(&none, codes::INVALID_JSON, format!("invalid JSON: {e}")))?;
-    let Value::Object(mut object) = value else {
+    let ClientFrame::Object {
+        kind,
+        data,
+        reference,
+    } = frame
+    else {
         return Err(DecodeError::new(
             &none,
             codes::INVALID_JSON,
             "a message must be a JSON object",
         ));
     };
-    let reference = object.remove("ref");
     if let Some(r) = &reference {
         if !(r.is_string() || r.is_number()) {
             return Err(DecodeError::new(
@@ -100,18 +106,14 @@ pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
             ));
         }
     }
-    let kind = match object.remove("type") {
-        Some(Value::String(kind)) => kind,
-        _ => {
-            return Err(DecodeError::new(
-                &reference,
-                codes::INVALID_JSON,
-                "a message needs a string \"type\"",
-            ))
-        }
+    let Some(Some(kind)) = kind else {
+        return Err(DecodeError::new(
+            &reference,
+            codes::INVALID_JSON,
+            "a message needs a string \"type\"",
+        ));
     };
-    let data = object.remove("data").unwrap_or(Value::Null);
-    let request = match kind.as_str() {
+    let request = match &*kind {
         types::CLOSE => return Ok(Inbound::Close),
         types::AUTHENTICATE => {
             let ts = data.get("ts").and_then(|t| {
@@ -336,8 +338,7 @@ fn decimal_text(text: &str) -> Option<Decimal> {
 
 /// Whether a frame may be a `counter` (then its text is kept for an exact value).
 fn may_be_counter(text: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\"counter\"";
-    text.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    memchr::memmem::find(text, b"\"counter\"").is_some()
 }
 
 /// The text of `data.value` in a counter frame, exactly as the client wrote it.
