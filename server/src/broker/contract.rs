@@ -31,7 +31,7 @@ fn event(room: &str, seq: u64, scope: Scope) -> Published {
             }),
             event: RoomEvent::Broadcast {
                 kind: "k".into(),
-                data: json!({"n": seq}),
+                data: json!({"n": seq}).into(),
             },
         },
         scope,

@@ -29,7 +29,7 @@ fn encode_all(event: RoomEvent) -> [Wire; Dialect::COUNT - 1] {
 
 fn publish(data: Value, sender: &str, event_id: &str) -> RoomEvent {
     RoomEvent::Publish {
-        data,
+        data: data.into(),
         sender: sender.into(),
         event_id: event_id.into(),
         requires_ack: false,
@@ -66,7 +66,7 @@ fn slip_gets_string_data_as_raw_text() {
 fn a_broadcast_in_each_dialect() {
     let event = RoomEvent::Broadcast {
         kind: "weather".into(),
-        data: json!(1),
+        data: json!(1).into(),
     };
     let [p, w, j, l, s] = encode_all(event);
     assert_eq!(text(&s), json!({"type":"weather","data":1}));

@@ -36,11 +36,17 @@ pub enum PresenceChange {
     Updated,
 }
 
+/// What a member or the server sent, as the room's events carry it: shared, because one
+/// event is held at once by the sends of its batch, the room's history and the store's
+/// (and, across nodes, the broker's), and a copy for each would cost an allocation and a
+/// copy of the whole payload per holder.
+pub type Payload = Arc<Value>;
+
 /// Something that happened in a room, for every member it concerns, in any dialect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RoomEvent {
     /// A chat message and its sender's public face.
-    Chat { message: Value, user: PublicUser },
+    Chat { message: Payload, user: PublicUser },
     /// A poll's new tally (answers with no votes absent).
     Poll {
         kind: PollKind,
@@ -52,11 +58,11 @@ pub enum RoomEvent {
     /// The room's new config.
     Config { config: String },
     /// An admin broadcast `{type, data}`.
-    Broadcast { kind: String, data: Value },
+    Broadcast { kind: String, data: Payload },
     /// Data published to the room or to chosen members: an HTTP emit, a jac `channel`
     /// event, a Lambda `publish`, `POST /api/notify`, a SLIP control `TEXT`.
     Publish {
-        data: Value,
+        data: Payload,
         /// Who published: a member's public id, or `"server"`.
         sender: String,
         event_id: String,

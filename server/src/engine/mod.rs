@@ -23,7 +23,9 @@ pub mod snapshot;
 pub mod subscriptions;
 
 pub use command::{Command, Emit, LoadResult, Request};
-pub use event::{ErrorCode, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
+pub use event::{
+    ErrorCode, Payload, PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced,
+};
 pub use history::{Entry, History, HistoryQuery, Read, ReadFor};
 pub use member::{CodecId, Identity, Joiner, Traits};
 pub use outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope, Send};

@@ -155,7 +155,7 @@ mod tests {
             key: None,
             event: Cow::Owned(RoomEvent::Broadcast {
                 kind: "k".into(),
-                data: json!({"x": "a b"}),
+                data: json!({"x": "a b"}).into(),
             }),
         };
         let (text, rest) = encode_body(&body);
@@ -178,7 +178,7 @@ mod tests {
             key: None,
             event: Cow::Owned(RoomEvent::Broadcast {
                 kind: "k\nk".into(),
-                data: json!({"line\nbreak": text}),
+                data: json!({"line\nbreak": text}).into(),
             }),
         };
         let (first, _) = encode_body(&body("a\nb"));

@@ -104,7 +104,7 @@ pub(super) async fn notify(shard: &Shard, body: &[u8]) -> Vec<u8> {
     let event_id = new_event_id();
     if !users.is_empty() || !clients.is_empty() {
         let event = RoomEvent::Publish {
-            data: data.clone(),
+            data: data.clone().into(),
             sender: "server".to_owned(),
             event_id: event_id.clone(),
             requires_ack: false,

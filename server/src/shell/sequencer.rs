@@ -1520,7 +1520,7 @@ mod tests {
             room: room.into(),
             event: RoomEvent::Broadcast {
                 kind: "n".into(),
-                data: serde_json::json!(i),
+                data: serde_json::json!(i).into(),
             },
             scope: Scope::Room,
             at_ms: 0,

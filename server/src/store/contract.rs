@@ -53,7 +53,7 @@ fn event(seq: u64) -> Entry {
             }),
             event: RoomEvent::Broadcast {
                 kind: "n".into(),
-                data: json!({"seq": seq, "text": "exact \u{1F426} 0.1"}),
+                data: json!({"seq": seq, "text": "exact \u{1F426} 0.1"}).into(),
             },
         },
         scope: if seq % 2 == 1 {

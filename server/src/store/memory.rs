@@ -27,8 +27,13 @@ impl MemoryStore {
         }
     }
 
+    /// The room's record, made on its first change (the name is copied only then, not for
+    /// every change).
     fn room(&mut self, room: &str) -> &mut Kept {
-        self.rooms.entry(room.to_owned()).or_default()
+        if !self.rooms.contains_key(room) {
+            self.rooms.insert(room.to_owned(), Kept::default());
+        }
+        self.rooms.get_mut(room).expect("inserted above")
     }
 
     fn apply(&mut self, change: &Change) {
@@ -60,7 +65,10 @@ impl MemoryStore {
             }
             Change::Append { entry, .. } => {
                 if let Some(position) = &entry.event.position {
-                    snapshot.epoch = Some(position.epoch.to_string());
+                    // The epoch changes rarely: no new string for every event.
+                    if snapshot.epoch.as_deref() != Some(&*position.epoch) {
+                        snapshot.epoch = Some(position.epoch.to_string());
+                    }
                     snapshot.seq = snapshot.seq.max(position.seq);
                 }
                 if history_size > 0 {

@@ -39,7 +39,7 @@ pub fn emitted(history: History) -> Vec<serde_json::Value> {
         .events
         .into_iter()
         .filter_map(|e| match e.event.event {
-            RoomEvent::Publish { data, .. } => Some(data),
+            RoomEvent::Publish { data, .. } => Some(std::sync::Arc::unwrap_or_clone(data)),
             _ => None,
         })
         .collect()

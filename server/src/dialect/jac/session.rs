@@ -78,7 +78,7 @@ pub fn on_text(session: &Session<'_>, text: &mut [u8], out: &mut Actions) {
 /// `data` as the connection publishes it.
 fn published(session: &Session<'_>, data: Map<String, Value>) -> RoomEvent {
     RoomEvent::Publish {
-        data: Value::Object(data),
+        data: Value::Object(data).into(),
         sender: session.peer.public_id.to_owned(),
         event_id: new_event_id(),
         requires_ack: false,

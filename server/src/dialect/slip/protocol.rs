@@ -53,11 +53,10 @@ impl crate::dialect::Protocol for Slip {
 
     fn event(&self, event: &Sequenced) -> Option<Wire> {
         match &event.event {
-            RoomEvent::Publish {
-                data: Value::String(text),
-                ..
-            } => Some(Wire::Frame(text_frame(text))),
-            RoomEvent::Publish { data, .. } => Some(json_frame(data)),
+            RoomEvent::Publish { data, .. } => Some(match &**data {
+                Value::String(text) => Wire::Frame(text_frame(text)),
+                data => json_frame(data),
+            }),
             RoomEvent::Broadcast { kind, data } => Some(json_frame(&Typed { kind, data })),
             _ => None,
         }

@@ -59,7 +59,7 @@ impl Room {
         }
         let sent = chosen.iter().map(|(_, m)| m.id().to_owned()).collect();
         let event = RoomEvent::Publish {
-            data: emit.payload.clone(),
+            data: emit.payload.clone().into(),
             sender: "server".to_owned(),
             event_id: emit.event_id.clone(),
             requires_ack: emit.require_ack,
@@ -104,7 +104,7 @@ impl Room {
             }
         };
         let event = RoomEvent::Publish {
-            data: emit.payload.clone(),
+            data: emit.payload.clone().into(),
             sender: "server".to_owned(),
             event_id: emit.event_id.clone(),
             requires_ack: emit.require_ack,
@@ -149,6 +149,7 @@ impl Room {
                 }
             }
         };
+        let data = data.into();
         self.fan_out(RoomEvent::Broadcast { kind, data }, scope, context, out);
     }
 
@@ -164,7 +165,7 @@ impl Room {
         out: &mut Outbox,
     ) {
         let event = RoomEvent::Publish {
-            data,
+            data: data.into(),
             sender: sender_label,
             event_id,
             requires_ack: false,

@@ -111,7 +111,7 @@ impl Room {
             Request::Chat(message) => {
                 let sender = &self.members[&conn];
                 let event = RoomEvent::Chat {
-                    message,
+                    message: message.into(),
                     user: PublicUser {
                         suffix: sender.suffix,
                         properties: public_properties(&sender.properties),

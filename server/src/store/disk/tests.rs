@@ -19,7 +19,7 @@ fn append(room: &str, seq: u64) -> Change {
                 }),
                 event: RoomEvent::Broadcast {
                     kind: "n".into(),
-                    data: json!({ "seq": seq, "room": room }),
+                    data: json!({ "seq": seq, "room": room }).into(),
                 },
             },
             scope: Scope::Room,
@@ -513,7 +513,7 @@ fn measure_many_rooms() {
                         seq,
                     }),
                     event: RoomEvent::Chat {
-                        message: json!(format!("T{n:016}:{}", "x".repeat(100))),
+                        message: json!(format!("T{n:016}:{}", "x".repeat(100))).into(),
                         user: rookery_protocol::pact::PublicUser {
                             suffix: 7,
                             properties: serde_json::Map::new(),
