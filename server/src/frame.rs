@@ -14,6 +14,24 @@ pub fn text(payload: &[u8]) -> Bytes {
     data(Data::Text, payload)
 }
 
+/// The longest header of a server frame (no mask): 1 + 1 + 8 bytes.
+const MAX_HEADER: usize = 10;
+
+/// A final text frame whose payload `write` appends to the buffer it is given (UTF-8, as
+/// for [`text`]). The frame is built in place — room for the longest header left in front,
+/// the header written into its end once the length is known, the handle started there — so
+/// the payload is never written to a buffer of its own and copied after it.
+pub fn text_from(write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.resize(MAX_HEADER, 0);
+    write(&mut out);
+    let mut header = Vec::with_capacity(MAX_HEADER);
+    write_header(Data::Text, out.len() - MAX_HEADER, &mut header);
+    let start = MAX_HEADER - header.len();
+    out[start..MAX_HEADER].copy_from_slice(&header);
+    Bytes::from(out).slice(start..)
+}
+
 /// A final binary frame carrying `payload` (only the echo endpoint sends binary).
 pub fn binary(payload: &[u8]) -> Bytes {
     data(Data::Binary, payload)
@@ -86,6 +104,17 @@ mod tests {
         let f = text(&[b'a'; 300]);
         assert_eq!(&f[..4], &[0x81, 126, 1, 44]);
         assert_eq!(f.len(), 304);
+    }
+
+    /// Built in place, a frame is the same bytes as one built from its payload, at every
+    /// header size (7-bit, 16-bit and 64-bit lengths and their edges).
+    #[test]
+    fn a_frame_built_in_place_equals_one_built_from_its_payload() {
+        for len in [0, 1, 125, 126, 255, 256, 300, 65_535, 65_536, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let in_place = text_from(|out| out.extend_from_slice(&payload));
+            assert_eq!(in_place, text(&payload), "{len}");
+        }
     }
 
     #[test]

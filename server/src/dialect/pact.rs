@@ -387,13 +387,26 @@ pub fn payload<T: Serialize + ?Sized>(
     data: &T,
     seq: Option<u64>,
 ) -> Vec<u8> {
-    serde_json::to_vec(&Envelope {
+    let mut out = Vec::with_capacity(128);
+    write_payload(kind, reference, data, seq, &mut out);
+    out
+}
+
+/// [`payload`], appended to `out`.
+pub fn write_payload<T: Serialize + ?Sized>(
+    kind: &str,
+    reference: Option<&Value>,
+    data: &T,
+    seq: Option<u64>,
+    out: &mut Vec<u8>,
+) {
+    let envelope = Envelope {
         kind,
         reference,
         data: Some(data),
         seq,
-    })
-    .expect("event data serializes")
+    };
+    serde_json::to_writer(out, &envelope).expect("event data serializes")
 }
 
 #[derive(Serialize)]
@@ -411,21 +424,22 @@ struct Emit<'a> {
 
 /// An emit as Pact members see it: `{"type":"broadcast","data":payload,"eventID":..}`, with
 /// `"requires_ack":true` when the emitter waits for acks (answered with `ack`), as JSON
-/// text.
-pub fn emit_payload(
+/// text appended to `out`.
+pub fn write_emit(
     payload: &Value,
     event_id: &str,
     require_ack: bool,
     seq: Option<u64>,
-) -> Vec<u8> {
-    serde_json::to_vec(&Emit {
+    out: &mut Vec<u8>,
+) {
+    let emit = Emit {
         kind: types::BROADCAST,
         data: payload,
         event_id,
         requires_ack: require_ack.then_some(true),
         seq,
-    })
-    .expect("emits serialize")
+    };
+    serde_json::to_writer(out, &emit).expect("emits serialize")
 }
 
 /// `{"type":"ok","ref":..}`: the request was applied.

@@ -1,6 +1,6 @@
 //! Room events and replies as Pact frames (`{"type":..,"ref"?:..,"data":..}`).
 
-use super::{decimal_number, emit_payload, encode, error, ok, payload, ping};
+use super::{decimal_number, encode, error, ok, ping, write_emit, write_payload};
 use crate::dialect::session::{Actions, Session};
 use crate::dialect::{Peer, Refusal, Wire};
 use crate::engine::room::poll_topic;
@@ -63,7 +63,9 @@ impl crate::dialect::Protocol for Pact {
     }
 
     fn event(&self, event: &Sequenced) -> Option<Wire> {
-        Some(Wire::Frame(crate::frame::text(&event_json(event))))
+        let seq = event.position.as_ref().map(|p| p.seq);
+        let frame = crate::frame::text_from(|out| write_event(&event.event, seq, out));
+        Some(Wire::Frame(frame))
     }
 
     fn reply(&self, reply: &Reply) -> Option<Wire> {
@@ -110,7 +112,7 @@ impl crate::dialect::Protocol for Pact {
                 both.freeze()
             }
             Reply::TokenRefused { reason } => error(None, codes::INVALID_TOKEN, reason),
-            Reply::Snapshot(event) => crate::frame::text(&event_payload(event, None)),
+            Reply::Snapshot(event) => crate::frame::text_from(|out| write_event(event, None, out)),
             Reply::Presence(snapshot) => encode(types::PRESENCE, None, snapshot),
             // A Pact member over the room limit is closed; publishes and acks answer `ok`
             // through `ref` instead.
@@ -193,32 +195,40 @@ fn wire_pos(position: &Position) -> Pos {
 
 /// A room event as the JSON its subscribers receive, with its `seq` when it lasts.
 fn event_json(event: &Sequenced) -> Vec<u8> {
-    event_payload(&event.event, event.position.as_ref().map(|p| p.seq))
+    let mut out = Vec::with_capacity(128);
+    write_event(
+        &event.event,
+        event.position.as_ref().map(|p| p.seq),
+        &mut out,
+    );
+    out
 }
 
-/// A room event's Pact JSON, with `seq` if given (a snapshot of state has none).
-fn event_payload(event: &RoomEvent, seq: Option<u64>) -> Vec<u8> {
+/// A room event's Pact JSON, with `seq` if given (a snapshot of state has none), appended
+/// to `out`.
+fn write_event(event: &RoomEvent, seq: Option<u64>, out: &mut Vec<u8>) {
     match event {
         RoomEvent::Chat { message, user } => {
-            payload(types::CHAT, None, &Chat { message, user }, seq)
+            write_payload(types::CHAT, None, &Chat { message, user }, seq, out)
         }
         RoomEvent::Poll { kind, id, stats } => {
-            payload(poll_topic(*kind), None, &Tally { id, stats }, seq)
+            write_payload(poll_topic(*kind), None, &Tally { id, stats }, seq, out)
         }
         RoomEvent::Counter { id, value } => {
             let value = decimal_number(*value);
-            payload(types::COUNTER, None, &Counter { id, value }, seq)
+            write_payload(types::COUNTER, None, &Counter { id, value }, seq, out)
         }
-        RoomEvent::Config { config } => payload(types::CONFIG, None, config, seq),
+        RoomEvent::Config { config } => write_payload(types::CONFIG, None, config, seq, out),
         RoomEvent::Broadcast { kind, data } => {
-            serde_json::to_vec(&Broadcast { kind, data, seq }).expect("broadcasts serialize")
+            let broadcast = Broadcast { kind, data, seq };
+            serde_json::to_writer(out, &broadcast).expect("broadcasts serialize")
         }
         RoomEvent::Publish {
             data,
             event_id,
             requires_ack,
             ..
-        } => emit_payload(data, event_id, *requires_ack, seq),
+        } => write_emit(data, event_id, *requires_ack, seq, out),
         RoomEvent::Presence {
             change,
             member,
@@ -233,7 +243,7 @@ fn event_payload(event: &RoomEvent, seq: Option<u64>) -> Vec<u8> {
                 member,
                 count: *count,
             };
-            payload(kind, None, &diff, None)
+            write_payload(kind, None, &diff, None, out)
         }
     }
 }
