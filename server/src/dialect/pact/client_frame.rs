@@ -39,12 +39,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for ClientFrame<'a> {
 
 struct ClientFrameVisitor;
 
-/// Accepts any value; every kind but an object is [`ClientFrame::NotAnObject`].
-macro_rules! not_an_object {
-    ($($method:ident($($ty:ty)?)),* $(,)?) => {
+/// Visitor methods that answer `$answer` (a `$out`) to whatever scalar they are given: both
+/// visitors here accept any JSON value and care about one kind only.
+macro_rules! answer_scalars_with {
+    ($out:ty, $answer:expr; $($method:ident($($arg:ty)?)),* $(,)?) => {
         $(
-            fn $method<E: de::Error>(self $(, _: $ty)?) -> Result<ClientFrame<'de>, E> {
-                Ok(ClientFrame::NotAnObject)
+            fn $method<E: de::Error>(self $(, _: $arg)?) -> Result<$out, E> {
+                Ok($answer)
             }
         )*
     };
@@ -57,7 +58,7 @@ impl<'de> Visitor<'de> for ClientFrameVisitor {
         f.write_str("a JSON value")
     }
 
-    not_an_object!(
+    answer_scalars_with!(ClientFrame<'de>, ClientFrame::NotAnObject;
         visit_bool(bool),
         visit_i64(i64),
         visit_u64(u64),
@@ -133,17 +134,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for TypeName<'a> {
 
 struct TypeNameVisitor;
 
-/// Every value but a string is "not a type name".
-macro_rules! not_a_name {
-    ($($method:ident($($ty:ty)?)),* $(,)?) => {
-        $(
-            fn $method<E: de::Error>(self $(, _: $ty)?) -> Result<TypeName<'de>, E> {
-                Ok(TypeName(None))
-            }
-        )*
-    };
-}
-
 impl<'de> Visitor<'de> for TypeNameVisitor {
     type Value = TypeName<'de>;
 
@@ -160,7 +150,8 @@ impl<'de> Visitor<'de> for TypeNameVisitor {
         Ok(TypeName(Some(Cow::Owned(name.to_owned()))))
     }
 
-    not_a_name!(
+    // Every value but a string is "not a type name".
+    answer_scalars_with!(TypeName<'de>, TypeName(None);
         visit_bool(bool),
         visit_i64(i64),
         visit_u64(u64),
