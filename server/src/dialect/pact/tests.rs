@@ -100,6 +100,23 @@ fn bad_input_is_refused_with_a_code() {
     assert_eq!(refused(r#"{"data":1}"#).code, codes::INVALID_JSON);
     assert_eq!(refused(r#"{"type":5}"#).code, codes::INVALID_JSON);
     assert_eq!(refused(r#"{"type":"dance"}"#).code, codes::UNKNOWN_TYPE);
+    // What each refusal says, and the reference it echoes when it has one.
+    for not_an_object in ["[1,2]", r#""chat""#, "7", "null"] {
+        let e = refused(not_an_object);
+        assert_eq!(
+            e.message, "a message must be a JSON object",
+            "{not_an_object}"
+        );
+    }
+    for no_type in [r#"{"data":1,"ref":4}"#, r#"{"type":["chat"],"ref":4}"#] {
+        let e = refused(no_type);
+        assert_eq!(e.message, "a message needs a string \"type\"", "{no_type}");
+        assert_eq!(e.reference, Some(json!(4)), "{no_type}");
+    }
+    assert_eq!(
+        refused(r#"{"type":"d\u0061nce"}"#).message,
+        "unknown message type \"dance\""
+    );
     assert_eq!(
         refused(r#"{"type":"login","data":"x"}"#).code,
         codes::INVALID_DATA
