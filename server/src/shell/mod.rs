@@ -102,22 +102,27 @@ impl ServerHandle {
     }
 }
 
-/// Opens the configured store on its own thread. A data directory that cannot be used
-/// (locked by another process, from another version, unreadable) stops the start with an
-/// error that says which and why, before anything in it is changed.
+/// Opens the configured store: the disk store on its own thread, the memory store on the
+/// cores (see `store/worker.rs`). A data directory that cannot be used (locked by another
+/// process, from another version, unreadable) stops the start with an error that says
+/// which and why, before anything in it is changed.
 fn open_store(config: &Config) -> io::Result<crate::store::worker::StoreHandle> {
     use crate::config::FsyncChoice;
     use crate::store::worker::{Durability, StoreHandle};
+    use crate::store::{MemoryStore, StoreKind};
+    if config.store == StoreKind::Memory {
+        return Ok(StoreHandle::in_memory(MemoryStore::new(
+            config.history_size,
+        )));
+    }
     let store = crate::store::open(config.store, &config.data_dir, config.history_size)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let durability = match config.fsync {
         FsyncChoice::Always => Durability::Always,
         FsyncChoice::Interval => Durability::EveryMs(config.fsync_ms),
     };
-    if config.store == crate::store::StoreKind::Disk {
-        let dir = config.data_dir.display();
-        tracing::info!(%dir, fsync = ?config.fsync, fsync_ms = config.fsync_ms, "disk store open");
-    }
+    let dir = config.data_dir.display();
+    tracing::info!(%dir, fsync = ?config.fsync, fsync_ms = config.fsync_ms, "disk store open");
     StoreHandle::spawn(store, durability)
 }
 
