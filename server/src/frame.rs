@@ -25,10 +25,13 @@ pub fn text_from(write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
     let mut out = Vec::with_capacity(256);
     out.resize(MAX_HEADER, 0);
     write(&mut out);
-    let mut header = Vec::with_capacity(MAX_HEADER);
-    write_header(Data::Text, out.len() - MAX_HEADER, &mut header);
-    let start = MAX_HEADER - header.len();
-    out[start..MAX_HEADER].copy_from_slice(&header);
+    // The header is formatted on the stack, then moved against the payload.
+    let mut header = [0; MAX_HEADER];
+    let mut unused = &mut header[..];
+    write_header(Data::Text, out.len() - MAX_HEADER, &mut unused);
+    let len = MAX_HEADER - unused.len();
+    let start = MAX_HEADER - len;
+    out[start..MAX_HEADER].copy_from_slice(&header[..len]);
     Bytes::from(out).slice(start..)
 }
 
@@ -52,14 +55,14 @@ pub fn text_header(len: usize) -> Bytes {
     Bytes::from(out)
 }
 
-fn write_header(kind: Data, len: usize, out: &mut Vec<u8>) {
+fn write_header(kind: Data, len: usize, out: &mut impl std::io::Write) {
     let header = FrameHeader {
         opcode: OpCode::Data(kind),
         ..FrameHeader::default()
     };
     header
         .format(len as u64, out)
-        .expect("writing to a Vec cannot fail");
+        .expect("a Vec, or MAX_HEADER bytes, holds any header");
 }
 
 /// A close frame with `code` and a human-readable `reason` (truncated to fit 125 bytes).
