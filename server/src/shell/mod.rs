@@ -109,13 +109,13 @@ impl ServerHandle {
 fn open_store(config: &Config) -> io::Result<crate::store::worker::StoreHandle> {
     use crate::config::FsyncChoice;
     use crate::store::worker::{Durability, StoreHandle};
-    use crate::store::{MemoryStore, StoreKind};
+    use crate::store::{DiskStore, MemoryStore, StoreKind};
     if config.store == StoreKind::Memory {
         return Ok(StoreHandle::in_memory(MemoryStore::new(
             config.history_size,
         )));
     }
-    let store = crate::store::open(config.store, &config.data_dir, config.history_size)
+    let store = DiskStore::open(&config.data_dir, config.history_size)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let durability = match config.fsync {
         FsyncChoice::Always => Durability::Always,
@@ -123,7 +123,7 @@ fn open_store(config: &Config) -> io::Result<crate::store::worker::StoreHandle> 
     };
     let dir = config.data_dir.display();
     tracing::info!(%dir, fsync = ?config.fsync, fsync_ms = config.fsync_ms, "disk store open");
-    StoreHandle::spawn(store, durability)
+    StoreHandle::spawn(Box::new(store), durability)
 }
 
 /// Picks the driver: io_uring when asked or available, else epoll. Returns it and whether

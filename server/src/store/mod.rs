@@ -16,7 +16,6 @@ pub use disk::DiskStore;
 pub use memory::MemoryStore;
 
 use crate::engine::{Change, RoomEvent, RoomSnapshot};
-use std::path::Path;
 
 /// Why a store could not do what it was asked. The caller decides what a failure means for
 /// the request behind it (a join is refused, an HTTP call answers 503).
@@ -82,17 +81,4 @@ pub enum StoreKind {
     Disk,
     /// [`MemoryStore`]: nothing survives the process; for tests and throwaway servers.
     Memory,
-}
-
-/// Opens the configured store: a [`DiskStore`] in `dir`, or a [`MemoryStore`] (which ignores
-/// `dir`), each keeping up to `history_size` events per room.
-pub fn open(
-    kind: StoreKind,
-    dir: &Path,
-    history_size: usize,
-) -> Result<Box<dyn StateStore>, StoreError> {
-    Ok(match kind {
-        StoreKind::Disk => Box::new(DiskStore::open(dir, history_size)?),
-        StoreKind::Memory => Box::new(MemoryStore::new(history_size)),
-    })
 }

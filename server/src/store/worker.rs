@@ -103,6 +103,16 @@ struct Health {
     failures: AtomicU64,
 }
 
+impl Health {
+    /// Healthy, with no failures yet.
+    fn fresh() -> Arc<Health> {
+        Arc::new(Health {
+            healthy: AtomicBool::new(true),
+            failures: AtomicU64::new(0),
+        })
+    }
+}
+
 /// A core's way to its store. Cheap to clone; the thread ends (after a last fsync) when the
 /// last one is dropped.
 #[derive(Clone)]
@@ -133,10 +143,7 @@ impl StoreHandle {
         durability: Durability,
     ) -> std::io::Result<StoreHandle> {
         let (jobs, queue) = flume::unbounded();
-        let health = Arc::new(Health {
-            healthy: AtomicBool::new(true),
-            failures: AtomicU64::new(0),
-        });
+        let health = Health::fresh();
         let syncer = match (durability, store.background_sync()) {
             (Durability::EveryMs(_), Some(sync)) => Some(spawn_syncer(sync, jobs.downgrade())?),
             _ => None,
@@ -166,10 +173,7 @@ impl StoreHandle {
     pub fn in_memory(store: MemoryStore) -> StoreHandle {
         StoreHandle {
             way: Way::Here(Arc::new(Mutex::new(store))),
-            health: Arc::new(Health {
-                healthy: AtomicBool::new(true),
-                failures: AtomicU64::new(0),
-            }),
+            health: Health::fresh(),
         }
     }
 
