@@ -7,6 +7,7 @@ pub mod admin_api;
 pub mod admission;
 pub mod assets;
 pub mod batch;
+pub mod calls;
 pub mod conn;
 pub mod console;
 pub mod deliveries;

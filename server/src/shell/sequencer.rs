@@ -9,6 +9,7 @@
 //! pair per master against a Redis Cluster), and holds the rooms it owns: a room's events
 //! arrive on the core that owns it.
 
+use super::calls::{calls, Held};
 use super::mailbox::{now_ms, ToOwner};
 use super::owner::Waiting;
 use super::shard::Shard;
@@ -156,6 +157,8 @@ pub struct Sequencer {
     learning: Cell<[bool; 3]>,
     waiting: Waiting,
     history_size: usize,
+    /// Plain events waiting for their room's call under way ([`Held`]).
+    held: RefCell<Held>,
 }
 
 impl Sequencer {
@@ -195,6 +198,7 @@ impl Sequencer {
             shas: RefCell::default(),
             learning: Cell::default(),
             waiting,
+            held: RefCell::default(),
         });
         monoio::spawn(run_pushes(sequencer.clone(), pushed));
         if sequencer.shard.id == 0 {
@@ -323,24 +327,36 @@ impl Sequencer {
 
     /// Hands a turn's proposals to the sequencer script, in order: each run of plain events
     /// of one room (a publisher's backlog read at once, say) goes as one call, which Redis
-    /// sequences as it would each alone (op `events`) for one script run instead of many.
+    /// sequences as it would each alone (op `events`) for one script run instead of many;
+    /// plain events wait while their room has such a call under way ([`Held`]).
     pub fn propose_all(self: &Rc<Self>, proposals: impl IntoIterator<Item = Proposal>) {
         for mut call in calls(proposals) {
+            if matches!(call[0].op, Op::Event) {
+                let now = self.held.borrow_mut().offer(call);
+                if let Some(run) = now {
+                    self.propose_events(run);
+                }
+                continue;
+            }
+            let first = self.held.borrow_mut().release(&call[0].room);
+            for run in first {
+                self.propose_events(run);
+            }
             if !matches!(call[0].op, Op::Presence { .. } | Op::Ack { .. }) {
-                let events = call.len() as u64;
-                self.stats.events_proposed.fetch_add(events, Relaxed);
-                self.stats.sequencer_calls.fetch_add(1, Relaxed);
+                self.count_call(1);
             }
-            if call.len() == 1 {
-                self.propose(call.pop().expect("one"));
-            } else {
-                self.propose_events(call);
-            }
+            self.propose(call.pop().expect("one"));
         }
+    }
+
+    fn count_call(&self, events: usize) {
+        self.stats.events_proposed.fetch_add(events as u64, Relaxed);
+        self.stats.sequencer_calls.fetch_add(1, Relaxed);
     }
 
     /// Proposes plain events of one room with one script call.
     fn propose_events(self: &Rc<Self>, run: Vec<Proposal>) {
+        self.count_call(run.len());
         let room = run[0].room.clone();
         // ARGV 4 (one event's body) is unused: the bodies follow the op.
         let mut args = self.sequence_args(&room, String::new());
@@ -358,6 +374,10 @@ impl Sequencer {
         let this = self.clone();
         monoio::spawn(async move {
             let answer = this.answer(Script::Sequence, queued, &keys, &args).await;
+            let next = this.held.borrow_mut().answered(&room);
+            for run in next {
+                this.propose_events(run);
+            }
             for (n, proposal) in numbered {
                 this.settle(n, proposal, answer.clone()).await;
             }
@@ -855,28 +875,6 @@ fn sequence_keys(room: &str, poll: Option<&str>) -> Vec<String> {
         },
         key(room, "polls"),
     ]
-}
-
-/// The most events one script call sequences: a backlog goes as several calls, so that
-/// no call holds Redis (single-threaded) for long.
-const MAX_RUN: usize = 32;
-
-/// The script calls for a turn's proposals, in their order: each run of plain events of
-/// one room (up to [`MAX_RUN`]) is one call, anything else a call of its own.
-fn calls(proposals: impl IntoIterator<Item = Proposal>) -> Vec<Vec<Proposal>> {
-    let mut calls: Vec<Vec<Proposal>> = Vec::new();
-    let mut open = false; // whether the last call is a run that may take more
-    for proposal in proposals {
-        let event = matches!(proposal.op, Op::Event);
-        match calls.last_mut() {
-            Some(run) if open && event && run[0].room == proposal.room && run.len() < MAX_RUN => {
-                run.push(proposal)
-            }
-            _ => calls.push(vec![proposal]),
-        }
-        open = event;
-    }
-    calls
 }
 
 /// The one reply of a one-command job.
@@ -1513,76 +1511,6 @@ impl Sequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Scope;
-
-    fn proposal(room: &str, op: Op, i: usize) -> Proposal {
-        Proposal {
-            room: room.into(),
-            event: RoomEvent::Broadcast {
-                kind: "n".into(),
-                data: serde_json::json!(i).into(),
-            },
-            scope: Scope::Room,
-            at_ms: 0,
-            op,
-            replies: Vec::new(),
-            outcomes: Vec::new(),
-        }
-    }
-
-    /// What each call holds: (room, the proposals' numbers).
-    fn shape(calls: Vec<Vec<Proposal>>) -> Vec<(String, Vec<usize>)> {
-        calls
-            .into_iter()
-            .map(|call| {
-                let room = call[0].room.clone();
-                let numbers = call
-                    .iter()
-                    .map(|p| match &p.event {
-                        RoomEvent::Broadcast { data, .. } => data.as_u64().unwrap() as usize,
-                        _ => unreachable!(),
-                    })
-                    .collect();
-                (room, numbers)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn runs_of_one_rooms_plain_events_share_a_call_and_nothing_is_reordered() {
-        let ops = [
-            ("a", Op::Event),
-            ("a", Op::Event),
-            ("a", Op::Config("{}".into())),
-            ("a", Op::Event),
-            ("a", Op::Event),
-            ("b", Op::Event),
-            ("a", Op::Event),
-        ];
-        let proposals = ops
-            .into_iter()
-            .enumerate()
-            .map(|(i, (room, op))| proposal(room, op, i));
-        let expected = [
-            ("a", vec![0, 1]),
-            ("a", vec![2]),
-            ("a", vec![3, 4]),
-            ("b", vec![5]),
-            ("a", vec![6]),
-        ]
-        .map(|(room, numbers)| (room.to_owned(), numbers));
-        assert_eq!(shape(calls(proposals)), expected);
-    }
-
-    #[test]
-    fn a_long_backlog_goes_as_several_calls_in_order() {
-        let proposals = (0..MAX_RUN * 2 + 1).map(|i| proposal("a", Op::Event, i));
-        let calls = shape(calls(proposals));
-        let sizes: Vec<usize> = calls.iter().map(|(_, n)| n.len()).collect();
-        assert_eq!(sizes, [MAX_RUN, MAX_RUN, 1]);
-        let all: Vec<usize> = calls.into_iter().flat_map(|(_, n)| n).collect();
-        assert_eq!(all, (0..MAX_RUN * 2 + 1).collect::<Vec<_>>());
-    }
 
     #[test]
     fn epochs_do_not_repeat() {
