@@ -341,6 +341,48 @@ fn a_burst_is_sequenced_in_runs_and_seen_in_order_on_every_node() {
     }
 }
 
+/// Plain events wait while their room has a call of events with Redis and go together
+/// after it (`shell/calls.rs`), but never after a change made after them: a burst longer
+/// than one call, a counter increment, then more chat, sent in one write, are sequenced in
+/// the order they were sent, on every node.
+#[test]
+fn a_change_after_waiting_events_is_sequenced_after_them() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let topics = ["chat", "counter"];
+    let mut readers = [member(a, "order", &topics), member(b, "order", &topics)];
+    let mut writer = member(a, "order", &[]);
+    const BEFORE: usize = 130; // more than one call's 128
+    const AFTER: usize = 10;
+    let chat = |i: usize| json!({"type":"chat","data":format!("m{i}")});
+    let mut sent: Vec<Value> = (0..BEFORE).map(chat).collect();
+    sent.push(json!({"type":"counter","data":{"id":"x","value":"1"}}));
+    sent.extend((BEFORE..BEFORE + AFTER).map(chat));
+    writer.send_all(&sent);
+    for reader in &mut readers {
+        let mut seen = Vec::new();
+        while seen.len() < sent.len() {
+            let m = reader.recv();
+            match m["type"].as_str() {
+                Some("chat") => {
+                    let text = m["data"]["message"].as_str().unwrap().to_owned();
+                    seen.push((text, m["seq"].clone()));
+                }
+                Some("counter") => seen.push(("counter".to_owned(), m["seq"].clone())),
+                _ => {}
+            }
+        }
+        let expected: Vec<(String, Value)> = (0..BEFORE)
+            .map(|i| format!("m{i}"))
+            .chain(["counter".to_owned()])
+            .chain((BEFORE..BEFORE + AFTER).map(|i| format!("m{i}")))
+            .enumerate()
+            .map(|(k, text)| (text, json!(k + 1)))
+            .collect();
+        assert_eq!(seen, expected, "in the order sent, positions without a gap");
+    }
+}
+
 #[test]
 fn presence_spans_the_nodes_and_ephemeral_votes_go_with_their_voter() {
     let redis = TestRedis::start();
