@@ -272,8 +272,9 @@ impl Sequencer {
         });
     }
 
-    /// Hands a proposal to the sequencer script. Its replies wait for its event to come
-    /// back; its emit outcomes are answered once Redis took it.
+    /// Hands a proposal other than a plain event (those go by `propose_events`) to the
+    /// sequencer script. Its replies wait for its event to come back; its emit outcomes
+    /// are answered once Redis took it.
     pub fn propose(self: &Rc<Self>, mut proposal: Proposal) {
         if let Op::Ack { event_id, client } = &proposal.op {
             // Not sequenced: `! [event id, client]` on the room's channel.
@@ -593,7 +594,6 @@ impl Sequencer {
         let keys = sequence_keys(room, (!poll.is_empty()).then_some(poll.as_str()));
         let mut args = self.sequence_args(room, body);
         match &proposal.op {
-            Op::Event => args.push("event".into()),
             Op::Config(config) => args.extend(["config".into(), config.clone()]),
             Op::Counter {
                 id,
@@ -624,6 +624,8 @@ impl Sequencer {
                 poll,
             ]),
             Op::Presence { .. } | Op::Ack { .. } => unreachable!("not the sequencer script's"),
+            // Every run of plain events, one event included, goes as op `events`.
+            Op::Event => unreachable!("plain events go by propose_events"),
         }
         (keys, args)
     }
