@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the sequencer script costs Redis per event, alone: runs the `SEQUENCE` script of
-# server/src/redis/scripts.rs (op `events`) with EVENTS chat-sized bodies per call,
+# server/src/redis/scripts.rs (op `events`) with EVENTS chat-sized bodies per call (one
+# argument, a line each, as nodes send them),
 # eight calls pipelined from `redis-benchmark` (so Redis, not the round trip, is the limit), against a fresh `redis-server` on core 0
 # (the benchmark on core 1), three times; prints calls/s and Redis's µs per event.
 #
@@ -27,12 +28,12 @@ EOF
 sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$dir/sequence.lua")")
 # A body as a node encodes a W2 chat event (128-byte message).
 body='{"s":{"Topic":{"kind":"chat","id":null}},"t":1764683000000,"o":[1234567890123456789,12345],"e":{"Chat":{"id":"abcdefgh12345678","from":{"id":"u123456","name":"user-123456","roles":[]},"message":{"text":"'$(printf 'x%.0s' $(seq 128))'"},"at":1764683000000}}}'
-bodies=()
-for _ in $(seq "$events"); do bodies+=("$body"); done
+bodies=$body
+for _ in $(seq 2 "$events"); do bodies+=$'\n'"$body"; done
 keys=('rk:{r}:epoch' 'rk:{r}:seq' 'rk:{r}:log' 'rk:{r}:state' 'rk:{r}:state' 'rk:{r}:polls')
 for run in 1 2 3; do
     rate=$(taskset -c 1 redis-benchmark -p "$port" -n "$calls" -c 1 -P 8 -q \
-        EVALSHA "$sha" 6 "${keys[@]}" 'rk:{r}' epoch1 1000 '' events "${bodies[@]}" 2>&1 |
+        EVALSHA "$sha" 6 "${keys[@]}" 'rk:{r}' epoch1 1000 '' events "$events" "$bodies" 2>&1 |
         tail -1 | grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)
     awk -v r="$rate" -v e="$events" -v run="$run" \
         'BEGIN { printf "run %d: %.0f calls/s of %d events: %.1f µs per event\n", run, r, e, 1e6 / (r * e) }'

@@ -583,3 +583,73 @@ fn pact_suffixes_stay_unique_in_a_room_across_nodes() {
     let (_, next_a) = Client::pact(a, "names");
     assert!(next_a["suffix"].as_u64().unwrap() > 35, "{next_a}");
 }
+
+/// A burst is kept as runs (a call's events are one entry of the room's stream,
+/// `redis/wire.rs`): history pages and resumes that begin or end inside a run get exactly
+/// the events asked for, from either node.
+#[test]
+fn history_and_resume_cut_through_runs_exactly() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut reader = member(b, "runs", &["chat"]);
+    let mut writer = member(a, "runs", &[]);
+    const BURST: u64 = 60;
+    let burst: Vec<Value> = (0..BURST)
+        .map(|i| json!({"type":"chat","data":format!("m{i}")}))
+        .collect();
+    writer.send_all(&burst);
+    for i in 1..=BURST {
+        assert_eq!(reader.recv_type("chat")["seq"], json!(i));
+    }
+    let entries = redis.command("XLEN rk:{runs}:log");
+    let entries: u64 = entries.trim().trim_start_matches(':').parse().unwrap();
+    assert!(
+        entries < BURST,
+        "{entries} entries for {BURST} events: no runs"
+    );
+
+    let seqs = |page: &Value| -> Vec<u64> {
+        let events = page["events"].as_array().expect("events");
+        events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+    };
+    for addr in [a, b] {
+        for limit in [1, 5, 13] {
+            let path = format!("/api/rooms/runs/history?limit={limit}");
+            let (status, page) = http_json(addr, "GET", &path, &[], b"");
+            assert_eq!(status, 200, "{page}");
+            let newest: Vec<u64> = (BURST + 1 - limit..=BURST).collect();
+            assert_eq!(seqs(&page), newest, "{path}");
+            for before in 1..=BURST + 1 {
+                let path = format!("/api/rooms/runs/history?limit={limit}&before={before}");
+                let (status, page) = http_json(addr, "GET", &path, &[], b"");
+                assert_eq!(status, 200, "{page}");
+                let expected: Vec<u64> = (before.saturating_sub(limit).max(1)..before).collect();
+                assert_eq!(seqs(&page), expected, "{path}");
+            }
+        }
+    }
+
+    let (_, profile) = Client::pact(a, "runs");
+    let epoch = profile["pos"]["epoch"].clone();
+    for after in [0, 1, 7, 30, 59, BURST] {
+        let mut late = member(a, "runs", &["chat"]);
+        late.send(json!({"type":"resume","ref":"r","data":{"epoch":epoch,"seq":after}}));
+        let mut replayed = Vec::new();
+        let resumed = loop {
+            let m = late.recv();
+            match m["type"].as_str() {
+                Some("chat") => replayed.push(m["seq"].as_u64().unwrap()),
+                _ if m["ref"] == "r" => break m,
+                _ => {}
+            }
+        };
+        assert_eq!(resumed["type"], "resumed", "{resumed}");
+        assert_eq!(resumed["data"]["recovered"], true, "{resumed}");
+        assert_eq!(resumed["data"]["missed"], BURST - after, "{resumed}");
+        assert_eq!(
+            replayed,
+            (after + 1..=BURST).collect::<Vec<_>>(),
+            "after {after}"
+        );
+    }
+}

@@ -195,15 +195,16 @@ fn the_sequencer_numbers_keeps_and_compares_exactly() {
         );
         let entries = log_of(&client, "r").await;
         assert_eq!(entries.len(), 6);
-        assert_eq!(entries[3].1, "fresh 4 <0.3>", "the sum is in the event");
+        assert_eq!(entries[3].1, "fresh 4\n<0.3>", "the sum is in the event");
         let (id, message) = &entries[5];
         assert_eq!(id, "6-0", "stream ids are seqs");
-        assert_eq!(message, "fresh 6 {\"x\":{\"yes\":1}}");
+        assert_eq!(message, "fresh 6\n{\"x\":{\"yes\":1}}");
     });
 }
 
-/// Op `events`: several plain events in one call get the next seqs, in order, each its own
-/// entry in the room's stream, exactly as if proposed one by one.
+/// Op `events`: several plain events in one call get the next seqs, in order, as if
+/// proposed one by one, kept as one stream entry (its id the last seq) and published as
+/// one message; the stream is trimmed by id, keeping at least the history size in events.
 #[test]
 fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
     let redis = TestRedis::start();
@@ -211,7 +212,7 @@ fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
         let client = connected(redis.addr).await;
         let one = sequence(&client, "r", &["a", "event"]).await;
         assert_eq!(resp::text(&one[2]), Some("1"));
-        let run = sequence(&client, "r", &["", "events", "b", "c d", "e"]).await;
+        let run = sequence(&client, "r", &["", "events", "3", "b\nc d\ne"]).await;
         assert_eq!(resp::text(&run[0]), Some("ok"));
         assert_eq!(resp::text(&run[1]), Some("fresh"));
         assert_eq!(resp::text(&run[2]), Some("4"), "the last event's seq");
@@ -219,14 +220,31 @@ fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
         assert_eq!(resp::text(&after[2]), Some("5"));
         let entries = log_of(&client, "r").await;
         let expected = [
-            ("1-0", "fresh 1 a"),
-            ("2-0", "fresh 2 b"),
-            ("3-0", "fresh 3 c d"),
-            ("4-0", "fresh 4 e"),
-            ("5-0", "fresh 5 f"),
+            ("1-0", "fresh 1\na"),
+            ("4-0", "fresh 2\nb\nc d\ne"),
+            ("5-0", "fresh 5\nf"),
         ]
         .map(|(id, m)| (id.to_owned(), m.to_owned()));
         assert_eq!(entries, expected);
+        // The history size (100 here): old entries go, whole, and never one of the last
+        // 100 events (`~`: Redis drops whole nodes of up to 100 entries). Runs of 7, so
+        // entries and events differ.
+        for _ in 0..400 {
+            sequence(&client, "t", &["", "events", "7", "x\nx\nx\nx\nx\nx\nx"]).await;
+        }
+        let entries = log_of(&client, "t").await;
+        let first: u64 = entries[0]
+            .1
+            .split(['\n', ' '])
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            first <= 2800 - 100 + 1,
+            "the last 100 events are kept: {first}"
+        );
+        assert!(entries.len() < 300, "trimmed: {} entries", entries.len());
     });
 }
 

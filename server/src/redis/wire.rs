@@ -4,9 +4,18 @@
 //! Every key of a room carries the room in a hash tag (`rk:{room}:…`), so that in a Redis
 //! Cluster a room's keys sit in one slot and its script runs on one shard.
 //!
-//! A message is `<epoch> <seq> <body>`: the script writes the position it gave; the body
-//! is JSON that the proposing node made: `{"s": scope, "t": ms, "o": [node, n], "e": event}`
-//! (the event last, so that the script can put a poll's stats at its end).
+//! A message — what the sequencer script publishes on a room's channel and appends to its
+//! stream as one entry — is a header line `<epoch> <seq>` and then one body per line, the
+//! events of positions `seq`, `seq + 1`, … in order: one body for a vote or a counter, a
+//! run of plain events proposed together for op `events` (so that Redis takes the run as
+//! one argument and keeps it as one stream entry, whose id is the run's last `seq`). A
+//! presence diff, which has no position, is `- 0` and its body. A body is JSON that the
+//! proposing node made: `{"s": scope, "t": ms, "o": [node, n], "e": event}` (the event
+//! last, so that the script can put a poll's stats at its end); compact JSON holds no
+//! newline (its strings escape theirs), so lines never split a body.
+//!
+//! Entries written before this format (`<epoch> <seq> <body>` on one line, one event per
+//! entry) still decode, so a room's history survives an upgrade of its nodes.
 
 use crate::engine::{Position, RoomEvent, Scope, Sequenced};
 use serde::{Deserialize, Serialize};
@@ -83,7 +92,7 @@ fn split_last(text: &str, before: &str, cut: &str) -> (String, Option<String>) {
     )
 }
 
-/// A message from the room's channel or stream: a positioned event, or (`- 0 <body>`) a
+/// One event of a message from the room's channel or stream: a positioned event, or a
 /// presence diff, which has no position.
 pub struct Message {
     pub position: Option<Position>,
@@ -107,26 +116,59 @@ impl Message {
     }
 }
 
-/// The messages of one publication on a room's channel: one, or (the sequencer's op
-/// `events`) several joined by newlines. A body never holds a newline: it is compact JSON,
-/// whose strings escape theirs.
-pub fn messages(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
-    payload.split(|b| *b == b'\n')
+/// The header line of a message whose events have positions `seq`, `seq + 1`, … of
+/// `epoch`.
+pub fn header(epoch: &str, seq: u64) -> String {
+    format!("{epoch} {seq}")
 }
 
-pub fn decode(message: &[u8]) -> Result<Message, String> {
+/// The events of one message, in order: an error for a message without a header, and
+/// then for each body that does not decode (the others still do).
+pub fn decode(message: &[u8]) -> Result<Events<'_>, String> {
     let text = std::str::from_utf8(message).map_err(|e| e.to_string())?;
-    let mut parts = text.splitn(3, ' ');
-    let (Some(epoch), Some(seq), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("a message needs an epoch, a seq and a body".into());
+    let (head, bodies) = text.split_once('\n').unwrap_or((text, ""));
+    let mut parts = head.splitn(3, ' ');
+    let (Some(epoch), Some(seq)) = (parts.next(), parts.next()) else {
+        return Err("a message needs an epoch and a seq".into());
+    };
+    // The format before runs: `<epoch> <seq> <body>`, one event, on one line.
+    let bodies = match parts.next() {
+        Some(body) if bodies.is_empty() => body,
+        Some(_) => return Err("a header line with more than an epoch and a seq".into()),
+        None if bodies.is_empty() => return Err("a message needs a body".into()),
+        None => bodies,
     };
     let seq = seq.parse().map_err(|_| format!("bad seq {seq:?}"))?;
-    let body = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let position = (epoch != "-").then(|| Position {
-        epoch: Arc::from(epoch),
+    Ok(Events {
+        epoch: (epoch != "-").then(|| Arc::from(epoch)),
         seq,
-    });
-    Ok(Message { position, body })
+        bodies: bodies.split('\n'),
+    })
+}
+
+/// The events of a message ([`decode`]); they share one copy of the epoch.
+pub struct Events<'a> {
+    epoch: Option<Arc<str>>,
+    seq: u64,
+    bodies: std::str::Split<'a, char>,
+}
+
+impl Iterator for Events<'_> {
+    type Item = Result<Message, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let body = self.bodies.next()?;
+        let position = self.epoch.as_ref().map(|epoch| Position {
+            epoch: epoch.clone(),
+            seq: self.seq,
+        });
+        self.seq += 1;
+        Some(
+            serde_json::from_str(body)
+                .map(|body| Message { position, body })
+                .map_err(|e| e.to_string()),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +183,14 @@ mod tests {
         assert_eq!(key("a b", "seq"), "rk:{a b}:seq");
         assert_eq!(room_of(channel("a}b").as_bytes()), Some("a}b"));
         assert_eq!(room_of(b"rk:node:1"), None);
+    }
+
+    /// The one event of `message`.
+    fn only(message: &str) -> Message {
+        let mut events = decode(message.as_bytes()).unwrap();
+        let event = events.next().unwrap().unwrap();
+        assert!(events.next().is_none(), "one event in {message:?}");
+        event
     }
 
     #[test]
@@ -160,17 +210,53 @@ mod tests {
         };
         let (text, rest) = encode_body(&body);
         assert!(rest.is_none());
-        let message = decode(format!("ep 42 {text}").as_bytes()).unwrap();
+        let message = only(&format!("{}\n{text}", header("ep", 42)));
         let position = message.position.unwrap();
         assert_eq!((&*position.epoch, position.seq), ("ep", 42));
         assert_eq!(message.body.origin, (7, 9));
         assert_eq!(*message.body.event, *body.event);
-        assert!(decode(b"ep x {}").is_err());
-        assert!(decode(b"ep 1").is_err());
+        let presence = only(&format!("- 0\n{text}"));
+        assert!(presence.position.is_none(), "a diff has no position");
     }
 
     #[test]
-    fn a_publication_of_several_events_splits_into_their_messages() {
+    fn a_message_without_a_header_or_a_body_is_refused_and_a_bad_body_alone() {
+        for bad in [
+            "ep x\n{}",
+            "ep 1",
+            "ep 1\n",
+            "ep\n{}",
+            "ep 1 {}\n{}",
+            "\u{ff}",
+        ] {
+            let refused = match decode(bad.as_bytes()) {
+                Err(_) => true,
+                Ok(mut events) => events.any(|e| e.is_err()),
+            };
+            assert!(refused, "{bad:?}");
+        }
+        // One body that does not decode leaves the others of its run.
+        let good = encode_body(&Body {
+            scope: Cow::Owned(Scope::Room),
+            at_ms: 1,
+            origin: (1, 1),
+            key: None,
+            event: Cow::Owned(RoomEvent::Broadcast {
+                kind: "k".into(),
+                data: json!(1).into(),
+            }),
+        })
+        .0;
+        let events: Vec<_> = decode(format!("ep 7\n{good}\nnot json\n{good}").as_bytes())
+            .unwrap()
+            .collect();
+        assert!(events[0].is_ok() && events[1].is_err() && events[2].is_ok());
+        let last = events.into_iter().last().unwrap().unwrap();
+        assert_eq!(last.position.unwrap().seq, 9, "the bad body kept its place");
+    }
+
+    #[test]
+    fn a_run_of_several_events_decodes_into_them_at_consecutive_positions() {
         let body = |text: &str| Body {
             scope: Cow::Owned(Scope::Room),
             at_ms: 1,
@@ -184,15 +270,32 @@ mod tests {
         let (first, _) = encode_body(&body("a\nb"));
         let (second, _) = encode_body(&body("\n"));
         assert!(!first.contains('\n') && !second.contains('\n'), "{first}");
-        let payload = format!("ep 1 {first}\nep 2 {second}");
-        let decoded: Vec<Message> = messages(payload.as_bytes())
-            .map(|m| decode(m).unwrap())
+        let payload = format!("{}\n{first}\n{second}", header("ep", 1));
+        let decoded: Vec<Message> = decode(payload.as_bytes())
+            .unwrap()
+            .map(Result::unwrap)
             .collect();
         assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].position.as_ref().unwrap().seq, 1);
         assert_eq!(decoded[1].position.as_ref().unwrap().seq, 2);
+        assert!(Arc::ptr_eq(
+            &decoded[0].position.as_ref().unwrap().epoch,
+            &decoded[1].position.as_ref().unwrap().epoch
+        ));
         assert_eq!(*decoded[0].body.event, *body("a\nb").event);
         assert_eq!(*decoded[1].body.event, *body("\n").event);
-        assert_eq!(messages(b"ep 3 {}").count(), 1);
+    }
+
+    /// Entries of the format before runs (one event, `<epoch> <seq> <body>` on one line)
+    /// are still read: a room's history outlives the upgrade.
+    #[test]
+    fn an_entry_of_the_earlier_one_line_format_still_decodes() {
+        let message =
+            only(r#"ep 5 {"s":"Room","t":1,"o":[1,1],"e":{"Broadcast":{"kind":"a b","data":1}}}"#);
+        assert_eq!(message.position.unwrap().seq, 5);
+        assert!(
+            matches!(*message.body.event, RoomEvent::Broadcast { ref kind, .. } if kind == "a b")
+        );
     }
 
     #[test]
@@ -209,7 +312,7 @@ mod tests {
         };
         let (prefix, suffix) = encode_body(&body);
         let text = format!("{prefix}-0.30000000000000000001{}", suffix.unwrap());
-        let message = decode(format!("e 1 {text}").as_bytes()).unwrap();
+        let message = only(&format!("e 1\n{text}"));
         match message.body.event.into_owned() {
             RoomEvent::Counter { id, value } => {
                 assert_eq!(id, "\"value\":\"7\"");
@@ -234,7 +337,7 @@ mod tests {
         };
         let (prefix, suffix) = encode_body(&body);
         let text = format!("{prefix}{}{}", r#"{"yes":2}"#, suffix.unwrap());
-        let message = decode(format!("e 1 {text}").as_bytes()).unwrap();
+        let message = only(&format!("e 1\n{text}"));
         match message.body.event.into_owned() {
             RoomEvent::Poll { id, stats, .. } => {
                 assert_eq!(id, "\"stats\":{}");

@@ -359,17 +359,23 @@ impl Sequencer {
     fn propose_events(self: &Rc<Self>, run: Vec<Proposal>) {
         self.count_call(run.len());
         let room = run[0].room.clone();
-        // ARGV 4 (one event's body) is unused: the bodies follow the op.
+        // ARGV 4 (one event's body) is unused: the bodies follow the op and their count,
+        // as one argument, a line each.
         let mut args = self.sequence_args(&room, String::new());
-        args.push("events".to_owned());
+        args.extend(["events".to_owned(), run.len().to_string()]);
+        let mut bodies = String::new();
         let numbered: Vec<(u64, Proposal)> = run
             .into_iter()
             .map(|mut proposal| {
                 let n = self.number(&mut proposal);
-                args.push(self.body(&proposal, n).0);
+                if !bodies.is_empty() {
+                    bodies.push('\n');
+                }
+                bodies.push_str(&self.body(&proposal, n).0);
                 (n, proposal)
             })
             .collect();
+        args.push(bodies);
         let keys = sequence_keys(&room, None);
         let queued = self.queue_script(Script::Sequence, &keys, &args);
         let this = self.clone();
@@ -736,6 +742,10 @@ impl Sequencer {
             let complete = read.is_ok();
             if let Ok(frame) = read {
                 for (entry, origin) in entries_with_origin(frame) {
+                    // The first entry read may be a run that began at or before `after`.
+                    if same && entry.seq() <= fill.after {
+                        continue;
+                    }
                     // This node's own event, missed live: its replies go with it.
                     let replies = match origin.0 == this.node_id {
                         true => this.pending.borrow_mut().remove(&origin.1),
@@ -772,34 +782,51 @@ impl Sequencer {
         });
     }
 
-    /// A page of a room's history from its stream.
+    /// A page of a room's history from its stream. An entry holds one event or a run
+    /// (`wire`), and its id is its last event's `seq`: so the entries from `after + 1` on
+    /// begin with the first event wanted (the first of them may start earlier), and an
+    /// entry before `before` may have its run's end at or past it.
     pub async fn read(&self, room: &str, query: HistoryQuery) -> ReadResult {
         let log = key(room, "log");
-        let limit = query.limit.max(1).to_string();
-        let (newest_first, frame) = match (query.after, query.before) {
+        let limit = query.limit.max(1);
+        let count = limit.to_string();
+        let wanted = |e: &Entry| {
+            query.after.is_none_or(|after| e.seq() > after)
+                && query.before.is_none_or(|before| e.seq() < before)
+        };
+        let mut events = match (query.after, query.before) {
             (Some(after), _) => {
+                // Each entry read holds at least one event after `after`: `limit` entries
+                // hold the first `limit` such events.
                 let from = format!("{}-0", after + 1);
-                let to = match query.before {
-                    Some(before) if before > 0 => format!("{}-0", before - 1),
-                    _ => "+".to_owned(),
-                };
-                let call = ["XRANGE", &log, &from, &to, "COUNT", &limit];
-                (false, self.redis.call(&call).await)
+                let call = ["XRANGE", &log, &from, "+", "COUNT", &count];
+                entries(self.redis.call(&call).await.map_err(|e| e.to_string())?)
             }
             (None, Some(before)) if before <= 1 => return Ok(History::default()),
             (None, Some(before)) => {
+                // The entry whose run reaches `before` first, then the ones wholly before.
+                let from = format!("{before}-0");
+                let call = ["XRANGE", &log, &from, "+", "COUNT", "1"];
+                let mut events = entries(self.redis.call(&call).await.map_err(|e| e.to_string())?);
                 let from = format!("{}-0", before - 1);
-                let call = ["XREVRANGE", &log, &from, "-", "COUNT", &limit];
-                (true, self.redis.call(&call).await)
+                let call = ["XREVRANGE", &log, &from, "-", "COUNT", &count];
+                events.extend(entries(
+                    self.redis.call(&call).await.map_err(|e| e.to_string())?,
+                ));
+                events
             }
             (None, None) => {
-                let call = ["XREVRANGE", &log, "+", "-", "COUNT", &limit];
-                (true, self.redis.call(&call).await)
+                let call = ["XREVRANGE", &log, "+", "-", "COUNT", &count];
+                entries(self.redis.call(&call).await.map_err(|e| e.to_string())?)
             }
         };
-        let mut events = entries(frame.map_err(|e| e.to_string())?);
-        if newest_first {
-            events.reverse();
+        events.retain(wanted);
+        events.sort_by_key(Entry::seq);
+        events.dedup_by_key(|e| e.seq());
+        if query.after.is_some() {
+            events.truncate(limit);
+        } else {
+            events.drain(..events.len().saturating_sub(limit));
         }
         if let Some(since) = query.since_ms {
             events.retain(|e| e.at_ms >= since);
@@ -943,17 +970,26 @@ fn entries_with_origin(frame: Frame) -> Vec<(Entry, (u64, u64))> {
         let Some(Frame::BulkString(message)) = fields.into_iter().nth(1) else {
             continue;
         };
-        match wire::decode(&message) {
-            Ok(message) => {
-                let (event, scope, origin, at_ms) = message.sequenced();
-                let entry = Entry {
-                    event,
-                    scope,
-                    at_ms,
-                };
-                out.push((entry, origin));
+        let events = match wire::decode(&message) {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "an undecodable entry in a room's history");
+                continue;
             }
-            Err(error) => tracing::warn!(%error, "an undecodable entry in a room's history"),
+        };
+        for event in events {
+            match event {
+                Ok(message) => {
+                    let (event, scope, origin, at_ms) = message.sequenced();
+                    let entry = Entry {
+                        event,
+                        scope,
+                        at_ms,
+                    };
+                    out.push((entry, origin));
+                }
+                Err(error) => tracing::warn!(%error, "an undecodable event in a room's history"),
+            }
         }
     }
     out
@@ -1083,10 +1119,22 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 }
                 // One publication may carry several events (op `events`): each is a
                 // command of its own, in order.
-                for message in wire::messages(&payload) {
-                    let Some(command) = this.remote(room, message) else {
+                let events = match wire::decode(&payload) {
+                    Ok(events) => events,
+                    Err(error) => {
+                        tracing::warn!(%room, %error, "an undecodable message on a room's channel");
                         continue;
+                    }
+                };
+                for event in events {
+                    let message = match event {
+                        Ok(message) => message,
+                        Err(error) => {
+                            tracing::warn!(%room, %error, "an undecodable event on a room's channel");
+                            continue;
+                        }
                     };
+                    let command = this.remote(room, message);
                     if own.send_async(ToOwner::Engine(command)).await.is_err() {
                         return;
                     }
@@ -1101,16 +1149,9 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
 }
 
 impl Sequencer {
-    /// The command for one message from a room's channel: the event, with the replies
-    /// that waited for it if this node proposed it. `None` (logged) if it does not decode.
-    fn remote(&self, room: &str, message: &[u8]) -> Option<Command> {
-        let message = match wire::decode(message) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%room, %error, "an undecodable message on a room's channel");
-                return None;
-            }
-        };
+    /// The command for one event from a room's channel, with the replies that waited for
+    /// it if this node proposed it.
+    fn remote(&self, room: &str, message: wire::Message) -> Command {
         let key = message.body.key.clone();
         let (event, mut scope, origin, _) = message.sequenced();
         let mine = origin.0 == self.node_id;
@@ -1123,14 +1164,14 @@ impl Sequencer {
             }
             None
         };
-        Some(Command::Remote(Published {
+        Command::Remote(Published {
             room: room.to_owned(),
             event,
             scope,
             replies: replies.unwrap_or_default(),
             // This node's own members are its engine's; the copy is of the others.
             member_key: key.filter(|_| !mine),
-        }))
+        })
     }
 }
 
