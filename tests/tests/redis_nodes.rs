@@ -348,11 +348,16 @@ fn a_burst_is_sequenced_in_runs_and_seen_in_order_on_every_node() {
 #[test]
 fn a_change_after_waiting_events_is_sequenced_after_them() {
     let redis = TestRedis::start();
-    let (a, b) = (node(&redis), node(&redis));
+    // No rate limit: the burst is longer than a connection's default burst allowance.
+    let unlimited = |c: &mut rookery::Config| c.max_message_rate = 0;
+    let (a, b) = (
+        node_with(&redis, 1, unlimited),
+        node_with(&redis, 1, unlimited),
+    );
     let topics = ["chat", "counter"];
     let mut readers = [member(a, "order", &topics), member(b, "order", &topics)];
     let mut writer = member(a, "order", &[]);
-    const BEFORE: usize = 130; // more than one call's 128
+    const BEFORE: usize = 514; // more than one call's 512 events (`shell/calls.rs`)
     const AFTER: usize = 10;
     let chat = |i: usize| json!({"type":"chat","data":format!("m{i}")});
     let mut sent: Vec<Value> = (0..BEFORE).map(chat).collect();
@@ -652,4 +657,38 @@ fn history_and_resume_cut_through_runs_exactly() {
             "after {after}"
         );
     }
+}
+
+/// A burst of large messages is cut into several calls by size (`MAX_RUN_BYTES`), sent
+/// one after the other: every event arrives whole, once, in the order sent, on both
+/// nodes.
+#[test]
+fn a_burst_larger_than_a_call_goes_as_several_calls_in_order() {
+    let redis = TestRedis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    let mut readers = [member(a, "large", &["chat"]), member(b, "large", &["chat"])];
+    let mut writer = member(a, "large", &[]);
+    // 40 × ~60 KB: more than twice a call's 1 MiB of bodies.
+    const BURST: usize = 40;
+    let text = |i: usize| format!("{i:>3}{}", "x".repeat(60_000));
+    let burst: Vec<Value> = (0..BURST)
+        .map(|i| json!({"type":"chat","data":text(i)}))
+        .collect();
+    writer.send_all(&burst);
+    for reader in &mut readers {
+        for i in 0..BURST {
+            let m = reader.recv_type("chat");
+            assert_eq!(m["seq"], json!(i + 1), "no gap, no repeat");
+            assert!(
+                m["data"]["message"] == text(i),
+                "event {i} whole and in order"
+            );
+        }
+    }
+    let calls = metric(a, "rookery_redis_sequencer_calls_total");
+    assert_eq!(
+        metric(a, "rookery_redis_proposed_events_total"),
+        BURST as u64
+    );
+    assert!(calls >= 3, "{calls} calls for {BURST} events of ~60 KB");
 }

@@ -9,7 +9,7 @@
 //! pair per master against a Redis Cluster), and holds the rooms it owns: a room's events
 //! arrive on the core that owns it.
 
-use super::calls::{calls, Held};
+use super::calls::{calls, Held, MAX_RUN_BYTES};
 use super::mailbox::{now_ms, ToOwner};
 use super::owner::Waiting;
 use super::shard::Shard;
@@ -355,27 +355,41 @@ impl Sequencer {
         self.stats.sequencer_calls.fetch_add(1, Relaxed);
     }
 
-    /// Proposes plain events of one room with one script call.
+    /// Proposes plain events of one room with one script call, or (bodies of more than
+    /// [`MAX_RUN_BYTES`] in all) several, queued one after the other so that Redis runs
+    /// them in order.
     fn propose_events(self: &Rc<Self>, run: Vec<Proposal>) {
-        self.count_call(run.len());
         let room = run[0].room.clone();
-        // ARGV 4 (one event's body) is unused: the bodies follow the op and their count,
-        // as one argument, a line each.
+        let mut calls: Vec<(String, Vec<(u64, Proposal)>)> = vec![(String::new(), Vec::new())];
+        for mut proposal in run {
+            let n = self.number(&mut proposal);
+            let body = self.body(&proposal, n).0;
+            let (bodies, numbered) = calls.last_mut().expect("one call at least");
+            if !numbered.is_empty() && bodies.len() + 1 + body.len() > MAX_RUN_BYTES {
+                calls.push((body, vec![(n, proposal)]));
+                continue;
+            }
+            if !numbered.is_empty() {
+                bodies.push('\n');
+            }
+            bodies.push_str(&body);
+            numbered.push((n, proposal));
+        }
+        self.held
+            .borrow_mut()
+            .also_under_way(&room, calls.len() - 1);
+        for (bodies, numbered) in calls {
+            self.call_events(room.clone(), bodies, numbered);
+        }
+    }
+
+    /// One script call (op `events`) of a room's plain events, numbered, with their bodies
+    /// a line each; once it is answered, what waited for it goes and each proposal settles.
+    fn call_events(self: &Rc<Self>, room: String, bodies: String, numbered: Vec<(u64, Proposal)>) {
+        self.count_call(numbered.len());
+        // ARGV 4 (one event's body) is unused: the count and the bodies follow the op.
         let mut args = self.sequence_args(&room, String::new());
-        args.extend(["events".to_owned(), run.len().to_string()]);
-        let mut bodies = String::new();
-        let numbered: Vec<(u64, Proposal)> = run
-            .into_iter()
-            .map(|mut proposal| {
-                let n = self.number(&mut proposal);
-                if !bodies.is_empty() {
-                    bodies.push('\n');
-                }
-                bodies.push_str(&self.body(&proposal, n).0);
-                (n, proposal)
-            })
-            .collect();
-        args.push(bodies);
+        args.extend(["events".to_owned(), numbered.len().to_string(), bodies]);
         let keys = sequence_keys(&room, None);
         let queued = self.queue_script(Script::Sequence, &keys, &args);
         let this = self.clone();
