@@ -107,13 +107,18 @@ if not epoch then
   epoch = ARGV[2]
   redis.call('SET', KEYS[1], epoch)
 end
+-- Events first..last (their bodies a line each) as one message: one stream entry, id
+-- `last`, trimmed by id to keep the history size in events, and one publication.
+local function append(first, last, bodies)
+  local message = epoch .. ' ' .. first .. '\n' .. bodies
+  redis.call('XADD', KEYS[3], 'MINID', '~', math.max(0, last - ARGV[3]), last .. '-0', 'm', message)
+  redis.call('SPUBLISH', ARGV[1], message)
+end
 local op = ARGV[5]
 if op == 'events' then
   local count = tonumber(ARGV[6])
   local last = redis.call('INCRBY', KEYS[2], count)
-  local message = epoch .. ' ' .. (last - count + 1) .. '\n' .. ARGV[7]
-  redis.call('XADD', KEYS[3], 'MINID', '~', math.max(0, last - ARGV[3]), last .. '-0', 'm', message)
-  redis.call('SPUBLISH', ARGV[1], message)
+  append(last - count + 1, last, ARGV[7])
   return {'ok', epoch, tostring(last)}
 end
 local body = ARGV[4]
@@ -156,9 +161,7 @@ elseif op ~= 'event' then
   return redis.error_reply('unknown op ' .. op)
 end
 local seq = redis.call('INCR', KEYS[2])
-local message = epoch .. ' ' .. seq .. '\n' .. body
-redis.call('XADD', KEYS[3], 'MINID', '~', math.max(0, seq - ARGV[3]), seq .. '-0', 'm', message)
-redis.call('SPUBLISH', ARGV[1], message)
+append(seq, seq, body)
 return {'ok', epoch, tostring(seq)}
 "#;
 

@@ -116,12 +116,6 @@ impl Message {
     }
 }
 
-/// The header line of a message whose events have positions `seq`, `seq + 1`, … of
-/// `epoch`.
-pub fn header(epoch: &str, seq: u64) -> String {
-    format!("{epoch} {seq}")
-}
-
 /// The events of one message, in order: an error for a message without a header, and
 /// then for each body that does not decode (the others still do).
 pub fn decode(message: &[u8]) -> Result<Events<'_>, String> {
@@ -183,6 +177,12 @@ mod tests {
         assert_eq!(key("a b", "seq"), "rk:{a b}:seq");
         assert_eq!(room_of(channel("a}b").as_bytes()), Some("a}b"));
         assert_eq!(room_of(b"rk:node:1"), None);
+    }
+
+    /// The header line of a message whose events have positions `seq`, `seq + 1`, … of
+    /// `epoch` (the scripts write it; here for the tests' messages).
+    fn header(epoch: &str, seq: u64) -> String {
+        format!("{epoch} {seq}")
     }
 
     /// The one event of `message`.

@@ -813,30 +813,30 @@ impl Sequencer {
                 // Each entry read holds at least one event after `after`: `limit` entries
                 // hold the first `limit` such events.
                 let from = format!("{}-0", after + 1);
-                let call = ["XRANGE", &log, &from, "+", "COUNT", &count];
-                entries(self.redis.call(&call).await.map_err(|e| e.to_string())?)
+                self.entries(&["XRANGE", &log, &from, "+", "COUNT", &count])
+                    .await?
             }
             (None, Some(before)) if before <= 1 => return Ok(History::default()),
             (None, Some(before)) => {
                 // The entry whose run reaches `before` first, then the ones wholly before.
                 let from = format!("{before}-0");
-                let call = ["XRANGE", &log, &from, "+", "COUNT", "1"];
-                let mut events = entries(self.redis.call(&call).await.map_err(|e| e.to_string())?);
+                let mut events = self
+                    .entries(&["XRANGE", &log, &from, "+", "COUNT", "1"])
+                    .await?;
                 let from = format!("{}-0", before - 1);
-                let call = ["XREVRANGE", &log, &from, "-", "COUNT", &count];
-                events.extend(entries(
-                    self.redis.call(&call).await.map_err(|e| e.to_string())?,
-                ));
+                let older = self
+                    .entries(&["XREVRANGE", &log, &from, "-", "COUNT", &count])
+                    .await?;
+                events.extend(older);
                 events
             }
             (None, None) => {
-                let call = ["XREVRANGE", &log, "+", "-", "COUNT", &count];
-                entries(self.redis.call(&call).await.map_err(|e| e.to_string())?)
+                self.entries(&["XREVRANGE", &log, "+", "-", "COUNT", &count])
+                    .await?
             }
         };
         events.retain(wanted);
         events.sort_by_key(Entry::seq);
-        events.dedup_by_key(|e| e.seq());
         if query.after.is_some() {
             events.truncate(limit);
         } else {
@@ -846,12 +846,16 @@ impl Sequencer {
             events.retain(|e| e.at_ms >= since);
         }
         let oldest = self
-            .redis
-            .call(&["XRANGE", &log, "-", "+", "COUNT", "1"])
-            .await
-            .map_err(|e| e.to_string())?;
-        let oldest = entries(oldest).first().map(Entry::seq);
+            .entries(&["XRANGE", &log, "-", "+", "COUNT", "1"])
+            .await?;
+        let oldest = oldest.first().map(Entry::seq);
         Ok(History { events, oldest })
+    }
+
+    /// The history entries a stream read (`XRANGE`, `XREVRANGE`) answers, in its order.
+    async fn entries(&self, call: &[&str]) -> Result<Vec<Entry>, String> {
+        let frame = self.redis.call(call).await.map_err(|e| e.to_string())?;
+        Ok(entries(frame))
     }
 }
 
@@ -984,29 +988,25 @@ fn entries_with_origin(frame: Frame) -> Vec<(Entry, (u64, u64))> {
         let Some(Frame::BulkString(message)) = fields.into_iter().nth(1) else {
             continue;
         };
-        let events = match wire::decode(&message) {
-            Ok(events) => events,
-            Err(error) => {
-                tracing::warn!(%error, "an undecodable entry in a room's history");
-                continue;
-            }
-        };
-        for event in events {
-            match event {
-                Ok(message) => {
-                    let (event, scope, origin, at_ms) = message.sequenced();
-                    let entry = Entry {
-                        event,
-                        scope,
-                        at_ms,
-                    };
-                    out.push((entry, origin));
-                }
-                Err(error) => tracing::warn!(%error, "an undecodable event in a room's history"),
-            }
+        for message in decoded("a room's history", &message) {
+            let (event, scope, origin, at_ms) = message.sequenced();
+            let entry = Entry {
+                event,
+                scope,
+                at_ms,
+            };
+            out.push((entry, origin));
         }
     }
     out
+}
+
+/// The events of a message from a room's channel or stream, in order; a message or a
+/// body that does not decode is logged (with where it came from) and left out.
+fn decoded<'a>(source: &'a str, message: &'a [u8]) -> impl Iterator<Item = wire::Message> + 'a {
+    let warn = move |error: String| tracing::warn!(%source, %error, "an undecodable message");
+    let events = wire::decode(message).map_err(warn).into_iter().flatten();
+    events.filter_map(move |event| event.map_err(warn).ok())
 }
 
 /// A room's snapshot from the load script's answer; members whose key starts with `mine`
@@ -1133,21 +1133,7 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 }
                 // One publication may carry several events (op `events`): each is a
                 // command of its own, in order.
-                let events = match wire::decode(&payload) {
-                    Ok(events) => events,
-                    Err(error) => {
-                        tracing::warn!(%room, %error, "an undecodable message on a room's channel");
-                        continue;
-                    }
-                };
-                for event in events {
-                    let message = match event {
-                        Ok(message) => message,
-                        Err(error) => {
-                            tracing::warn!(%room, %error, "an undecodable event on a room's channel");
-                            continue;
-                        }
-                    };
+                for message in decoded(room, &payload) {
                     let command = this.remote(room, message);
                     if own.send_async(ToOwner::Engine(command)).await.is_err() {
                         return;
