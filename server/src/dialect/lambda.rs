@@ -6,7 +6,7 @@ mod session;
 
 pub use protocol::Lambda;
 
-use crate::engine::{Reply, RoomEvent, Sequenced, Traits};
+use crate::engine::{Payload, Reply, RoomEvent, Sequenced, Traits};
 use crate::frame;
 use crate::http::Request;
 use crate::ids::random_token;

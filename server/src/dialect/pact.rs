@@ -9,7 +9,7 @@ mod session;
 pub use protocol::{history_page, room_details, Pact};
 
 use crate::engine::subscriptions::Topic;
-use crate::engine::Request;
+use crate::engine::{Payload, Request};
 use crate::frame;
 use bytes::Bytes;
 use client_frame::ClientFrame;
@@ -413,7 +413,7 @@ pub fn write_payload<T: Serialize + ?Sized>(
 struct Emit<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    data: &'a Value,
+    data: &'a Payload,
     #[serde(rename = "eventID")]
     event_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -426,7 +426,7 @@ struct Emit<'a> {
 /// `"requires_ack":true` when the emitter waits for acks (answered with `ack`), as JSON
 /// text appended to `out`.
 pub fn write_emit(
-    payload: &Value,
+    payload: &Payload,
     event_id: &str,
     require_ack: bool,
     seq: Option<u64>,

@@ -36,11 +36,7 @@ pub enum PresenceChange {
     Updated,
 }
 
-/// What a member or the server sent, as the room's events carry it: shared, because one
-/// event is held at once by the sends of its batch, the room's history and the store's
-/// (and, across nodes, the broker's), and a copy for each would cost an allocation and a
-/// copy of the whole payload per holder.
-pub type Payload = Arc<Value>;
+pub use super::payload::Payload;
 
 /// Something that happened in a room, for every member it concerns, in any dialect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

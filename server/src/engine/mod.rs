@@ -17,6 +17,7 @@ pub mod history;
 pub mod inspect;
 pub mod member;
 pub mod outbox;
+pub mod payload;
 pub mod poll;
 pub mod room;
 pub mod snapshot;

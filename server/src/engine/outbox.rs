@@ -57,6 +57,7 @@ pub enum Scope {
     /// Subscribers of a topic `kind` (and `id`, or every id). The kind is borrowed when it
     /// is one of the engine's own (`chat`, `poll`, `counter`): no allocation per event.
     Topic {
+        #[serde(deserialize_with = "topic_kind")]
         kind: Cow<'static, str>,
         id: Option<String>,
     },
@@ -66,6 +67,23 @@ pub enum Scope {
     /// except this connection (a joiner is not told of its own join; a connection id is
     /// unique to its node, so elsewhere it excepts nobody).
     Presence { except: Option<ConnId> },
+}
+
+/// A topic kind read back (from Redis, from the disk): the engine's own kinds borrowed,
+/// as the room made them, so that decoding an event allocates no string for its scope.
+fn topic_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    use rookery_protocol::pact::types;
+    let kind = <Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    let known = [
+        types::CHAT,
+        types::COUNTER,
+        types::POLL,
+        types::EPHEMERAL_POLL,
+    ];
+    Ok(match known.into_iter().find(|k| *k == kind) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(kind.into_owned()),
+    })
 }
 
 /// One thing to send: a room event for an audience, or a reply for one connection. Kept in

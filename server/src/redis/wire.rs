@@ -219,6 +219,42 @@ mod tests {
         assert!(presence.position.is_none(), "a diff has no position");
     }
 
+    /// A chat that comes back from Redis reaches its Pact members as the text it was sent
+    /// as: its payload is never parsed on this node.
+    #[test]
+    fn a_payload_goes_from_the_message_into_frames_unparsed() {
+        use crate::dialect::{pact::Pact, Protocol, Wire};
+        use rookery_protocol::pact::PublicUser;
+        let sent = json!({"text": "h\u{e9}", "n": [1, 2.5], "z": {"y": null}});
+        let body = Body {
+            scope: Cow::Owned(Scope::Room),
+            at_ms: 5,
+            origin: (7, 9),
+            key: None,
+            event: Cow::Owned(RoomEvent::Chat {
+                message: sent.clone().into(),
+                user: PublicUser {
+                    suffix: 3,
+                    properties: Default::default(),
+                },
+            }),
+        };
+        let (text, _) = encode_body(&body);
+        let message = only(&format!("{}\n{text}", header("ep", 42)));
+        let (event, ..) = message.sequenced();
+        let Some(Wire::Frame(frame)) = Pact.event(&event) else {
+            panic!("a frame")
+        };
+        let RoomEvent::Chat { message, .. } = &event.event else {
+            panic!("a chat")
+        };
+        assert!(!message.is_parsed(), "the payload stayed text");
+        let frame = String::from_utf8_lossy(&frame);
+        let json_text = serde_json::to_string(&sent).unwrap();
+        assert!(frame.contains(&json_text), "{frame} has {json_text}");
+        assert_eq!(*message.value(), sent);
+    }
+
     #[test]
     fn a_message_without_a_header_or_a_body_is_refused_and_a_bad_body_alone() {
         for bad in [

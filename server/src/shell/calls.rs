@@ -146,7 +146,7 @@ mod tests {
     fn numbers(call: &[Proposal]) -> Vec<usize> {
         call.iter()
             .map(|p| match &p.event {
-                RoomEvent::Broadcast { data, .. } => data.as_u64().unwrap() as usize,
+                RoomEvent::Broadcast { data, .. } => data.value().as_u64().unwrap() as usize,
                 _ => unreachable!(),
             })
             .collect()

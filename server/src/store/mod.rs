@@ -38,7 +38,7 @@ pub fn emitted(history: History) -> Vec<serde_json::Value> {
         .events
         .into_iter()
         .filter_map(|e| match e.event.event {
-            RoomEvent::Publish { data, .. } => Some(std::sync::Arc::unwrap_or_clone(data)),
+            RoomEvent::Publish { data, .. } => Some(data.into_value()),
             _ => None,
         })
         .collect()

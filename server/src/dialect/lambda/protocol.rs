@@ -15,7 +15,7 @@ struct Message<'a> {
     kind: &'static str,
     #[serde(rename = "senderId")]
     sender_id: &'a str,
-    data: &'a Value,
+    data: &'a Payload,
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<&'a str>,
 }

@@ -5,14 +5,13 @@ use crate::dialect::session::{Actions, Session};
 use crate::dialect::{Peer, Refusal, Wire};
 use crate::engine::room::poll_topic;
 use crate::engine::{
-    ErrorCode, Position, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced,
+    ErrorCode, Payload, Position, PresenceChange, Reply, RoomDetails, RoomEvent, Sequenced,
 };
 use crate::http::Request;
 use bytes::{Bytes, BytesMut};
 use rookery_protocol::pact::{codes, types, Member, Pos, PublicUser, Resumed};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The `pact` protocol.
@@ -137,7 +136,7 @@ fn code_name(code: ErrorCode) -> &'static str {
 
 #[derive(Serialize)]
 struct Chat<'a> {
-    message: &'a Value,
+    message: &'a Payload,
     user: &'a PublicUser,
 }
 
@@ -169,7 +168,7 @@ struct HistoryData {
 struct Broadcast<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    data: &'a Value,
+    data: &'a Payload,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
 }

@@ -53,7 +53,7 @@ impl crate::dialect::Protocol for Slip {
 
     fn event(&self, event: &Sequenced) -> Option<Wire> {
         match &event.event {
-            RoomEvent::Publish { data, .. } => Some(match &**data {
+            RoomEvent::Publish { data, .. } => Some(match data.value() {
                 Value::String(text) => Wire::Frame(text_frame(text)),
                 data => json_frame(data),
             }),

@@ -419,6 +419,12 @@ impl Room {
         if position.seq <= self.seq {
             return; // Seen already (a fill and the live stream overlap).
         }
+        if position.seq == self.seq + 1 && self.held.is_empty() {
+            // The usual case, in order with nothing held: no trip through `held`.
+            self.seq += 1;
+            self.release(published, context, out);
+            return;
+        }
         self.held.insert(position.seq, published);
         self.release_held(context, out);
         if !self.held.is_empty() {
@@ -475,25 +481,30 @@ impl Room {
     fn release_held(&mut self, context: Context<'_>, out: &mut Outbox) {
         while let Some(published) = self.held.remove(&(self.seq + 1)) {
             self.seq += 1;
-            self.mirror(&published.event.event);
-            let mut audience = self.audience(&published.scope);
-            if let RoomEvent::Publish {
-                requires_ack: true,
-                event_id,
-                ..
-            } = &published.event.event
-            {
-                self.await_acks(event_id, &audience);
-            }
-            if self.replaying > 0 {
-                self.hold_for_replay(&mut audience, &published.event);
-            }
-            for (conn, codec) in context.observers {
-                audience.add(*codec, *conn);
-            }
-            out.event(published.event, audience);
-            out.sends.extend(published.replies);
+            self.release(published, context, out);
         }
+    }
+
+    /// Delivers the event of the room's next `seq` (already counted) to its members here.
+    fn release(&mut self, published: Published, context: Context<'_>, out: &mut Outbox) {
+        self.mirror(&published.event.event);
+        let mut audience = self.audience(&published.scope);
+        if let RoomEvent::Publish {
+            requires_ack: true,
+            event_id,
+            ..
+        } = &published.event.event
+        {
+            self.await_acks(event_id, &audience);
+        }
+        if self.replaying > 0 {
+            self.hold_for_replay(&mut audience, &published.event);
+        }
+        for (conn, codec) in context.observers {
+            audience.add(*codec, *conn);
+        }
+        out.event(published.event, audience);
+        out.sends.extend(published.replies);
     }
 
     /// Remembers that `audience` was sent the emit `event_id`, which asks for acks.

@@ -701,7 +701,7 @@ impl Writes {
                             room,
                             entry.seq(),
                             entry.at_ms,
-                            |value| simd_json::serde::to_writer(value, entry),
+                            |value| serde_json::to_writer(value, entry),
                         );
                         encoded.map_err(|e| {
                             db.corrupt(room, &format!("an event that cannot be encoded: {e}"))

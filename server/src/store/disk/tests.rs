@@ -614,3 +614,35 @@ fn the_background_fsync_finds_the_journal() {
     let error = super::sync_journal(empty.path()).unwrap_err();
     assert!(error.to_string().contains("no journal"), "{error}");
 }
+
+/// A payload that came as JSON text (from another node through Redis, or from this store)
+/// is written as that text and read back equal, however it is later looked at.
+#[test]
+fn payloads_that_came_as_text_are_kept_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DiskStore::open(dir.path(), 10).unwrap();
+    let text = r#"{"text":"h\u00e9\nllo","n":[1,2.5,-3],"deep":{"x":null}}"#;
+    let mut change = append("r", 1);
+    let Change::Append { entry, .. } = &mut change else {
+        unreachable!()
+    };
+    entry.event.event = RoomEvent::Broadcast {
+        kind: "n".into(),
+        data: serde_json::from_str(text).unwrap(),
+    };
+    let sent = entry.clone();
+    store.commit(&[change]).unwrap();
+    drop(store);
+    let mut store = DiskStore::open(dir.path(), 10).unwrap();
+    let kept = store.history("r", HistoryQuery::last(10)).unwrap();
+    assert_eq!(kept.events, [sent]);
+    let RoomEvent::Broadcast { data, .. } = &kept.events[0].event.event else {
+        panic!("{kept:?}")
+    };
+    assert_eq!(data.value()["text"], "hé\nllo");
+    assert_eq!(
+        serde_json::to_string(data).unwrap(),
+        text,
+        "written out as it came"
+    );
+}
