@@ -334,12 +334,6 @@ fn a_burst_is_sequenced_in_runs_and_seen_in_order_on_every_node() {
     let calls = metric(a, "rookery_redis_sequencer_calls_total");
     assert_eq!(events, BURST as u64);
     assert!(calls < events, "{calls} calls for {events} events");
-    // Node A delivered its own events as it kept them; node B decoded them.
-    assert_eq!(
-        metric(a, "rookery_redis_own_events_reused_total"),
-        BURST as u64
-    );
-    assert_eq!(metric(b, "rookery_redis_own_events_reused_total"), 0);
     // What follows is sequenced after the burst, wherever it is proposed.
     readers[1].send(json!({"type":"chat","data":"after"}));
     for reader in &mut readers {

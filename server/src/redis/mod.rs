@@ -133,15 +133,6 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
             .sum(),
     );
     metric(
-        "rookery_redis_own_events_reused_total",
-        "counter",
-        "This node's events that came back from Redis and were delivered as it kept them, not decoded again.",
-        cores
-            .iter()
-            .map(|s| s.total(|s| &s.own_events_reused, false))
-            .sum(),
-    );
-    metric(
         "rookery_redis_up",
         "gauge",
         "1 while every core's Redis link works both ways (pub/sub verified by a probe).",

@@ -28,9 +28,6 @@ pub struct Stats {
     /// carried them (fewer under load: a run of one room's events is one call).
     pub events_proposed: AtomicU64,
     pub sequencer_calls: AtomicU64,
-    /// This core's own events that came back from Redis and were delivered from what it
-    /// kept of them, not decoded again.
-    pub own_events_reused: AtomicU64,
     /// Cluster only: the links to the masters that serve slots (replaced when the slot
     /// map changes). Empty against a standalone Redis.
     pub links: RwLock<Vec<Arc<Stats>>>,

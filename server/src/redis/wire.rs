@@ -10,9 +10,8 @@
 //! run of plain events proposed together for op `events` (so that Redis takes the run as
 //! one argument and keeps it as one stream entry, whose id is the run's last `seq`). A
 //! presence diff, which has no position, is `- 0` and its body. A body is JSON that the
-//! proposing node made: `{"o": [node, n], "s": scope, "t": ms, "e": event}` (the origin
-//! first, so that a node finds its own events without decoding them; the event last, so
-//! that the script can put a poll's stats at its end); compact JSON holds no
+//! proposing node made: `{"s": scope, "t": ms, "o": [node, n], "e": event}` (the event
+//! last, so that the script can put a poll's stats at its end); compact JSON holds no
 //! newline (its strings escape theirs), so lines never split a body.
 //!
 //! Entries written before this format (`<epoch> <seq> <body>` on one line, one event per
@@ -52,15 +51,14 @@ pub fn poll_member(ephemeral: bool, id: &str) -> String {
 /// and scope (no copy per event); one decoded from Redis owns them.
 #[derive(Serialize, Deserialize)]
 pub struct Body<'a> {
-    /// Which node (and which of its proposals) made it: that node releases the replies
-    /// waiting for it. First, so that a node finds its own events without decoding them
-    /// ([`origin_of`]).
-    #[serde(rename = "o")]
-    pub origin: (u64, u64),
     #[serde(rename = "s")]
     pub scope: Cow<'a, Scope>,
     #[serde(rename = "t")]
     pub at_ms: u64,
+    /// Which node (and which of its proposals) made it: that node releases the replies
+    /// waiting for it.
+    #[serde(rename = "o")]
+    pub origin: (u64, u64),
     /// A presence diff's member key in the room's shared presence.
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -149,42 +147,22 @@ pub struct Events<'a> {
     bodies: std::str::Split<'a, char>,
 }
 
-impl<'a> Events<'a> {
-    /// The next event's position and its body, not decoded yet ([`decode_body`]).
-    pub fn next_body(&mut self) -> Option<(Option<Position>, &'a str)> {
+impl Iterator for Events<'_> {
+    type Item = Result<Message, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         let body = self.bodies.next()?;
         let position = self.epoch.as_ref().map(|epoch| Position {
             epoch: epoch.clone(),
             seq: self.seq,
         });
         self.seq += 1;
-        Some((position, body))
+        Some(
+            serde_json::from_str(body)
+                .map(|body| Message { position, body })
+                .map_err(|e| e.to_string()),
+        )
     }
-}
-
-impl Iterator for Events<'_> {
-    type Item = Result<Message, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (position, body) = self.next_body()?;
-        Some(decode_body(position, body))
-    }
-}
-
-/// One event of a message from its body.
-pub fn decode_body(position: Option<Position>, body: &str) -> Result<Message, String> {
-    serde_json::from_str(body)
-        .map(|body| Message { position, body })
-        .map_err(|e| e.to_string())
-}
-
-/// The origin of a body written with it first (`{"o":[node,n],…`), read without decoding
-/// the rest; `None` for any other body (which then decodes as usual).
-pub fn origin_of(body: &str) -> Option<(u64, u64)> {
-    let rest = body.strip_prefix(r#"{"o":["#)?;
-    let (node, rest) = rest.split_once(',')?;
-    let (n, _) = rest.split_once(']')?;
-    Some((node.parse().ok()?, n.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -239,36 +217,6 @@ mod tests {
         assert_eq!(*message.body.event, *body.event);
         let presence = only(&format!("- 0\n{text}"));
         assert!(presence.position.is_none(), "a diff has no position");
-    }
-
-    #[test]
-    fn a_body_names_its_origin_first() {
-        let body = Body {
-            origin: (u64::MAX, 7),
-            scope: Cow::Owned(Scope::Room),
-            at_ms: 5,
-            key: None,
-            event: Cow::Owned(RoomEvent::Config {
-                config: "{\"o\":[1,2]}".into(),
-            }),
-        };
-        let (text, _) = encode_body(&body);
-        assert_eq!(origin_of(&text), Some((u64::MAX, 7)), "{text}");
-        // A body with its origin elsewhere decodes, but is not recognised by its prefix.
-        let later = r#"{"s":"Room","t":1,"o":[1,2],"e":{"Config":{"config":"{}"}}}"#;
-        assert_eq!(origin_of(later), None);
-        assert_eq!(decode_body(None, later).unwrap().body.origin, (1, 2));
-        for bad in [
-            r#"{"o":[1,2"#,
-            r#"{"o":[x,2]}"#,
-            r#"{"o":[1]}"#,
-            r#"{"o":[-1,2]}"#,
-            r#"{"o":[1,18446744073709551616]}"#,
-            r#" {"o":[1,2]}"#,
-            "",
-        ] {
-            assert_eq!(origin_of(bad), None, "{bad}");
-        }
     }
 
     /// A chat that comes back from Redis reaches its Pact members as the text it was sent

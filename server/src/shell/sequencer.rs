@@ -17,8 +17,8 @@ use crate::engine::command::{LoadResult, ReadResult};
 use crate::engine::emit::EmitOutcome;
 use crate::engine::outbox::{Fill, Op, Proposal};
 use crate::engine::{
-    Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, Position, PresenceChange,
-    Published, Reply, RoomEvent, RoomSnapshot, Scope, Send, Sequenced,
+    Command, Entry, ErrorCode, History, HistoryQuery, Outbox, PollKind, PresenceChange, Published,
+    Reply, RoomEvent, RoomSnapshot, Send,
 };
 use crate::ids::{random_u64, ConnId};
 use crate::redis::resp::{self, Frame};
@@ -46,11 +46,6 @@ const SUFFIX_BLOCK: u64 = 32;
 
 /// Attempts at a counter's compare-and-set before the change is refused.
 const MAX_CAS: usize = 64;
-
-/// The most of this node's plain events a core keeps while they go through Redis
-/// ([`Sequencer::kept`]): far more than are under way at once (a round trip's worth), so
-/// reached only by events whose room stopped listening before they came back.
-const MAX_KEPT: usize = 16_384;
 
 /// How often a node says it is alive, and how long a node may stay silent before the
 /// others remove its members (SPEC: within 8 s; a reaper looks every second).
@@ -156,11 +151,6 @@ pub struct Sequencer {
     next: Cell<u64>,
     /// Replies waiting for the event of proposal `n` to come back.
     pending: RefCell<AHashMap<u64, Vec<Send>>>,
-    /// This node's plain events on their way through Redis, by proposal number: one that
-    /// comes back on its room's channel is delivered from here instead of being decoded
-    /// again (the script adds only its position). Only a saving: an event not found here
-    /// (missed live and filled from the stream, or forgotten past [`MAX_KEPT`]) decodes.
-    kept: RefCell<AHashMap<u64, (RoomEvent, Scope)>>,
     /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
     shas: RefCell<[Option<String>; 3]>,
     /// A `SCRIPT LOAD` of each script is under way (one at a time).
@@ -205,7 +195,6 @@ impl Sequencer {
             node_id,
             next: Cell::new(0),
             pending: RefCell::default(),
-            kept: RefCell::default(),
             shas: RefCell::default(),
             learning: Cell::default(),
             waiting,
@@ -375,7 +364,6 @@ impl Sequencer {
         for mut proposal in run {
             let n = self.number(&mut proposal);
             let body = self.body(&proposal, n).0;
-            self.keep(n, &proposal);
             let (bodies, numbered) = calls.last_mut().expect("one call at least");
             if !numbered.is_empty() && bodies.len() + 1 + body.len() > MAX_RUN_BYTES {
                 calls.push((body, vec![(n, proposal)]));
@@ -415,17 +403,6 @@ impl Sequencer {
                 this.settle(n, proposal, answer.clone()).await;
             }
         });
-    }
-
-    /// Keeps a plain event of proposal `n` for when it comes back ([`Sequencer::kept`]).
-    /// Past [`MAX_KEPT`] (events whose room stopped listening before they came back) the
-    /// kept ones are forgotten: they decode if they come.
-    fn keep(&self, n: u64, proposal: &Proposal) {
-        let mut kept = self.kept.borrow_mut();
-        if kept.len() >= MAX_KEPT {
-            kept.clear();
-        }
-        kept.insert(n, (proposal.event.clone(), proposal.scope.clone()));
     }
 
     /// A proposal's number among this node's (what its event comes back carrying); its
@@ -520,7 +497,6 @@ impl Sequencer {
         if taken {
             return;
         }
-        self.kept.borrow_mut().remove(&n);
         let replies = self.pending.borrow_mut().remove(&n).unwrap_or_default();
         let mut out = Outbox::default();
         for send in replies {
@@ -786,10 +762,7 @@ impl Sequencer {
                     }
                     // This node's own event, missed live: its replies go with it.
                     let replies = match origin.0 == this.node_id {
-                        true => {
-                            this.kept.borrow_mut().remove(&origin.1);
-                            this.pending.borrow_mut().remove(&origin.1)
-                        }
+                        true => this.pending.borrow_mut().remove(&origin.1),
                         false => None,
                     };
                     let published = Published {
@@ -1160,17 +1133,8 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
                 }
                 // One publication may carry several events (op `events`): each is a
                 // command of its own, in order.
-                let mut events = match wire::decode(&payload) {
-                    Ok(events) => events,
-                    Err(error) => {
-                        tracing::warn!(source = %room, %error, "an undecodable message");
-                        continue;
-                    }
-                };
-                while let Some((position, body)) = events.next_body() {
-                    let Some(command) = this.incoming(room, position, body) else {
-                        continue;
-                    };
+                for message in decoded(room, &payload) {
+                    let command = this.remote(room, message);
                     if own.send_async(ToOwner::Engine(command)).await.is_err() {
                         return;
                     }
@@ -1185,35 +1149,6 @@ async fn run_pushes(this: Rc<Sequencer>, pushed: flume::Receiver<Push>) {
 }
 
 impl Sequencer {
-    /// The command for one event from a room's channel: this node's own from what it kept
-    /// of it, any other decoded (`None` if it does not decode: logged).
-    fn incoming(&self, room: &str, position: Option<Position>, body: &str) -> Option<Command> {
-        let own = wire::origin_of(body).filter(|(node, _)| *node == self.node_id);
-        if let (Some(at), Some((_, n))) = (&position, own) {
-            if let Some((event, scope)) = self.kept.borrow_mut().remove(&n) {
-                self.stats.own_events_reused.fetch_add(1, Relaxed);
-                let replies = self.pending.borrow_mut().remove(&n).unwrap_or_default();
-                return Some(Command::Remote(Published {
-                    room: room.to_owned(),
-                    event: Sequenced {
-                        position: Some(at.clone()),
-                        event,
-                    },
-                    scope,
-                    replies,
-                    member_key: None,
-                }));
-            }
-        }
-        match wire::decode_body(position, body) {
-            Ok(message) => Some(self.remote(room, message)),
-            Err(error) => {
-                tracing::warn!(source = %room, %error, "an undecodable message");
-                None
-            }
-        }
-    }
-
     /// The command for one event from a room's channel, with the replies that waited for
     /// it if this node proposed it.
     fn remote(&self, room: &str, message: wire::Message) -> Command {
