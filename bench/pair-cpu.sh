@@ -9,7 +9,10 @@
 #
 #   bench/pair-cpu.sh BIN N RATES [pair|single]
 #   bench/pair-cpu.sh target/release/rookery 100 20000,20000,20000,20000
+#   ROOMS=1000 PUBS=100 bench/pair-cpu.sh target/release/rookery 10000 200,200,200   # W3's shape
 #
+# ROOMS (default 1) rooms share the N subscribers; PUBS (default 1) publishers, each in a
+# room of its own, each sending RATES messages/s.
 # `single`: the node alone (no Redis, no node B), for the pair's overhead. Interleave the
 # binaries (A B A B …) and compare totals; used for the fixed-rate figures in
 # bench/RESULTS.md ("A payload kept as text"). Needs redis-server, curl, python3, and
@@ -47,7 +50,7 @@ for port in "${nodes[@]}"; do
   done
 done
 result=$(taskset -c 1 "$bench" worker --system rookery --addr "127.0.0.1:$node_a" "${sub[@]}" \
-  --rooms 1 --subscribers "$n" --publishers 1 --rates "$rates" --step-seconds 2 | tail -1)
+  --rooms "${ROOMS:-1}" --subscribers "$n" --publishers "${PUBS:-1}" --rates "$rates" --step-seconds 2 | tail -1)
 ticks=()
 for pid in "${pids[@]}"; do ticks+=("$(awk '{print $14 + $15}' "/proc/$pid/stat")"); done
 echo "CPU ticks ($([ "$mode" = pair ] && echo "Redis, node A, node B" || echo "node")): ${ticks[*]}; total $(( $(IFS=+; echo "${ticks[*]}") ))"
