@@ -692,3 +692,70 @@ fn a_burst_larger_than_a_call_goes_as_several_calls_in_order() {
     );
     assert!(calls >= 3, "{calls} calls for {BURST} events of ~60 KB");
 }
+
+/// Runs of several rooms made in one turn share a script call (standalone Redis,
+/// `SEQUENCE_ROOMS` in `shell/sequencer.rs`), and each room still gets its own events,
+/// whole, once and in order, on both nodes, with a history that pages exactly. Rounds of
+/// bursts into many rooms go on until a call has carried several rooms (under load every
+/// turn has many rooms' events; a round that happens to reach the node one room at a time
+/// just goes again).
+#[test]
+fn runs_of_many_rooms_share_calls_and_each_room_keeps_its_order() {
+    let redis = TestRedis::start();
+    let unlimited = |c: &mut rookery::Config| c.max_message_rate = 0;
+    let (a, b) = (
+        node_with(&redis, 1, unlimited),
+        node_with(&redis, 1, unlimited),
+    );
+    const ROOMS: usize = 12;
+    const PER_ROUND: usize = 40;
+    const MAX_ROUNDS: usize = 25;
+    let names: Vec<String> = (0..ROOMS).map(|r| format!("many-{r}")).collect();
+    let mut readers: Vec<[Client; 2]> = names
+        .iter()
+        .map(|n| [member(a, n, &["chat"]), member(b, n, &["chat"])])
+        .collect();
+    let mut writers: Vec<Client> = names.iter().map(|n| member(a, n, &[])).collect();
+    let mut sent = 0;
+    for round in 1..=MAX_ROUNDS {
+        for (r, writer) in writers.iter_mut().enumerate() {
+            let burst: Vec<Value> = (sent..sent + PER_ROUND)
+                .map(|i| json!({"type":"chat","data":format!("{r}:{i}")}))
+                .collect();
+            writer.send_all(&burst);
+        }
+        for (r, pair) in readers.iter_mut().enumerate() {
+            for reader in pair.iter_mut() {
+                for i in sent..sent + PER_ROUND {
+                    let m = reader.recv_type("chat");
+                    assert_eq!(m["seq"], json!(i + 1), "room {r}: no gap, no repeat: {m}");
+                    assert_eq!(m["data"]["message"], format!("{r}:{i}"), "room {r}");
+                }
+            }
+        }
+        sent += PER_ROUND;
+        if metric(a, "rookery_redis_multi_room_calls_total") > 0 {
+            break;
+        }
+        assert!(
+            round < MAX_ROUNDS,
+            "no call carried several rooms in {MAX_ROUNDS} rounds"
+        );
+    }
+    let events = metric(a, "rookery_redis_proposed_events_total");
+    assert_eq!(events, (ROOMS * sent) as u64);
+    // Each room's history, read on either node, is its events in order.
+    for (r, name) in names.iter().enumerate() {
+        let path = format!("/api/rooms/{name}/history?limit={sent}");
+        let (status, page) = http_json([a, b][r % 2], "GET", &path, &[], b"");
+        assert_eq!(status, 200, "{page}");
+        let texts: Vec<&str> = page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["data"]["message"].as_str().unwrap_or("?"))
+            .collect();
+        let expected: Vec<String> = (0..sent).map(|i| format!("{r}:{i}")).collect();
+        assert_eq!(texts, expected, "{path}");
+    }
+}

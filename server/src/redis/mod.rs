@@ -133,6 +133,15 @@ pub fn metrics_text(node: Option<&RedisNode>, now_ms: u64) -> String {
             .sum(),
     );
     metric(
+        "rookery_redis_multi_room_calls_total",
+        "counter",
+        "Of those calls, the ones that carried the runs of several rooms at once (standalone Redis).",
+        cores
+            .iter()
+            .map(|s| s.total(|s| &s.multi_room_calls, false))
+            .sum(),
+    );
+    metric(
         "rookery_redis_up",
         "gauge",
         "1 while every core's Redis link works both ways (pub/sub verified by a probe).",

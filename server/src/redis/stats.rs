@@ -28,6 +28,9 @@ pub struct Stats {
     /// carried them (fewer under load: a run of one room's events is one call).
     pub events_proposed: AtomicU64,
     pub sequencer_calls: AtomicU64,
+    /// Of those calls, the ones that carried the runs of several rooms (standalone Redis:
+    /// `SEQUENCE_ROOMS`).
+    pub multi_room_calls: AtomicU64,
     /// Cluster only: the links to the masters that serve slots (replaced when the slot
     /// map changes). Empty against a standalone Redis.
     pub links: RwLock<Vec<Arc<Stats>>>,

@@ -19,7 +19,7 @@ use ahash::AHashMap;
 pub const MAX_RUN: usize = 512;
 
 /// The most bytes of bodies one call carries (a run's events are cut into calls of at
-/// most this much, in order, by `Sequencer::propose_events`), so that a run of large
+/// most this much, in order, by `Sequencer::numbered`), so that a run of large
 /// messages does not become one huge argument and publication.
 pub const MAX_RUN_BYTES: usize = 1 << 20;
 
@@ -37,6 +37,39 @@ pub fn calls(proposals: impl IntoIterator<Item = Proposal>) -> Vec<Vec<Proposal>
             _ => calls.push(vec![proposal]),
         }
         open = event;
+    }
+    calls
+}
+
+/// The most runs one call of several rooms carries (`SEQUENCE_ROOMS`: three keys and four
+/// arguments each): enough for a turn of many quiet rooms, small enough that one script
+/// run stays short.
+pub const MAX_ROOMS: usize = 64;
+
+/// How a turn's runs of plain events, given as (events, bytes of bodies) each and in
+/// order, go to Redis as calls of several rooms (standalone Redis): consecutive runs
+/// together while the call stays within [`MAX_RUN`] events, [`MAX_RUN_BYTES`] bytes and
+/// [`MAX_ROOMS`] runs. A run is never split here (it is already within those bounds) and
+/// the order is kept, so each room's runs reach Redis in the order they were made.
+pub fn pack(runs: &[(usize, usize)]) -> Vec<std::ops::Range<usize>> {
+    let mut calls: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut events, mut bytes) = (0, 0);
+    for (i, &(n, size)) in runs.iter().enumerate() {
+        match calls.last_mut() {
+            Some(call)
+                if call.len() < MAX_ROOMS
+                    && events + n <= MAX_RUN
+                    && bytes + size <= MAX_RUN_BYTES =>
+            {
+                call.end = i + 1;
+                events += n;
+                bytes += size;
+            }
+            _ => {
+                calls.push(i..i + 1);
+                (events, bytes) = (n, size);
+            }
+        }
     }
     calls
 }
@@ -194,6 +227,39 @@ mod tests {
         assert_eq!(sizes, [MAX_RUN, MAX_RUN, 1]);
         let all: Vec<usize> = calls.into_iter().flat_map(|(_, n)| n).collect();
         assert_eq!(all, (0..MAX_RUN * 2 + 1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn runs_of_many_rooms_share_calls_within_every_bound_and_in_order() {
+        assert!(pack(&[]).is_empty());
+        assert_eq!(pack(&[(3, 100)]), vec![0..1usize]);
+        // Small runs of many rooms: MAX_ROOMS to a call.
+        let small = vec![(1, 300); MAX_ROOMS * 2 + 1];
+        assert_eq!(
+            pack(&small),
+            [
+                0..MAX_ROOMS,
+                MAX_ROOMS..2 * MAX_ROOMS,
+                2 * MAX_ROOMS..2 * MAX_ROOMS + 1
+            ]
+        );
+        // Events: a call stops before MAX_RUN would be passed.
+        let half = MAX_RUN / 2;
+        assert_eq!(pack(&[(half, 1), (half, 1), (1, 1)]), [0..2, 2..3]);
+        assert_eq!(pack(&[(half, 1), (half + 1, 1)]), [0..1, 1..2]);
+        // Bytes likewise.
+        let big = MAX_RUN_BYTES / 2;
+        assert_eq!(pack(&[(1, big), (1, big), (1, 1)]), [0..2, 2..3]);
+        assert_eq!(pack(&[(1, big + 1), (1, big)]), [0..1, 1..2]);
+        // A run at a bound alone is a call of its own, and nothing is lost or reordered.
+        let mixed = [(MAX_RUN, 10), (1, 10), (2, MAX_RUN_BYTES), (1, 1), (1, 1)];
+        let calls = pack(&mixed);
+        assert_eq!(calls, [0..1, 1..2, 2..3, 3..5]);
+        for call in &calls {
+            let events: usize = mixed[call.clone()].iter().map(|r| r.0).sum();
+            let bytes: usize = mixed[call.clone()].iter().map(|r| r.1).sum();
+            assert!(events <= MAX_RUN && bytes <= MAX_RUN_BYTES && call.len() <= MAX_ROOMS);
+        }
     }
 
     #[test]

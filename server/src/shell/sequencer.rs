@@ -9,7 +9,7 @@
 //! pair per master against a Redis Cluster), and holds the rooms it owns: a room's events
 //! arrive on the core that owns it.
 
-use super::calls::{calls, Held, MAX_RUN_BYTES};
+use super::calls::{calls, pack, Held, MAX_RUN_BYTES};
 use super::mailbox::{now_ms, ToOwner};
 use super::owner::Waiting;
 use super::shard::Shard;
@@ -44,6 +44,10 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pact suffixes a node reserves for a room at a time (`rk:{room}:suffix`).
 const SUFFIX_BLOCK: u64 = 32;
 
+/// One call's worth of a room's plain events: the room, their bodies a line each, and each
+/// proposal with its number.
+type Chunk = (String, String, Vec<(u64, Proposal)>);
+
 /// Attempts at a counter's compare-and-set before the change is refused.
 const MAX_CAS: usize = 64;
 
@@ -67,7 +71,11 @@ enum Script {
     Sequence,
     Load,
     Presence,
+    SequenceRooms,
 }
+
+/// How many scripts [`Script`] names (the size of the SHA1 cache).
+const SCRIPTS: usize = 4;
 
 /// What one node asks another about connections it holds (on the holder's own channel,
 /// `rk:node:<id>`): sends that are not room-scoped reach only the nodes that hold their
@@ -107,6 +115,7 @@ impl Script {
             Script::Sequence => scripts::SEQUENCE,
             Script::Load => scripts::LOAD,
             Script::Presence => scripts::PRESENCE,
+            Script::SequenceRooms => scripts::SEQUENCE_ROOMS,
         }
     }
 }
@@ -152,9 +161,12 @@ pub struct Sequencer {
     /// Replies waiting for the event of proposal `n` to come back.
     pending: RefCell<AHashMap<u64, Vec<Send>>>,
     /// The scripts' SHA1s once Redis has them (`SCRIPT LOAD`); `EVAL` until then.
-    shas: RefCell<[Option<String>; 3]>,
+    shas: RefCell<[Option<String>; SCRIPTS]>,
     /// A `SCRIPT LOAD` of each script is under way (one at a time).
-    learning: Cell<[bool; 3]>,
+    learning: Cell<[bool; SCRIPTS]>,
+    /// Redis Cluster: a script takes one room's keys only, so runs of several rooms never
+    /// share a call ([`Sequencer::propose_runs`]).
+    cluster: bool,
     waiting: Waiting,
     history_size: usize,
     /// Plain events waiting for their room's call under way ([`Held`]).
@@ -171,6 +183,7 @@ impl Sequencer {
             .as_ref()
             .expect("started with --engine redis");
         let node_id = redis.id;
+        let cluster = redis.cluster;
         let stats = redis.stats[shard.id].clone();
         let (pushes, pushed) = (
             redis.pushes[shard.id].clone(),
@@ -197,6 +210,7 @@ impl Sequencer {
             pending: RefCell::default(),
             shas: RefCell::default(),
             learning: Cell::default(),
+            cluster,
             waiting,
             held: RefCell::default(),
         });
@@ -272,7 +286,7 @@ impl Sequencer {
         });
     }
 
-    /// Hands a proposal other than a plain event (those go by `propose_events`) to the
+    /// Hands a proposal other than a plain event (those go by `propose_runs`) to the
     /// sequencer script. Its replies wait for its event to come back; its emit outcomes
     /// are answered once Redis took it.
     pub fn propose(self: &Rc<Self>, mut proposal: Proposal) {
@@ -331,23 +345,22 @@ impl Sequencer {
     /// sequences as it would each alone (op `events`) for one script run instead of many;
     /// plain events wait while their room has such a call under way ([`Held`]).
     pub fn propose_all(self: &Rc<Self>, proposals: impl IntoIterator<Item = Proposal>) {
+        let mut ready = Vec::new();
         for mut call in calls(proposals) {
             if matches!(call[0].op, Op::Event) {
                 let now = self.held.borrow_mut().offer(call);
-                if let Some(run) = now {
-                    self.propose_events(run);
-                }
+                ready.extend(now);
                 continue;
             }
-            let first = self.held.borrow_mut().release(&call[0].room);
-            for run in first {
-                self.propose_events(run);
-            }
+            // What came before goes before it (and what its room holds, first).
+            ready.extend(self.held.borrow_mut().release(&call[0].room));
+            self.propose_runs(std::mem::take(&mut ready));
             if !matches!(call[0].op, Op::Presence { .. } | Op::Ack { .. }) {
                 self.count_call(1);
             }
             self.propose(call.pop().expect("one"));
         }
+        self.propose_runs(ready);
     }
 
     fn count_call(&self, events: usize) {
@@ -355,10 +368,45 @@ impl Sequencer {
         self.stats.sequencer_calls.fetch_add(1, Relaxed);
     }
 
-    /// Proposes plain events of one room with one script call, or (bodies of more than
-    /// [`MAX_RUN_BYTES`] in all) several, queued one after the other so that Redis runs
-    /// them in order.
-    fn propose_events(self: &Rc<Self>, run: Vec<Proposal>) {
+    /// Proposes runs of plain events (each of one room, in the order made), queued at once
+    /// so that Redis takes them in that order. With standalone Redis, runs of several
+    /// rooms share a call ([`pack`], `SEQUENCE_ROOMS`): a turn of many quiet rooms is one
+    /// script run, not one per room. A lone run, or any with Redis Cluster, goes as op
+    /// `events` of its room.
+    fn propose_runs(self: &Rc<Self>, runs: Vec<Vec<Proposal>>) {
+        if self.cluster || runs.len() < 2 {
+            for run in runs {
+                let room = run[0].room.clone();
+                for (bodies, numbered) in self.numbered(run) {
+                    self.call_events(room.clone(), bodies, numbered);
+                }
+            }
+            return;
+        }
+        let mut chunks: Vec<Chunk> = Vec::new();
+        for run in runs {
+            let room = run[0].room.clone();
+            for (bodies, numbered) in self.numbered(run) {
+                chunks.push((room.clone(), bodies, numbered));
+            }
+        }
+        let sizes: Vec<(usize, usize)> = chunks.iter().map(|c| (c.2.len(), c.1.len())).collect();
+        let mut chunks = chunks.into_iter();
+        for call in pack(&sizes) {
+            let mut these: Vec<Chunk> = chunks.by_ref().take(call.len()).collect();
+            if these.len() == 1 {
+                let (room, bodies, numbered) = these.pop().expect("one");
+                self.call_events(room, bodies, numbered);
+            } else {
+                self.call_rooms(these);
+            }
+        }
+    }
+
+    /// A run of one room's plain events numbered, with their bodies a line each: one call's
+    /// worth, or (bodies of more than [`MAX_RUN_BYTES`] in all) several, each counted as
+    /// a call under way for the room ([`Held`]).
+    fn numbered(&self, run: Vec<Proposal>) -> Vec<(String, Vec<(u64, Proposal)>)> {
         let room = run[0].room.clone();
         let mut calls: Vec<(String, Vec<(u64, Proposal)>)> = vec![(String::new(), Vec::new())];
         for mut proposal in run {
@@ -378,9 +426,7 @@ impl Sequencer {
         self.held
             .borrow_mut()
             .also_under_way(&room, calls.len() - 1);
-        for (bodies, numbered) in calls {
-            self.call_events(room.clone(), bodies, numbered);
-        }
+        calls
     }
 
     /// One script call (op `events`) of a room's plain events, numbered, with their bodies
@@ -396,11 +442,55 @@ impl Sequencer {
         monoio::spawn(async move {
             let answer = this.answer(Script::Sequence, queued, &keys, &args).await;
             let next = this.held.borrow_mut().answered(&room);
-            for run in next {
-                this.propose_events(run);
-            }
+            this.propose_runs(next);
             for (n, proposal) in numbered {
                 this.settle(n, proposal, answer.clone()).await;
+            }
+        });
+    }
+
+    /// One script call (`SEQUENCE_ROOMS`) of the runs of several rooms, each as
+    /// [`Sequencer::call_events`] would send it; once answered, what waited for any of
+    /// those rooms goes (together), and each proposal settles with its run's answer.
+    fn call_rooms(self: &Rc<Self>, chunks: Vec<Chunk>) {
+        let events = chunks.iter().map(|c| c.2.len()).sum();
+        self.count_call(events);
+        self.stats.multi_room_calls.fetch_add(1, Relaxed);
+        let mut keys = Vec::with_capacity(3 * chunks.len());
+        let mut args = Vec::with_capacity(1 + 4 * chunks.len());
+        args.push(self.history_size.to_string());
+        let mut runs = Vec::with_capacity(chunks.len());
+        for (room, bodies, numbered) in chunks {
+            keys.extend([key(&room, "epoch"), key(&room, "seq"), key(&room, "log")]);
+            args.extend([
+                channel(&room),
+                new_epoch(),
+                numbered.len().to_string(),
+                bodies,
+            ]);
+            runs.push((room, numbered));
+        }
+        let queued = self.queue_script(Script::SequenceRooms, &keys, &args);
+        let this = self.clone();
+        monoio::spawn(async move {
+            let answer = this
+                .answer(Script::SequenceRooms, queued, &keys, &args)
+                .await;
+            let mut next = Vec::new();
+            for (room, _) in &runs {
+                next.extend(this.held.borrow_mut().answered(room));
+            }
+            this.propose_runs(next);
+            for (i, (_, numbered)) in runs.into_iter().enumerate() {
+                let answer = match &answer {
+                    Ok(Frame::Array(each)) => each.get(i).cloned().ok_or_else(|| {
+                        RedisError::Reply("the sequencer answered fewer runs".into())
+                    }),
+                    other => other.clone(),
+                };
+                for (n, proposal) in numbered {
+                    this.settle(n, proposal, answer.clone()).await;
+                }
             }
         });
     }
@@ -645,7 +735,7 @@ impl Sequencer {
             ]),
             Op::Presence { .. } | Op::Ack { .. } => unreachable!("not the sequencer script's"),
             // Every run of plain events, one event included, goes as op `events`.
-            Op::Event => unreachable!("plain events go by propose_events"),
+            Op::Event => unreachable!("plain events go by propose_runs"),
         }
         (keys, args)
     }
