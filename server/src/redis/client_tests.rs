@@ -248,6 +248,73 @@ fn a_run_of_events_is_sequenced_in_one_call_as_if_one_by_one() {
     });
 }
 
+/// `SEQUENCE_ROOMS`: each room's run as op `events` would sequence it, in order (a room
+/// may come twice), and a room whose run Redis refuses fails alone.
+#[test]
+fn runs_of_several_rooms_are_sequenced_in_one_call_each_as_alone() {
+    use super::wire::{channel, key};
+    let redis = TestRedis::start();
+    run(async move {
+        let client = connected(redis.addr).await;
+        sequence(&client, "a", &["a0", "event"]).await;
+        // Room "bad": its stream holds an id past anything its seq will give.
+        client
+            .call(&["XADD", &key("bad", "log"), "1000-0", "m", "x"])
+            .await
+            .unwrap();
+        let runs = [
+            ("a", "2", "a1\na2"),
+            ("bad", "1", "z"),
+            ("b", "1", "b1"),
+            ("a", "1", "a3"),
+        ];
+        let mut args = vec!["EVAL".to_owned(), scripts::SEQUENCE_ROOMS.to_owned()];
+        args.push((3 * runs.len()).to_string());
+        for (room, _, _) in runs {
+            args.extend([key(room, "epoch"), key(room, "seq"), key(room, "log")]);
+        }
+        args.push("100".into());
+        for (room, count, bodies) in runs {
+            let epoch = format!("new-{room}");
+            args.extend([channel(room), epoch, count.into(), bodies.into()]);
+        }
+        let Frame::Array(answers) = client.call(&args).await.unwrap() else {
+            panic!()
+        };
+        let answer = |i: usize| match &answers[i] {
+            Frame::Array(parts) => parts
+                .iter()
+                .map(|p| resp::text(p).unwrap().to_owned())
+                .collect(),
+            other => vec![format!("{other:?}")],
+        };
+        assert_eq!(answer(0), ["ok", "fresh", "3"], "room a's epoch is kept");
+        assert!(
+            matches!(&answers[1], Frame::Error(e) if e.contains("ID")),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(
+            answer(2),
+            ["ok", "new-b", "1"],
+            "a new room's epoch is made"
+        );
+        assert_eq!(answer(3), ["ok", "fresh", "4"], "after the run before it");
+        let expected = [
+            ("1-0", "fresh 1\na0"),
+            ("3-0", "fresh 2\na1\na2"),
+            ("4-0", "fresh 4\na3"),
+        ]
+        .map(|(id, m)| (id.to_owned(), m.to_owned()));
+        assert_eq!(log_of(&client, "a").await, expected);
+        assert_eq!(
+            log_of(&client, "b").await,
+            [("1-0".to_owned(), "new-b 1\nb1".to_owned())]
+        );
+        assert_eq!(log_of(&client, "bad").await.len(), 1, "nothing added");
+    });
+}
+
 /// The script's decimal addition against rust_decimal's (what a node alone computes), on
 /// values of every sign, scale and length up to 28 digits: the same text, or a refusal
 /// (`conflict`, so the node adds itself) where the sum needs more than 28 digits.

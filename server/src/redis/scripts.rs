@@ -179,12 +179,13 @@ return {'ok', epoch, tostring(seq)}
 /// per room (in fours) 1 channel, 2 an epoch for a room Redis does not know, 3 how many
 /// events, 4 their bodies joined by newlines.
 ///
-/// Answers one `{"ok", epoch, seq}` per run (its last event's `seq`), in order.
+/// Answers one `{"ok", epoch, seq}` per run (its last event's `seq`), in order; a run that
+/// Redis refuses (a room whose keys were damaged — evicted, say — so that its stream
+/// already holds a later id) is an error in its place, and the other rooms' runs are
+/// sequenced all the same (`pcall`), as they would be in calls of their own.
 pub const SEQUENCE_ROOMS: &str = r#"
 local history = tonumber(ARGV[1])
-local answers = {}
-for i = 0, #KEYS / 3 - 1 do
-  local k, a = 3 * i, 1 + 4 * i
+local function sequence(k, a)
   local epoch = redis.call('GET', KEYS[k + 1])
   if not epoch then
     epoch = ARGV[a + 2]
@@ -195,7 +196,15 @@ for i = 0, #KEYS / 3 - 1 do
   local message = epoch .. ' ' .. (last - count + 1) .. '\n' .. ARGV[a + 4]
   redis.call('XADD', KEYS[k + 3], 'MINID', '~', math.max(0, last - history), last .. '-0', 'm', message)
   redis.call('SPUBLISH', ARGV[a + 1], message)
-  answers[i + 1] = {'ok', epoch, tostring(last)}
+  return {'ok', epoch, tostring(last)}
+end
+local answers = {}
+for i = 0, #KEYS / 3 - 1 do
+  local ok, answer = pcall(sequence, 3 * i, 1 + 4 * i)
+  if not ok then
+    answer = redis.error_reply(type(answer) == 'table' and answer.err or tostring(answer))
+  end
+  answers[i + 1] = answer
 end
 return answers
 "#;
