@@ -52,6 +52,16 @@ pub fn decode_all(buf: &mut Vec<u8>, into: &mut Vec<Frame>) -> Result<(), String
     Ok(())
 }
 
+/// The most one read takes from a Redis connection. Each read is one io_uring round, after
+/// which the core's other tasks run — the engine, then every writer with frames queued —,
+/// so what one read brings is what a node delivers per turn. With 16 KB (~40 pushes of
+/// one small event), two nodes behind on pushes from 100 busy rooms wrote each frame on
+/// its own and never caught up (W3's shape saturated at ~110 k deliveries/s with Redis
+/// holding megabytes for the node); with 256 KB a backlog is taken in large turns whose
+/// frames share writes, and the same pair keeps up at 300 k (bench/RESULTS.md). 1 MB did
+/// no better. Zeroed pages are only touched as far as a read fills them.
+const READ_CHUNK: usize = 256 * 1024;
+
 /// The replies arriving on one Redis connection: each [`read`](FrameReader::read) takes
 /// what the socket has and decodes the whole frames it completes (a frame split between
 /// reads waits in `buf`). Shared by the command and the subscriber connections.
@@ -70,7 +80,7 @@ impl FrameReader {
     pub fn new() -> FrameReader {
         FrameReader {
             buf: Vec::with_capacity(16 * 1024),
-            chunk: vec![0u8; 16 * 1024],
+            chunk: vec![0u8; READ_CHUNK],
         }
     }
 
