@@ -29,7 +29,10 @@ python3 - "$root/server/src/redis/scripts.rs" "$script" >"$dir/sequence.lua" <<'
 import re, sys
 text = open(sys.argv[1]).read()
 name = sys.argv[2]
-print(re.search(r'pub const ' + name + r': &str = r#"(.*?)"#;', text, re.S).group(1))
+# Each script is `concat!(room_history_lua!(), r#"…"#)`: the shared Lua, then its own.
+shared = re.search(r'macro_rules! room_history_lua \{.*?r#"(.*?)"#', text, re.S).group(1)
+own = re.search(r'pub const ' + name + r': &str = concat!\(\s*room_history_lua!\(\),\s*r#"(.*?)"#', text, re.S).group(1)
+print(shared + own)
 EOF
 sha=$(redis-cli -p "$port" SCRIPT LOAD "$(cat "$dir/sequence.lua")")
 # A body as a node encodes a W2 chat event (128-byte message).

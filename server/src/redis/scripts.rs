@@ -8,6 +8,39 @@
 //! with `SPUBLISH` on the room's shard channel `rk:{room}`, in the room's slot too (sharded
 //! pub/sub, Redis 7; standalone Redis takes it as well).
 
+/// The Lua that every script writing a room's history shares, so that the room's epoch,
+/// its message format (`wire`: a header line `<epoch> <first seq>`, then the bodies a line
+/// each) and its stream's trimming are written once: `epoch_of` (the room's epoch, made
+/// from `fresh` if Redis has none), `append` (events `first..last` as one message: one
+/// stream entry, id `last`, trimmed by id to keep `history` events, and one publication)
+/// and `run` (a run of `count` plain events at the room's next seqs: `{"ok", epoch, last}`).
+/// A macro, so that each script is one literal (`concat!`).
+macro_rules! room_history_lua {
+    () => {
+        r#"
+local function epoch_of(key, fresh)
+  local epoch = redis.call('GET', key)
+  if not epoch then
+    epoch = fresh
+    redis.call('SET', key, epoch)
+  end
+  return epoch
+end
+local function append(stream, channel, history, epoch, first, last, bodies)
+  local message = epoch .. ' ' .. first .. '\n' .. bodies
+  redis.call('XADD', stream, 'MINID', '~', math.max(0, last - history), last .. '-0', 'm', message)
+  redis.call('SPUBLISH', channel, message)
+end
+local function run(epoch_key, seq_key, stream, channel, fresh, history, count, bodies)
+  local epoch = epoch_of(epoch_key, fresh)
+  local last = redis.call('INCRBY', seq_key, count)
+  append(stream, channel, history, epoch, last - count + 1, last, bodies)
+  return {'ok', epoch, tostring(last)}
+end
+"#
+    };
+}
+
 /// Applies a change and sequences its event.
 ///
 /// KEYS: 1 epoch, 2 seq, 3 history stream, 4 state hash (config, `c:<counter>`), 5 the
@@ -40,7 +73,9 @@
 ///
 /// Answers `{"ok", epoch, seq}` (the last event's), `{"conflict", current}` (for a counter,
 /// above) or `{"same"}` (a vote that changes nothing: no event).
-pub const SEQUENCE: &str = r#"
+pub const SEQUENCE: &str = concat!(
+    room_history_lua!(),
+    r#"
 -- "-12.50" → negative?, integer digits, decimals; nil if it is not a plain decimal.
 local function dec_parts(s)
   local neg = false
@@ -102,25 +137,11 @@ local function dec_add(a, b)
   if neg then r = '-' .. r end
   return r
 end
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('SET', KEYS[1], epoch)
-end
--- Events first..last (their bodies a line each) as one message: one stream entry, id
--- `last`, trimmed by id to keep the history size in events, and one publication.
-local function append(first, last, bodies)
-  local message = epoch .. ' ' .. first .. '\n' .. bodies
-  redis.call('XADD', KEYS[3], 'MINID', '~', math.max(0, last - ARGV[3]), last .. '-0', 'm', message)
-  redis.call('SPUBLISH', ARGV[1], message)
-end
 local op = ARGV[5]
 if op == 'events' then
-  local count = tonumber(ARGV[6])
-  local last = redis.call('INCRBY', KEYS[2], count)
-  append(last - count + 1, last, ARGV[7])
-  return {'ok', epoch, tostring(last)}
+  return run(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[6]), ARGV[7])
 end
+local epoch = epoch_of(KEYS[1], ARGV[2])
 local body = ARGV[4]
 if op == 'config' then
   redis.call('HSET', KEYS[4], 'config', ARGV[6])
@@ -161,9 +182,10 @@ elseif op ~= 'event' then
   return redis.error_reply('unknown op ' .. op)
 end
 local seq = redis.call('INCR', KEYS[2])
-append(seq, seq, body)
+append(KEYS[3], ARGV[1], ARGV[3], epoch, seq, seq, body)
 return {'ok', epoch, tostring(seq)}
-"#;
+"#
+);
 
 /// Sequences the runs of plain events of several rooms in one script run (standalone
 /// Redis only: the keys of many rooms are in many slots, which a Cluster refuses in one
@@ -183,20 +205,13 @@ return {'ok', epoch, tostring(seq)}
 /// Redis refuses (a room whose keys were damaged — evicted, say — so that its stream
 /// already holds a later id) is an error in its place, and the other rooms' runs are
 /// sequenced all the same (`pcall`), as they would be in calls of their own.
-pub const SEQUENCE_ROOMS: &str = r#"
+pub const SEQUENCE_ROOMS: &str = concat!(
+    room_history_lua!(),
+    r#"
 local history = tonumber(ARGV[1])
 local function sequence(k, a)
-  local epoch = redis.call('GET', KEYS[k + 1])
-  if not epoch then
-    epoch = ARGV[a + 2]
-    redis.call('SET', KEYS[k + 1], epoch)
-  end
-  local count = tonumber(ARGV[a + 3])
-  local last = redis.call('INCRBY', KEYS[k + 2], count)
-  local message = epoch .. ' ' .. (last - count + 1) .. '\n' .. ARGV[a + 4]
-  redis.call('XADD', KEYS[k + 3], 'MINID', '~', math.max(0, last - history), last .. '-0', 'm', message)
-  redis.call('SPUBLISH', ARGV[a + 1], message)
-  return {'ok', epoch, tostring(last)}
+  return run(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2], history,
+    tonumber(ARGV[a + 3]), ARGV[a + 4])
 end
 local answers = {}
 for i = 0, #KEYS / 3 - 1 do
@@ -207,7 +222,8 @@ for i = 0, #KEYS / 3 - 1 do
   answers[i + 1] = answer
 end
 return answers
-"#;
+"#
+);
 
 /// A room's state, for a node that makes it live (creating its epoch if Redis has none).
 ///
@@ -217,12 +233,10 @@ return answers
 /// whichever node hands them out).
 /// Answers `{epoch, seq, {field, value, …}, {poll member, {user, answer, …}, …},
 /// {member key, value, …}, the block's last suffix}`.
-pub const LOAD: &str = r#"
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
+pub const LOAD: &str = concat!(
+    room_history_lua!(),
+    r#"
+local epoch = epoch_of(KEYS[1], ARGV[1])
 local seq = redis.call('GET', KEYS[2]) or '0'
 local polls = {}
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -231,7 +245,8 @@ for _, member in ipairs(redis.call('SMEMBERS', KEYS[4])) do
 end
 local last = redis.call('INCRBY', KEYS[6], ARGV[3])
 return {epoch, seq, redis.call('HGETALL', KEYS[3]), polls, redis.call('HGETALL', KEYS[5]), last}
-"#;
+"#
+);
 
 /// A room's shared presence: who is in the room on which node, each user's number of
 /// connections, and the diffs every node's presence watchers get (published, not
@@ -248,7 +263,9 @@ return {epoch, seq, redis.call('HGETALL', KEYS[3]), polls, redis.call('HGETALL',
 /// join/update: 7 key, 8 value, 9 user, 10 scope JSON, 11 origin JSON;
 /// leave: 7 key, 10 scope JSON, 11 origin JSON; reap: 7 the silent node's key prefix.
 /// Answers the room's member count.
-pub const PRESENCE: &str = r#"
+pub const PRESENCE: &str = concat!(
+    room_history_lua!(),
+    r#"
 local function parse(value)
   local colon = string.find(value, ':', 1, true)
   local n = tonumber(string.sub(value, 1, colon - 1))
@@ -262,15 +279,9 @@ local function diff(change, key, member, scope, origin)
   redis.call('SPUBLISH', ARGV[1], '- 0\n' .. body)
 end
 local function sequence(body)
-  local epoch = redis.call('GET', KEYS[4])
-  if not epoch then
-    epoch = ARGV[2]
-    redis.call('SET', KEYS[4], epoch)
-  end
+  local epoch = epoch_of(KEYS[4], ARGV[2])
   local seq = redis.call('INCR', KEYS[5])
-  local message = epoch .. ' ' .. seq .. '\n' .. body
-  redis.call('XADD', KEYS[6], 'MINID', '~', math.max(0, seq - ARGV[3]), seq .. '-0', 'm', message)
-  redis.call('SPUBLISH', ARGV[1], message)
+  append(KEYS[6], ARGV[1], ARGV[3], epoch, seq, seq, body)
 end
 local function withdraw(user)
   for _, poll in ipairs(redis.call('SMEMBERS', KEYS[3])) do
@@ -328,7 +339,8 @@ else
   return redis.error_reply('unknown op ' .. op)
 end
 return redis.call('HLEN', KEYS[1])
-"#;
+"#
+);
 
 /// A node makes itself known in the set of nodes, from its first member on (heartbeat or
 /// not: a node that dies before its first heartbeat is still reaped), without moving a

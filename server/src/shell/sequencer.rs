@@ -374,31 +374,25 @@ impl Sequencer {
     /// script run, not one per room. A lone run, or any with Redis Cluster, goes as op
     /// `events` of its room.
     fn propose_runs(self: &Rc<Self>, runs: Vec<Vec<Proposal>>) {
-        if self.cluster || runs.len() < 2 {
-            for run in runs {
-                let room = run[0].room.clone();
-                for (bodies, numbered) in self.numbered(run) {
-                    self.call_events(room.clone(), bodies, numbered);
-                }
-            }
-            return;
-        }
-        let mut chunks: Vec<Chunk> = Vec::new();
-        for run in runs {
-            let room = run[0].room.clone();
-            for (bodies, numbered) in self.numbered(run) {
-                chunks.push((room.clone(), bodies, numbered));
-            }
-        }
-        let sizes: Vec<(usize, usize)> = chunks.iter().map(|c| (c.2.len(), c.1.len())).collect();
+        let chunks: Vec<Chunk> = runs
+            .into_iter()
+            .flat_map(|run| self.numbered(run))
+            .collect();
+        let calls = if self.cluster {
+            (0..chunks.len()).map(|i| i..i + 1).collect()
+        } else {
+            let sizes: Vec<(usize, usize)> = chunks
+                .iter()
+                .map(|(_, bodies, numbered)| (numbered.len(), bodies.len()))
+                .collect();
+            pack(&sizes)
+        };
         let mut chunks = chunks.into_iter();
-        for call in pack(&sizes) {
+        for call in calls {
             let mut these: Vec<Chunk> = chunks.by_ref().take(call.len()).collect();
-            if these.len() == 1 {
-                let (room, bodies, numbered) = these.pop().expect("one");
-                self.call_events(room, bodies, numbered);
-            } else {
-                self.call_rooms(these);
+            match these.len() {
+                1 => self.call_events(these.pop().expect("one")),
+                _ => self.call_rooms(these),
             }
         }
     }
@@ -406,15 +400,15 @@ impl Sequencer {
     /// A run of one room's plain events numbered, with their bodies a line each: one call's
     /// worth, or (bodies of more than [`MAX_RUN_BYTES`] in all) several, each counted as
     /// a call under way for the room ([`Held`]).
-    fn numbered(&self, run: Vec<Proposal>) -> Vec<(String, Vec<(u64, Proposal)>)> {
+    fn numbered(&self, run: Vec<Proposal>) -> Vec<Chunk> {
         let room = run[0].room.clone();
-        let mut calls: Vec<(String, Vec<(u64, Proposal)>)> = vec![(String::new(), Vec::new())];
+        let mut calls: Vec<Chunk> = vec![(room.clone(), String::new(), Vec::new())];
         for mut proposal in run {
             let n = self.number(&mut proposal);
             let body = self.body(&proposal, n).0;
-            let (bodies, numbered) = calls.last_mut().expect("one call at least");
+            let (_, bodies, numbered) = calls.last_mut().expect("one call at least");
             if !numbered.is_empty() && bodies.len() + 1 + body.len() > MAX_RUN_BYTES {
-                calls.push((body, vec![(n, proposal)]));
+                calls.push((room.clone(), body, vec![(n, proposal)]));
                 continue;
             }
             if !numbered.is_empty() {
@@ -431,7 +425,7 @@ impl Sequencer {
 
     /// One script call (op `events`) of a room's plain events, numbered, with their bodies
     /// a line each; once it is answered, what waited for it goes and each proposal settles.
-    fn call_events(self: &Rc<Self>, room: String, bodies: String, numbered: Vec<(u64, Proposal)>) {
+    fn call_events(self: &Rc<Self>, (room, bodies, numbered): Chunk) {
         self.count_call(numbered.len());
         // ARGV 4 (one event's body) is unused: the count and the bodies follow the op.
         let mut args = self.sequence_args(&room, String::new());
@@ -482,10 +476,16 @@ impl Sequencer {
             }
             this.propose_runs(next);
             for (i, (_, numbered)) in runs.into_iter().enumerate() {
+                // A run's answer, as a call of its own would have had it (a refused run's
+                // error an `Err`, logged when it settles).
                 let answer = match &answer {
-                    Ok(Frame::Array(each)) => each.get(i).cloned().ok_or_else(|| {
-                        RedisError::Reply("the sequencer answered fewer runs".into())
-                    }),
+                    Ok(Frame::Array(each)) => each
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| {
+                            RedisError::Reply("the sequencer answered fewer runs".into())
+                        })
+                        .and_then(Frame::into_result),
                     other => other.clone(),
                 };
                 for (n, proposal) in numbered {
