@@ -1,12 +1,12 @@
-//! Batches: the frames a connection's session writes with one vectored write, and the
+//! Batches: the frames written to a connection with one vectored write, and the
 //! per-core spare buffers that batches and send queues borrow while they have work.
 //!
-//! A batch is written with one non-blocking `sendmsg` (a `writev` with `MSG_DONTWAIT`), on
-//! the session's own task, once monoio's `TcpStream::writable` says the socket has room
-//! (the session waits for that before each write, which also gathers the frames queued
-//! meanwhile into the batch). The write is over when the call returns, so the batch's
-//! buffers are never in the kernel's hands past it: nothing is lent to an operation in
-//! flight.
+//! A batch is written with one non-blocking `sendmsg` (a `writev` with `MSG_DONTWAIT`): by
+//! the core's flusher at the end of the turn that queued its frames (`flusher.rs`), or by
+//! the connection's session once monoio's `TcpStream::writable` says the socket has room
+//! (after a write the socket had no room for, over TLS, while closing). The write is over
+//! when the call returns, so the batch's buffers are never in the kernel's hands past it:
+//! nothing is lent to an operation in flight.
 
 use super::conn::OutFrame;
 use bytes::Bytes;

@@ -1,6 +1,7 @@
 //! A connection's state shared on its core: who it is, its rooms, the bounded outbound
-//! queue the fanout fills and its session drains in batches (`batch.rs`), and the
-//! WebSocket protocol state.
+//! queue the fanout fills and the core's flusher (`flusher.rs`) or, when the socket is
+//! full, the connection is TLS or closing, its session drains in batches (`batch.rs`), and
+//! the WebSocket protocol state.
 
 use super::batch::{spares, Batch, Written};
 use super::metrics::Metrics;
@@ -53,6 +54,14 @@ pub struct Conn {
     metrics: Arc<Metrics>,
     queue: RefCell<VecDeque<OutFrame>>,
     queued_bytes: Cell<usize>,
+    /// What the socket had no room for (a whole batch or the rest of one), written before
+    /// anything queued after it, by the session once the socket has room.
+    blocked: RefCell<Option<Batch>>,
+    /// Listed with the core's flusher (`flusher.rs`), which writes the queue at the end of
+    /// the turn: listed once however many frames the turn queues.
+    listed: Cell<bool>,
+    /// The flusher's round that last wrote this connection ([`super::flusher::defer`]).
+    flushed_in: Cell<u32>,
     writer: Cell<Option<Waker>>,
     state: Cell<State>,
     /// Last sign of life from the peer (any frame for Pact, `PONG` for wsdo).
@@ -103,6 +112,9 @@ impl Conn {
             metrics,
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
+            blocked: RefCell::new(None),
+            listed: Cell::new(false),
+            flushed_in: Cell::new(u32::MAX - 1),
             writer: Cell::new(None),
             state: Cell::new(State::Open),
             last_seen_ms: Cell::new(now_ms),
@@ -255,9 +267,78 @@ impl Conn {
         }
         queue.push_back(frame);
         drop(queue);
-        if let Some(w) = self.writer.take() {
+        if self.flusher_writes() {
+            if !self.listed.replace(true) {
+                super::flusher::list(self.id);
+            }
+        } else if let Some(w) = self.writer.take() {
             w.wake();
         }
+    }
+
+    /// Whether the core's flusher writes this connection's queue: an open plain-TCP
+    /// connection whose socket had room for the last write. Otherwise its session does
+    /// (`flusher.rs` says why).
+    fn flusher_writes(&self) -> bool {
+        self.tls.is_none()
+            && self.state.get() == State::Open
+            && self.fd.get() >= 0
+            && self.blocked.borrow().is_none()
+    }
+
+    /// The flusher's part: writes what is queued (the connection was listed), now, without
+    /// waiting. What the socket has no room for is left blocked for the session, woken to
+    /// wait for room; a failed write ends the connection (`after_write` wakes the session).
+    /// False when the connection stays listed for the next round: it was written in the
+    /// round before this one ([`super::flusher::defer`]).
+    pub fn flush_listed(&self) -> bool {
+        if !self.listed.get() {
+            return true;
+        }
+        if self.flusher_writes() && super::flusher::defer(self.flushed_in.get()) {
+            return false;
+        }
+        self.listed.set(false);
+        if !self.flusher_writes() {
+            // The session writes it now (it is woken whenever that changes).
+            return true;
+        }
+        self.flushed_in.set(super::flusher::round());
+        let Some(batch) = self.next_batch() else {
+            return true;
+        };
+        if let Written::Partly(rest) = self.write(batch) {
+            *self.blocked.borrow_mut() = Some(rest);
+            if let Some(w) = self.writer.take() {
+                w.wake();
+            }
+        }
+        true
+    }
+
+    /// Writes what of `batch` the socket takes now, without waiting, and accounts for it:
+    /// `Partly` with all or the rest of the batch when the socket had no room for it.
+    pub fn write(&self, mut batch: Batch) -> Written {
+        loop {
+            match batch.write_now(self.fd()) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Written::Partly(batch)
+                }
+                result => return self.after_write(result, batch),
+            }
+        }
+    }
+
+    /// The batch a write left for the socket to have room, if any: it goes before
+    /// anything queued.
+    pub fn take_blocked(&self) -> Option<Batch> {
+        self.blocked.borrow_mut().take()
+    }
+
+    /// Leaves the rest of a batch to write once the socket has room.
+    pub fn set_blocked(&self, rest: Batch) {
+        *self.blocked.borrow_mut() = Some(rest);
     }
 
     /// Queues a frame for this connection. Past the outbound bound the connection is a slow
@@ -396,19 +477,24 @@ impl Conn {
         }
     }
 
-    /// Whether frames are queued; when not, `cx` is woken once one is (or the connection
-    /// dies).
+    /// Whether the session has something to write: a blocked batch, or frames queued
+    /// that the flusher does not write (listed ones it does, while the connection is
+    /// open); when not, `cx` is woken once it has (or the connection dies).
     pub fn poll_queued(&self, cx: &mut Context<'_>) -> bool {
-        if self.queue.borrow().is_empty() && !self.tls_pending() {
+        // Listed frames of an open connection are the flusher's to write.
+        let flushers = self.listed.get() && self.state.get() == State::Open;
+        let queued = !flushers && !self.queue.borrow().is_empty();
+        if queued || self.blocked.borrow().is_some() || self.tls_pending() {
+            true
+        } else {
             self.writer.set(Some(cx.waker().clone()));
             false
-        } else {
-            true
         }
     }
 
+    /// Whether anything is still to be written (queued, blocked or rustls' own).
     pub fn has_queued(&self) -> bool {
-        !self.queue.borrow().is_empty() || self.tls_pending()
+        !self.queue.borrow().is_empty() || self.blocked.borrow().is_some() || self.tls_pending()
     }
 
     /// The next vectored write: queued frames (up to [`MAX_IOVECS`] buffers) in one of the
@@ -554,6 +640,72 @@ mod tests {
             "shut down: the peer sees the end"
         );
         assert!((&a).write_all(b"x").is_err(), "and cannot be written to");
+    }
+
+    /// An open connection's frames are the flusher's: listed once however many a turn
+    /// queues, written by `flush_listed` without the session; what the socket has no room
+    /// for is left blocked, in order before anything queued after it, for the session
+    /// (which is then told it has something to write), and a closing connection's frames
+    /// are the session's again.
+    #[test]
+    fn the_flusher_writes_an_open_connections_frames_and_leaves_a_full_socket_to_the_session() {
+        use std::task::{Context, Waker};
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let conn = conn_on(a.as_raw_fd());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(conn.send(Bytes::from_static(b"one "), 0));
+        assert!(conn.send(Bytes::from_static(b"two "), 0));
+        assert!(conn.listed.get(), "listed for the flusher");
+        assert!(!conn.poll_queued(&mut cx), "not the session's to write");
+        conn.flush_listed();
+        assert!(!conn.has_queued());
+        let mut buf = [0u8; 8];
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"one two ");
+
+        // A full socket: the flusher writes what fits and leaves the rest blocked.
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        assert!(conn.send(big, 0));
+        conn.flush_listed();
+        assert!(conn.blocked.borrow().is_some(), "the rest waits for room");
+        assert!(conn.poll_queued(&mut cx), "the session's to write now");
+        assert!(conn.send(Bytes::from_static(b"after"), 0));
+        assert!(
+            !conn.listed.get(),
+            "not the flusher's while a batch is blocked"
+        );
+        conn.flush_listed();
+        assert!(conn.blocked.borrow().is_some() && conn.has_queued());
+        // The session writes the blocked rest first, then the queue, in order.
+        let mut received = Vec::new();
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            if let Some(batch) = conn.take_blocked().or_else(|| conn.next_batch()) {
+                if let Written::Partly(rest) = conn.write(batch) {
+                    conn.set_blocked(rest);
+                }
+            }
+            let n = b.read(&mut chunk).unwrap();
+            received.extend_from_slice(&chunk[..n]);
+            if received.len() == (1 << 20) + 5 {
+                break;
+            }
+        }
+        assert!(received[..1 << 20].iter().all(|&c| c == b'x'));
+        assert_eq!(&received[1 << 20..], b"after");
+        assert!(!conn.has_queued());
+
+        // Open again with room: the flusher's; closing: the session's.
+        assert!(conn.send(Bytes::from_static(b"x"), 0));
+        assert!(conn.listed.get());
+        conn.close(CloseCode::Normal, "bye", 0);
+        assert!(
+            conn.poll_queued(&mut cx),
+            "a closing connection's queue is the session's"
+        );
+        conn.flush_listed();
+        assert!(conn.has_queued(), "and the flusher leaves it alone");
     }
 
     /// A partial write leaves the rest of the batch, in order, to write next; a failed one

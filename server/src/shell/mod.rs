@@ -12,6 +12,7 @@ pub mod conn;
 pub mod console;
 pub mod deliveries;
 pub mod expiry;
+pub mod flusher;
 pub mod handshakes;
 pub mod mailbox;
 pub mod memstream;
@@ -257,6 +258,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                             return;
                         }
                     };
+                    let turn_marker = match flusher::turn_marker() {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return;
+                        }
+                    };
                     let admin_bound = admin.as_ref().map(TcpListener::local_addr).transpose();
                     let bound = listener.local_addr().and_then(|a| Ok((a, admin_bound?)));
                     let _ = bound_tx.send(bound);
@@ -266,6 +274,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                     }
                     monoio::spawn(run_engine(shard.clone(), crx));
                     monoio::spawn(run_deliveries(shard.clone(), drx));
+                    monoio::spawn(flusher::run_flusher(shard.clone(), turn_marker));
                     monoio::spawn(run_ticker(shard.clone()));
                     monoio::spawn(run_engine_clock(shard.clone()));
                     accept_loop(shard, listener, Listener::Public).await;

@@ -86,7 +86,6 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
                 } else {
                     None
                 },
-                blocked: None,
                 room_wait: None,
                 reading: true,
                 closed: false,
@@ -101,7 +100,7 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
                     }));
                     flow.closed = true;
                 }
-                let flushed = flow.failed || (flow.blocked.is_none() && !conn.has_queued());
+                let flushed = flow.failed || !conn.has_queued();
                 if flow.closed && flow.handling.is_none() && flushed {
                     break flow.failed;
                 }
@@ -135,7 +134,7 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
                     }
                     Event::Writable(ready) => {
                         flow.room_wait = None;
-                        let blocked = flow.blocked.take();
+                        let blocked = conn.take_blocked();
                         if !ready {
                             // The wait failed: so does the write.
                             let error = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
@@ -150,11 +149,11 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
                         }
                     }
                 };
-                match write(&conn, batch) {
+                match conn.write(batch) {
                     Written::All => {}
                     Written::Partly(rest) => {
                         // The socket's buffer is full: wait for room before writing the rest.
-                        flow.blocked = Some(rest);
+                        conn.set_blocked(rest);
                         flow.room_wait = Some(Box::pin(stream.writable(false)));
                     }
                     Written::Failed => flow.failed = true,
@@ -182,10 +181,9 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
 struct Flow<'a> {
     /// Handling what was read (or closing), while it runs.
     handling: Option<Pin<Box<dyn Future<Output = bool> + 'a>>>,
-    /// A batch the socket had no room for (all of it, or the rest of a partial write)...
-    blocked: Option<Batch>,
-    /// ...and the wait for room before the next write (with no batch blocked: for frames
-    /// just queued). Both boxed: an idle session holds neither.
+    /// The wait for room before the next write: for the batch the socket had no room for
+    /// (`Conn::blocked`), or for frames just queued that the flusher does not write.
+    /// Boxed: an idle session holds none.
     room_wait: Option<Pin<Box<dyn Future<Output = std::io::Result<()>> + 'a>>>,
     /// The socket may still have bytes to read.
     reading: bool,
@@ -221,18 +219,6 @@ impl Flow<'_> {
             }
         }
         Poll::Pending
-    }
-}
-
-/// Writes what of `batch` the socket takes now, without waiting, and accounts for it:
-/// `Partly` with all or the rest of the batch when the socket had no room for it.
-fn write(conn: &Conn, mut batch: Batch) -> Written {
-    loop {
-        match batch.write_now(conn.fd()) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Written::Partly(batch),
-            result => return conn.after_write(result, batch),
-        }
     }
 }
 
