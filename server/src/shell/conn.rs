@@ -295,11 +295,12 @@ impl Conn {
         if !self.listed.get() {
             return true;
         }
-        if self.flusher_writes() && super::flusher::defer(self.flushed_in.get()) {
+        let flushers = self.flusher_writes();
+        if flushers && super::flusher::defer(self.flushed_in.get()) {
             return false;
         }
         self.listed.set(false);
-        if !self.flusher_writes() {
+        if !flushers {
             // The session writes it now (it is woken whenever that changes).
             return true;
         }
@@ -308,7 +309,7 @@ impl Conn {
             return true;
         };
         if let Written::Partly(rest) = self.write(batch) {
-            *self.blocked.borrow_mut() = Some(rest);
+            self.set_blocked(rest);
             if let Some(w) = self.writer.take() {
                 w.wake();
             }
