@@ -124,7 +124,7 @@ mod tests {
             codec,
             traits: Traits::default(),
             role: Role::User,
-            details: json!({}),
+            details: None,
             token_error: None,
         };
         run(

@@ -25,7 +25,7 @@ fn joiner(public_id: String) -> Joiner {
         codec: CodecId(0),
         traits: Traits::default(),
         role: Role::User,
-        details: json!({}),
+        details: None,
         token_error: None,
     }
 }

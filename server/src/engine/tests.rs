@@ -26,7 +26,7 @@ fn joiner(id: &str, codec: CodecId, traits: Traits) -> Joiner {
         codec,
         traits,
         role: Role::User,
-        details: json!({}),
+        details: None,
         token_error: None,
     }
 }

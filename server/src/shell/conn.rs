@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -50,8 +51,9 @@ pub struct Conn {
     /// The socket's descriptor while the session holds the socket open; -1 after
     /// ([`Conn::release_fd`]).
     fd: Cell<RawFd>,
-    max_outbound: usize,
-    metrics: Arc<Metrics>,
+    /// What every connection of the core shares: its metrics and limits (one pointer here,
+    /// not three fields in every connection).
+    shared: Rc<ConnShared>,
     queue: RefCell<VecDeque<OutFrame>>,
     queued_bytes: Cell<usize>,
     /// What the socket had no room for (a whole batch or the rest of one), written before
@@ -71,14 +73,12 @@ pub struct Conn {
     /// Round-trip time measured by the last PING/PONG, in ms (wsdo's `latency`).
     pub latency_ms: Cell<u64>,
     /// Inbound message rate limit.
-    pub rate: RefCell<crate::ratelimit::TokenBucket>,
+    pub rate: Cell<crate::ratelimit::TokenBucket>,
     /// When a draining server closes this connection (graceful shutdown).
     pub drain_at_ms: Cell<Option<u64>>,
     /// tungstenite's protocol state and its in-memory stream, while the client is
     /// mid-message ([`WsState`]); borrowed briefly, never across an await.
     ws: RefCell<Option<Box<WsState>>>,
-    /// The largest message (and frame) accepted, for making that state.
-    max_message: usize,
     /// When the session opened (for the access log's duration).
     pub opened_ms: u64,
     /// The close code the server sent (0: none yet), for the access log.
@@ -86,6 +86,16 @@ pub struct Conn {
     /// The connection's TLS state on a TLS listener: what it reads is decrypted, what it
     /// writes encrypted (`shell/tls.rs`). One pointer, `None`, on a plain one.
     tls: Option<Box<RefCell<TlsConn>>>,
+}
+
+/// What all of a core's connections share (`Shard::conn_shared`).
+#[derive(Debug)]
+pub struct ConnShared {
+    pub metrics: Arc<Metrics>,
+    /// Bound on a connection's unsent bytes (`--max-outbound-bytes`).
+    pub max_outbound: usize,
+    /// The largest message (and frame) accepted (`--max-message-size`).
+    pub max_message: usize,
 }
 
 impl Conn {
@@ -97,9 +107,7 @@ impl Conn {
         identity: Arc<Identity>,
         fd: RawFd,
         tls: Option<Box<TlsConn>>,
-        max_outbound: usize,
-        metrics: Arc<Metrics>,
-        max_message: usize,
+        shared: Rc<ConnShared>,
         now_ms: u64,
     ) -> Conn {
         Conn {
@@ -108,8 +116,7 @@ impl Conn {
             dialect,
             identity: RefCell::new(identity),
             fd: Cell::new(fd),
-            max_outbound,
-            metrics,
+            shared,
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             blocked: RefCell::new(None),
@@ -120,10 +127,9 @@ impl Conn {
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(None),
             latency_ms: Cell::new(0),
-            rate: RefCell::new(crate::ratelimit::TokenBucket::new(0, 1, now_ms)),
+            rate: Cell::new(crate::ratelimit::TokenBucket::new(0, 1, now_ms)),
             drain_at_ms: Cell::new(None),
             ws: RefCell::new(None),
-            max_message,
             opened_ms: now_ms,
             close_code: Cell::new(0),
             tls: tls.map(|tls| Box::new(RefCell::new(*tls))),
@@ -253,9 +259,15 @@ impl Conn {
     fn set_queued(&self, bytes: usize) {
         let before = self.queued_bytes.replace(bytes);
         if bytes >= before {
-            self.metrics.queued_bytes.add((bytes - before) as u64);
+            self.shared
+                .metrics
+                .queued_bytes
+                .add((bytes - before) as u64);
         } else {
-            self.metrics.queued_bytes.sub((before - bytes) as u64);
+            self.shared
+                .metrics
+                .queued_bytes
+                .sub((before - bytes) as u64);
         }
     }
 
@@ -373,18 +385,18 @@ impl Conn {
         }
         let len = frame.len();
         let queued = self.queued_bytes.get();
-        if queued > 0 && queued + len > self.max_outbound {
-            self.metrics.slow_consumers.inc();
+        if queued > 0 && queued + len > self.shared.max_outbound {
+            self.shared.metrics.slow_consumers.inc();
             self.queue.borrow_mut().clear();
             self.set_queued(0);
             let reason = format!(
                 "slow consumer: more than {} bytes queued",
-                self.max_outbound
+                self.shared.max_outbound
             );
             self.close(CloseCode::Policy, &reason, now_ms);
             return false;
         }
-        self.metrics.frames_out.inc();
+        self.shared.metrics.frames_out.inc();
         self.enqueue(frame);
         true
     }
@@ -392,7 +404,7 @@ impl Conn {
     /// Runs `f` on the protocol state, made first if the connection had none.
     pub fn with_ws<R>(&self, f: impl FnOnce(&mut WsState) -> R) -> R {
         let mut ws = self.ws.borrow_mut();
-        f(ws.get_or_insert_with(|| Box::new(WsState::new(self.max_message))))
+        f(ws.get_or_insert_with(|| Box::new(WsState::new(self.shared.max_message))))
     }
 
     /// After handling what was read: drops the protocol state when a new one would behave
@@ -435,7 +447,7 @@ impl Conn {
             return;
         }
         self.state.set(State::Closing { since_ms: now_ms });
-        self.metrics.closed_with(code.into());
+        self.shared.metrics.closed_with(code.into());
         self.close_code.set(code.into());
         super::access::ws_close(self, code.into(), reason);
         self.with_ws(|ws| {
@@ -525,7 +537,7 @@ impl Conn {
                 Written::Failed
             }
             Ok(n) => {
-                self.metrics.bytes_out.add(n as u64);
+                self.shared.metrics.bytes_out.add(n as u64);
                 batch.advance(n);
                 if batch.0.frames.is_empty() {
                     spares::give_batch(batch);
@@ -603,7 +615,11 @@ mod tests {
             public_id: "p".into(),
             user: None,
         });
-        let metrics = Arc::new(Metrics::default());
+        let shared = Rc::new(ConnShared {
+            metrics: Arc::new(Metrics::default()),
+            max_outbound: 1 << 20,
+            max_message: 1 << 16,
+        });
         Conn::new(
             ConnId(1),
             None,
@@ -611,9 +627,7 @@ mod tests {
             identity,
             fd,
             None,
-            1 << 20,
-            metrics,
-            1 << 16,
+            shared,
             0,
         )
     }

@@ -8,10 +8,10 @@ use super::shard::Shard;
 use crate::backend::BackendRequest;
 use crate::dialect::session::{Action, Actions, Session};
 use crate::dialect::Refusal;
+use crate::engine::member::ConnectionDetails;
 use crate::engine::{Command, Joiner};
 use bytes::Bytes;
 use rookery_protocol::pact::Role;
-use serde_json::Value;
 use std::rc::Rc;
 
 /// Handles one text message of `conn`. A message whose token names a key the identity
@@ -180,7 +180,7 @@ async fn backend(shard: &Shard, conn: &Conn, request: BackendRequest, tag: u32) 
 /// `SUBSCRIBE`). `details` are Pact's `profile.connectionDetails`; `token_error` why its
 /// token was refused (the room's welcome may tell it).
 pub async fn join_room(shard: &Shard, conn: &Conn, room: &str) {
-    join_room_with(shard, conn, room, Value::Null, None).await;
+    join_room_with(shard, conn, room, None, None).await;
 }
 
 /// [`join_room`] with the connection's details and token refusal.
@@ -188,7 +188,7 @@ pub async fn join_room_with(
     shard: &Shard,
     conn: &Conn,
     room: &str,
-    details: Value,
+    details: Option<ConnectionDetails>,
     token_error: Option<String>,
 ) {
     let joiner = Joiner {

@@ -25,6 +25,8 @@ pub struct Shard {
     pub node: Arc<Node>,
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// What every connection of this core points to: its metrics and limits.
+    pub conn_shared: Rc<super::conn::ConnShared>,
     pub conns: RefCell<AHashMap<ConnId, Rc<Conn>>>,
     /// This core's connections by public id, and by authenticated user.
     by_public: RefCell<NameIndex>,
@@ -53,6 +55,11 @@ impl Shard {
             id,
             cores: node.mailboxes.len(),
             metrics: node.metrics[id].clone(),
+            conn_shared: Rc::new(super::conn::ConnShared {
+                metrics: node.metrics[id].clone(),
+                max_outbound: config.max_outbound_bytes,
+                max_message: config.max_message_size,
+            }),
             config,
             node,
             conns: RefCell::new(AHashMap::new()),

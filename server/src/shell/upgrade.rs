@@ -10,6 +10,7 @@ use super::shard::Shard;
 use super::ws::Session;
 use crate::auth::Verified;
 use crate::dialect::Dialect;
+use crate::engine::member::ConnectionDetails;
 use crate::engine::Identity;
 use crate::http::{self, Request};
 use bytes::Bytes;
@@ -134,13 +135,14 @@ pub(super) async fn open(
         identity.clone(),
         stream.as_raw_fd(),
         tls,
-        config.max_outbound_bytes,
-        shard.metrics.clone(),
-        config.max_message_size,
+        shard.conn_shared.clone(),
         now,
     ));
-    *conn.rate.borrow_mut() =
-        crate::ratelimit::TokenBucket::new(config.max_message_rate, config.message_burst, now);
+    conn.rate.set(crate::ratelimit::TokenBucket::new(
+        config.max_message_rate,
+        config.message_burst,
+        now,
+    ));
     // The 101 goes first in the queue; everything else follows it.
     conn.send(Bytes::from(accept), now);
     shard.register(conn.clone());
@@ -160,8 +162,11 @@ pub(super) async fn open(
         Box::pin(session::carry_out(&shard, &conn, consented)).await;
     }
     if let Some(room) = &room {
-        let details = serde_json::json!({"ip": peer.ip().to_string(), "core": shard.id});
-        session::join_room_with(&shard, &conn, room, details, token_error).await;
+        let details = ConnectionDetails {
+            ip: peer.ip(),
+            core: u16::try_from(shard.id).unwrap_or(u16::MAX),
+        };
+        session::join_room_with(&shard, &conn, room, Some(details), token_error).await;
     }
     Some(Session {
         shard,

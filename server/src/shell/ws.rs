@@ -391,7 +391,9 @@ fn admit_message(shard: &Shard, conn: &Conn) -> bool {
         return false;
     }
     let now = now_ms();
-    let verdict = conn.rate.borrow_mut().check(now);
+    let mut bucket = conn.rate.get();
+    let verdict = bucket.check(now);
+    conn.rate.set(bucket);
     match verdict {
         crate::ratelimit::Verdict::Pass => true,
         crate::ratelimit::Verdict::Drop { first } => {
@@ -453,7 +455,8 @@ mod tests {
                 }
             })
         );
-        println!("Conn: {} B", std::mem::size_of::<Conn>());
+        let conn = std::mem::size_of::<Conn>();
+        println!("Conn: {conn} B");
         println!("TcpStream: {} B", std::mem::size_of::<TcpStream>());
         println!(
             "WsState (mid-message only): {} B",
@@ -462,5 +465,6 @@ mod tests {
         println!("Session: {} B", std::mem::size_of::<Session>());
         // A bound, so that something made to live in every idle task shows up here.
         assert!(task <= 640, "the session's future grew to {task} B");
+        assert!(conn <= 288, "Conn grew to {conn} B");
     }
 }

@@ -11,7 +11,7 @@ mod requests;
 
 use super::event::{PollKind, Position, PresenceChange, Reply, RoomEvent, Sequenced};
 use super::history::Entry;
-use super::member::{CodecId, Joiner, MemberState};
+use super::member::{CodecId, Joiner, MemberState, UserKey};
 use super::outbox::{Audience, Change, Fill, Op, Outbox, Proposal, Published, Scope};
 use super::poll::Poll;
 use super::snapshot::RoomSnapshot;
@@ -33,7 +33,8 @@ pub struct Room {
     /// Ordered by id so snapshots and details list members in a stable order.
     members: BTreeMap<ConnId, MemberState>,
     /// user id → number of that user's connections in this room (ephemeral votes go when 0).
-    users: AHashMap<String, u32>,
+    /// Keyed by a member's identity (no string of its own per member).
+    users: AHashMap<UserKey, u32>,
     suffix: u64,
     /// With a sequencer: the end of this node's block of suffixes (unique in the room
     /// across nodes); `None` alone.
@@ -196,7 +197,7 @@ impl Room {
         });
         *self
             .users
-            .entry(joiner.identity.user_id().to_owned())
+            .entry(UserKey(joiner.identity.clone()))
             .or_insert(0) += 1;
         let member = MemberState::new(&joiner, self.suffix);
         let members = if member.traits.greeted_with_members {

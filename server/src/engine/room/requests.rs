@@ -73,7 +73,7 @@ impl Room {
                 }
                 let pos = self.wire_pos();
                 let member = self.members.get_mut(&conn).expect("checked by apply");
-                member.properties = properties.clone();
+                member.set_properties(properties.clone());
                 let reply = Reply::Profile {
                     reference: reference.clone(),
                     profile: member.profile(pos),
@@ -114,7 +114,7 @@ impl Room {
                     message: message.into(),
                     user: PublicUser {
                         suffix: sender.suffix,
-                        properties: public_properties(&sender.properties),
+                        properties: public_properties(sender.properties()),
                     },
                 };
                 let scope = Scope::Topic {
@@ -270,7 +270,7 @@ impl Room {
         let Some(member) = self.members.get_mut(&conn) else {
             return;
         };
-        member.properties = properties;
+        member.set_properties(properties);
         let public = member.public();
         let user = member.user_id().to_owned();
         let diff = (PresenceChange::Updated, public, conn, &*user);

@@ -171,7 +171,7 @@ fn joiner(user: &str, dialect: Dialect, role: Role) -> Joiner {
         codec: dialect.codec_id(),
         traits: dialect.traits(),
         role,
-        details: json!({}),
+        details: None,
         token_error: None,
     }
 }
