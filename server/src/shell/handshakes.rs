@@ -6,67 +6,84 @@
 //! timeout is the same for every socket, so deadlines are queued in the order they fall due
 //! and a queue entry is ~40 bytes. The deadline fires up to one tick late.
 
+use ahash::AHashMap;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::rc::Rc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Reading,
-    Done,
-    TimedOut,
-}
-
-/// A socket's deadline: when, which socket, and its ticket's phase.
-type Deadline = (u64, RawFd, Rc<Cell<Phase>>);
+/// A socket's deadline: when, which socket, and its ticket's number.
+type Deadline = (u64, RawFd, u32);
 
 #[derive(Default)]
 pub struct Handshakes {
     due: RefCell<VecDeque<Deadline>>,
+    /// The tickets of sockets still reading their request, and whether each has timed out.
+    /// Only while a socket reads: what an open connection keeps of its handshake is its
+    /// deadline's queue entry (16 bytes), until the deadline passes.
+    reading: RefCell<AHashMap<u32, bool>>,
+    next: Cell<u32>,
 }
 
 /// A socket's place in the queue; dropping it (or [`Ticket::finish`]) takes it out.
-pub struct Ticket(Rc<Cell<Phase>>);
+pub struct Ticket<'a> {
+    handshakes: &'a Handshakes,
+    number: u32,
+}
 
-impl Ticket {
+impl Ticket<'_> {
     /// The request has been read (or not): the deadline no longer applies. Returns whether
     /// it had passed.
     pub fn finish(self) -> bool {
-        self.0.get() == Phase::TimedOut
+        self.handshakes.end(self.number)
+        // `Drop` ends it again: a no-op, the number is gone.
     }
 }
 
-impl Drop for Ticket {
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if self.0.get() == Phase::Reading {
-            self.0.set(Phase::Done);
-        }
+        self.handshakes.end(self.number);
     }
 }
 
 impl Handshakes {
     /// Starts the deadline of the socket `fd`, whose request is being read. The caller holds
     /// the socket open at least as long as the ticket.
-    pub fn start(&self, fd: RawFd, deadline_ms: u64) -> Ticket {
-        let phase = Rc::new(Cell::new(Phase::Reading));
-        self.due
-            .borrow_mut()
-            .push_back((deadline_ms, fd, phase.clone()));
-        Ticket(phase)
+    pub fn start(&self, fd: RawFd, deadline_ms: u64) -> Ticket<'_> {
+        let number = self.next.get();
+        // Numbers wrap after 2^32 sockets; one still reading after that long has long
+        // timed out and been taken out.
+        self.next.set(number.wrapping_add(1));
+        self.reading.borrow_mut().insert(number, false);
+        self.due.borrow_mut().push_back((deadline_ms, fd, number));
+        Ticket {
+            handshakes: self,
+            number,
+        }
+    }
+
+    /// Takes ticket `number` out; whether its deadline had passed.
+    fn end(&self, number: u32) -> bool {
+        let mut reading = self.reading.borrow_mut();
+        let timed_out = reading.remove(&number).unwrap_or(false);
+        if reading.is_empty() && reading.capacity() > 1024 {
+            *reading = AHashMap::new();
+        }
+        timed_out
     }
 
     /// Ends the reads of sockets whose deadline has passed (`shutdown(SHUT_RD)`: their read
     /// sees the end, and the answer can still be written). Returns how many.
     pub fn expire(&self, now_ms: u64) -> usize {
         let mut due = self.due.borrow_mut();
+        let mut reading = self.reading.borrow_mut();
         let mut expired = 0;
         while due.front().is_some_and(|(at, _, _)| *at <= now_ms) {
-            let (_, fd, phase) = due.pop_front().expect("front exists");
-            if phase.get() == Phase::Reading {
-                phase.set(Phase::TimedOut);
-                // SAFETY: while its ticket reads `Reading`, the socket is open (its holder
-                // keeps it open longer than the ticket); shutdown(2) does not close it.
+            let (_, fd, number) = due.pop_front().expect("front exists");
+            if let Some(timed_out @ false) = reading.get_mut(&number) {
+                *timed_out = true;
+                // SAFETY: while its ticket is out (its number among `reading`), the socket
+                // is open (its holder keeps it open longer than the ticket); shutdown(2)
+                // does not close it.
                 unsafe {
                     libc::shutdown(fd, libc::SHUT_RD);
                 }
@@ -100,5 +117,28 @@ mod tests {
         let mut buf = [0u8; 1];
         assert_eq!(slow.read(&mut buf).unwrap(), 0, "its read sees the end");
         assert_eq!(handshakes.expire(300), 0, "each deadline fires once");
+    }
+
+    /// A ticket given back (finished or dropped) leaves nothing behind, and its socket
+    /// is never shut afterwards, even when its deadline passes later.
+    #[test]
+    fn a_ticket_given_back_is_forgotten() {
+        let handshakes = Handshakes::default();
+        let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let dropped = handshakes.start(b.as_raw_fd(), 100);
+        drop(dropped);
+        let finished = handshakes.start(b.as_raw_fd(), 100);
+        assert!(!finished.finish());
+        assert!(handshakes.reading.borrow().is_empty(), "no ticket left");
+        assert_eq!(handshakes.expire(200), 0, "nothing shut");
+        let mut buf = [0u8; 1];
+        b.set_nonblocking(true).unwrap();
+        let read = (&b).read(&mut buf).map_err(|e| e.kind());
+        assert_eq!(
+            read,
+            Err(std::io::ErrorKind::WouldBlock),
+            "still open for reading"
+        );
+        assert!(handshakes.due.borrow().is_empty());
     }
 }
