@@ -5,6 +5,7 @@
 
 use super::batch::{spares, Batch, Written};
 use super::metrics::Metrics;
+use super::parking::{self, Parked};
 use super::tls::TlsConn;
 use super::wsstate::WsState;
 use crate::dialect::{Dialect, Peer, Wire};
@@ -65,6 +66,15 @@ pub struct Conn {
     /// The flusher's round that last wrote this connection ([`super::flusher::defer`]).
     flushed_in: Cell<u32>,
     writer: Cell<Option<Waker>>,
+    /// While the session is parked (no task: `parking.rs`): its socket and admission.
+    parked: Cell<Option<Box<Parked>>>,
+    /// The socket is in the core's epoll set (re-armed, not added, at the next park).
+    in_epoll: Cell<bool>,
+    /// Parks in a row that the socket ended within `parking::SHORT_PARK_MS`; at
+    /// `parking::HOT_AFTER` the connection is hot and stays running.
+    short_parks: Cell<u8>,
+    /// Something was read since the last ping (a hot connection cools without it).
+    read_since_ping: Cell<bool>,
     state: Cell<State>,
     /// Last sign of life from the peer (any frame for Pact, `PONG` for wsdo).
     pub last_seen_ms: Cell<u64>,
@@ -123,6 +133,10 @@ impl Conn {
             listed: Cell::new(false),
             flushed_in: Cell::new(u32::MAX - 1),
             writer: Cell::new(None),
+            parked: Cell::new(None),
+            in_epoll: Cell::new(false),
+            short_parks: Cell::new(0),
+            read_since_ping: Cell::new(false),
             state: Cell::new(State::Open),
             last_seen_ms: Cell::new(now_ms),
             ping_sent_ms: Cell::new(None),
@@ -152,9 +166,7 @@ impl Conn {
     /// read: nothing was queued, so nothing else would).
     pub fn after_tls_read(&self) {
         if self.tls_pending() {
-            if let Some(w) = self.writer.take() {
-                w.wake();
-            }
+            self.wake_session();
         }
     }
 
@@ -283,8 +295,8 @@ impl Conn {
             if !self.listed.replace(true) {
                 super::flusher::list(self.id);
             }
-        } else if let Some(w) = self.writer.take() {
-            w.wake();
+        } else {
+            self.wake_session();
         }
     }
 
@@ -322,9 +334,7 @@ impl Conn {
         };
         if let Written::Partly(rest) = self.write(batch) {
             self.set_blocked(rest);
-            if let Some(w) = self.writer.take() {
-                w.wake();
-            }
+            self.wake_session();
         }
         true
     }
@@ -485,9 +495,7 @@ impl Conn {
     /// is still flushed.
     pub fn mark_dead(&self) {
         self.state.set(State::Dead);
-        if let Some(w) = self.writer.take() {
-            w.wake();
-        }
+        self.wake_session();
     }
 
     /// Whether the session has something to write: a blocked batch, or frames queued
@@ -502,6 +510,91 @@ impl Conn {
         } else {
             self.writer.set(Some(cx.waker().clone()));
             false
+        }
+    }
+
+    /// Wakes the session: its task, or, while it is parked, the core's parking task, which
+    /// starts it again.
+    fn wake_session(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        } else if self.is_parked() {
+            parking::wake(self.id);
+        }
+    }
+
+    /// Whether the session may give up its task now that it waits (`parking.rs`): an open
+    /// plain-TCP connection that is not hot, with nothing for the session to write (frames
+    /// listed with the flusher are the flusher's).
+    pub fn may_park(&self) -> bool {
+        self.tls.is_none()
+            && self.state.get() == State::Open
+            && self.fd.get() >= 0
+            && self.blocked.borrow().is_none()
+            && self.short_parks.get() < parking::HOT_AFTER
+            && (self.listed.get() || self.queue.borrow().is_empty())
+    }
+
+    /// Leaves the parked session's record here; its task is ending (its waker goes).
+    pub fn park(&self, parked: Box<Parked>) {
+        self.writer.set(None);
+        self.parked.set(Some(parked));
+        self.shared.metrics.parked.inc();
+    }
+
+    /// Takes the parked session's record back (`None` when the session is running).
+    pub fn unpark(&self) -> Option<Box<Parked>> {
+        let parked = self.parked.take();
+        if parked.is_some() {
+            self.shared.metrics.parked.sub(1);
+        }
+        parked
+    }
+
+    pub fn is_parked(&self) -> bool {
+        let parked = self.parked.take();
+        let is = parked.is_some();
+        self.parked.set(parked);
+        is
+    }
+
+    pub fn in_epoll(&self) -> bool {
+        self.in_epoll.get()
+    }
+
+    pub fn set_in_epoll(&self) {
+        self.in_epoll.set(true);
+    }
+
+    /// Counts a park the socket ended: `short` (soon after it began) ones in a row make
+    /// the connection hot; a long one starts the count again.
+    pub fn count_park(&self, short: bool) {
+        let count = if short {
+            (self.short_parks.get() + 1).min(parking::HOT_AFTER)
+        } else {
+            0
+        };
+        self.short_parks.set(count);
+    }
+
+    /// Makes the connection hot: its session keeps its task until a ping interval passes
+    /// without reads (a session that could not park).
+    pub fn stay_running(&self) {
+        self.short_parks.set(parking::HOT_AFTER);
+    }
+
+    /// Something was read: a hot connection stays hot through the next ping.
+    pub fn note_read(&self) {
+        self.read_since_ping.set(true);
+    }
+
+    /// At each ping: a hot connection that read nothing since the last one is hot no more,
+    /// and its session is woken to park.
+    pub fn cool(&self) {
+        let read = self.read_since_ping.replace(false);
+        if !read && self.short_parks.get() >= parking::HOT_AFTER {
+            self.short_parks.set(0);
+            self.wake_session();
         }
     }
 
@@ -630,6 +723,43 @@ mod tests {
             shared,
             0,
         )
+    }
+
+    /// A connection its socket wakes soon after each park, `HOT_AFTER` times in a row,
+    /// keeps its task; it may park again once a ping interval passes without a read.
+    #[test]
+    fn a_connection_busy_in_quick_succession_stays_running_until_a_quiet_ping() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        let conn = conn_on(b.as_raw_fd());
+        assert!(conn.may_park(), "a new connection parks when idle");
+        conn.count_park(true);
+        conn.count_park(false);
+        conn.count_park(true);
+        conn.count_park(true);
+        assert!(
+            conn.may_park(),
+            "a long park in between starts the count again"
+        );
+        conn.count_park(true);
+        assert!(!conn.may_park(), "hot");
+        conn.note_read();
+        conn.cool();
+        assert!(!conn.may_park(), "it read since the last ping: still hot");
+        conn.cool();
+        assert!(conn.may_park(), "a ping interval without reads: cold again");
+        conn.stay_running();
+        assert!(!conn.may_park(), "a session that could not park runs on");
+        conn.send(Bytes::from_static(b"x"), 0);
+        conn.cool();
+        assert!(
+            conn.may_park(),
+            "frames listed for the flusher are no reason to run"
+        );
+        conn.close(CloseCode::Normal, "bye", 0);
+        assert!(
+            !conn.may_park(),
+            "a closing connection's session finishes it"
+        );
     }
 
     /// `shut_down` acts on the descriptor only while the session holds the socket: once it

@@ -53,6 +53,8 @@ pub const COUNTED_CLOSE_CODES: [u16; 8] = [1000, 1001, 1002, 1003, 1007, 1008, 1
 pub struct Metrics {
     pub connections: Counter,
     pub connections_total: Counter,
+    /// Sessions parked (no task: `parking.rs`), a gauge.
+    pub parked: Counter,
     pub rooms: Counter,
     pub messages_in: Counter,
     pub bytes_in: Counter,
@@ -139,6 +141,12 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], runtime: Runtime, store: StoreH
         "counter",
         "WebSocket connections accepted.",
         sum(&|m| m.connections_total.get()),
+    );
+    metric(
+        "rookery_sessions_parked",
+        "gauge",
+        "Open WebSocket connections idle without a task of their own (parked).",
+        sum(&|m| m.parked.get()),
     );
     metric(
         "rookery_rooms",

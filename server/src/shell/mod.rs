@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod names;
 mod outframe;
 pub mod owner;
+pub mod parking;
 pub mod recv;
 pub mod room_api;
 pub mod router;
@@ -265,6 +266,13 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                             return;
                         }
                     };
+                    let epoll = match parking::epoll_set() {
+                        Ok(epoll) => epoll,
+                        Err(e) => {
+                            let _ = bound_tx.send(Err(e));
+                            return;
+                        }
+                    };
                     let admin_bound = admin.as_ref().map(TcpListener::local_addr).transpose();
                     let bound = listener.local_addr().and_then(|a| Ok((a, admin_bound?)));
                     let _ = bound_tx.send(bound);
@@ -275,6 +283,7 @@ pub fn start(config: Config) -> io::Result<ServerHandle> {
                     monoio::spawn(run_engine(shard.clone(), crx));
                     monoio::spawn(run_deliveries(shard.clone(), drx));
                     monoio::spawn(flusher::run_flusher(shard.clone(), turn_marker));
+                    monoio::spawn(parking::run_parking(shard.clone(), epoll, ws::resume));
                     monoio::spawn(run_ticker(shard.clone()));
                     monoio::spawn(run_engine_clock(shard.clone()));
                     accept_loop(shard, listener, Listener::Public).await;

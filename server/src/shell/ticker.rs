@@ -45,6 +45,7 @@ impl Shard {
                         now + self.config.close_grace_ms
                     } else {
                         self.ping(&conn, now);
+                        conn.cool();
                         now + interval
                     }
                 }

@@ -5,8 +5,8 @@
 //! core by the connection's dialect (so JSON parsing spreads over all cores), whose rules
 //! [`super::session`] carries out. The same task drains the connection's send queue.
 //!
-//! What a session task keeps while its connection is idle is what an idle connection
-//! costs, so the task is small: opening and closing run as boxed futures (their state —
+//! An idle connection has no task: its session parks (`parking.rs`) and is started again
+//! when its socket or its queue needs it. While it runs, the task is small: opening and closing run as boxed futures (their state —
 //! the request, SLIP's backend call — lives only while they run), handling a message and
 //! the wait for room in a full socket are boxed too, writes finish within the call that
 //! makes them (`batch.rs`), and the socket is read on readiness into the core's read
@@ -16,6 +16,7 @@
 use super::batch::{Batch, Written};
 use super::conn::Conn;
 use super::mailbox::now_ms;
+use super::parking::{self, Parked};
 use super::recv::{recv_now, Received};
 use super::session;
 use super::shard::Shard;
@@ -57,113 +58,109 @@ pub async fn serve_ws(
 
 /// An open session's life, in one task: read and handle messages, and drain the send queue
 /// with one vectored write at a time, until the socket ends; then leave the rooms, flush
-/// what is queued and shut the socket down.
+/// what is queued and shut the socket down. While the connection is idle the task ends and
+/// the session waits parked (`parking.rs`), started again by [`resume`].
 ///
-/// One task does both (rather than a reader and a writer) because a task is what an idle
-/// connection costs: it waits on the socket's readiness and on the queue at once. It owns
-/// the whole socket: both directions only need `&TcpStream` (readiness waits) and the
-/// descriptor (the non-blocking `recv` and `sendmsg`), so the stream is never split.
+/// One task does both (rather than a reader and a writer) because a task is what a
+/// connection costs while it runs: it waits on the socket's readiness and on the queue at
+/// once. It owns the whole socket: both directions only need `&TcpStream` (readiness waits)
+/// and the descriptor (the non-blocking `recv` and `sendmsg`), so the stream is never split.
 fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
     // Not an `async fn`: its arguments would be kept in the task beside the locals moved
     // out of them. The block captures the session's parts once.
     let Session {
         shard,
         conn,
-        mut stream,
+        stream,
         _admission: admission,
     } = session;
     // What the client sent after the request head goes to tungstenite now; the task keeps
     // only whether there is something to handle.
-    let fed = feed(&shard, &conn, &leftover);
+    let start = if feed(&shard, &conn, &leftover) {
+        Start::Handle
+    } else {
+        Start::Wait
+    };
     drop(leftover);
+    live(shard, conn, stream, admission, start)
+}
+
+/// Starts a parked session again (`parking.rs`): it reads at once when its socket woke it
+/// (`readable`), else it looks at what it was woken for.
+pub fn resume(
+    shard: Rc<Shard>,
+    conn: Rc<Conn>,
+    parked: Parked,
+    readable: bool,
+) -> impl Future<Output = ()> {
+    let Parked {
+        stream, admission, ..
+    } = parked;
+    let start = if readable { Start::Read } else { Start::Wait };
+    live(shard, conn, stream, admission, start)
+}
+
+/// How a session's task starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Handle what tungstenite already holds (sent right after the request head).
+    Handle,
+    /// Read now: the socket reported.
+    Read,
+    /// Wait for the socket or the queue.
+    Wait,
+}
+
+/// How [`drive`] ended.
+enum Ending {
+    /// The session is idle and may park.
+    Park,
+    /// The session is over; `true` when a write failed.
+    Over(bool),
+}
+
+/// The session's task from `start` on: [`drive`] until it parks or ends; then either
+/// park, or close the socket and give back the connection's place.
+///
+/// Not an `async fn` (clippy would have one): an `async fn` keeps its arguments in the task
+/// beside the locals the loop moves them into, ~130 bytes more in every running session.
+#[allow(clippy::manual_async_fn)]
+fn live(
+    shard: Rc<Shard>,
+    conn: Rc<Conn>,
+    mut stream: TcpStream,
+    mut admission: super::admission::Admission,
+    start: Start,
+) -> impl Future<Output = ()> {
     async move {
-        let failed = {
-            // Handling runs beside the writes (a handler may wait on a backend for seconds
-            // while broadcasts keep arriving for this connection), boxed: not idle state.
-            let mut flow = Flow {
-                handling: if fed {
-                    Some(Box::pin(after_bytes(&shard, &conn)))
-                } else {
-                    None
-                },
-                room_wait: None,
-                reading: true,
-                closed: false,
-                failed: false,
-            };
-            let mut read_wait = pin!(stream.readable(false));
-            loop {
-                if !flow.reading && flow.handling.is_none() && !flow.closed {
-                    flow.handling = Some(Box::pin(async {
-                        close(&shard, &conn).await;
-                        false
-                    }));
-                    flow.closed = true;
-                }
-                let flushed = flow.failed || !conn.has_queued();
-                if flow.closed && flow.handling.is_none() && flushed {
-                    break flow.failed;
-                }
-                let event = poll_fn(|cx| flow.poll(cx, &conn, read_wait.as_mut())).await;
-                let batch = match event {
-                    Event::Readable(true) => {
-                        flow.handling = Some(Box::pin(on_readable(&shard, &conn)));
-                        continue;
-                    }
-                    Event::Readable(false) => {
-                        flow.reading = false;
-                        continue;
-                    }
-                    Event::Handled(alive) => {
-                        flow.handling = None;
-                        if !alive {
-                            flow.reading = false;
-                        } else if flow.reading {
-                            read_wait.set(stream.readable(false));
-                        }
-                        continue;
-                    }
-                    Event::Queued => {
-                        // Not written at once: after a poll round trip (writable at once,
-                        // unless the socket is full), with everything queued by then.
-                        // Writing at every wake-up sends a small TCP segment per wake-up,
-                        // and under load that per-packet work (the peer's wake-up above
-                        // all) swamps the core: W3 fell to half its rate past saturation.
-                        flow.room_wait = Some(Box::pin(stream.writable(false)));
-                        continue;
-                    }
-                    Event::Writable(ready) => {
-                        flow.room_wait = None;
-                        let blocked = conn.take_blocked();
-                        if !ready {
-                            // The wait failed: so does the write.
-                            let error = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
-                            let batch = blocked.unwrap_or_else(super::batch::spares::take_batch);
-                            let _ = conn.after_write(Err(error), batch);
-                            flow.failed = true;
-                            continue;
-                        }
-                        match blocked.or_else(|| conn.next_batch()) {
-                            Some(batch) => batch,
-                            None => continue,
+        let mut start = start;
+        let failed = loop {
+            let ending = drive(&shard, &conn, &stream, start).await;
+            match ending {
+                Ending::Over(failed) => break failed,
+                Ending::Park => {
+                    let parked = Parked {
+                        stream,
+                        admission,
+                        at_ms: now_ms(),
+                    };
+                    match parking::park(&conn, parked) {
+                        Ok(()) => return,
+                        Err(back) => {
+                            // Not parked (the epoll set refused the socket): run on.
+                            stream = back.stream;
+                            admission = back.admission;
+                            conn.stay_running();
+                            start = Start::Wait;
                         }
                     }
-                };
-                match conn.write(batch) {
-                    Written::All => {}
-                    Written::Partly(rest) => {
-                        // The socket's buffer is full: wait for room before writing the rest.
-                        conn.set_blocked(rest);
-                        flow.room_wait = Some(Box::pin(stream.writable(false)));
-                    }
-                    Written::Failed => flow.failed = true,
                 }
             }
         };
         if !failed {
             if let Some(goodbye) = conn.tls_goodbye() {
                 // Boxed: its writability wait held in this task's state would grow every
-                // session's task, idle ones included.
+                // session's task.
                 let _ = Box::pin(write_all(&stream, Batch::of(goodbye))).await;
             }
             let _ = stream.shutdown().await;
@@ -172,6 +169,97 @@ fn run(session: Session, leftover: Vec<u8>) -> impl Future<Output = ()> {
         // Named here so that the block holds it: the connection keeps its place under the
         // connection limits until its session is over.
         drop(admission);
+    }
+}
+
+/// Reads, handles and writes until the session is over, or idle and allowed to park.
+async fn drive(shard: &Rc<Shard>, conn: &Rc<Conn>, stream: &TcpStream, start: Start) -> Ending {
+    // Handling runs beside the writes (a handler may wait on a backend for seconds
+    // while broadcasts keep arriving for this connection), boxed: not idle state.
+    let mut flow = Flow {
+        handling: match start {
+            Start::Handle => Some(Box::pin(after_bytes(shard, conn))),
+            Start::Read => Some(Box::pin(on_readable(shard, conn))),
+            Start::Wait => None,
+        },
+        room_wait: None,
+        reading: true,
+        closed: false,
+        failed: false,
+    };
+    let mut read_wait = pin!(stream.readable(false));
+    loop {
+        if !flow.reading && flow.handling.is_none() && !flow.closed {
+            flow.handling = Some(Box::pin(async {
+                close(shard, conn).await;
+                false
+            }));
+            flow.closed = true;
+        }
+        let flushed = flow.failed || !conn.has_queued();
+        if flow.closed && flow.handling.is_none() && flushed {
+            return Ending::Over(flow.failed);
+        }
+        let event = poll_fn(|cx| match flow.poll(cx, conn, read_wait.as_mut()) {
+            // Nothing to do until the socket or the queue says so: park, if allowed.
+            Poll::Pending if flow.idle() && conn.may_park() => Poll::Ready(Event::Idle),
+            other => other,
+        })
+        .await;
+        let batch = match event {
+            Event::Idle => return Ending::Park,
+            Event::Readable(true) => {
+                flow.handling = Some(Box::pin(on_readable(shard, conn)));
+                continue;
+            }
+            Event::Readable(false) => {
+                flow.reading = false;
+                continue;
+            }
+            Event::Handled(alive) => {
+                flow.handling = None;
+                if !alive {
+                    flow.reading = false;
+                } else if flow.reading {
+                    read_wait.set(stream.readable(false));
+                }
+                continue;
+            }
+            Event::Queued => {
+                // Not written at once: after a poll round trip (writable at once,
+                // unless the socket is full), with everything queued by then.
+                // Writing at every wake-up sends a small TCP segment per wake-up,
+                // and under load that per-packet work (the peer's wake-up above
+                // all) swamps the core: W3 fell to half its rate past saturation.
+                flow.room_wait = Some(Box::pin(stream.writable(false)));
+                continue;
+            }
+            Event::Writable(ready) => {
+                flow.room_wait = None;
+                let blocked = conn.take_blocked();
+                if !ready {
+                    // The wait failed: so does the write.
+                    let error = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+                    let batch = blocked.unwrap_or_else(super::batch::spares::take_batch);
+                    let _ = conn.after_write(Err(error), batch);
+                    flow.failed = true;
+                    continue;
+                }
+                match blocked.or_else(|| conn.next_batch()) {
+                    Some(batch) => batch,
+                    None => continue,
+                }
+            }
+        };
+        match conn.write(batch) {
+            Written::All => {}
+            Written::Partly(rest) => {
+                // The socket's buffer is full: wait for room before writing the rest.
+                conn.set_blocked(rest);
+                flow.room_wait = Some(Box::pin(stream.writable(false)));
+            }
+            Written::Failed => flow.failed = true,
+        }
     }
 }
 
@@ -194,6 +282,15 @@ struct Flow<'a> {
 }
 
 impl Flow<'_> {
+    /// Waiting only for the socket to be readable: nothing handled, no write waiting.
+    fn idle(&self) -> bool {
+        self.handling.is_none()
+            && self.room_wait.is_none()
+            && self.reading
+            && !self.closed
+            && !self.failed
+    }
+
     /// What happened first: room for the blocked batch (or else frames queued), handling
     /// finished (or else the socket readable).
     fn poll<R: Future<Output = std::io::Result<()>>>(
@@ -248,6 +345,8 @@ async fn write_all(stream: &TcpStream, mut batch: Batch) -> bool {
 
 /// What woke a session.
 enum Event {
+    /// Nothing: the session waits for its socket only, and may park.
+    Idle,
     /// The socket is readable (`false`: waiting for it failed).
     Readable(bool),
     /// Frames are queued and no write waits for room.
@@ -271,6 +370,7 @@ pub(super) struct Session {
 /// Reads what the socket has (up to [`super::recv::MAX_READ`], without blocking) and handles it.
 /// Returns false when the session is over.
 async fn on_readable(shard: &Rc<Shard>, conn: &Rc<Conn>) -> bool {
+    conn.note_read();
     let mut open = true;
     match recv_now(conn.fd(), |bytes| open = take_bytes(shard, conn, bytes)) {
         // What came before a TLS close or failure is handled still.
@@ -465,6 +565,7 @@ mod tests {
         println!("Session: {} B", std::mem::size_of::<Session>());
         // A bound, so that something made to live in every idle task shows up here.
         assert!(task <= 640, "the session's future grew to {task} B");
-        assert!(conn <= 288, "Conn grew to {conn} B");
+        // 288 B of its own, and the parked session's record (`parking.rs`).
+        assert!(conn <= 296, "Conn grew to {conn} B");
     }
 }
