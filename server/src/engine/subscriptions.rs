@@ -1,6 +1,27 @@
 //! A member's subscriptions: `type` (everything of that type) or `type:id` (one id).
 
 use ahash::AHashSet;
+use rookery_protocol::pact::types;
+use std::borrow::Cow;
+
+/// The kinds the dialects subscribe to: a member's subscription to one of them names it
+/// without a string of its own (most members hold one, `chat`: an allocation each, saved).
+const KNOWN_KINDS: [&str; 6] = [
+    types::CHAT,
+    types::POLL,
+    types::EPHEMERAL_POLL,
+    types::COUNTER,
+    types::BROADCAST,
+    types::PRESENCE,
+];
+
+/// `kind` as a subscription keeps it: borrowed when it is a known kind.
+fn kept_kind(kind: &str) -> Cow<'static, str> {
+    match KNOWN_KINDS.iter().find(|known| **known == kind) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(kind.to_owned()),
+    }
+}
 
 /// What a `subscribe`/`unsubscribe` names. The id is everything after the first `:`, so ids
 /// may themselves contain `:`; a missing id (or the id `all`) means the whole type, as in Pact.
@@ -55,7 +76,7 @@ impl KindSubscription {
 /// not a `Vec`'s 24): kinds are added and dropped rarely, and each change makes it anew.
 #[derive(Default, Debug)]
 pub struct Subscriptions {
-    kinds: Box<[(String, KindSubscription)]>,
+    kinds: Box<[(Cow<'static, str>, KindSubscription)]>,
 }
 
 impl Subscriptions {
@@ -76,7 +97,7 @@ impl Subscriptions {
                 // One at a time: most members hold one or two kinds.
                 let mut kinds = std::mem::take(&mut self.kinds).into_vec();
                 kinds.reserve_exact(1);
-                kinds.push((topic.kind.clone(), KindSubscription::default()));
+                kinds.push((kept_kind(&topic.kind), KindSubscription::default()));
                 self.kinds = kinds.into_boxed_slice();
                 self.kinds.len() - 1
             }
@@ -134,13 +155,13 @@ impl Subscriptions {
         for (kind, entry) in self.kinds.iter() {
             if entry.all {
                 topics.push(Topic {
-                    kind: kind.clone(),
+                    kind: kind.to_string(),
                     id: None,
                 });
             }
             for id in entry.ids.iter().flat_map(|ids| ids.iter()) {
                 topics.push(Topic {
-                    kind: kind.clone(),
+                    kind: kind.to_string(),
                     id: Some(id.clone()),
                 });
             }
@@ -204,5 +225,30 @@ mod tests {
         let mut s = Subscriptions::default();
         s.subscribe(&Topic::parse("chat:room2"));
         assert!(!s.wants("chat", None));
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn known_kinds_are_kept_without_a_string_and_others_with_one() {
+        assert!(matches!(kept_kind("chat"), Cow::Borrowed("chat")));
+        assert!(matches!(kept_kind("presence"), Cow::Borrowed("presence")));
+        assert!(matches!(kept_kind("chatter"), Cow::Owned(ref k) if k == "chatter"));
+        let mut subs = Subscriptions::default();
+        subs.subscribe(&Topic::parse("chat"));
+        subs.subscribe(&Topic::parse("custom:7"));
+        assert!(subs.wants("chat", None));
+        assert!(subs.wants("custom", Some("7")));
+        assert!(!subs.wants("custom", Some("8")));
+        assert_eq!(
+            subs.topics(),
+            vec![Topic::parse("chat"), Topic::parse("custom:7")]
+        );
+        subs.unsubscribe(&Topic::parse("chat"));
+        assert!(!subs.wants("chat", None));
+        assert_eq!(subs.len(), 1);
     }
 }
