@@ -87,6 +87,10 @@ pub struct Engine {
     /// Observers of rooms (the console's live tail, `inspect.rs`): they get every event of
     /// the room without being members. Empty unless a console tails a room.
     observers: AHashMap<String, Vec<(ConnId, CodecId)>>,
+    /// The room name of the command being handled, kept after the command is applied (to
+    /// unload the room if it emptied): a buffer reused from command to command rather than
+    /// a string made for each.
+    name: String,
 }
 
 impl Engine {
@@ -101,6 +105,7 @@ impl Engine {
             sequencer: false,
             epoch_state: seed,
             observers: AHashMap::new(),
+            name: String::new(),
         }
     }
 
@@ -152,10 +157,15 @@ impl Engine {
             }
             return;
         }
-        let Some(name) = command.room().map(str::to_owned) else {
+        let Some(room) = command.room() else {
             self.acks.expire(now_ms, &mut out.outcomes);
             return;
         };
+        // Taken, not borrowed: `self` is changed below (a command handled from within this
+        // one takes an empty buffer).
+        let mut name = std::mem::take(&mut self.name);
+        name.clear();
+        name.push_str(room);
         if let Command::Loaded { room, result } = command {
             return self.loaded(room, result, now_ms, out);
         }
@@ -196,6 +206,7 @@ impl Engine {
         }
         self.apply(command, now_ms, out);
         self.unload_if_empty(&name, out);
+        self.name = name;
     }
 
     /// The sequencer answered a room's request for suffixes: the commands that waited go
