@@ -523,14 +523,11 @@ impl Conn {
         }
     }
 
-    /// Whether the session may give up its task now that it waits (`parking.rs`): an open
-    /// plain-TCP connection that is not hot, with nothing for the session to write (frames
-    /// listed with the flusher are the flusher's).
+    /// Whether the session may give up its task now that it waits (`parking.rs`): a
+    /// connection whose writes are the flusher's (open, plain TCP, nothing blocked) that is
+    /// not hot, with nothing for the session to write (listed frames are the flusher's).
     pub fn may_park(&self) -> bool {
-        self.tls.is_none()
-            && self.state.get() == State::Open
-            && self.fd.get() >= 0
-            && self.blocked.borrow().is_none()
+        self.flusher_writes()
             && self.short_parks.get() < parking::HOT_AFTER
             && (self.listed.get() || self.queue.borrow().is_empty())
     }

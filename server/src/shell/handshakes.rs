@@ -34,8 +34,10 @@ impl Ticket<'_> {
     /// The request has been read (or not): the deadline no longer applies. Returns whether
     /// it had passed.
     pub fn finish(self) -> bool {
-        self.handshakes.end(self.number)
-        // `Drop` ends it again: a no-op, the number is gone.
+        let timed_out = self.handshakes.end(self.number);
+        // Ended: `Drop` would only look the number up again.
+        std::mem::forget(self);
+        timed_out
     }
 }
 

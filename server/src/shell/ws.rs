@@ -6,12 +6,13 @@
 //! [`super::session`] carries out. The same task drains the connection's send queue.
 //!
 //! An idle connection has no task: its session parks (`parking.rs`) and is started again
-//! when its socket or its queue needs it. While it runs, the task is small: opening and closing run as boxed futures (their state —
-//! the request, SLIP's backend call — lives only while they run), handling a message and
-//! the wait for room in a full socket are boxed too, writes finish within the call that
-//! makes them (`batch.rs`), and the socket is read on readiness into the core's read
-//! buffer, so no read buffer is held while waiting. `sizes_of_what_an_idle_connection_holds`
-//! (below) prints the sizes and bounds the task's.
+//! when its socket or its queue needs it. While it runs, the task is small: opening and
+//! closing run as boxed futures (their state — the request, SLIP's backend call — lives
+//! only while they run), handling a message and the wait for room in a full socket are
+//! boxed too, writes finish within the call that makes them (`batch.rs`), and the socket
+//! is read on readiness into the core's read buffer, so no read buffer is held while
+//! waiting. `sizes_of_what_an_idle_connection_holds` (below) prints the sizes and bounds
+//! the task's.
 
 use super::batch::{Batch, Written};
 use super::conn::Conn;
