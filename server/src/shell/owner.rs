@@ -90,8 +90,15 @@ pub async fn run_engine(shard: Rc<Shard>, commands: flume::Receiver<ToOwner>) {
         let store = &shard.node.store;
         // The commit goes first: the loads and reads below, sent after it, see what it
         // changed.
-        let commit =
-            (!out.changes.is_empty()).then(|| store.commit(std::mem::take(&mut out.changes)));
+        // The next turn's changes get the room this turn's took: growing a vector of
+        // changes from empty in every turn was ~5 % of a saturated W3 core (callgrind).
+        let commit = (!out.changes.is_empty()).then(|| {
+            let room_for = out.changes.len();
+            store.commit(std::mem::replace(
+                &mut out.changes,
+                Vec::with_capacity(room_for),
+            ))
+        });
         if let Some(sequencer) = &sequencer {
             // Rooms' shared state, history and events are Redis's.
             sequencer::carry_out(&shard, sequencer, &mut out, &mut details);

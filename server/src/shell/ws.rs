@@ -140,6 +140,7 @@ fn live(
             match ending {
                 Ending::Over(failed) => break failed,
                 Ending::Park => {
+                    conn.drop_ws_at_rest();
                     let parked = Parked {
                         stream,
                         admission,
