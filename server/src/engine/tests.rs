@@ -368,6 +368,65 @@ fn presence_scopes_follow_traits_and_except_the_joiner() {
     assert_eq!(to.groups.len(), 1, "grouped by codec");
 }
 
+/// A topic's audience is kept between events (`Room::members_changed`): every join, leave,
+/// subscribe and unsubscribe between two chats shows in the second, in each codec.
+#[test]
+fn a_kept_topic_audience_follows_every_change_of_members() {
+    let mut e = Engine::new(1);
+    let none = None;
+    let chat_to = |e: &mut Engine| -> Audience {
+        let out = run(e, request(conn(1), Request::Chat(json!("hi"))), &none);
+        let (_, to) = events(&out)[0];
+        to.clone()
+    };
+    let conns = |to: &Audience| -> Vec<ConnId> {
+        let mut all: Vec<ConnId> = to.groups.iter().flat_map(|(_, c)| c.clone()).collect();
+        all.sort();
+        all
+    };
+    run(&mut e, join_cmd(conn(1), "a"), &none);
+    run(&mut e, sub(conn(1), "chat"), &none);
+    run(&mut e, join_cmd(conn(2), "b"), &none);
+    assert_eq!(conns(&chat_to(&mut e)), [conn(1)]);
+    assert_eq!(conns(&chat_to(&mut e)), [conn(1)], "kept, the same");
+    run(&mut e, sub(conn(2), "chat"), &none);
+    assert_eq!(conns(&chat_to(&mut e)), [conn(1), conn(2)], "a subscribe");
+    let other = Command::Join {
+        conn: conn(3),
+        room: ROOM.into(),
+        joiner: joiner("c", OTHER, Traits::default()),
+    };
+    run(&mut e, other, &none);
+    run(&mut e, sub(conn(3), "chat"), &none);
+    let to = chat_to(&mut e);
+    assert_eq!(conns(&to), [conn(1), conn(2), conn(3)], "a join");
+    assert_eq!(to.groups.len(), 2, "grouped by codec");
+    let unsub = request(conn(2), Request::Unsubscribe(Topic::parse("chat")));
+    run(&mut e, unsub, &none);
+    assert_eq!(
+        conns(&chat_to(&mut e)),
+        [conn(1), conn(3)],
+        "an unsubscribe"
+    );
+    let leave = Command::Leave {
+        conn: conn(3),
+        room: ROOM.into(),
+    };
+    run(&mut e, leave, &none);
+    assert_eq!(conns(&chat_to(&mut e)), [conn(1)], "a leave");
+    // Another topic is chosen anew, and chat's is chosen again after it.
+    run(&mut e, sub(conn(2), "news"), &none);
+    let news = Command::Broadcast {
+        room: ROOM.into(),
+        kind: "headline".into(),
+        data: json!(1),
+        to: Some("news".into()),
+    };
+    let out = run(&mut e, news, &none);
+    assert_eq!(conns(events(&out)[0].1), [conn(2)], "another topic's own");
+    assert_eq!(conns(&chat_to(&mut e)), [conn(1)], "chat's again");
+}
+
 #[test]
 fn the_room_limit_counts_rooms_being_loaded() {
     let limits = Limits {

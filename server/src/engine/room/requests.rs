@@ -100,12 +100,14 @@ impl Room {
                 }
                 let member = self.members.get_mut(&conn).expect("checked by apply");
                 member.subscriptions.subscribe(&topic);
+                self.members_changed();
                 self.send_snapshot(conn, &topic, out);
                 Ok(false)
             }
             Request::Unsubscribe(topic) => {
                 let member = self.members.get_mut(&conn).expect("checked by apply");
                 member.subscriptions.unsubscribe(&topic);
+                self.members_changed();
                 Ok(false)
             }
             Request::Chat(message) => {
