@@ -3,6 +3,7 @@
 //! WebSocket frames.
 
 mod client_frame;
+mod plain_chat;
 mod protocol;
 mod session;
 
@@ -76,8 +77,17 @@ impl DecodeError {
     }
 }
 
-/// Decodes one text frame. `text` is scratch space: simd-json parses in place.
+/// Decodes one text frame. `text` is scratch space: simd-json parses in place. A plain chat
+/// is read without the parser ([`plain_chat`]), the same as the parser reads it.
 pub fn decode(text: &mut [u8]) -> Result<Inbound, DecodeError> {
+    match plain_chat::decode(text) {
+        Some(chat) => Ok(chat),
+        None => decode_json(text),
+    }
+}
+
+/// [`decode`] with the JSON parser, whatever the frame.
+fn decode_json(text: &mut [u8]) -> Result<Inbound, DecodeError> {
     // simd-json reads numbers as f64, which would round a counter's value
     // (12345678901234567.89 → 12345678901234568): a frame that may be a counter keeps its
     // text, so the value can be read exactly from it.

@@ -101,16 +101,8 @@ impl Payload {
 /// `text` as a JSON string, as `serde_json` writes it (it escapes `"`, `\` and the control
 /// characters below U+0020, nothing else).
 pub fn write_json_str(text: &str, out: &mut Vec<u8>) {
-    /// Whether `serde_json` escapes this byte.
-    fn escaped(b: u8) -> bool {
-        b < 0x20 || b == b'"' || b == b'\\'
-    }
     let bytes = text.as_bytes();
-    // Whole chunks are checked without an early exit, so the check runs on vectors.
-    let mut chunks = bytes.chunks_exact(32);
-    let plain = chunks.all(|chunk| !chunk.iter().fold(false, |any, &b| any | escaped(b)))
-        && !chunks.remainder().iter().any(|&b| escaped(b));
-    if plain {
+    if is_plain_json_text(bytes) {
         out.reserve(bytes.len() + 2);
         out.push(b'"');
         out.extend_from_slice(bytes);
@@ -118,6 +110,20 @@ pub fn write_json_str(text: &str, out: &mut Vec<u8>) {
     } else {
         serde_json::to_writer(out, text).expect("a string serializes");
     }
+}
+
+/// Whether `bytes` need no escape inside a JSON string: no `"`, no `\\`, no control
+/// character below U+0020. Those are exactly what `serde_json` escapes when it writes a
+/// string, and exactly what may not stand unescaped between a JSON string's quotes when it
+/// is read (RFC 8259 §7), so the same check serves both ways.
+pub fn is_plain_json_text(bytes: &[u8]) -> bool {
+    fn escaped(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+    // Whole chunks are checked without an early exit, so the check runs on vectors.
+    let mut chunks = bytes.chunks_exact(32);
+    chunks.all(|chunk| !chunk.iter().fold(false, |any, &b| any | escaped(b)))
+        && !chunks.remainder().iter().any(|&b| escaped(b))
 }
 
 impl From<Value> for Payload {
