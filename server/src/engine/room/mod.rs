@@ -21,7 +21,6 @@ use ahash::AHashMap;
 use rookery_protocol::pact::{types, Member, Pos, PresenceSnapshot};
 use rust_decimal::Decimal;
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -68,7 +67,7 @@ pub struct Room {
     /// or unsubscribes ([`Self::members_changed`]): choosing it asked every member's
     /// subscriptions for every event, ~130 instructions a member (~8 % of a saturated W3
     /// core under callgrind, rooms of 11); a copy of the kept one is a few.
-    topic_audience: RefCell<Option<(Cow<'static, str>, Audience)>>,
+    topic_audience: Option<(Cow<'static, str>, Audience)>,
 }
 
 /// The most connections an event's audience reserves room for before it is filled.
@@ -595,11 +594,11 @@ impl Room {
 
     /// Who is a member, or what a member subscribes to, changed: a kept audience is stale.
     pub(super) fn members_changed(&mut self) {
-        *self.topic_audience.get_mut() = None;
+        self.topic_audience = None;
     }
 
     /// The members `scope` covers, grouped by codec.
-    fn audience(&self, scope: &Scope) -> Audience {
+    fn audience(&mut self, scope: &Scope) -> Audience {
         let mut audience = Audience::default();
         // At most every member; capped, so that a few subscribers in a huge room do not
         // reserve room for all of it.
@@ -609,7 +608,7 @@ impl Room {
             // The common scopes skip the per-member match.
             Scope::Room => self.members.iter().for_each(|(c, m)| add(c, m)),
             Scope::Topic { kind, id: None } => {
-                if let Some((kept_kind, kept)) = &*self.topic_audience.borrow() {
+                if let Some((kept_kind, kept)) = &self.topic_audience {
                     if kept_kind == kind {
                         return kept.clone();
                     }
@@ -618,7 +617,7 @@ impl Room {
                     .iter()
                     .filter(|(_, m)| m.subscriptions.wants(kind, None))
                     .for_each(|(c, m)| add(c, m));
-                *self.topic_audience.borrow_mut() = Some((kind.clone(), audience.clone()));
+                self.topic_audience = Some((kind.clone(), audience.clone()));
             }
             Scope::Topic { kind, id } => self
                 .members
