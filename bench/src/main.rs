@@ -12,6 +12,13 @@ enum Subscriber {
     Raw(reader::RawConn),
     Tungstenite(Box<load::Ws>),
 }
+
+/// A publisher: a plain socket written the raw reader's way (`--reader raw`, plain TCP), or
+/// tokio-tungstenite's (TLS, `--reader tungstenite`).
+enum Publisher {
+    Raw(reader::RawConn),
+    Tungstenite(Box<load::Ws>),
+}
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -293,8 +300,17 @@ async fn worker(args: WorkerArgs) {
     for i in 0..args.publishers {
         let room = (i * 7919) % args.rooms;
         let url_room = format!("{}-{room}", args.prefix);
-        if let Some(ws) = load::connect(system, &args.addr, &url_room).await {
-            publishers.push((room, ws));
+        let publisher = if raw {
+            reader::connect(system, &args.addr, &url_room)
+                .await
+                .map(Publisher::Raw)
+        } else {
+            load::connect_publisher(system, &args.addr, &url_room)
+                .await
+                .map(|ws| Publisher::Tungstenite(Box::new(ws)))
+        };
+        if let Some(publisher) = publisher {
+            publishers.push((room, publisher));
         }
     }
 
@@ -320,15 +336,18 @@ async fn worker(args: WorkerArgs) {
         let task = reader::read_all(raw_readers, tally.clone(), done.clone());
         tasks.push(tokio::task::spawn_local(task));
     }
-    for (room, ws) in publishers {
-        let task = load::publish(
-            ws,
-            args.rates.clone(),
-            args.size,
-            members[room] as f64,
-            tally.clone(),
-        );
-        tokio::task::spawn_local(task);
+    for (room, publisher) in publishers {
+        let (rates, members) = (args.rates.clone(), members[room] as f64);
+        match publisher {
+            Publisher::Raw(conn) => {
+                let task = reader::publish(conn, rates, args.size, members, tally.clone());
+                tokio::task::spawn_local(task);
+            }
+            Publisher::Tungstenite(ws) => {
+                let task = load::publish(*ws, rates, args.size, members, tally.clone());
+                tokio::task::spawn_local(task);
+            }
+        }
     }
     let wait_for =
         |us: u64| tokio::time::sleep(Duration::from_micros(us.saturating_sub(load::now_us())));

@@ -153,6 +153,103 @@ impl RawConn {
     }
 }
 
+impl RawConn {
+    /// Reads and drops what the server sent (a publisher's echoes), following the frames;
+    /// the pongs owed for its pings go to `out`. False once the socket has ended.
+    fn drain(&mut self, buffer: &mut [u8], out: &mut Vec<u8>) -> bool {
+        loop {
+            match self.stream.read(buffer) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.take(&buffer[..n], &mut |seen| {
+                        if let Seen::Ping(payload) = seen {
+                            out.extend_from_slice(&client_frame(0xA, &payload));
+                        }
+                    });
+                    if n < buffer.len() {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes now; false once the socket has failed.
+    fn write_some(&mut self, out: &mut Vec<u8>) -> bool {
+        while !out.is_empty() {
+            match self.stream.write(out) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// A publisher on a plain socket, the raw reader's way: each message its own masked frame
+/// and its own `send` (as tokio-tungstenite's `send` did, Nagle's algorithm on as there),
+/// its echoes read and dropped every tick. The tokio-tungstenite publisher (still used over
+/// TLS) cost the generator its framing, a task wake-up per echo and a 128 KiB `memset` per
+/// read: in W3 the generator's core was full before the raw ceiling's was
+/// (bench/README.md, "the load generator's own ceiling").
+pub async fn publish(
+    mut conn: RawConn,
+    rates: Vec<f64>,
+    size: usize,
+    members: f64,
+    tally: Rc<Tally>,
+) {
+    let _ = conn.stream.set_nodelay(false);
+    let mut buffer = vec![0u8; 64 * 1024];
+    // Bytes the socket had no room for (a frame's tail, or pongs), written first.
+    let mut unsent = Vec::new();
+    for (step, &rate) in rates.iter().enumerate() {
+        let step_start = tally.start_us + step as u64 * tally.step_us;
+        let mut sent = 0u64;
+        loop {
+            let now = crate::load::now_us();
+            if tally.stop.get() || now >= step_start + tally.step_us {
+                break;
+            }
+            if !conn.drain(&mut buffer, &mut unsent) {
+                return;
+            }
+            let due = (now.saturating_sub(step_start) as f64 / 1e6 * rate) as u64;
+            while sent < due {
+                if !conn.write_some(&mut unsent) {
+                    return;
+                }
+                if !unsent.is_empty() {
+                    // The server is behind: try again next tick.
+                    break;
+                }
+                let text = crate::load::publish_text(size);
+                unsent = client_frame(0x1, text.as_bytes());
+                if !conn.write_some(&mut unsent) {
+                    return;
+                }
+                sent += 1;
+                let cell = &tally.sent[step];
+                cell.set(cell.get() + 1);
+                let cell = &tally.expected[step];
+                cell.set(cell.get() + members);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if tally.stop.get() {
+            return;
+        }
+    }
+}
+
 /// Opens a subscriber: the upgrade, then (Pact) `subscribe chat` and its `ok`. What arrived
 /// after the `ok` stays in the connection's partial buffer, to be followed first.
 pub async fn connect(system: System, addr: &str, room: &str) -> Option<RawConn> {
@@ -420,6 +517,44 @@ mod tests {
             })
         });
         assert_eq!(seen, ["ping hi", "close", "other"]);
+    }
+
+    /// A publisher drops what the server sends, split anywhere, owes a pong for each ping
+    /// (queued behind any unsent bytes, never inside a frame), and writes what it queued
+    /// whole and in order.
+    #[test]
+    fn a_publisher_drains_echoes_answers_pings_and_writes_in_order() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let mut c = RawConn {
+            stream,
+            partial: Vec::new(),
+            open: true,
+        };
+        let mut sent = server_frame(b"\"T1:echo");
+        sent.extend([0x89, 2, b'h', b'i']);
+        server.write_all(&sent[..5]).unwrap();
+        let (mut buffer, mut out) = (vec![0u8; 16], b"tail".to_vec());
+        // Wait until the first bytes are there (loopback, but another thread's write).
+        while c.stream.peek(&mut [0u8; 1]).is_err() {}
+        assert!(c.drain(&mut buffer, &mut out));
+        server.write_all(&sent[5..]).unwrap();
+        while out.len() == 4 {
+            assert!(c.drain(&mut buffer, &mut out), "open");
+        }
+        let mut expected = b"tail".to_vec();
+        expected.extend(client_frame(0xA, b"hi"));
+        assert_eq!(out, expected, "the pong after what was unsent");
+        assert!(c.write_some(&mut out));
+        assert!(out.is_empty());
+        let mut got = vec![0u8; expected.len()];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(got, expected);
+        drop(server);
+        while c.drain(&mut buffer, &mut out) {}
+        assert!(out.is_empty(), "the end is not a ping");
     }
 
     #[test]

@@ -649,6 +649,7 @@ impl Conn {
             }
             Ok(n) => {
                 self.shared.metrics.bytes_out.add(n as u64);
+                self.shared.metrics.socket_writes.inc();
                 batch.advance(n);
                 if batch.0.frames.is_empty() {
                     spares::give_batch(batch);

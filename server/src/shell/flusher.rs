@@ -100,6 +100,7 @@ pub async fn run_flusher(shard: Rc<Shard>, pair: (UnixStream, UnixStream)) {
         // (A pair of our own cannot fail; if it did, writing at once is still right.)
         let _ = pair.0.writable(false).await;
         ROUND.set(ROUND.get().wrapping_add(1));
+        shard.metrics.flusher_rounds.inc();
         for id in turn.drain(..) {
             let conn = shard.conns.borrow().get(&id).cloned();
             if let Some(conn) = conn {

@@ -71,6 +71,11 @@ pub struct Metrics {
     pub rate_limited: Counter,
     pub backend_failures: Counter,
     pub backend_timeouts: Counter,
+    /// Vectored writes to connections' sockets (with `frames_out`: frames per write).
+    pub socket_writes: Counter,
+    /// Rounds of the cores' flushers (`flusher.rs`): with the writes, how much each round
+    /// gathers.
+    pub flusher_rounds: Counter,
     closes: [Counter; COUNTED_CLOSE_CODES.len()],
     error_frames: [Counter; Dialect::COUNT],
 }
@@ -177,6 +182,18 @@ pub fn render(cores: &[std::sync::Arc<Metrics>], runtime: Runtime, store: StoreH
         "counter",
         "Bytes written to connections.",
         sum(&|m| m.bytes_out.get()),
+    );
+    metric(
+        "rookery_socket_writes_total",
+        "counter",
+        "Vectored writes to connections' sockets (frames out ÷ writes: frames per write).",
+        sum(&|m| m.socket_writes.get()),
+    );
+    metric(
+        "rookery_flusher_rounds_total",
+        "counter",
+        "Rounds in which the cores' flushers wrote the connections listed with them.",
+        sum(&|m| m.flusher_rounds.get()),
     );
     metric(
         "rookery_fanout_deliveries_total",
@@ -318,5 +335,32 @@ mod tests {
         assert!(text.contains("\nrookery_send_queue_bytes 10\n"));
         assert!(text.contains("\nrookery_store_failures_total 3\n"));
         assert!(text.contains("\nrookery_store_healthy 0\n"));
+    }
+
+    /// Every metric rendered is in the metrics table of docs/HTTP.md.
+    #[test]
+    fn every_metric_is_documented() {
+        let docs = include_str!("../../../docs/HTTP.md");
+        let runtime = Runtime {
+            driver: "io_uring",
+            uring_available: true,
+        };
+        let text = render(
+            &[Arc::new(Metrics::default())],
+            runtime,
+            StoreHealth::default(),
+        );
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(names.len() > 20);
+        for name in names {
+            assert!(
+                docs.contains(&format!("`{name}")),
+                "{name} is not in docs/HTTP.md"
+            );
+        }
     }
 }
