@@ -193,6 +193,19 @@ impl Tally {
         (step < self.delivered.len()).then_some(step)
     }
 
+    /// Counts a message published in `step`, for `members` reading subscribers.
+    pub fn published(&self, step: usize, members: f64) {
+        let cell = &self.sent[step];
+        cell.set(cell.get() + 1);
+        let cell = &self.expected[step];
+        cell.set(cell.get() + members);
+    }
+
+    /// Messages due by `now` in the step that began at `step_start`, at `rate` a second.
+    pub fn due(now: u64, step_start: u64, rate: f64) -> u64 {
+        (now.saturating_sub(step_start) as f64 / 1e6 * rate) as u64
+    }
+
     /// Counts a delivery sent at `sent_us`, received now.
     fn record(&self, sent_us: u64) {
         self.record_at(sent_us, now_us());
@@ -259,16 +272,12 @@ pub async fn publish(mut ws: Ws, rates: Vec<f64>, size: usize, members: f64, tal
                 if tally.stop.get() || now >= step_start + step_us {
                     break;
                 }
-                let due = (now.saturating_sub(step_start) as f64 / 1e6 * rate) as u64;
-                while sent < due {
+                while sent < Tally::due(now, step_start, rate) {
                     if sink.send(Message::text(publish_text(size))).await.is_err() {
                         return;
                     }
                     sent += 1;
-                    let cell = &tally.sent[step];
-                    cell.set(cell.get() + 1);
-                    let cell = &tally.expected[step];
-                    cell.set(cell.get() + members);
+                    tally.published(step, members);
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

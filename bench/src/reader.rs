@@ -222,8 +222,7 @@ pub async fn publish(
             if !conn.drain(&mut buffer, &mut unsent) {
                 return;
             }
-            let due = (now.saturating_sub(step_start) as f64 / 1e6 * rate) as u64;
-            while sent < due {
+            while sent < Tally::due(now, step_start, rate) {
                 if !conn.write_some(&mut unsent) {
                     return;
                 }
@@ -237,10 +236,7 @@ pub async fn publish(
                     return;
                 }
                 sent += 1;
-                let cell = &tally.sent[step];
-                cell.set(cell.get() + 1);
-                let cell = &tally.expected[step];
-                cell.set(cell.get() + members);
+                tally.published(step, members);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
